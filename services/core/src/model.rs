@@ -1,0 +1,220 @@
+//! The records Styxy keeps: allocations, instances, auto-allocated types.
+//! `State` is the whole persisted truth; `Change` is one atomic edit of it,
+//! the unit the write-ahead log records.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Schema version of `state.json`. Bump on incompatible changes; the store
+/// refuses (and keeps aside) a file from a future version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Who holds an allocation: a Unix user, and for process leases the process
+/// (pid plus its start time in clock ticks since boot, so pid reuse is caught).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+/// How long an allocation lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseKind {
+    /// Freed when the owner process exits.
+    #[default]
+    Process,
+    /// Freed when its instance (session) expires or ends.
+    Session,
+    /// Kept until released.
+    Manual,
+}
+
+/// Which client created an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    #[default]
+    Api,
+    Cli,
+    Run,
+    Preload,
+    Hook,
+    Dbus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub lock_id: String,
+    pub port: u16,
+    /// The port the client asked for when it got another one (preload moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_port: Option<u16>,
+    pub service_type: String,
+    pub service_name: String,
+    pub instance_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<String>,
+    pub owner: Owner,
+    pub lease: LeaseKind,
+    #[serde(default)]
+    pub source: Source,
+    pub allocated_at: Millis,
+    /// Consecutive failed health checks (reset on success).
+    #[serde(default)]
+    pub health_failures: u32,
+}
+
+/// A registered client session (an agent session, a preloaded process).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub instance_id: String,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_root: Option<String>,
+    pub registered_at: Millis,
+    pub last_heartbeat: Millis,
+    /// Seconds without a heartbeat after which the instance expires.
+    pub ttl_secs: u64,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl Instance {
+    pub fn expired(&self, now: Millis) -> bool {
+        now.saturating_sub(self.last_heartbeat) > self.ttl_secs.saturating_mul(1000)
+    }
+}
+
+/// A service type carved at run time for an unknown type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoType {
+    pub service_type: String,
+    /// Inclusive range.
+    pub range: [u16; 2],
+    pub chunk_size: u16,
+    pub placement: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub created_at: Millis,
+    pub created_by_uid: u32,
+}
+
+/// One line of the audit trail kept in the state (bounded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Millis,
+    pub action: String,
+    pub service_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[u16; 2]>,
+    pub uid: u32,
+}
+
+/// How many audit entries the state keeps.
+pub const AUDIT_KEEP: usize = 200;
+
+/// The whole persisted state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub schema: u32,
+    pub generation: u64,
+    pub boot_id: String,
+    /// Live allocations by port: one port, at most one holder.
+    #[serde(default)]
+    pub allocations: BTreeMap<u16, Allocation>,
+    #[serde(default)]
+    pub instances: BTreeMap<String, Instance>,
+    #[serde(default)]
+    pub auto_types: BTreeMap<String, AutoType>,
+    #[serde(default)]
+    pub audit: Vec<AuditEntry>,
+}
+
+impl State {
+    pub fn new(boot_id: String) -> State {
+        State {
+            schema: SCHEMA_VERSION,
+            generation: 0,
+            boot_id,
+            allocations: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            auto_types: BTreeMap::new(),
+            audit: Vec::new(),
+        }
+    }
+
+    pub fn by_lock_id(&self, lock_id: &str) -> Option<&Allocation> {
+        self.allocations.values().find(|a| a.lock_id == lock_id)
+    }
+
+    /// Applies one change. Changes are idempotent so replaying a log twice
+    /// (a crash between snapshot and log truncation) gives the same state.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::PutAllocation(a) => {
+                self.allocations.insert(a.port, a.clone());
+            }
+            Change::RemoveAllocation { port, lock_id } => {
+                if self.allocations.get(port).is_some_and(|a| &a.lock_id == lock_id) {
+                    self.allocations.remove(port);
+                }
+            }
+            Change::PutInstance(i) => {
+                self.instances.insert(i.instance_id.clone(), i.clone());
+            }
+            Change::RemoveInstance(id) => {
+                self.instances.remove(id);
+            }
+            Change::PutAutoType(t) => {
+                self.auto_types.insert(t.service_type.clone(), t.clone());
+            }
+            Change::RemoveAutoType(name) => {
+                self.auto_types.remove(name);
+            }
+            Change::Audit(e) => {
+                self.audit.push(e.clone());
+                if self.audit.len() > AUDIT_KEEP {
+                    let excess = self.audit.len() - AUDIT_KEEP;
+                    self.audit.drain(..excess);
+                }
+            }
+            Change::SetBootId(b) => self.boot_id = b.clone(),
+            Change::SetHealthFailures { port, lock_id, failures } => {
+                if let Some(a) = self.allocations.get_mut(port).filter(|a| &a.lock_id == lock_id) {
+                    a.health_failures = *failures;
+                }
+            }
+        }
+    }
+}
+
+/// One atomic edit of the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    PutAllocation(Allocation),
+    RemoveAllocation { port: u16, lock_id: String },
+    PutInstance(Instance),
+    RemoveInstance(String),
+    PutAutoType(AutoType),
+    RemoveAutoType(String),
+    Audit(AuditEntry),
+    SetBootId(String),
+    SetHealthFailures { port: u16, lock_id: String, failures: u32 },
+}

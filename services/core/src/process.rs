@@ -1,0 +1,104 @@
+//! Process identity from /proc: a pid alone is not an identity (pids are
+//! reused), pid + start time is.
+
+use std::fs;
+use std::path::PathBuf;
+
+/// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain
+/// spaces and parentheses, so fields are counted after the last ')'.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ')' come field 3 (state) onwards; start time is field 22.
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// True when `pid` runs and is the same process that had `start_time`.
+pub fn is_alive(pid: u32, start: Option<u64>) -> bool {
+    match (start_time(pid), start) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Real uid of `pid` (the owner of /proc/PID).
+pub fn uid_of(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+}
+
+/// Parent pid of `pid` (field 4 of /proc/PID/stat).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Short command name (/proc/PID/comm).
+pub fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Command line split on NULs (empty for kernel threads or when unreadable).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Working directory (needs the same uid or CAP_SYS_PTRACE).
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// Executable path (needs the same uid or CAP_SYS_PTRACE).
+pub fn exe(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// This boot's id; allocations bound to processes of another boot are void.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Clock ticks per second, for turning start times into wall time.
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
+        assert_eq!(parse_start_time(line), Some(987654));
+    }
+
+    #[test]
+    fn own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let st = start_time(me).expect("own start time");
+        assert!(is_alive(me, Some(st)));
+        assert!(!is_alive(me, Some(st + 1)));
+        assert_eq!(uid_of(me), Some(crate::paths::uid()));
+    }
+}
