@@ -4,5 +4,6 @@
 pub mod api;
 pub mod model;
 pub mod paths;
+pub mod portmap;
 pub mod probe;
 pub mod process;
