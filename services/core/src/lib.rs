@@ -2,6 +2,8 @@
 //! unit test without a socket.
 
 pub mod api;
+pub mod autoalloc;
+pub mod config;
 pub mod model;
 pub mod paths;
 pub mod portmap;
