@@ -370,7 +370,10 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     let snapshot_path = snapshot::path(dir);
     let snapshot =
         snapshot::read(&snapshot_path).unwrap_or_else(|e| Snapshot::Corrupt(e.to_string()));
-    let backups = snapshot::backups(dir)?;
+    let backups = snapshot::backups(dir).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot list state backups");
+        Vec::new()
+    });
     let mut report = OpenReport {
         dropped_torn_tail: scan.torn_tail,
         ..OpenReport::default()

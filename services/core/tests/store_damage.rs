@@ -271,3 +271,28 @@ fn a_missing_snapshot_beside_backups_is_restored() {
     assert!(report.moved_aside.is_empty());
     assert_eq!(ports(store.state()), vec![1, 2, 5]);
 }
+
+#[test]
+fn open_succeeds_whatever_a_writable_directory_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(snapshot(tmp.path())).unwrap();
+    fs::write(
+        tmp.path().join("backups"),
+        b"a file where a directory belongs",
+    )
+    .unwrap();
+    fs::write(wal(tmp.path()), b"\0\0\0\n\xff\xfe\n").unwrap();
+
+    let (mut store, report) = Store::open(tmp.path()).unwrap();
+    assert!(report.started_empty);
+    assert!(aside_of(&report, "state.json").is_dir());
+    assert_eq!(
+        fs::read(aside_of(&report, "state.wal")).unwrap(),
+        b"\0\0\0\n\xff\xfe\n"
+    );
+
+    store.commit(&[put(1)]).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    assert_eq!(ports(&store::read_state(tmp.path()).unwrap()), vec![1]);
+}

@@ -160,7 +160,10 @@ pub(super) fn replace(
 
     let target = path(dir);
     if let Some(generation) = current_generation {
-        back_up(dir, &target, generation)?;
+        // A backup that cannot be kept must not stop the snapshot itself.
+        if let Err(e) = back_up(dir, &target, generation) {
+            tracing::error!(error = %e, "cannot keep a backup of the state snapshot");
+        }
     }
     fs::rename(&tmp, &target).map_err(io_error("rename snapshot", &tmp))?;
     files::sync_dir(dir)
