@@ -9,3 +9,4 @@ pub mod paths;
 pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod store;
