@@ -4,6 +4,7 @@
 pub mod api;
 pub mod autoalloc;
 pub mod config;
+pub mod engine;
 pub mod model;
 pub mod paths;
 pub mod portmap;
