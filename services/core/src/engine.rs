@@ -597,10 +597,10 @@ impl Engine {
         let id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
             .ok_or_else(|| invalid("instance_id is required"))?
             .to_string();
-        if let Some(existing) = self.state().instances.get(&id) {
-            if !caller.may_see(existing.uid) {
-                return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
-            }
+        if let Some(existing) = self.state().instances.get(&id)
+            && !caller.may_see(existing.uid)
+        {
+            return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
         }
         let working_directory = req.working_directory.as_deref().map(validate_path).transpose()?;
         let project_root = req.project_root.as_deref().map(validate_path).transpose()?;
