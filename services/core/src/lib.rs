@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod model;
+pub mod observe;
 pub mod paths;
 pub mod probe;
 pub mod process;
