@@ -2,8 +2,11 @@
 //! unit test without a socket.
 
 pub mod api;
+pub mod autoalloc;
+pub mod config;
 pub mod model;
 pub mod observe;
 pub mod paths;
+pub mod portmap;
 pub mod probe;
 pub mod process;
