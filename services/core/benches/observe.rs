@@ -24,7 +24,7 @@ fn main() {
     let sockets = diag.tcp_listeners().expect("dump").len();
     println!("listening sockets on the machine: {sockets} ({} opened by the bench)", held.len());
 
-    report("sockdiag dump", RUNS, || {
+    report("sockdiag dump", "dump", RUNS, || {
         diag.tcp_listeners().expect("dump");
     });
 
@@ -32,21 +32,21 @@ fn main() {
     let listed = observer.listeners().expect("listeners");
     let owned = listed.iter().filter(|l| l.pid.is_some()).count();
     println!("listed {} listeners, {owned} with a process", listed.len());
-    report("Observer::listeners (warm)", RUNS, || {
+    report("Observer::listeners (warm)", "listing_warm", RUNS, || {
         observer.listeners().expect("listeners");
     });
-    report("Observer::listeners (cold)", COLD_RUNS, || {
+    report("Observer::listeners (cold)", "listing_cold", COLD_RUNS, || {
         Observer::new().expect("observer").listeners().expect("listeners");
     });
     let port = listed.last().map_or(0, |l| l.port);
-    report("Observer::listeners_on (warm)", RUNS, || {
+    report("Observer::listeners_on (warm)", "port_lookup", RUNS, || {
         observer.listeners_on(port).expect("listeners_on");
     });
 }
 
 /// Runs `f` `runs` times and prints p50/p99 in microseconds, human-readable
 /// and as `key=value` for scripts.
-fn report(name: &str, runs: usize, mut f: impl FnMut()) {
+fn report(name: &str, key: &str, runs: usize, mut f: impl FnMut()) {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
@@ -57,7 +57,6 @@ fn report(name: &str, runs: usize, mut f: impl FnMut()) {
     times.sort();
     let p50 = times[runs / 2].as_secs_f64() * 1e6;
     let p99 = times[(runs * 99 / 100).min(runs - 1)].as_secs_f64() * 1e6;
-    let key = name.split_whitespace().collect::<Vec<_>>().join("_").replace(['(', ')', ':'], "");
     println!("{name:<32} p50 {p50:>9.1} µs   p99 {p99:>9.1} µs   ({runs} runs)   {key}_p50_us={p50:.1}");
 }
 

@@ -11,7 +11,6 @@
 //! but no process. A process is described when first seen; a later exec that
 //! keeps the same pid is not noticed.
 
-mod accounts;
 pub mod owners;
 pub mod project;
 pub mod sockdiag;
@@ -22,7 +21,6 @@ use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use accounts::Accounts;
 use owners::{Lookup, OwnerCache, SocketOwner};
 use sockdiag::{RawListener, SockDiag};
 
@@ -83,14 +81,13 @@ struct ProcessDetails {
 }
 
 /// Lists TCP listeners and says who holds them. Keeps its netlink socket and
-/// caches (socket owners, process details, user names) across calls; the
+/// caches (socket owners, process details) across calls; the
 /// caches are checked against the kernel on every call, never trusted blindly.
 #[derive(Debug)]
 pub struct Observer {
     diag: SockDiag,
     owners: OwnerCache,
     processes: IntMap<u32, ProcessDetails>,
-    accounts: Accounts,
 }
 
 impl Observer {
@@ -99,7 +96,6 @@ impl Observer {
             diag: SockDiag::open()?,
             owners: OwnerCache::new(),
             processes: IntMap::default(),
-            accounts: Accounts::default(),
         })
     }
 
@@ -145,20 +141,18 @@ impl Observer {
         raw.sort_unstable_by_key(|listener| (listener.port, listener.address));
         let inodes: Vec<u64> = raw.iter().map(|listener| listener.inode).collect();
         let owners = self.owners.resolve(&inodes, lookup)?;
-        self.accounts.refresh();
         let mut addresses = AddressText::default();
         Ok(raw
             .into_iter()
             .zip(owners)
             .map(|(socket, owner)| {
-                let user = self.accounts.get(socket.uid).map(|account| account.name.clone());
                 let mut listener = Listener {
                     port: socket.port,
                     protocol: socket.protocol().to_string(),
                     address: addresses.text(socket.address),
                     uid: socket.uid,
                     inode: socket.inode,
-                    user,
+                    user: process::user_name(socket.uid),
                     pid: None,
                     process: None,
                     command: None,
@@ -183,17 +177,15 @@ impl Observer {
     fn details(&mut self, owner: &SocketOwner) -> &ProcessDetails {
         let known = self.processes.get(&owner.pid).is_some_and(|d| d.start_time == owner.start_time);
         if !known {
-            let details = self.read_details(owner);
+            let details = Self::read_details(owner);
             self.processes.insert(owner.pid, details);
         }
         &self.processes[&owner.pid]
     }
 
-    fn read_details(&mut self, owner: &SocketOwner) -> ProcessDetails {
+    fn read_details(owner: &SocketOwner) -> ProcessDetails {
         let argv = process::cmdline(owner.pid);
-        let home = process::uid_of(owner.pid)
-            .and_then(|uid| self.accounts.get(uid))
-            .map(|account| account.home.clone());
+        let home = project::home_of(owner.pid);
         // A cwd that was removed reads "/path (deleted)": no project then.
         let project = process::cwd(owner.pid)
             .filter(|cwd| !cwd.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))

@@ -6,11 +6,14 @@
 //! - without one, the top-most directory holding a build manifest
 //!   ([`PROJECT_MARKERS`]) is the project, so a package inside a monorepo
 //!   counts as the monorepo;
-//! - the walk stops below `/` and below the owner's home directory: a stray
-//!   `~/package.json` or a dotfiles repository in `~` would otherwise make the
-//!   whole home one project;
+//! - the walk stops below `/` and below the process's home directory (`HOME`
+//!   in its environment): a stray `~/package.json` or a dotfiles repository
+//!   in `~` would otherwise make the whole home one project;
 //! - no marker at all: no project.
 
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Build manifests that mark a project root when there is no repository.
@@ -30,7 +33,7 @@ pub const PROJECT_MARKERS: &[&str] = &[
 ];
 
 /// The project root for a process working in `cwd` (absolute), given its
-/// owner's `home` directory. See the module documentation for the rule.
+/// `home` directory. See the module documentation for the rule.
 pub fn project_root(cwd: &Path, home: Option<&Path>) -> Option<PathBuf> {
     let mut top_most_manifest = None;
     for dir in cwd.ancestors() {
@@ -47,10 +50,27 @@ pub fn project_root(cwd: &Path, home: Option<&Path>) -> Option<PathBuf> {
     top_most_manifest.map(Path::to_path_buf)
 }
 
+/// `HOME` from the environment `pid` started with (readable under the same
+/// rules as its working directory).
+pub fn home_of(pid: u32) -> Option<PathBuf> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|byte| *byte == 0)
+        .find_map(|entry| entry.strip_prefix(b"HOME="))
+        .filter(|home| home.starts_with(b"/") && home.len() > 1)
+        .map(|home| PathBuf::from(OsStr::from_bytes(home)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn home_comes_from_the_process_environment() {
+        let expected = std::env::var_os("HOME").filter(|h| h.len() > 1).map(PathBuf::from);
+        assert_eq!(home_of(std::process::id()), expected);
+    }
 
     #[test]
     fn a_repository_beats_manifests_inside_it() {
