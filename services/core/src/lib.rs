@@ -6,3 +6,4 @@ pub mod model;
 pub mod paths;
 pub mod probe;
 pub mod process;
+pub mod tools;
