@@ -10,3 +10,4 @@ pub mod paths;
 pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod tools;
