@@ -4,7 +4,8 @@
 //! address, port, socket uid, inode. Only the sockets asked about are then
 //! mapped to processes through /proc/PID/fd ([`owners`]), and each process is
 //! described once per lifetime (pid + start time): command name, command
-//! line, service type, project ([`project`]).
+//! line, service type ([`crate::tools`], from the command line, else the
+//! executable), project ([`project`]).
 //!
 //! Limits: the caller's network namespace only; without CAP_DAC_READ_SEARCH or
 //! CAP_SYS_PTRACE (user mode) other users' sockets are listed with their uid
@@ -25,14 +26,20 @@ use owners::{Lookup, OwnerCache, SocketOwner};
 use sockdiag::{RawListener, SockDiag};
 
 use crate::api::Listener;
-use crate::process;
+use crate::{process, tools};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("sock_diag netlink {operation} failed: {source}")]
-    Netlink { operation: &'static str, source: io::Error },
+    Netlink {
+        operation: &'static str,
+        source: io::Error,
+    },
     #[error("the kernel refused the sock_diag dump of {family}: {source}")]
-    Kernel { family: &'static str, source: io::Error },
+    Kernel {
+        family: &'static str,
+        source: io::Error,
+    },
     #[error("malformed sock_diag answer: {0}")]
     Malformed(String),
     #[error("cannot read {}: {source}", path.display())]
@@ -104,7 +111,10 @@ impl Observer {
         let raw = self.diag.tcp_listeners()?;
         let listeners = self.describe(raw, Lookup::Everything)?;
         // Forget processes that no longer hold a listener.
-        let pids: IntSet<u32> = listeners.iter().filter_map(|listener| listener.pid).collect();
+        let pids: IntSet<u32> = listeners
+            .iter()
+            .filter_map(|listener| listener.pid)
+            .collect();
         self.processes.retain(|pid, _| pids.contains(pid));
         Ok(listeners)
     }
@@ -136,7 +146,11 @@ impl Observer {
         listener.project = None;
     }
 
-    fn describe(&mut self, mut raw: Vec<RawListener>, lookup: Lookup) -> Result<Vec<Listener>, ObserveError> {
+    fn describe(
+        &mut self,
+        mut raw: Vec<RawListener>,
+        lookup: Lookup,
+    ) -> Result<Vec<Listener>, ObserveError> {
         // By port, then IPv4 before IPv6 (as "tcp" sorts before "tcp6").
         raw.sort_unstable_by_key(|listener| (listener.port, listener.address));
         let inodes: Vec<u64> = raw.iter().map(|listener| listener.inode).collect();
@@ -175,7 +189,10 @@ impl Observer {
     /// The details of an owner's process, read from /proc unless known for
     /// this pid and start time.
     fn details(&mut self, owner: &SocketOwner) -> &ProcessDetails {
-        let known = self.processes.get(&owner.pid).is_some_and(|d| d.start_time == owner.start_time);
+        let known = self
+            .processes
+            .get(&owner.pid)
+            .is_some_and(|d| d.start_time == owner.start_time);
         if !known {
             let details = Self::read_details(owner);
             self.processes.insert(owner.pid, details);
@@ -191,11 +208,17 @@ impl Observer {
             .filter(|cwd| !cwd.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
             .and_then(|cwd| project::project_root(&cwd, home.as_deref()))
             .map(|root| root.to_string_lossy().into_owned());
+        // The command line says most; a process that shows none (or rewrote
+        // it beyond recognition) may still be known by its executable.
+        let service_type = tools::infer_service_type(&argv).or_else(|| {
+            let exe = process::exe(owner.pid)?;
+            tools::infer_service_type(&[exe.to_string_lossy()])
+        });
         ProcessDetails {
             start_time: owner.start_time,
             process: process::comm(owner.pid),
             command: (!argv.is_empty()).then(|| argv.join(" ")),
-            service_type: None,
+            service_type: service_type.map(str::to_string),
             project,
         }
     }

@@ -7,9 +7,9 @@
 //! or CAP_SYS_PTRACE. The system observer has them; in user mode only the
 //! caller's own processes are found and other users' sockets stay unowned.
 
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::path::Path;
 
 use super::{IntMap, IntSet, ObserveError};
 use crate::process;
@@ -56,7 +56,11 @@ impl OwnerCache {
     /// The owner of each of `inodes`, in order. Cached owners are confirmed as
     /// `lookup` says; the others are looked for in one pass over /proc. `None`
     /// for sockets no readable process holds.
-    pub fn resolve(&mut self, inodes: &[u64], lookup: Lookup) -> Result<Vec<Option<SocketOwner>>, ObserveError> {
+    pub fn resolve(
+        &mut self,
+        inodes: &[u64],
+        lookup: Lookup,
+    ) -> Result<Vec<Option<SocketOwner>>, ObserveError> {
         let mut start_times = IntMap::default();
         let mut missing = IntSet::default();
         let mut resolved: Vec<Option<SocketOwner>> = inodes
@@ -70,7 +74,11 @@ impl OwnerCache {
                 }
             })
             .collect();
-        let found = if missing.is_empty() { IntMap::default() } else { scan_proc(&missing)? };
+        let found = if missing.is_empty() {
+            IntMap::default()
+        } else {
+            scan_proc(&missing)?
+        };
         for (slot, inode) in resolved.iter_mut().zip(inodes) {
             if let Some(owner) = found.get(inode) {
                 *slot = Some(*owner);
@@ -80,7 +88,8 @@ impl OwnerCache {
         // did not find was looked for in every readable fd table.
         match lookup {
             Lookup::Everything => {
-                let unchanged = missing.is_empty() && self.owners.len() + self.unowned.len() == inodes.len();
+                let unchanged =
+                    missing.is_empty() && self.owners.len() + self.unowned.len() == inodes.len();
                 if !unchanged {
                     self.owners.clear();
                     self.unowned.clear();
@@ -129,22 +138,37 @@ impl OwnerCache {
 /// True when the cached owner still runs (same start time) and, for a
 /// [`Lookup::Few`], still has the socket on the same descriptor. Start times
 /// are read once per pid per call.
-fn confirm(owner: &SocketOwner, inode: u64, lookup: Lookup, start_times: &mut IntMap<u32, Option<u64>>) -> bool {
-    let now = *start_times.entry(owner.pid).or_insert_with(|| process::start_time(owner.pid));
+fn confirm(
+    owner: &SocketOwner,
+    inode: u64,
+    lookup: Lookup,
+    start_times: &mut IntMap<u32, Option<u64>>,
+) -> bool {
+    let now = *start_times
+        .entry(owner.pid)
+        .or_insert_with(|| process::start_time(owner.pid));
     now == Some(owner.start_time)
         && (lookup == Lookup::Everything
-            || fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.fd))
-                .is_ok_and(|target| socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode)))
+            || fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.fd)).is_ok_and(|target| {
+                socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode)
+            }))
 }
 
 /// One pass over /proc/*/fd looking for `wanted`; stops once all are found.
 /// Processes that vanish or refuse access (EACCES) mid-scan are skipped.
 fn scan_proc(wanted: &IntSet<u64>) -> Result<IntMap<u64, SocketOwner>, ObserveError> {
-    let proc_error = |source: io::Error| ObserveError::Proc { path: "/proc".into(), source };
+    let proc_error = |source: io::Error| ObserveError::Proc {
+        path: "/proc".into(),
+        source,
+    };
     let mut found = IntMap::default();
     for entry in fs::read_dir("/proc").map_err(proc_error)? {
         let entry = entry.map_err(proc_error)?;
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         scan_process(pid, wanted, &mut found);
@@ -156,19 +180,13 @@ fn scan_proc(wanted: &IntSet<u64>) -> Result<IntMap<u64, SocketOwner>, ObserveEr
 }
 
 fn scan_process(pid: u32, wanted: &IntSet<u64>, found: &mut IntMap<u64, SocketOwner>) {
-    let fd_dir = format!("/proc/{pid}/fd");
-    let Ok(entries) = fs::read_dir(&fd_dir) else {
+    let Some(fd_dir) = FdDir::open(pid) else {
         return;
     };
     let mut start_time = None;
-    for entry in entries.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(target) = fs::read_link(Path::new(&fd_dir).join(entry.file_name())) else {
-            continue;
-        };
-        let Some(inode) = socket_inode(target.as_os_str().as_encoded_bytes()) else {
+    let mut target = [0u8; 64];
+    while let Some((fd, target)) = fd_dir.next_link(&mut target) {
+        let Some(inode) = socket_inode(target) else {
             continue;
         };
         // The lowest pid holding a socket wins (the parent of a forked server).
@@ -182,7 +200,68 @@ fn scan_process(pid: u32, wanted: &IntSet<u64>, found: &mut IntMap<u64, SocketOw
         let Some(start_time) = start_time else {
             return;
         };
-        found.insert(inode, SocketOwner { pid, start_time, fd });
+        found.insert(
+            inode,
+            SocketOwner {
+                pid,
+                start_time,
+                fd,
+            },
+        );
+    }
+}
+
+/// An open /proc/PID/fd. Links are read relative to it (readlinkat), which
+/// spares a /proc path walk and an allocation per descriptor: a cold scan
+/// reads every descriptor on the machine.
+struct FdDir(*mut libc::DIR);
+
+impl FdDir {
+    fn open(pid: u32) -> Option<Self> {
+        let path = CString::new(format!("/proc/{pid}/fd")).ok()?;
+        // SAFETY: path is NUL-terminated; a null result is handled.
+        let dir = unsafe { libc::opendir(path.as_ptr()) };
+        (!dir.is_null()).then_some(FdDir(dir))
+    }
+
+    /// The next descriptor and its link target, written into `buffer`.
+    /// Descriptors closed meanwhile are skipped; targets longer than the
+    /// buffer come back truncated (socket links are short).
+    fn next_link<'b>(&self, buffer: &'b mut [u8]) -> Option<(u32, &'b [u8])> {
+        loop {
+            // SAFETY: self.0 is an open DIR only this value uses; the entry
+            // stays valid until the next readdir on it, and is read before.
+            let (fd, len) = unsafe {
+                let entry = libc::readdir(self.0);
+                if entry.is_null() {
+                    return None;
+                }
+                let name = CStr::from_ptr((*entry).d_name.as_ptr());
+                let Some(fd) = std::str::from_utf8(name.to_bytes())
+                    .ok()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let len = libc::readlinkat(
+                    libc::dirfd(self.0),
+                    name.as_ptr(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                );
+                (fd, len)
+            };
+            if len > 0 {
+                return Some((fd, &buffer[..len as usize]));
+            }
+        }
+    }
+}
+
+impl Drop for FdDir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from opendir and is closed exactly once.
+        unsafe { libc::closedir(self.0) };
     }
 }
 
@@ -200,7 +279,9 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn inode_of(listener: &TcpListener) -> u64 {
-        fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap().ino()
+        fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .unwrap()
+            .ino()
     }
 
     #[test]
@@ -236,7 +317,11 @@ mod tests {
         let real_start = process::start_time(me).unwrap();
         let mut cache = OwnerCache::new();
         // As if an earlier process with our pid had held this inode.
-        let stale = SocketOwner { pid: me, start_time: real_start + 1, fd: listener.as_raw_fd() as u32 };
+        let stale = SocketOwner {
+            pid: me,
+            start_time: real_start + 1,
+            fd: listener.as_raw_fd() as u32,
+        };
         cache.owners.insert(inode, stale);
         let owners = cache.resolve(&[inode], Lookup::Everything).unwrap();
         assert_eq!(owners[0].map(|o| o.start_time), Some(real_start));
@@ -250,7 +335,11 @@ mod tests {
         let me = std::process::id();
         let mut cache = OwnerCache::new();
         let null = fs::File::open("/dev/null").unwrap();
-        let wrong_fd = SocketOwner { pid: me, start_time: process::start_time(me).unwrap(), fd: null.as_raw_fd() as u32 };
+        let wrong_fd = SocketOwner {
+            pid: me,
+            start_time: process::start_time(me).unwrap(),
+            fd: null.as_raw_fd() as u32,
+        };
         cache.owners.insert(inode, wrong_fd);
         let owners = cache.resolve(&[inode], Lookup::Few).unwrap();
         assert_eq!(owners[0].map(|o| o.fd), Some(listener.as_raw_fd() as u32));
@@ -272,7 +361,9 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap();
         let (kept_inode, closed_inode) = (inode_of(&kept), inode_of(&closed));
         let mut cache = OwnerCache::new();
-        cache.resolve(&[kept_inode, closed_inode], Lookup::Everything).unwrap();
+        cache
+            .resolve(&[kept_inode, closed_inode], Lookup::Everything)
+            .unwrap();
         assert_eq!(cache.len(), 2);
         drop(closed);
         let owners = cache.resolve(&[kept_inode], Lookup::Everything).unwrap();
