@@ -125,6 +125,29 @@ fn an_ipv6_only_listener_is_listed_once_as_tcp6() {
 }
 
 #[test]
+fn a_port_lookup_returns_each_family_and_nothing_else() {
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = v4.local_addr().unwrap().port();
+    let Ok(v6) = TcpListener::bind(("::1", port)) else {
+        eprintln!("skipping: no IPv6 loopback here");
+        return;
+    };
+    let _neighbour = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut observer = Observer::new().unwrap();
+    let seen = observer.listeners_on(port).unwrap();
+    let shape: Vec<(u16, &str, &str)> = seen
+        .iter()
+        .map(|l| (l.port, l.protocol.as_str(), l.address.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![(port, "tcp", "127.0.0.1"), (port, "tcp6", "::1")]
+    );
+    drop(v6);
+    assert_eq!(observer.listeners_on(port).unwrap().len(), 1);
+}
+
+#[test]
 fn a_closed_listener_disappears() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -77,6 +77,10 @@ impl Hasher for IntHasher {
     }
 }
 
+/// Smallest owner cache (sockets) that per-port lookups prune: below it,
+/// entries of closed sockets cost less than the full dump that finds them.
+const PRUNE_FLOOR: usize = 1024;
+
 /// What is known about one process, read once per pid + start time.
 #[derive(Debug)]
 struct ProcessDetails {
@@ -95,6 +99,10 @@ pub struct Observer {
     diag: SockDiag,
     owners: OwnerCache,
     processes: IntMap<u32, ProcessDetails>,
+    /// Owner cache size at which a per-port lookup prunes; twice the size
+    /// after the last pruning, so pruning stays rare however many sockets
+    /// the machine holds.
+    prune_above: usize,
 }
 
 impl Observer {
@@ -103,6 +111,7 @@ impl Observer {
             diag: SockDiag::open()?,
             owners: OwnerCache::new(),
             processes: IntMap::default(),
+            prune_above: PRUNE_FLOOR,
         })
     }
 
@@ -116,21 +125,26 @@ impl Observer {
             .filter_map(|listener| listener.pid)
             .collect();
         self.processes.retain(|pid, _| pids.contains(pid));
+        self.pruned();
         Ok(listeners)
     }
 
     /// The TCP listeners on `port` (one per family and address).
     pub fn listeners_on(&mut self, port: u16) -> Result<Vec<Listener>, ObserveError> {
-        let mut raw = self.diag.tcp_listeners()?;
-        // Closed sockets are forgotten by full listings; without those, bound
-        // the caches here.
-        if self.owners.len() > 2 * raw.len() + 64 {
-            let live: IntSet<u64> = raw.iter().map(|listener| listener.inode).collect();
+        // Closed sockets are forgotten by full listings; when only ports are
+        // looked up, a full dump now and then bounds the caches.
+        if self.owners.len() > self.prune_above {
+            let live: IntSet<u64> = self.diag.tcp_listeners()?.iter().map(|l| l.inode).collect();
             self.owners.retain_live(|inode| live.contains(&inode));
             self.processes.clear();
+            self.pruned();
         }
-        raw.retain(|listener| listener.port == port);
+        let raw = self.diag.tcp_listeners_on(port)?;
         self.describe(raw, Lookup::Few)
+    }
+
+    fn pruned(&mut self) {
+        self.prune_above = PRUNE_FLOOR.max(2 * self.owners.len());
     }
 
     /// Applies the privacy rule for a viewer: another user's process details

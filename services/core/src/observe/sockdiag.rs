@@ -1,6 +1,9 @@
 //! TCP listeners straight from the kernel over netlink sock_diag: one dump per
-//! address family, tens of microseconds, where parsing /proc/net/tcp takes
-//! tens of milliseconds. Sees the caller's network namespace only.
+//! address family. The kernel spends about 0.4 µs describing each listening
+//! socket (tens of microseconds on a usual machine), where parsing
+//! /proc/net/tcp takes tens of milliseconds. A per-port query has the kernel
+//! skip the other sockets undescribed. Sees the caller's network namespace
+//! only.
 
 use std::io;
 use std::mem::size_of;
@@ -121,15 +124,35 @@ impl SockDiag {
 
     /// All TCP listeners, IPv4 then IPv6.
     pub fn tcp_listeners(&mut self) -> Result<Vec<RawListener>, ObserveError> {
-        let mut found = Vec::new();
-        self.dump(libc::AF_INET as u8, &mut found)?;
-        self.dump(libc::AF_INET6 as u8, &mut found)?;
+        self.dump_both(0)
+    }
+
+    /// The TCP listeners on `port`. The kernel skips other sockets without
+    /// describing them, which makes this much cheaper than a full dump on a
+    /// busy machine.
+    pub fn tcp_listeners_on(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
+        let mut found = self.dump_both(port)?;
+        // Port 0 asks the kernel for everything; nothing listens there.
+        found.retain(|listener| listener.port == port);
         Ok(found)
     }
 
-    fn dump(&mut self, family: u8, found: &mut Vec<RawListener>) -> Result<(), ObserveError> {
+    /// Both families; `port` 0 means every port.
+    fn dump_both(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
+        let mut found = Vec::new();
+        self.dump(libc::AF_INET as u8, port, &mut found)?;
+        self.dump(libc::AF_INET6 as u8, port, &mut found)?;
+        Ok(found)
+    }
+
+    fn dump(
+        &mut self,
+        family: u8,
+        port: u16,
+        found: &mut Vec<RawListener>,
+    ) -> Result<(), ObserveError> {
         self.sequence = self.sequence.wrapping_add(1);
-        self.send_request(family)?;
+        self.send_request(family, port)?;
         loop {
             let len = self.receive()?;
             match parse_batch(&self.buffer[..len], self.sequence, found)? {
@@ -149,7 +172,7 @@ impl SockDiag {
         }
     }
 
-    fn send_request(&self, family: u8) -> Result<(), ObserveError> {
+    fn send_request(&self, family: u8, port: u16) -> Result<(), ObserveError> {
         // SAFETY: nlmsghdr is plain data; all-zero is a valid value.
         let mut header: libc::nlmsghdr = unsafe { std::mem::zeroed() };
         header.nlmsg_len = size_of::<DumpRequest>() as u32;
@@ -162,6 +185,10 @@ impl SockDiag {
                 family,
                 protocol: libc::IPPROTO_TCP as u8,
                 states: TCPF_LISTEN,
+                id: InetDiagSockId {
+                    sport: port.to_be(),
+                    ..InetDiagSockId::default()
+                },
                 ..InetDiagReqV2::default()
             },
         };
