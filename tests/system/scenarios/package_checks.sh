@@ -15,7 +15,7 @@ lintian_deb() {
 rpmlint_rpm() {
 	local rpm out rc=0
 	rpm=$(ls "$ARTIFACTS"/new/styxy-*.rpm)
-	out=$(rpmlint "$rpm" 2>&1) || rc=$?
+	out=$(rpmlint -c "$root/packaging/rpm/rpmlint.toml" "$rpm" 2>&1) || rc=$?
 	printf '%s\n' "$out"
 	local line
 	while IFS= read -r line; do
