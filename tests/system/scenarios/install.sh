@@ -6,8 +6,7 @@ UNIT_FILES=(styxy-allocator.socket styxy-allocator.service styxy-observer.servic
 ENABLED_UNITS=(styxy-allocator.socket styxy-health.timer styxy-recovery.timer)
 
 install_deb() {
-	must "apt install" ct env DEBIAN_FRONTEND=noninteractive \
-		apt-get install --yes --no-install-recommends /artifacts/new/styxy_*.deb
+	must "apt install" ct_sh 'DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends /artifacts/new/styxy_*.deb'
 	check_installed
 }
 

@@ -2,8 +2,7 @@
 # remove stops everything; purge leaves nothing behind.
 
 upgrade_remove_purge() {
-	must "install the previous build" ct env DEBIAN_FRONTEND=noninteractive \
-		apt-get install --yes --no-install-recommends /artifacts/old/styxy_*.deb
+	must "install the previous build" ct_sh 'DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends /artifacts/old/styxy_*.deb'
 	local old_version
 	old_version=$(ct dpkg-query -W -f '${Version}' styxy)
 	ensure_user alice
@@ -17,8 +16,7 @@ upgrade_remove_purge() {
 	must "manual allocation" ct_as alice styxy --json allocate -s api -n kept --lease manual
 	manual=$(jq -r .lock_id <<<"$LAST_OUTPUT")
 
-	must "upgrade" ct env DEBIAN_FRONTEND=noninteractive \
-		apt-get install --yes --no-install-recommends /artifacts/new/styxy_*.deb
+	must "upgrade" ct_sh 'DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends /artifacts/new/styxy_*.deb'
 	local new_version
 	new_version=$(ct dpkg-query -W -f '${Version}' styxy)
 	[ "$new_version" != "$old_version" ] || fail "the version did not change ($old_version)"
