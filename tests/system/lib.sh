@@ -155,16 +155,21 @@ ct_boot() {
 # ct_down NAME: powers the container off (killing it if it does not go),
 # then removes its overlay layers.
 ct_down() {
-	local name=$1 pid=${CT_NSPAWN_PID[$1]:-}
+	local name=$1 pid=${CT_NSPAWN_PID[$1]:-} init
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		CT=$name timeout 10 ct systemctl poweroff >/dev/null 2>&1 || true
+		init=$(ct_pid "$name" || true)
+		if [ -n "$init" ]; then
+			timeout 10 nsenter -t "$init" -a systemctl poweroff >/dev/null 2>&1 || true
+		fi
 		local deadline=$((SECONDS + 20))
 		while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
 			sleep 0.2
 		done
 		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			sleep 2
+			# Killing the init of the container's pid namespace ends every
+			# process in it; systemd-nspawn then exits.
+			[ -z "$init" ] || kill -KILL "$init" 2>/dev/null || true
+			sleep 1
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 		wait "$pid" 2>/dev/null || true
