@@ -76,8 +76,9 @@ ct_sh() {
 must() {
 	local what=$1 out rc=0
 	shift
+	local started=$SECONDS
 	out=$("$@" 2>&1) || rc=$?
-	printf '$ %s\n%s\n' "$*" "$out"
+	printf '$ %s  [%ss]\n%s\n' "$*" "$((SECONDS - started))" "$out"
 	if [ "$rc" -ne 0 ]; then
 		fail "$what (exit $rc: $(tail -n 1 <<<"$out"))"
 	fi
