@@ -7,8 +7,6 @@ fi
 if [ "$1" -ge 1 ]; then
 	systemctl try-restart styxy-allocator.socket styxy-allocator.service styxy-observer.service styxy-health.timer styxy-recovery.timer || :
 else
-	# The units are gone and stopped; forget any failure they left behind.
-	systemctl reset-failed 'styxy-*' >/dev/null 2>&1 || :
 	rm -rf /run/styxy
 	# The package cannot own its directories (cargo-generate-rpm 0.21 fails
 	# on `dir = true` assets), so remove them once empty.

@@ -120,6 +120,8 @@ ct_boot() {
 		# policy-rc.d (it exits 101 and blocks every start on install).
 		rm -f "$dir/root/etc/machine-id" "$dir/root/usr/sbin/policy-rc.d"
 		ln -sf /dev/null "$dir/root/etc/systemd/system/systemd-firstboot.service"
+		# man-db re-indexes on every package operation: seconds per apt call.
+		rm -f "$dir/root/var/lib/man-db/auto-update"
 		mkdir -p /run/systemd/nspawn
 		mount -t tmpfs tmpfs /run/systemd/nspawn
 		exec systemd-nspawn --quiet --register=no --keep-unit --link-journal=no \

@@ -17,14 +17,14 @@ journal_and_dbus() {
 	must "release" ct_as alice styxy release "$lock"
 
 	must "busctl introspect org.styxy.Allocator1" \
-		ct_as alice busctl --system --timeout=5 introspect org.styxy.Allocator1 /org/styxy/Allocator1
+		ct_as alice timeout 10 busctl --system introspect org.styxy.Allocator1 /org/styxy/Allocator1
 	grep -q '^org\.styxy\.Allocator1 ' <<<"$LAST_OUTPUT" ||
 		fail "/org/styxy/Allocator1 has no org.styxy.Allocator1 interface"
 
 	ct systemctl is-active --quiet styxy-observer.service &&
 		must "stop the observer" ct systemctl stop styxy-observer.service
 	must "call org.styxy.Observer1 by name" \
-		ct_as alice busctl --system --timeout=5 introspect org.styxy.Observer1 /org/styxy/Observer1
+		ct_as alice timeout 10 busctl --system introspect org.styxy.Observer1 /org/styxy/Observer1
 	grep -q '^org\.styxy\.Observer1 ' <<<"$LAST_OUTPUT" ||
 		fail "/org/styxy/Observer1 has no org.styxy.Observer1 interface"
 	ct systemctl is-active --quiet styxy-observer.service ||

@@ -6,8 +6,9 @@ erase_rpm() {
 	files=$(ct rpm -ql styxy)
 	must "rpm -e" ct rpm -e --nodeps styxy
 	local active
-	active=$(ct systemctl list-units --no-legend --plain 'styxy-*' | grep -v '^styxy-test-' || true)
-	[ -z "$active" ] || fail "units still loaded after rpm -e: $active"
+	active=$(ct systemctl list-units --no-legend --plain --state=active,activating,deactivating,reloading 'styxy-*' |
+		grep -v '^styxy-test-' || true)
+	[ -z "$active" ] || fail "units still active after rpm -e: $active"
 	[ -z "$(styxy_processes)" ] || fail "styxy processes still run after rpm -e"
 	tcp_listening 9876 && fail "127.0.0.1:9876 still listens after rpm -e"
 	local left=() path

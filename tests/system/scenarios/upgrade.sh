@@ -36,8 +36,9 @@ upgrade_remove_purge() {
 	files=$(ct dpkg-query -L styxy)
 	must "remove" ct env DEBIAN_FRONTEND=noninteractive apt-get remove --yes styxy
 	local active
-	active=$(ct systemctl list-units --no-legend --plain 'styxy-*' | grep -v '^styxy-test-' || true)
-	[ -z "$active" ] || fail "units still loaded after remove: $active"
+	active=$(ct systemctl list-units --no-legend --plain --state=active,activating,deactivating,reloading 'styxy-*' |
+		grep -v '^styxy-test-' || true)
+	[ -z "$active" ] || fail "units still active after remove: $active"
 	[ -z "$(styxy_processes)" ] || fail "styxy processes still run after remove"
 	ct test -e /run/styxy/api.sock && fail "the socket file is still there after remove"
 	tcp_listening 9876 && fail "127.0.0.1:9876 still listens after remove"
