@@ -13,9 +13,15 @@ erase_rpm() {
 	tcp_listening 9876 && fail "127.0.0.1:9876 still listens after rpm -e"
 	local left=() path
 	while IFS= read -r path; do
-		if ct test -f "$path" -o -L "$path"; then left+=("$path"); fi
+		# Every file, and every directory of our own (shared ones stay).
+		if ct test -f "$path" -o -L "$path" || { [[ $path == *styxy* ]] && ct test -e "$path"; }; then
+			left+=("$path")
+		fi
 	done <<<"$files"
-	ct test -e /run/styxy && left+=(/run/styxy)
+	local dir
+	for dir in /run/styxy /usr/libexec/styxy /usr/lib/styxy /usr/share/doc/styxy; do
+		ct test -e "$dir" && left+=("$dir")
+	done
 	local links
 	links=$(ct sh -c 'ls -d /etc/systemd/system/*/styxy* 2>/dev/null' || true)
 	[ -z "$links" ] || left+=($links)

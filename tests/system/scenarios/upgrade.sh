@@ -47,7 +47,10 @@ upgrade_remove_purge() {
 	local left=()
 	while IFS= read -r path; do
 		[ -n "$path" ] || continue
-		if ct test -f "$path" -o -L "$path"; then left+=("$path"); fi
+		# Every file, and every directory of our own (shared ones stay).
+		if ct test -f "$path" -o -L "$path" || { [[ $path == *styxy* ]] && ct test -e "$path"; }; then
+			left+=("$path")
+		fi
 	done <<<"$files"
 	local extra
 	for extra in /var/lib/styxy /run/styxy /etc/styxy; do
