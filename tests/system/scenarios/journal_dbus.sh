@@ -16,17 +16,25 @@ journal_and_dbus() {
 		fail "journalctl -u styxy-allocator has no entry with STYXY_PORT=$port STYXY_LOCK_ID=$lock"
 	must "release" ct_as alice styxy release "$lock"
 
-	must "busctl introspect org.styxy.Allocator1" \
-		ct_as alice timeout 10 busctl --system introspect org.styxy.Allocator1 /org/styxy/Allocator1
-	grep -q '^org\.styxy\.Allocator1 ' <<<"$LAST_OUTPUT" ||
-		fail "/org/styxy/Allocator1 has no org.styxy.Allocator1 interface"
+	introspect alice org.styxy.Allocator1 /org/styxy/Allocator1
 
 	ct systemctl is-active --quiet styxy-observer.service &&
 		must "stop the observer" ct systemctl stop styxy-observer.service
-	must "call org.styxy.Observer1 by name" \
-		ct_as alice timeout 10 busctl --system introspect org.styxy.Observer1 /org/styxy/Observer1
-	grep -q '^org\.styxy\.Observer1 ' <<<"$LAST_OUTPUT" ||
-		fail "/org/styxy/Observer1 has no org.styxy.Observer1 interface"
+	introspect alice org.styxy.Observer1 /org/styxy/Observer1
 	ct systemctl is-active --quiet styxy-observer.service ||
 		fail "the call did not start styxy-observer.service"
+}
+
+# introspect USER NAME PATH: USER introspects PATH of NAME on the system bus
+# (which activates NAME) and finds the interface named NAME there.
+introspect() {
+	local user=$1 name=$2 path=$3 out rc=0
+	out=$(ct_as "$user" timeout 10 busctl --system introspect "$name" "$path" 2>&1) || rc=$?
+	printf '$ busctl introspect %s %s (as %s)\n%s\n' "$name" "$path" "$user" "$out"
+	case $rc in
+	0) ;;
+	124) fail "busctl introspect $name $path: no answer within 10 s (nothing took the name $name)" ;;
+	*) fail "busctl introspect $name $path: $(tail -n 1 <<<"$out")" ;;
+	esac
+	grep -q "^${name//./\\.} " <<<"$out" || fail "$path has no $name interface"
 }

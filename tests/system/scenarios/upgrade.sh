@@ -16,6 +16,9 @@ upgrade_remove_purge() {
 	must "manual allocation" ct_as alice styxy --json allocate -s api -n kept --lease manual
 	manual=$(jq -r .lock_id <<<"$LAST_OUTPUT")
 
+	local pid_before
+	pid_before=$(main_pid styxy-allocator.service)
+	[ "$pid_before" != 0 ] || fail "the allocator is not running before the upgrade"
 	must "upgrade" ct_sh 'DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends /artifacts/new/styxy_*.deb'
 	local new_version
 	new_version=$(ct dpkg-query -W -f '${Version}' styxy)
@@ -25,6 +28,12 @@ upgrade_remove_purge() {
 	for unit in styxy-allocator.socket styxy-health.timer styxy-recovery.timer; do
 		ct systemctl is-active --quiet "$unit" || fail "$unit is not active after the upgrade"
 	done
+	# It ran, so it runs again, from the new binary.
+	local pid_after
+	pid_after=$(main_pid styxy-allocator.service)
+	[ "$pid_after" != 0 ] && [ "$pid_after" != "$pid_before" ] ||
+		fail "the allocator was not restarted by the upgrade (pid $pid_before before, $pid_after after)"
+	ct journalctl --no-pager -u styxy-allocator.socket -u styxy-allocator.service --since "-30s"
 	must "list after the upgrade" ct_as alice styxy --json list
 	local lock
 	for lock in "$live" "$manual"; do
