@@ -65,8 +65,8 @@ names_owned() {
 		ct busctl --system status org.styxy.Observer1 >/dev/null 2>&1
 }
 
-# call_as_alice OBJECT INTERFACE METHOD: the bus's or the stand-in's answer (busctl says
-# "Access denied" for the bus's AccessDenied)
+# call_as_alice OBJECT INTERFACE METHOD: the answer in LAST_CALL (busctl says
+# "Access denied" when the bus refused the call).
 # in LAST_CALL.
 call_as_alice() {
 	LAST_CALL=$(ct_as alice timeout 10 busctl --system call "org.styxy.$1" "/org/styxy/$1" "$2" "$3" 2>&1 || true)
