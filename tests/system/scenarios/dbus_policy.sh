@@ -67,7 +67,6 @@ names_owned() {
 
 # call_as_alice OBJECT INTERFACE METHOD: the answer in LAST_CALL (busctl says
 # "Access denied" when the bus refused the call).
-# in LAST_CALL.
 call_as_alice() {
 	LAST_CALL=$(ct_as alice timeout 10 busctl --system call "org.styxy.$1" "/org/styxy/$1" "$2" "$3" 2>&1 || true)
 	printf '$ busctl call org.styxy.%s %s.%s (as alice)\n%s\n' "$1" "$2" "$3" "$LAST_CALL"
