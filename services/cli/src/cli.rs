@@ -66,7 +66,8 @@ pub struct Cli {
     pub socket: Option<PathBuf>,
 
     /// Never start a user allocator when none answers
-    #[arg(long, global = true, env = "STYXY_NO_AUTOSTART")]
+    #[arg(long, global = true, env = "STYXY_NO_AUTOSTART",
+          value_parser = clap::builder::FalseyValueParser::new())]
     pub no_autostart: bool,
 
     /// Give up on the allocator after this many seconds (connect, and each read)
