@@ -217,10 +217,21 @@ fn start_allocator(allocator: &Path, socket: &Path) -> Result<PathBuf, Unreachab
             // is nobody's child here: `styxy run` execs the user's command in
             // this very process, which must not inherit a child.
             match libc::fork() {
-                -1 => Err(io::Error::last_os_error()),
-                0 => Ok(()),
+                -1 => return Err(io::Error::last_os_error()),
+                0 => {}
                 _ => libc::_exit(0),
             }
+            // Descriptors the caller inherited without close-on-exec (a
+            // pipe a script reads our output from) must not stay open for
+            // the allocator's lifetime. Marking instead of closing keeps
+            // std's exec-error pipe working; old kernels lack the call.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
         });
     }
     let spawn_error = |source| Unreachable::Spawn {

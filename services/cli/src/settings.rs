@@ -5,7 +5,7 @@ use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
 use crate::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
-use crate::table::Table;
+use crate::table::{Table, or_dash, utc};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ struct TypeView {
     instance_behavior: serde_json::Value,
     #[serde(default)]
     auto_allocated: bool,
+    #[serde(default)]
+    auto_allocated_at: Option<u64>,
 }
 
 /// `GET /config`.
@@ -156,12 +158,13 @@ fn auto_types_json(config: &serde_json::Value) -> serde_json::Value {
 }
 
 fn auto_table(view: &ConfigView) -> String {
-    let mut table = Table::new(vec!["TYPE", "RANGE", "PORTS"]);
+    let mut table = Table::new(vec!["TYPE", "RANGE", "PORTS", "CREATED"]);
     for (name, t) in auto_types(view) {
         table.push(vec![
             name.clone(),
             range_text(t.range),
             (u32::from(t.range[1]) - u32::from(t.range[0]) + 1).to_string(),
+            or_dash(t.auto_allocated_at.map(utc)),
         ]);
     }
     if table.is_empty() {
