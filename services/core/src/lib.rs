@@ -4,8 +4,12 @@
 pub mod api;
 pub mod autoalloc;
 pub mod config;
+pub mod engine;
 pub mod model;
+pub mod observe;
 pub mod paths;
 pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod store;
+pub mod tools;

@@ -87,26 +87,6 @@ pub fn ticks_per_second() -> u64 {
     if t > 0 { t as u64 } else { 100 }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_survives_odd_command_names() {
-        let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
-        assert_eq!(parse_start_time(line), Some(987654));
-    }
-
-    #[test]
-    fn own_process_is_alive_and_a_wrong_start_time_is_not() {
-        let me = std::process::id();
-        let st = start_time(me).expect("own start time");
-        assert!(is_alive(me, Some(st)));
-        assert!(!is_alive(me, Some(st + 1)));
-        assert_eq!(uid_of(me), Some(crate::paths::uid()));
-    }
-}
-
 /// Login name of `uid` from the password database (cached: getpwuid_r is
 /// not free and names do not change under a running service).
 pub fn user_name(uid: u32) -> Option<String> {
@@ -128,5 +108,25 @@ fn lookup_user(uid: u32) -> Option<String> {
             return None;
         }
         Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
+        assert_eq!(parse_start_time(line), Some(987654));
+    }
+
+    #[test]
+    fn own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let st = start_time(me).expect("own start time");
+        assert!(is_alive(me, Some(st)));
+        assert!(!is_alive(me, Some(st + 1)));
+        assert_eq!(uid_of(me), Some(crate::paths::uid()));
     }
 }
