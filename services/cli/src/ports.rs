@@ -93,9 +93,8 @@ pub fn allocate_request(
         instance_id,
         project_path: Some(project.to_string_lossy().into_owned()),
         dry_run: args.dry_run,
-        pid: args
-            .pid
-            .or((lease == LeaseKind::Process).then_some(parent_pid)),
+        // The process lease follows it; other leases only record who asked.
+        pid: Some(args.pid.unwrap_or(parent_pid)),
         lease: Some(lease),
         source: Some(Source::Cli),
     })
@@ -580,7 +579,7 @@ mod tests {
         let r = allocate_request(&args(None, None, None), Some("agent-7".into()), 4242).unwrap();
         assert_eq!(r.lease, Some(LeaseKind::Session));
         assert_eq!(r.instance_id.as_deref(), Some("agent-7"));
-        assert_eq!(r.pid, None);
+        assert_eq!(r.pid, Some(4242));
     }
 
     #[test]
