@@ -258,6 +258,15 @@ mod tests {
     }
 
     #[test]
+    fn glibc_ldconfig_is_static() {
+        // glibc ships ldconfig statically linked (static-pie: no PT_INTERP).
+        assert_eq!(
+            inspect(Path::new("/sbin/ldconfig")).unwrap(),
+            Some(Linkage::Static)
+        );
+    }
+
+    #[test]
     fn truncated_tables_are_errors_not_panics() {
         let f = elf64(&[(PT_NOTE, note(b"Go\0\0", NT_GO_BUILD_ID, b"x"))]);
         let bytes = std::fs::read(f.path()).unwrap();

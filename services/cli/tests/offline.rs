@@ -235,6 +235,21 @@ fn run_without_an_allocator_still_runs_the_command() {
 }
 
 #[test]
+fn run_warns_that_a_static_binary_cannot_be_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    // glibc's ldconfig is statically linked.
+    let o = run(styxy(dir.path()).args(["run", "--", "/sbin/ldconfig", "--version"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("/sbin/ldconfig is statically linked: LD_PRELOAD cannot move its port"),
+        "{err}"
+    );
+    let o = run(styxy(dir.path()).args(["run", "--", "sh", "-c", "true"]));
+    assert!(!stderr(&o).contains("LD_PRELOAD cannot"), "{}", stderr(&o));
+}
+
+#[test]
 fn run_prepends_the_preload_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib = fake_preload(dir.path());

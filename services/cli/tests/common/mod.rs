@@ -101,18 +101,10 @@ impl Sandbox {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                    s.rfind(')')
-                        .is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z'))
-                });
-                running
+                let args = styxy_core::process::cmdline(*pid);
+                styxy_core::process::is_alive(*pid, None)
                     && args.first().is_some_and(|a| a.ends_with("styxy-allocator"))
-                    && args.iter().any(|a| *a == socket)
+                    && args.contains(&socket)
             })
             .collect()
     }
