@@ -6,4 +6,5 @@ pub mod model;
 pub mod paths;
 pub mod probe;
 pub mod process;
+pub mod shellcmd;
 pub mod tools;

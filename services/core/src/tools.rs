@@ -1150,7 +1150,9 @@ pub(crate) enum Launch {
     },
     /// `sh -c STRING` and friends: `string` is the index of the script text.
     Shell { string: usize },
-    /// Something else (or nothing).
+    /// A program that is none of the above (`kill`, `cd`, `concurrently`).
+    Program { at: usize },
+    /// Nothing to run, or a wrapper missing its command.
     Other,
 }
 
@@ -1577,7 +1579,7 @@ fn tool_launch(name: &str, words: &[&str], i: usize) -> Launch {
             program: i,
             args: i + 1,
         },
-        None => Launch::Other,
+        None => Launch::Program { at: i },
     }
 }
 
@@ -1829,7 +1831,7 @@ fn child_script_tool(path: &str) -> Option<&'static Tool> {
 }
 
 /// `vite@5.0.0` → `vite`; `@storybook/cli@latest` → `@storybook/cli`.
-fn strip_version(spec: &str) -> &str {
+pub(crate) fn strip_version(spec: &str) -> &str {
     match spec[1.min(spec.len())..].find('@') {
         Some(at) => &spec[..at + 1],
         None => spec,
@@ -1934,10 +1936,12 @@ pub fn find_tool<S: AsRef<str>>(argv: &[S]) -> Option<&'static Tool> {
 pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
     let resolved = resolve(argv);
     match resolved.launch {
-        Launch::Tool { tool, args, .. } => Some(match tool.port {
-            PortSyntax::Publish => container_service_type(tool, &argv[args.min(argv.len())..]),
-            _ => tool.service_type,
-        }),
+        Launch::Tool { tool, args, .. } if tool.name == "docker-run" => {
+            let args = &argv[args..];
+            let image = docker_run_image(args).map(|i| args[i].as_ref());
+            Some(container_service_type(image, None).unwrap_or(tool.service_type))
+        }
+        Launch::Tool { tool, .. } => Some(tool.service_type),
         Launch::Script { script, name, .. } => {
             // `pnpm vite`, `yarn next dev` run a binary when there is no
             // such script.
@@ -1945,8 +1949,8 @@ pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
                 .map(|t| t.service_type)
                 .or_else(|| script_service_type(&name))
         }
-        Launch::Shell { .. } => None,
-        Launch::Other => docker_proxy_service_type(argv),
+        Launch::Shell { string } => crate::shellcmd::infer_from_script(argv[string].as_ref()),
+        Launch::Program { .. } | Launch::Other => docker_proxy_service_type(argv),
     }
 }
 
@@ -1965,34 +1969,31 @@ fn script_service_type(name: &str) -> Option<&'static str> {
     })
 }
 
-/// The service type of a container: from the image, else the published
-/// container port (`-p 5433:5432` is a database).
-fn container_service_type<S: AsRef<str>>(tool: &'static Tool, args: &[S]) -> &'static str {
-    let image = image_of(tool, args);
-    image
-        .and_then(tool_for_image)
-        .map_or(tool.service_type, |t| t.service_type)
+/// The service type of a container: from its image (`postgres:16`), else
+/// from a well-known container port (`-container-port 5432`).
+pub(crate) fn container_service_type(image: Option<&str>, container_port: Option<u16>) -> Option<&'static str> {
+    let by_image = image.and_then(tool_for_image);
+    let by_port = || {
+        let port = container_port?;
+        TOOLS
+            .iter()
+            .filter(|t| !t.images.is_empty())
+            .find(|t| t.default_port == Some(port))
+    };
+    by_image.or_else(by_port).map(|t| t.service_type)
 }
 
-/// The image word of `docker run [opts] IMAGE [cmd]`.
-fn image_of<'a, S: AsRef<str>>(tool: &Tool, args: &'a [S]) -> Option<&'a str> {
-    if tool.name != "docker-run" {
-        return None;
-    }
-    // `run` is the first positional; the image is the next positional,
-    // after docker's own options.
+/// The index of the image in the arguments of `docker run` (which start
+/// with `run`), after docker's own options.
+pub(crate) fn docker_run_image<S: AsRef<str>>(args: &[S]) -> Option<usize> {
     let run = args.iter().position(|a| a.as_ref() == "run")?;
     let mut j = run + 1;
     while let Some(a) = args.get(j).map(AsRef::as_ref) {
-        if a == "--" {
-            j += 1;
-            continue;
-        }
         if a.starts_with('-') && a.len() > 1 {
             j += if docker_run_takes_value(a) { 2 } else { 1 };
             continue;
         }
-        return Some(a);
+        return Some(j);
     }
     None
 }
@@ -2091,12 +2092,8 @@ fn docker_proxy_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> 
         return None;
     }
     let at = argv.iter().position(|a| a.as_ref() == "-container-port")?;
-    let port: u16 = argv.get(at + 1)?.as_ref().parse().ok()?;
-    TOOLS
-        .iter()
-        .filter(|t| !t.images.is_empty())
-        .find(|t| t.default_port == Some(port))
-        .map(|t| t.service_type)
+    let port = argv.get(at + 1)?.as_ref().parse().ok()?;
+    container_service_type(None, Some(port))
 }
 
 #[cfg(test)]
