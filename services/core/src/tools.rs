@@ -1857,6 +1857,10 @@ fn is_versioned(name: &str, base: &str) -> bool {
 fn lookup(program: &str, words: &[&str], args: usize) -> Option<&'static Tool> {
     let program = strip_version(program);
     let rest = &words[args.min(words.len())..];
+    // `vite --help` prints and exits.
+    if rest.iter().any(|a| *a == "--help" || *a == "--version") {
+        return None;
+    }
     TOOLS.iter().find(|tool| {
         tool.programs.contains(&program)
             && subcommand_matches(tool, rest)
@@ -1970,15 +1974,18 @@ fn script_service_type(name: &str) -> Option<&'static str> {
 }
 
 /// The service type of a container: from its image (`postgres:16`), else
-/// from a well-known container port (`-container-port 5432`).
-pub(crate) fn container_service_type(image: Option<&str>, container_port: Option<u16>) -> Option<&'static str> {
+/// from a well-known container port (`-container-port 5432`): a port that
+/// is the default of exactly one tool, and that tool runs in containers.
+pub(crate) fn container_service_type(
+    image: Option<&str>,
+    container_port: Option<u16>,
+) -> Option<&'static str> {
     let by_image = image.and_then(tool_for_image);
     let by_port = || {
         let port = container_port?;
-        TOOLS
-            .iter()
-            .filter(|t| !t.images.is_empty())
-            .find(|t| t.default_port == Some(port))
+        let mut owners = TOOLS.iter().filter(|t| t.default_port == Some(port));
+        let owner = owners.next()?;
+        (owners.next().is_none() && !owner.images.is_empty()).then_some(owner)
     };
     by_image.or_else(by_port).map(|t| t.service_type)
 }

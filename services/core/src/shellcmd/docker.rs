@@ -9,7 +9,11 @@ use crate::tools::{self, Tool};
 
 /// One start per TCP port `docker run` publishes (`-p`, `--publish`,
 /// `-pH:C`, `--publish=H:C`). `args` start at `run`.
-pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>) -> Vec<ServerStart> {
+pub(super) fn run_starts(
+    tool: &'static Tool,
+    args: &[Word],
+    span: Range<usize>,
+) -> Vec<ServerStart> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let end = tools::docker_run_image(&texts).unwrap_or(args.len());
     let image = texts.get(end).copied();
@@ -26,14 +30,22 @@ pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>)
         if let Some((word, offset)) = value
             && let Some(p) = parse_publish(&word.text[offset..])
         {
-            let service_type = tools::container_service_type(image, p.container).unwrap_or(tool.service_type);
+            let service_type =
+                tools::container_service_type(image, p.container).unwrap_or(tool.service_type);
             let plan = match (&p.host, word.src) {
                 (Host::Port(_, range), 0) => word
                     .source_range(offset + range.start..offset + range.end)
                     .map_or(Plan::None, |r| Plan::Edit(vec![Edit::port_at(r)])),
-                (Host::Random, 0) if !word.text[offset..].contains(':') => word
-                    .source_range(offset..offset)
-                    .map_or(Plan::None, |r| Plan::Edit(vec![Edit::insert(r.start, String::new(), true, ":".to_string())])),
+                (Host::Random, 0) if !word.text[offset..].contains(':') => {
+                    word.source_range(offset..offset).map_or(Plan::None, |r| {
+                        Plan::Edit(vec![Edit::insert(
+                            r.start,
+                            String::new(),
+                            true,
+                            ":".to_string(),
+                        )])
+                    })
+                }
                 _ => Plan::None,
             };
             let (port, port_source) = match p.host {
@@ -49,7 +61,11 @@ pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>)
                 plan,
             });
         }
-        j += if matches!(t, "-p" | "--publish") || tools::docker_run_takes_value(t) { 2 } else { 1 };
+        j += if matches!(t, "-p" | "--publish") || tools::docker_run_takes_value(t) {
+            2
+        } else {
+            1
+        };
     }
     starts
 }
@@ -106,7 +122,12 @@ fn parse_publish(value: &str) -> Option<Publish> {
 /// (the named services, or all). `args` start after `compose` (or after
 /// `docker-compose`). The file is not rewritten: these cannot be moved
 /// from the command line.
-pub(super) fn compose_starts(tool: &'static Tool, args: &[Word], cwd: Option<&Path>, span: Range<usize>) -> Vec<ServerStart> {
+pub(super) fn compose_starts(
+    tool: &'static Tool,
+    args: &[Word],
+    cwd: Option<&Path>,
+    span: Range<usize>,
+) -> Vec<ServerStart> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let Some(sub) = tools::first_positional(tool, &texts) else {
         return Vec::new();
@@ -117,14 +138,25 @@ pub(super) fn compose_starts(tool: &'static Tool, args: &[Word], cwd: Option<&Pa
     while j < sub {
         match texts[j] {
             "-f" | "--file" => files.extend(texts.get(j + 1).map(PathBuf::from)),
-            "--project-directory" => project_dir = texts.get(j + 1).zip(cwd).map(|(d, c)| c.join(d)),
+            "--project-directory" => {
+                project_dir = texts.get(j + 1).zip(cwd).map(|(d, c)| c.join(d))
+            }
             t if t.starts_with("--file=") => files.push(PathBuf::from(&t["--file=".len()..])),
             _ => {}
         }
         j += 1;
     }
     // Services named after `up`: positionals, skipping option values.
-    const VALUE: &[&str] = &["--scale", "-t", "--timeout", "--exit-code-from", "--attach", "--no-attach", "--pull", "--wait-timeout"];
+    const VALUE: &[&str] = &[
+        "--scale",
+        "-t",
+        "--timeout",
+        "--exit-code-from",
+        "--attach",
+        "--no-attach",
+        "--pull",
+        "--wait-timeout",
+    ];
     let mut services = Vec::new();
     let mut k = sub + 1;
     while let Some(t) = texts.get(k) {
@@ -150,7 +182,8 @@ pub(super) fn compose_starts(tool: &'static Tool, args: &[Word], cwd: Option<&Pa
         .filter(|p| services.is_empty() || services.contains(&p.service.as_str()))
         .map(|p| ServerStart {
             tool,
-            service_type: tools::container_service_type(p.image.as_deref(), p.publish.container).unwrap_or(tool.service_type),
+            service_type: tools::container_service_type(p.image.as_deref(), p.publish.container)
+                .unwrap_or(tool.service_type),
             port: match p.publish.host {
                 Host::Port(port, _) => Some(port),
                 _ => None,
@@ -167,7 +200,12 @@ pub(super) fn compose_starts(tool: &'static Tool, args: &[Word], cwd: Option<&Pa
 
 /// Compose looks in the working directory, then its parents.
 fn default_compose_file(dir: &Path) -> Option<PathBuf> {
-    const NAMES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+    const NAMES: &[&str] = &[
+        "compose.yaml",
+        "compose.yml",
+        "docker-compose.yaml",
+        "docker-compose.yml",
+    ];
     dir.ancestors()
         .flat_map(|d| NAMES.iter().map(move |n| d.join(n)))
         .find(|p| p.is_file())
@@ -194,7 +232,8 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
     let mut ports_indent: Option<usize> = None;
     let mut long: Option<(Option<String>, Option<u16>, bool)> = None; // published, target, udp
 
-    let flush_long = |long: &mut Option<(Option<String>, Option<u16>, bool)>, pending: &mut Vec<Publish>| {
+    let flush_long = |long: &mut Option<(Option<String>, Option<u16>, bool)>,
+                      pending: &mut Vec<Publish>| {
         if let Some((published, target, udp)) = long.take()
             && !udp
         {
@@ -203,10 +242,16 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
                 Some(p) => digits(&p).map_or(Host::Random, |port| Host::Port(port, 0..0)),
                 None => Host::Random,
             };
-            pending.push(Publish { host, container: target });
+            pending.push(Publish {
+                host,
+                container: target,
+            });
         }
     };
-    let finish_service = |service: &mut Option<String>, image: &mut Option<String>, pending: &mut Vec<Publish>, out: &mut Vec<ComposePort>| {
+    let finish_service = |service: &mut Option<String>,
+                          image: &mut Option<String>,
+                          pending: &mut Vec<Publish>,
+                          out: &mut Vec<ComposePort>| {
         if let Some(name) = service.take() {
             for publish in pending.drain(..) {
                 out.push(ComposePort {
@@ -249,7 +294,9 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
         }
         let ci = *child_indent.get_or_insert(indent);
         if let Some(pi) = ports_indent {
-            let item = content.strip_prefix("- ").or_else(|| (content == "-").then_some(""));
+            let item = content
+                .strip_prefix("- ")
+                .or_else(|| (content == "-").then_some(""));
             if indent > pi || (indent == pi && item.is_some()) {
                 match item {
                     Some(item) if is_mapping(item) => {
@@ -259,7 +306,11 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
                     }
                     Some(item) => {
                         flush_long(&mut long, &mut pending);
-                        pending.extend(interpolate(unquote(item)).as_deref().and_then(parse_publish));
+                        pending.extend(
+                            interpolate(unquote(item))
+                                .as_deref()
+                                .and_then(parse_publish),
+                        );
                     }
                     None => long_key(content, &mut long),
                 }
@@ -273,7 +324,11 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
         }
         if content == "ports:" {
             ports_indent = Some(indent);
-        } else if let Some(list) = content.strip_prefix("ports:").map(str::trim).and_then(|l| l.strip_prefix('[')) {
+        } else if let Some(list) = content
+            .strip_prefix("ports:")
+            .map(str::trim)
+            .and_then(|l| l.strip_prefix('['))
+        {
             let list = list.trim_end_matches(']');
             pending.extend(
                 list.split(',')
@@ -402,7 +457,11 @@ volumes:
             vec![
                 ("web".to_string(), None, Some(3000)),
                 ("web".to_string(), None, Some(9229)),
-                ("db".to_string(), Some("postgres:16".to_string()), Some(5433)),
+                (
+                    "db".to_string(),
+                    Some("postgres:16".to_string()),
+                    Some(5433)
+                ),
                 ("cache".to_string(), Some("redis:7".to_string()), Some(6380)),
             ]
         );

@@ -30,6 +30,9 @@ fn scan(src: &str, commands: &[Command], target: &mut KillTarget) -> bool {
     let mut found = false;
     let mut pipeline_start = 0;
     for (i, c) in commands.iter().enumerate() {
+        if let Some(script) = shell_script(&c.words) {
+            found |= scan(src, &lex::remap(lex::parse(&script.text), script), target);
+        }
         let Some((name, args)) = program(&c.words) else {
             if c.next != Connector::Pipe {
                 pipeline_start = i + 1;
@@ -41,22 +44,65 @@ fn scan(src: &str, commands: &[Command], target: &mut KillTarget) -> bool {
             "kill" => found |= kill(src, args, target),
             "pkill" => {
                 found = true;
-                let value_opts = ["-u", "-U", "-g", "-G", "-P", "-s", "-t", "--signal", "-F", "--pidfile", "--euid", "--uid", "--group", "--parent", "--session", "--terminal"];
-                target.names.extend(positionals(args, &value_opts).into_iter().take(1).map(|w| w.text.clone()));
+                let value_opts = [
+                    "-u",
+                    "-U",
+                    "-g",
+                    "-G",
+                    "-P",
+                    "-s",
+                    "-t",
+                    "--signal",
+                    "-F",
+                    "--pidfile",
+                    "--euid",
+                    "--uid",
+                    "--group",
+                    "--parent",
+                    "--session",
+                    "--terminal",
+                ];
+                target.names.extend(
+                    positionals(args, &value_opts)
+                        .into_iter()
+                        .take(1)
+                        .map(|w| w.text.clone()),
+                );
             }
             "killall" => {
                 found = true;
-                let value_opts = ["-s", "--signal", "-u", "--user", "-y", "--younger-than", "-o", "--older-than", "-Z", "--context"];
-                target.names.extend(positionals(args, &value_opts).into_iter().map(|w| w.text.clone()));
+                let value_opts = [
+                    "-s",
+                    "--signal",
+                    "-u",
+                    "--user",
+                    "-y",
+                    "--younger-than",
+                    "-o",
+                    "--older-than",
+                    "-Z",
+                    "--context",
+                ];
+                target.names.extend(
+                    positionals(args, &value_opts)
+                        .into_iter()
+                        .map(|w| w.text.clone()),
+                );
             }
-            "fuser" if args.iter().any(|a| is_short_flag(&a.text, 'k') || a.text == "--kill") => {
+            "fuser"
+                if args
+                    .iter()
+                    .any(|a| is_short_flag(&a.text, 'k') || a.text == "--kill") =>
+            {
                 found = true;
                 fuser_ports(args, target);
             }
             "kill-port" => {
                 found = true;
                 for w in args {
-                    target.ports.extend(w.text.split(',').filter_map(|p| p.parse::<u16>().ok()));
+                    target
+                        .ports
+                        .extend(w.text.split(',').filter_map(|p| p.parse::<u16>().ok()));
                 }
             }
             "xargs" if xargs_kills(args) => {
@@ -83,6 +129,15 @@ fn program(words: &[Word]) -> Option<(&str, &[Word])> {
             let name = words[at].text.rsplit('/').next().unwrap_or("");
             Some((tools::strip_version(name), &words[at + 1..]))
         }
+        _ => None,
+    }
+}
+
+/// The script word of `bash -c SCRIPT`.
+fn shell_script(words: &[Word]) -> Option<&Word> {
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    match tools::resolve(&texts).launch {
+        Launch::Shell { string } => Some(&words[string]),
         _ => None,
     }
 }
@@ -120,12 +175,35 @@ fn produce(c: &Command, target: &mut KillTarget) {
         "lsof" => lsof_ports(args, target),
         "fuser" => fuser_ports(args, target),
         "pgrep" => {
-            let value_opts = ["-u", "-U", "-g", "-G", "-P", "-s", "-t", "-d", "--delimiter", "-F", "--pidfile"];
-            target.names.extend(positionals(args, &value_opts).into_iter().take(1).map(|w| w.text.clone()));
+            let value_opts = [
+                "-u",
+                "-U",
+                "-g",
+                "-G",
+                "-P",
+                "-s",
+                "-t",
+                "-d",
+                "--delimiter",
+                "-F",
+                "--pidfile",
+            ];
+            target.names.extend(
+                positionals(args, &value_opts)
+                    .into_iter()
+                    .take(1)
+                    .map(|w| w.text.clone()),
+            );
         }
-        "pidof" => target.names.extend(positionals(args, &["-o"]).into_iter().map(|w| w.text.clone())),
+        "pidof" => target.names.extend(
+            positionals(args, &["-o"])
+                .into_iter()
+                .map(|w| w.text.clone()),
+        ),
         "grep" | "egrep" | "rg" if !args.iter().any(|a| is_short_flag(&a.text, 'v')) => {
-            let pattern = positionals(args, &["-e", "-f", "-m", "-A", "-B", "-C"]).into_iter().next();
+            let pattern = positionals(args, &["-e", "-f", "-m", "-A", "-B", "-C"])
+                .into_iter()
+                .next();
             target.names.extend(pattern.map(|w| unbracket(&w.text)));
         }
         _ => {}
@@ -142,7 +220,19 @@ fn unbracket(pattern: &str) -> String {
 
 /// `xargs [opts] kill …`.
 fn xargs_kills(args: &[Word]) -> bool {
-    let value_opts = ["-n", "-I", "-P", "-L", "-d", "-E", "-s", "-a", "--max-args", "--max-procs", "--delimiter"];
+    let value_opts = [
+        "-n",
+        "-I",
+        "-P",
+        "-L",
+        "-d",
+        "-E",
+        "-s",
+        "-a",
+        "--max-args",
+        "--max-procs",
+        "--delimiter",
+    ];
     positionals(args, &value_opts)
         .first()
         .is_some_and(|w| matches!(w.text.rsplit('/').next(), Some("kill" | "pkill")))
@@ -199,14 +289,18 @@ fn lsof_ports(args: &[Word], target: &mut KillTarget) {
             rest => rest,
         };
         if let Some((_, ports)) = spec.rsplit_once(':') {
-            target.ports.extend(ports.split(',').filter_map(|p| p.parse::<u16>().ok()));
+            target
+                .ports
+                .extend(ports.split(',').filter_map(|p| p.parse::<u16>().ok()));
         }
     }
 }
 
 /// `fuser -k 3000/tcp`, `fuser -k -n tcp 3000`.
 fn fuser_ports(args: &[Word], target: &mut KillTarget) {
-    let tcp_namespace = args.windows(2).any(|p| p[0].text == "-n" && p[1].text == "tcp");
+    let tcp_namespace = args
+        .windows(2)
+        .any(|p| p[0].text == "-n" && p[1].text == "tcp");
     for w in positionals(args, &["-n", "--namespace", "-s", "--signal"]) {
         let t = w.text.as_str();
         let port: Option<u16> = match t.split_once('/') {

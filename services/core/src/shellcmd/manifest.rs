@@ -18,12 +18,16 @@ impl Manifest {
 
     /// Scripts an npm-run-all pattern names: `dev:*` is one level below
     /// `dev:`, `dev:**` any depth, anything else exactly one script.
-    pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn matching<'a>(
+        &'a self,
+        pattern: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.scripts.iter().filter_map(move |(name, body)| {
             let hit = if let Some(prefix) = pattern.strip_suffix("**") {
                 name.starts_with(prefix)
             } else if let Some(prefix) = pattern.strip_suffix('*') {
-                name.strip_prefix(prefix).is_some_and(|rest| !rest.contains(':'))
+                name.strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.contains(':'))
             } else {
                 name == pattern
             };
@@ -41,7 +45,11 @@ pub(super) fn find(dir: &Path, manager: Manager) -> Option<Manifest> {
         Manager::Deno => &["deno.json", "deno.jsonc"],
         _ => &["package.json"],
     };
-    let key = if manager == Manager::Deno { "tasks" } else { "scripts" };
+    let key = if manager == Manager::Deno {
+        "tasks"
+    } else {
+        "scripts"
+    };
     for d in dir.ancestors() {
         for name in names {
             let path = d.join(name);
@@ -86,9 +94,20 @@ mod tests {
         let app = root.path().join("repo/apps/web");
         std::fs::create_dir_all(&app).unwrap();
         std::fs::create_dir_all(root.path().join("repo/.git")).unwrap();
-        std::fs::write(root.path().join("package.json"), r#"{"scripts":{"dev":"outside"}}"#).unwrap();
-        assert!(find(&app, Manager::Npm).is_none(), "must not look above the repository root");
-        std::fs::write(root.path().join("repo/package.json"), r#"{"scripts":{"dev:web":"vite","dev:api":"uvicorn a:b","dev:api:x":"y"}}"#).unwrap();
+        std::fs::write(
+            root.path().join("package.json"),
+            r#"{"scripts":{"dev":"outside"}}"#,
+        )
+        .unwrap();
+        assert!(
+            find(&app, Manager::Npm).is_none(),
+            "must not look above the repository root"
+        );
+        std::fs::write(
+            root.path().join("repo/package.json"),
+            r#"{"scripts":{"dev:web":"vite","dev:api":"uvicorn a:b","dev:api:x":"y"}}"#,
+        )
+        .unwrap();
         let m = find(&app, Manager::Npm).unwrap();
         assert_eq!(m.dir, root.path().join("repo"));
         assert_eq!(m.script("dev:web"), Some("vite"));

@@ -293,7 +293,9 @@ impl Walker<'_> {
         let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         let resolved = tools::resolve(&texts);
         let mut env = ctx.env.clone();
-        env.extend(resolved.env_words.iter().map(|&i| Assign { word: words[i].clone() }));
+        env.extend(resolved.env_words.iter().map(|&i| Assign {
+            word: words[i].clone(),
+        }));
         match resolved.launch {
             Launch::Tool { tool, args, .. } if tool.port == PortSyntax::Publish => {
                 let cmd_span = self.report_span(span, ctx);
@@ -304,7 +306,11 @@ impl Walker<'_> {
                 };
                 self.starts.extend(starts);
             }
-            Launch::Tool { tool, program, args } => self.tool_start(tool, words, span, program, args, &env, ctx),
+            Launch::Tool {
+                tool,
+                program,
+                args,
+            } => self.tool_start(tool, words, span, program, args, &env, ctx),
             Launch::Script {
                 manager,
                 program,
@@ -357,7 +363,24 @@ impl Walker<'_> {
             ),
             "concurrently" => {
                 // Each positional argument is a command line of its own.
-                let value_opts = ["-n", "--names", "-c", "--prefix-colors", "-p", "--prefix", "--name-separator", "--kill-signal", "-s", "--success", "--restart-tries", "--restart-after", "--max-processes", "-m", "--handle-input", "--default-input-target"];
+                let value_opts = [
+                    "-n",
+                    "--names",
+                    "-c",
+                    "--prefix-colors",
+                    "-p",
+                    "--prefix",
+                    "--name-separator",
+                    "--kill-signal",
+                    "-s",
+                    "--success",
+                    "--restart-tries",
+                    "--restart-after",
+                    "--max-processes",
+                    "-m",
+                    "--handle-input",
+                    "--default-input-target",
+                ];
                 let mut j = 0;
                 let mut inner_ctx = Ctx {
                     env,
@@ -366,7 +389,11 @@ impl Walker<'_> {
                 };
                 while let Some(w) = args.get(j) {
                     if w.text.starts_with('-') {
-                        j += if value_opts.contains(&w.text.as_str()) { 2 } else { 1 };
+                        j += if value_opts.contains(&w.text.as_str()) {
+                            2
+                        } else {
+                            1
+                        };
                         continue;
                     }
                     let commands = lex::remap(lex::parse(&w.text), w);
@@ -380,10 +407,15 @@ impl Walker<'_> {
                     .map(|w| w.text.as_str())
                     .filter(|t| !t.starts_with('-'))
                     .collect();
-                let Some(manifest) = ctx.cwd.as_deref().and_then(|d| manifest::find(d, Manager::Npm)) else {
+                let Some(manifest) = ctx
+                    .cwd
+                    .as_deref()
+                    .and_then(|d| manifest::find(d, Manager::Npm))
+                else {
                     return;
                 };
-                let span = self.report_span(&(words[0].raw.start..words[words.len() - 1].raw.end), ctx);
+                let span =
+                    self.report_span(&(words[0].raw.start..words[words.len() - 1].raw.end), ctx);
                 for pattern in patterns {
                     for (_, body) in manifest.matching(pattern) {
                         let mut inner_ctx = Ctx {
@@ -420,7 +452,14 @@ impl Walker<'_> {
     }
 
     /// A package-manager script run: read the script and walk it.
-    fn script(&mut self, words: &[Word], span: &Range<usize>, run: &ScriptCall, env: Vec<Assign>, ctx: &mut Ctx) {
+    fn script(
+        &mut self,
+        words: &[Word],
+        span: &Range<usize>,
+        run: &ScriptCall,
+        env: Vec<Assign>,
+        ctx: &mut Ctx,
+    ) {
         if ctx.depth >= MAX_SCRIPT_DEPTH {
             return;
         }
@@ -473,7 +512,9 @@ impl Walker<'_> {
                     substitute,
                 }))
             }
-            Via::Script(outer) => Via::Nested { span: outer.span.clone() },
+            Via::Script(outer) => Via::Nested {
+                span: outer.span.clone(),
+            },
             Via::Nested { span } => Via::Nested { span: span.clone() },
         };
         let mut inner_ctx = Ctx {
@@ -490,15 +531,27 @@ impl Walker<'_> {
     /// `pnpm vite`, `yarn next dev`, `bun vite`: a binary of
     /// node_modules/.bin when there is no such script. npm has no such
     /// fallback.
-    fn script_binary(&mut self, words: &[Word], span: &Range<usize>, run: &ScriptCall, env: &[Assign], ctx: &Ctx) {
-        if matches!(run.manager, Manager::Npm | Manager::Deno) || words[run.script].text != run.name {
+    fn script_binary(
+        &mut self,
+        words: &[Word],
+        span: &Range<usize>,
+        run: &ScriptCall,
+        env: &[Assign],
+        ctx: &Ctx,
+    ) {
+        if matches!(run.manager, Manager::Npm | Manager::Deno) || words[run.script].text != run.name
+        {
             return;
         }
         let mut rest = run_env_words(words, run.program);
         let first = rest.len();
         rest.extend_from_slice(&words[run.script..]);
         let texts: Vec<&str> = rest.iter().map(|w| w.text.as_str()).collect();
-        if let Launch::Tool { tool, program, args } = tools::resolve(&texts).launch
+        if let Launch::Tool {
+            tool,
+            program,
+            args,
+        } = tools::resolve(&texts).launch
             && program == first
         {
             self.tool_start(tool, &rest, span, program, args, env, ctx);
@@ -506,7 +559,16 @@ impl Walker<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn tool_start(&mut self, tool: &'static Tool, words: &[Word], span: &Range<usize>, program: usize, args: usize, env: &[Assign], ctx: &Ctx) {
+    fn tool_start(
+        &mut self,
+        tool: &'static Tool,
+        words: &[Word],
+        span: &Range<usize>,
+        program: usize,
+        args: usize,
+        env: &[Assign],
+        ctx: &Ctx,
+    ) {
         let arg_words = &words[args.min(words.len())..];
         let found = find_port(tool, arg_words, env);
         let report = self.report_span(span, ctx);
@@ -519,7 +581,10 @@ impl Walker<'_> {
                 None => (None, PortSource::Unknown),
             },
         };
-        let plan = self.plan(tool, words, program, arg_words, found.as_ref(), ctx);
+        // Words are appended after the last argument, or after the
+        // subcommand the dispatcher consumed (`jupyter lab`).
+        let last = &words[args.clamp(program + 1, words.len()) - 1];
+        let plan = self.plan(tool, words, last, arg_words, found.as_ref(), ctx);
         self.starts.push(ServerStart {
             tool,
             service_type: tool.service_type,
@@ -532,19 +597,38 @@ impl Walker<'_> {
 
     /// How to move this start: edit the port where it is written, or add it
     /// in the tool's syntax, with the flag that keeps the tool from moving on.
-    fn plan(&self, tool: &'static Tool, words: &[Word], program: usize, args: &[Word], found: Option<&Found>, ctx: &Ctx) -> Plan {
-        let strict = tool
-            .strict_flag
-            .filter(|f| !args.iter().any(|a| a.text == *f || a.text.strip_prefix(f).is_some_and(|r| r.starts_with('='))));
-        let last = args.last().unwrap_or(&words[program]);
+    fn plan(
+        &self,
+        tool: &'static Tool,
+        words: &[Word],
+        last: &Word,
+        args: &[Word],
+        found: Option<&Found>,
+        ctx: &Ctx,
+    ) -> Plan {
+        let strict = tool.strict_flag.filter(|f| {
+            !args
+                .iter()
+                .any(|a| a.text == *f || a.text.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+        });
+        let last = args.last().unwrap_or(last);
         // Where words are appended: after the tool's last argument when it
         // is in the command line, else after the script run's arguments.
         let append = |text: String, port: bool, after: String| -> Option<Edit> {
             match &ctx.via {
                 Via::Direct => Some(Edit::insert(last.raw.end, text, port, after)),
                 Via::Script(run) if ctx.append => {
-                    let dashes = if run.manager.needs_double_dash() && !run.has_double_dash { " --" } else { "" };
-                    Some(Edit::insert(run.args_end, format!("{dashes}{text}"), port, after))
+                    let dashes = if run.manager.needs_double_dash() && !run.has_double_dash {
+                        " --"
+                    } else {
+                        ""
+                    };
+                    Some(Edit::insert(
+                        run.args_end,
+                        format!("{dashes}{text}"),
+                        port,
+                        after,
+                    ))
                 }
                 _ => None,
             }
@@ -608,16 +692,30 @@ impl Walker<'_> {
         }
         let strict_after = strict.map(|f| format!(" {f}")).unwrap_or_default();
         let edit = match tool.port {
+            // `esbuild --serve` means the default port: give it a value.
+            PortSyntax::Flag {
+                names,
+                joined: true,
+            } if args.iter().any(|a| a.text == names[0]) => args
+                .iter()
+                .rfind(|a| a.text == names[0] && a.src == 0 && matches!(ctx.via, Via::Direct))
+                .and_then(|a| a.source_range(0..a.text.len()))
+                .map(|r| Edit::insert(r.end, "=".to_string(), true, strict_after)),
             PortSyntax::Flag { names, joined } => {
                 let sep = if joined { "=" } else { " " };
                 append(format!(" {}{sep}", names[0]), true, strict_after)
             }
-            PortSyntax::HostPortFlag { names, default_host } => append(format!(" {} {default_host}:", names[0]), true, strict_after),
+            PortSyntax::HostPortFlag {
+                names,
+                default_host,
+            } => append(format!(" {} {default_host}:", names[0]), true, strict_after),
             PortSyntax::Positional => append(" ".to_string(), true, strict_after),
-            PortSyntax::Env(name) => self.prefix(words, ctx).map(|at| Edit::insert(at, format!("{name}="), true, " ".to_string())),
-            PortSyntax::EnvHostPort { name, default_host } => self
+            PortSyntax::Env(name) => self
                 .prefix(words, ctx)
-                .map(|at| Edit::insert(at, format!("{name}={default_host}:"), true, " ".to_string())),
+                .map(|at| Edit::insert(at, format!("{name}="), true, " ".to_string())),
+            PortSyntax::EnvHostPort { name, default_host } => self.prefix(words, ctx).map(|at| {
+                Edit::insert(at, format!("{name}={default_host}:"), true, " ".to_string())
+            }),
             PortSyntax::ConfigFile | PortSyntax::Publish => None,
         };
         edit.map_or(Plan::None, |e| Plan::Edit(vec![e]))
@@ -746,7 +844,9 @@ fn value_port(word: &Word, offset: usize, kind: PortSource) -> Option<Found> {
 /// written winning, flags before the environment.
 fn find_port(tool: &Tool, args: &[Word], env: &[Assign]) -> Option<Found> {
     let from_args = match tool.port {
-        PortSyntax::Flag { names, .. } | PortSyntax::HostPortFlag { names, .. } => flag_port(names, args),
+        PortSyntax::Flag { names, .. } | PortSyntax::HostPortFlag { names, .. } => {
+            flag_port(names, args)
+        }
         PortSyntax::Positional => positional_port(tool, args),
         _ => None,
     };
@@ -771,7 +871,10 @@ fn flag_port(names: &[&str], args: &[Word]) -> Option<Found> {
         }
         for name in names {
             if t == *name {
-                if let Some(f) = args.get(k + 1).and_then(|v| value_port(v, 0, PortSource::Flag)) {
+                if let Some(f) = args
+                    .get(k + 1)
+                    .and_then(|v| value_port(v, 0, PortSource::Flag))
+                {
                     found = Some(f);
                 }
             } else if let Some(rest) = t.strip_prefix(name) {
@@ -792,7 +895,9 @@ fn positional_port(tool: &Tool, args: &[Word]) -> Option<Found> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let first = tools::first_positional(tool, &texts)?;
     let at = match tool.subcommand {
-        Subcommand::OneOf(_) | Subcommand::Goal(_) => first + 1 + tools::first_positional(tool, &texts[first + 1..])?,
+        Subcommand::OneOf(_) | Subcommand::Goal(_) => {
+            first + 1 + tools::first_positional(tool, &texts[first + 1..])?
+        }
         Subcommand::Any | Subcommand::NoneOf(_) => first,
     };
     value_port(&args[at], 0, PortSource::Positional)
@@ -812,12 +917,24 @@ mod tests {
     fn direct_starts_and_rewrites() {
         let cmd = "cd web && vite --host 2>&1 | tee log";
         let s = one(cmd);
-        assert_eq!((s.tool.name, s.port, s.port_source), ("vite", Some(5173), PortSource::FrameworkDefault));
+        assert_eq!(
+            (s.tool.name, s.port, s.port_source),
+            ("vite", Some(5173), PortSource::FrameworkDefault)
+        );
         assert_eq!(&cmd[s.span.clone()], "vite --host 2>&1");
-        assert_eq!(rewrite_port(cmd, &s, 5174).unwrap(), "cd web && vite --host --port 5174 --strictPort 2>&1 | tee log");
+        assert_eq!(
+            rewrite_port(cmd, &s, 5174).unwrap(),
+            "cd web && vite --host --port 5174 --strictPort 2>&1 | tee log"
+        );
         let cmd = "bash -c 'python3 -m http.server 8000'";
         let s = one(cmd);
-        assert_eq!((s.port, s.port_source), (Some(8000), PortSource::Positional));
-        assert_eq!(rewrite_port(cmd, &s, 8001).unwrap(), "bash -c 'python3 -m http.server 8001'");
+        assert_eq!(
+            (s.port, s.port_source),
+            (Some(8000), PortSource::Positional)
+        );
+        assert_eq!(
+            rewrite_port(cmd, &s, 8001).unwrap(),
+            "bash -c 'python3 -m http.server 8001'"
+        );
     }
 }
