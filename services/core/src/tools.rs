@@ -1136,24 +1136,30 @@ pub(crate) enum Launch {
         program: usize,
         args: usize,
     },
-    /// A package-manager script run (`npm run dev`, `yarn dev`, `deno task
-    /// x`): `script` is the index of the word naming it, `name` the script
-    /// (`npm t` runs `test`), `extra` the index of the first argument passed
-    /// on, `dir` the index of a `--prefix`/`-C`/`--cwd` directory word.
-    Script {
-        manager: Manager,
-        program: usize,
-        script: usize,
-        name: String,
-        extra: usize,
-        dir: Option<usize>,
-    },
+    /// A package-manager script run (`npm run dev`, `yarn dev`, `deno task x`).
+    Script(ScriptCall),
     /// `sh -c STRING` and friends: `string` is the index of the script text.
     Shell { string: usize },
     /// A program that is none of the above (`kill`, `cd`, `concurrently`).
     Program { at: usize },
     /// Nothing to run, or a wrapper missing its command.
     Other,
+}
+
+/// A package-manager script run, as word indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScriptCall {
+    pub manager: Manager,
+    /// The package manager word.
+    pub program: usize,
+    /// The word naming the script.
+    pub script: usize,
+    /// The script's name (`npm t` runs `test`).
+    pub name: String,
+    /// The first argument passed on to the script.
+    pub extra: usize,
+    /// A `--prefix`/`-C`/`--cwd` directory word.
+    pub dir: Option<usize>,
 }
 
 /// A JavaScript package manager or task runner that runs named scripts.
@@ -1481,14 +1487,14 @@ impl<'w> Resolver<'w, '_> {
         let words = self.words;
         match self.word(i + 1) {
             Some("task") => match first_non_option(words, i + 2, &["--cwd", "--config", "-c"]) {
-                Some(s) => Launch::Script {
+                Some(s) => Launch::Script(ScriptCall {
                     manager: Manager::Deno,
                     program: i,
                     script: s,
                     name: words[s].to_string(),
                     extra: s + 1,
                     dir: option_value_index(words, i + 2, s, &["--cwd"]),
-                },
+                }),
                 None => Launch::Other,
             },
             // `deno run -A npm:vite@5`, `deno run main.ts`
@@ -1537,13 +1543,15 @@ impl<'w> Resolver<'w, '_> {
             return Launch::Other;
         };
         let dir = option_value_index(words, i + 1, cmd, &["--prefix", "-C", "--dir", "--cwd"]);
-        let script = |script: usize, name: &str| Launch::Script {
-            manager,
-            program: i,
-            script,
-            name: name.to_string(),
-            extra: script + 1,
-            dir,
+        let script = |script: usize, name: &str| {
+            Launch::Script(ScriptCall {
+                manager,
+                program: i,
+                script,
+                name: name.to_string(),
+                extra: script + 1,
+                dir,
+            })
         };
         match (manager, words[cmd]) {
             (_, "run" | "run-script" | "rum" | "urn") => {
@@ -1946,12 +1954,12 @@ pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
             Some(container_service_type(image, None).unwrap_or(tool.service_type))
         }
         Launch::Tool { tool, .. } => Some(tool.service_type),
-        Launch::Script { script, name, .. } => {
+        Launch::Script(call) => {
             // `pnpm vite`, `yarn next dev` run a binary when there is no
             // such script.
-            find_tool(&argv[script..])
+            find_tool(&argv[call.script..])
                 .map(|t| t.service_type)
-                .or_else(|| script_service_type(&name))
+                .or_else(|| script_service_type(&call.name))
         }
         Launch::Shell { string } => crate::shellcmd::infer_from_script(argv[string].as_ref()),
         Launch::Program { .. } | Launch::Other => docker_proxy_service_type(argv),
@@ -2481,6 +2489,19 @@ mod tests {
         assert_eq!(infer(&["npm", "run", "build"]), None);
         assert_eq!(infer(&["npm", "install"]), None);
         assert_eq!(infer(&["bun", "test"]), None);
+    }
+
+    #[test]
+    fn shell_scripts_are_read() {
+        assert_eq!(
+            infer(&["/bin/sh", "-c", "cd web && vite --port 3000"]),
+            Some("dev")
+        );
+        assert_eq!(
+            infer(&["bash", "-lc", "exec uvicorn main:app"]),
+            Some("api")
+        );
+        assert_eq!(infer(&["sh", "-c", "echo vite"]), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use kill::{KillTarget, kill_targets};
 use lex::Word;
 
-use crate::tools::{self, Launch, Manager, PortSyntax, Subcommand, Tool};
+use crate::tools::{self, Launch, Manager, PortSyntax, ScriptCall, Subcommand, Tool};
 
 /// Where the port a start would take comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +150,7 @@ pub fn recognise(command: &str, cwd: &Path) -> Vec<ServerStart> {
         env: Vec::new(),
         via: Via::Direct,
         append: true,
+        top: true,
         depth: 0,
     };
     walker.list(lex::parse(command), &mut ctx);
@@ -259,6 +260,10 @@ struct Ctx {
     /// Arguments appended to the script run reach this command (it is the
     /// script's last simple command).
     append: bool,
+    /// A simple command of the script itself, not one run by a command in
+    /// it (`bash -c`, `concurrently`): an environment prefix on the script
+    /// run reaches it, and it alone could be run in the script's place.
+    top: bool,
     depth: usize,
 }
 
@@ -311,28 +316,18 @@ impl Walker<'_> {
                 program,
                 args,
             } => self.tool_start(tool, words, span, program, args, &env, ctx),
-            Launch::Script {
-                manager,
-                program,
-                script,
-                name,
-                extra,
-                dir,
-            } => {
-                let run = ScriptCall {
-                    manager,
-                    program,
-                    script,
-                    name,
-                    extra,
-                    dir,
-                };
-                self.script(words, span, &run, env, ctx);
-            }
+            Launch::Script(call) => self.script(words, span, &call, env, ctx),
             Launch::Shell { string } => {
                 let inner = &words[string];
                 let commands = lex::remap(lex::parse(&inner.text), inner);
-                let mut inner_ctx = Ctx { env, ..ctx.clone() };
+                // Arguments appended to a script reach `bash`, not the
+                // commands of its script.
+                let mut inner_ctx = Ctx {
+                    env,
+                    append: false,
+                    top: false,
+                    ..ctx.clone()
+                };
                 self.list(commands, &mut inner_ctx);
             }
             Launch::Program { at } => self.builtin(words, at, env, ctx),
@@ -385,6 +380,7 @@ impl Walker<'_> {
                 let mut inner_ctx = Ctx {
                     env,
                     append: false,
+                    top: false,
                     ..ctx.clone()
                 };
                 while let Some(w) = args.get(j) {
@@ -523,6 +519,7 @@ impl Walker<'_> {
             env,
             via,
             append: true,
+            top: true,
             depth: ctx.depth + 1,
         };
         self.list(commands, &mut inner_ctx);
@@ -658,6 +655,9 @@ impl Walker<'_> {
             let Via::Script(run) = &ctx.via else {
                 return Plan::None;
             };
+            if !ctx.top {
+                return Plan::None;
+            }
             let Some((replace, extra)) = &run.substitute else {
                 return Plan::None;
             };
@@ -725,20 +725,11 @@ impl Walker<'_> {
     fn prefix(&self, words: &[Word], ctx: &Ctx) -> Option<usize> {
         match &ctx.via {
             Via::Direct => words.first().filter(|w| w.src == 0).map(|w| w.raw.start),
-            Via::Script(run) => Some(run.prefix_at),
+            Via::Script(run) if ctx.top => Some(run.prefix_at),
+            Via::Script(_) => None,
             Via::Nested { .. } => None,
         }
     }
-}
-
-/// The call of a package script, from [`Launch::Script`].
-struct ScriptCall {
-    manager: Manager,
-    program: usize,
-    script: usize,
-    name: String,
-    extra: usize,
-    dir: Option<usize>,
 }
 
 /// The assignments that came before the package manager word.
