@@ -150,7 +150,7 @@ pub static TOOLS: &[Tool] = &[
     },
     Tool {
         name: "next",
-        programs: &["next", "next-server"],
+        programs: &["next"],
         subcommand: Subcommand::OneOf(&["dev", "start"]),
         default_port: Some(3000),
         port: flag(&["-p", "--port"]),
@@ -1840,8 +1840,8 @@ fn child_script_tool(path: &str) -> Option<&'static Tool> {
 
 /// `vite@5.0.0` → `vite`; `@storybook/cli@latest` → `@storybook/cli`.
 pub(crate) fn strip_version(spec: &str) -> &str {
-    match spec[1.min(spec.len())..].find('@') {
-        Some(at) => &spec[..at + 1],
+    match spec.char_indices().skip(1).find(|&(_, c)| c == '@') {
+        Some((at, _)) => &spec[..at],
         None => spec,
     }
 }

@@ -153,3 +153,59 @@ fn kills_table() {
         failures.join("\n")
     );
 }
+
+/// Hook input is whatever the agent typed: every prefix of every command in
+/// the tables, and some broken shell, must be read without a panic, and a
+/// start found in it must rewrite within it.
+#[test]
+fn broken_input_is_read_without_panics() {
+    let mut commands: Vec<String> = rows("commands.tsv")
+        .into_iter()
+        .map(|(_, c)| c[1].clone())
+        .collect();
+    commands.extend(rows("kills.tsv").into_iter().map(|(_, c)| c[0].clone()));
+    commands.extend(
+        [
+            "'unterminated",
+            "\"unterminated $(",
+            "kill $(echo \u{e9}",
+            "vite \\",
+            "$'\\",
+            "npx vite --port ${",
+            "cat <<",
+            "a | | b",
+            ")))",
+            "((( vite",
+            "é vite --port 3000 é",
+            "npx @",
+            "npx é@1",
+            "docker run -p",
+            "docker run -p :",
+            "kill `lsof -ti:3000",
+            "bash -c",
+            "env",
+            "sudo",
+            "timeout",
+            "npm run",
+            "python -m",
+            "node -e",
+            "php -S",
+            "\u{0}",
+            "vite --port=99999999",
+        ]
+        .map(String::from),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut prefixes = 0;
+    for command in &commands {
+        for (end, _) in command.char_indices().chain([(command.len(), ' ')]) {
+            let prefix = &command[..end];
+            prefixes += 1;
+            for start in recognise(prefix, dir.path()) {
+                let _ = rewrite_port(prefix, &start, 1234);
+            }
+            let _ = kill_targets(prefix);
+        }
+    }
+    println!("{prefixes} prefixes read");
+}

@@ -402,8 +402,13 @@ impl Lexer<'_> {
             (_, Some(b'(')) => {
                 let end = self.balanced(self.pos + 1);
                 if self.peek(2) != Some(b'(') {
-                    w.substitutions
-                        .push(start + 2..end.saturating_sub(1).max(start + 2));
+                    // Unbalanced `$(…` runs to the end of the text.
+                    let inner_end = if self.b[end - 1] == b')' {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    w.substitutions.push(start + 2..inner_end.max(start + 2));
                 }
                 end
             }

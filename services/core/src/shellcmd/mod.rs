@@ -71,14 +71,12 @@ enum Plan {
     /// Edits in the command line itself.
     Edit(Vec<Edit>),
     /// The port is written in a package.json script: run the edited script
-    /// directly through the package runner (`npx vite --port 5174`) in
-    /// place of `replace` (`npm run dev`), followed by the extra arguments.
+    /// directly through the package runner (`npx vite --port 5174`, the
+    /// runner being one of the edits) in place of `replace` (`npm run
+    /// dev`), followed by the extra arguments.
     Body {
         body: String,
         edits: Vec<Edit>,
-        /// Where the program starts in the script, after its assignments.
-        program_at: usize,
-        runner: &'static str,
         replace: Range<usize>,
         extra: String,
     },
@@ -116,13 +114,13 @@ impl Edit {
 }
 
 fn apply(text: &str, edits: &[Edit], port: u16) -> Option<String> {
-    let mut edits: Vec<&Edit> = edits.iter().collect();
-    // Back to front, so earlier offsets stay valid; at one offset, keep
-    // the order the edits were planned in.
-    edits.sort_by_key(|e| std::cmp::Reverse(e.range.start));
+    let mut edits: Vec<(usize, &Edit)> = edits.iter().enumerate().collect();
+    // Back to front, so earlier offsets stay valid; at one offset the
+    // later-planned edit goes in first, so the planned order is kept.
+    edits.sort_by_key(|&(i, e)| std::cmp::Reverse((e.range.start, i)));
     let mut out = text.to_string();
     let mut last_start = usize::MAX;
-    for e in edits {
+    for (_, e) in edits {
         if e.range.end > last_start || out.get(e.range.clone()).is_none() {
             return None;
         }
@@ -169,15 +167,10 @@ pub fn rewrite_port(command: &str, start: &ServerStart, new_port: u16) -> Option
         Plan::Body {
             body,
             edits,
-            program_at,
-            runner,
             replace,
             extra,
         } => {
-            let edited = apply(body, edits, new_port)?;
-            // Edits never touch the assignments before the program.
-            let (assignments, program) = edited.split_at(*program_at);
-            let text = format!("{assignments}{runner} {program}{extra}");
+            let text = format!("{}{extra}", apply(body, edits, new_port)?);
             let mut out = command.to_string();
             out.get(replace.clone())?;
             out.replace_range(replace.clone(), &text);
@@ -673,19 +666,20 @@ impl Walker<'_> {
             else {
                 return Plan::None;
             };
-            let mut edits = vec![Edit::port_at(range)];
+            let Some(runner) = runner(run.manager) else {
+                return Plan::None;
+            };
+            let mut edits = vec![
+                Edit::insert(program_at, format!("{runner} "), false, String::new()),
+                Edit::port_at(range),
+            ];
             if strict.is_some() {
                 let body_end = body_words.last().map_or(body.len(), |w| w.raw.end);
                 edits.extend(strict_edit(Some(body_end)));
             }
-            let Some(runner) = runner(run.manager) else {
-                return Plan::None;
-            };
             return Plan::Body {
                 body: body.clone(),
                 edits,
-                program_at,
-                runner,
                 replace: replace.clone(),
                 extra: extra.clone(),
             };
