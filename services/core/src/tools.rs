@@ -2127,31 +2127,14 @@ mod tests {
         find_tool(&argv(words)).map(|t| t.name)
     }
 
-    const BUILT_IN_TYPES: &[&str] = &[
-        "dev",
-        "api",
-        "database",
-        "auth",
-        "functions",
-        "ui",
-        "hub",
-        "storybook",
-        "test",
-        "proxy",
-        "docs",
-        "monitoring",
-        "build",
-        "infrastructure",
-        "ai",
-        "messaging",
-        "coordination",
-    ];
+
 
     #[test]
     fn every_tool_has_a_built_in_type_and_a_unique_name() {
+        let builtin = crate::config::Config::builtin();
         for (i, t) in TOOLS.iter().enumerate() {
             assert!(
-                BUILT_IN_TYPES.contains(&t.service_type),
+                builtin.service_types.contains_key(t.service_type),
                 "{} has type {}",
                 t.name,
                 t.service_type
