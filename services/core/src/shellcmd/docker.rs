@@ -239,6 +239,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
         {
             let host = match published.as_deref().and_then(interpolate) {
                 Some(p) if p.contains('-') => Host::Range,
+                // Compose files are not rewritten: no position is needed.
                 Some(p) => digits(&p).map_or(Host::Random, |port| Host::Port(port, 0..0)),
                 None => Host::Random,
             };
