@@ -11,5 +11,6 @@ pub mod paths;
 pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod shellcmd;
 pub mod store;
 pub mod tools;
