@@ -2,7 +2,7 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
-use crate::client::Method;
+use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::span;
 use serde::Deserialize;

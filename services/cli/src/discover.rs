@@ -1,7 +1,7 @@
 //! Finding the allocator: the first socket that accepts a connection, and in
 //! user mode starting `styxy-allocator --user` when none does.
 
-use crate::client::{self, Client};
+use styxy_core::client::{self, Client};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

@@ -3,7 +3,7 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_REFUSED};
-use crate::client::{Client, Method};
+use styxy_core::client::{Client, Method};
 use crate::daemon::StatusResponse;
 use crate::output::{print, print_json};
 use crate::run::find_preload;

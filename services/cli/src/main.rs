@@ -2,7 +2,6 @@
 //! the allocator decides.
 
 mod cli;
-mod client;
 mod daemon;
 mod discover;
 mod doctor;
@@ -15,7 +14,7 @@ mod table;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, DaemonCommand};
-use client::Client;
+use styxy_core::client::Client;
 use discover::Discovery;
 use output::Failure;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! Writing results and failures, and the exit status each failure maps to.
 
 use crate::cli::{EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE};
-use crate::client::ClientError;
+use styxy_core::client::ClientError;
 use crate::discover::Unreachable;
 use std::io::Write;
 

@@ -3,7 +3,7 @@
 
 use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
-use crate::client::Method;
+use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, age, or_dash, utc};
 use serde::Deserialize;

@@ -3,7 +3,7 @@
 
 use crate::Ctx;
 use crate::cli::{RunArgs, Shell};
-use crate::client::Method;
+use styxy_core::client::Method;
 use crate::discover::search_path;
 use crate::elf::{self, Linkage};
 use crate::output::{Failure, print, warn};

@@ -3,7 +3,7 @@
 
 use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
-use crate::client::Method;
+use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, or_dash, utc};
 use serde::Deserialize;

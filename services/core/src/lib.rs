@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod autoalloc;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod model;

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use styxy_core::api::ErrorBody;
+use crate::api::ErrorBody;
 
 /// Largest header block accepted from the server.
 const MAX_HEAD: usize = 64 * 1024;
@@ -172,58 +172,88 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
+        Connection::unix(&self.socket, self.timeout, false)?.exchange(method, path, body)
+    }
+}
+
+/// One connection to the allocator. `Client` opens one per request
+/// (`Connection: close`); a benchmark or a long-lived caller keeps one alive
+/// for many requests, over the Unix socket or token-authenticated TCP.
+pub struct Connection<S> {
+    reader: BufReader<S>,
+    /// Socket path or TCP address, for error messages.
+    peer: PathBuf,
+    timeout: Duration,
+    keep_alive: bool,
+    token: Option<String>,
+}
+
+impl Connection<UnixStream> {
+    pub fn unix(socket: &Path, timeout: Duration, keep_alive: bool) -> Result<Self, ClientError> {
+        let stream = connect(socket, timeout).map_err(|source| ClientError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        Ok(Connection { reader: BufReader::new(stream), peer: socket.to_path_buf(), timeout, keep_alive, token: None })
+    }
+}
+
+impl Connection<std::net::TcpStream> {
+    /// A kept-alive TCP connection presenting `token` as a bearer token.
+    pub fn tcp(addr: &str, timeout: Duration, token: Option<String>) -> Result<Self, ClientError> {
+        let connect_error = |source| ClientError::Connect { path: PathBuf::from(addr), source };
+        let stream = std::net::TcpStream::connect(addr).map_err(connect_error)?;
+        stream.set_nodelay(true).map_err(connect_error)?;
+        stream.set_read_timeout(Some(timeout)).map_err(connect_error)?;
+        stream.set_write_timeout(Some(timeout)).map_err(connect_error)?;
+        Ok(Connection { reader: BufReader::new(stream), peer: PathBuf::from(addr), timeout, keep_alive: true, token })
+    }
+}
+
+impl<S: Read + Write> Connection<S> {
+    /// Sends a request (with an optional JSON body); answers of any status come back.
+    pub fn send(&mut self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
+        self.exchange(method, path, body)
+    }
+
+    pub fn send_json<B: Serialize>(&mut self, method: Method, path: &str, body: &B) -> Result<Response, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|source| ClientError::Decode {
+            request: format!("{} {path}", method.as_str()),
+            source,
+        })?;
+        self.exchange(method, path, Some(&bytes))
+    }
+
+    fn exchange(&mut self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
         let request = format!("{} {path}", method.as_str());
-        let stream =
-            connect(&self.socket, self.timeout).map_err(|source| ClientError::Connect {
-                path: self.socket.clone(),
-                source,
-            })?;
         let io_error = |operation: &'static str, source: io::Error| {
-            if matches!(
-                source.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
-                ClientError::Timeout {
-                    path: self.socket.clone(),
-                    request: request.clone(),
-                    after: self.timeout,
-                }
+            if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                ClientError::Timeout { path: self.peer.clone(), request: request.clone(), after: self.timeout }
             } else {
-                ClientError::Io {
-                    path: self.socket.clone(),
-                    request: request.clone(),
-                    operation,
-                    source,
-                }
+                ClientError::Io { path: self.peer.clone(), request: request.clone(), operation, source }
             }
         };
         let body = body.unwrap_or_default();
-        let mut message = format!(
-            "{request} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n"
-        );
+        let connection = if self.keep_alive { "keep-alive" } else { "close" };
+        let mut message =
+            format!("{request} HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\nAccept: application/json\r\n");
+        if let Some(token) = &self.token {
+            message.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
         if !body.is_empty() {
             message.push_str("Content-Type: application/json\r\n");
         }
         message.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut bytes = message.into_bytes();
         bytes.extend_from_slice(body);
-        (&stream)
-            .write_all(&bytes)
-            .map_err(|e| io_error("write", e))?;
+        self.reader.get_mut().write_all(&bytes).map_err(|e| io_error("write", e))?;
 
-        let mut reader = BufReader::new(&stream);
-        match read_response(&mut reader) {
-            Ok((status, body)) => Ok(Response {
-                status,
-                body,
-                request,
-            }),
+        match read_response(&mut self.reader) {
+            Ok((status, body)) => Ok(Response { status, body, request }),
             Err(ReadError::Io(e)) => Err(io_error("read", e)),
-            Err(ReadError::Malformed(reason)) => Err(ClientError::Protocol {
-                path: self.socket.clone(),
-                request,
-                reason,
-            }),
+            Err(ReadError::Malformed(reason)) => {
+                Err(ClientError::Protocol { path: self.peer.clone(), request, reason })
+            }
         }
     }
 }
@@ -406,7 +436,7 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
-    use styxy_core::api::ErrorCode;
+    use crate::api::ErrorCode;
 
     fn parse(raw: &str) -> Result<(u16, Vec<u8>), ReadError> {
         read_response(&mut BufReader::new(raw.as_bytes()))
