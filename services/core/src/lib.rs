@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod autoalloc;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod model;
@@ -11,5 +12,6 @@ pub mod paths;
 pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod shellcmd;
 pub mod store;
 pub mod tools;
