@@ -59,11 +59,14 @@ ct() {
 }
 
 # ct_as USER COMMAND...: the same as an ordinary user, with a login-like
-# environment (HOME, USER) and no session bus.
+# environment (HOME, USER) and no session bus. COMMAND runs from a shell of
+# USER, as from a terminal: styxy names its parent as the owner, and runuser
+# itself runs as root.
 ct_as() {
 	local user=$1
 	shift
-	ct runuser -u "$user" -- env HOME="/home/$user" USER="$user" LOGNAME="$user" "$@"
+	ct runuser -u "$user" -- env HOME="/home/$user" USER="$user" LOGNAME="$user" \
+		sh -c '"$@"; status=$?; exit $status' sh "$@"
 }
 
 # ct_sh SCRIPT: runs a shell script inside the container as root.
