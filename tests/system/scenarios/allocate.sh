@@ -34,6 +34,17 @@ allocate_as_user() {
 	grep -qiE 'forbidden|not yours|belongs to' <<<"$out" ||
 		fail "bob releasing alice's lock: no forbidden message: $out"
 	ct_as alice styxy list | grep -q web || fail "web is gone after bob's refused release"
+
+	# The allocator keeps the port map beside the socket, for everyone.
+	ct_as bob test -r /run/styxy/ports.map || fail "/run/styxy/ports.map is missing or not readable"
+
+	# Loopback TCP with the user's token (IPAddressAllow=localhost lets it in).
+	must "styxy token" ct_as alice styxy token
+	local token=$LAST_OUTPUT
+	must "GET /allocations over TCP" ct curl --silent --show-error --fail --max-time 5 \
+		--header "Authorization: Bearer $token" http://127.0.0.1:9876/allocations
+	jq -e '.allocations[] | select(.service_name == "web")' <<<"$LAST_OUTPUT" >/dev/null ||
+		fail "GET /allocations over 127.0.0.1:9876 does not show web"
 }
 
 cat_file() {
