@@ -7,9 +7,6 @@ PASSED=0
 FAILED=0
 FAILED_NAMES=()
 
-# Where the scenario being run writes what it did; shown when it fails.
-SCENARIO_LOG=/dev/null
-
 # fail REASON: ends the current scenario (a subshell) with REASON.
 fail() {
 	printf '%s\n' "$*" >"$SCENARIO_REASON"
@@ -21,30 +18,37 @@ note() {
 	printf '  %s\n' "$*" >&4
 }
 
+# record_failure NAME REASON: counts a failure and prints its line.
+record_failure() {
+	FAILED=$((FAILED + 1))
+	FAILED_NAMES+=("$1")
+	echo "FAIL $1: $2"
+}
+
 # scenario NAME FUNCTION [ARGS...]: runs FUNCTION in a subshell and prints
-# `PASS NAME` or `FAIL NAME: reason` (and the scenario's log on failure).
+# `PASS NAME` or `FAIL NAME: reason` followed by the end of the scenario's
+# log. The log (every command, its output and duration) stays in
+# $WORK/logs/; durations also go to $WORK/logs/timings.
 scenario() {
 	local name=$1
 	shift
-	SCENARIO_LOG=$WORK/logs/$(tr '/ ' '__' <<<"$name").log
+	local log=$WORK/logs/${name//\//_}.log
 	SCENARIO_REASON=$WORK/logs/reason
 	: >"$SCENARIO_REASON"
 	local started=$SECONDS rc=0
 	(
 		set -uo pipefail
 		"$@"
-	) 4>&1 >"$SCENARIO_LOG" 2>&1 || rc=$?
-	local took=$((SECONDS - started))
+	) 4>&1 >"$log" 2>&1 || rc=$?
+	printf '%s %ss\n' "$name" "$((SECONDS - started))" >>"$WORK/logs/timings"
 	if [ "$rc" -eq 0 ]; then
 		PASSED=$((PASSED + 1))
-		echo "PASS $name (${took}s)"
+		echo "PASS $name"
 	else
-		FAILED=$((FAILED + 1))
-		FAILED_NAMES+=("$name")
 		local reason
 		reason=$(cat "$SCENARIO_REASON")
-		echo "FAIL $name: ${reason:-exit status $rc} (${took}s)"
-		sed -n 's/^/    | /; 1,60p' "$SCENARIO_LOG"
+		record_failure "$name" "${reason:-exit status $rc}"
+		tail -n 40 "$log" | sed 's/^/    | /'
 	fi
 }
 
