@@ -9,8 +9,9 @@ use crate::sys::{self, StackBuf};
 use core::sync::atomic::{AtomicU64, Ordering};
 use libc::c_int;
 
-/// The longest a program waits for the allocator.
-pub const DEADLINE_NS: u64 = 100_000_000;
+/// The longest a program waits for the allocator (the rest of a move fits
+/// in the remaining 10 ms of the 100 ms a hung allocator may cost).
+pub const DEADLINE_NS: u64 = 90_000_000;
 /// After a timeout, moves decide locally for this long.
 const SKIP_AFTER_TIMEOUT_NS: u64 = 10_000_000_000;
 const NAME_CAP: usize = 64;
