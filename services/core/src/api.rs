@@ -192,6 +192,7 @@ pub enum ErrorCode {
     InvalidPort,
     UnknownServiceType,
     RangeExhausted,
+    Conflict,
     QuotaExceeded,
     NotFound,
     Forbidden,
@@ -208,7 +209,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson | ErrorCode::InvalidField | ErrorCode::InvalidPort => 400,
             ErrorCode::UnknownServiceType => 400,
-            ErrorCode::RangeExhausted => 409,
+            ErrorCode::RangeExhausted | ErrorCode::Conflict => 409,
             ErrorCode::QuotaExceeded => 429,
             ErrorCode::NotFound => 404,
             ErrorCode::Forbidden => 403,

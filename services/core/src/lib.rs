@@ -2,7 +2,14 @@
 //! unit test without a socket.
 
 pub mod api;
+pub mod autoalloc;
+pub mod config;
+pub mod engine;
 pub mod model;
+pub mod observe;
 pub mod paths;
+pub mod portmap;
 pub mod probe;
 pub mod process;
+pub mod store;
+pub mod tools;

@@ -144,6 +144,9 @@ pub struct State {
     pub auto_types: BTreeMap<String, AutoType>,
     #[serde(default)]
     pub audit: Vec<AuditEntry>,
+    /// Last port handed to each (project, service name), tried first next time.
+    #[serde(default)]
+    pub sticky: BTreeMap<String, u16>,
 }
 
 impl State {
@@ -156,6 +159,7 @@ impl State {
             instances: BTreeMap::new(),
             auto_types: BTreeMap::new(),
             audit: Vec::new(),
+            sticky: BTreeMap::new(),
         }
     }
 
@@ -195,6 +199,9 @@ impl State {
                 }
             }
             Change::SetBootId(b) => self.boot_id = b.clone(),
+            Change::SetSticky { key, port } => {
+                self.sticky.insert(key.clone(), *port);
+            }
             Change::SetHealthFailures { port, lock_id, failures } => {
                 if let Some(a) = self.allocations.get_mut(port).filter(|a| &a.lock_id == lock_id) {
                     a.health_failures = *failures;
@@ -217,4 +224,5 @@ pub enum Change {
     Audit(AuditEntry),
     SetBootId(String),
     SetHealthFailures { port: u16, lock_id: String, failures: u32 },
+    SetSticky { key: String, port: u16 },
 }

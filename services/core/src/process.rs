@@ -18,13 +18,17 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
 }
 
-/// True when `pid` runs and is the same process that had `start_time`.
+/// True when `pid` runs and is the same process that had `start_time`. A
+/// zombie has exited: its ports are free even before its parent reaps it.
 pub fn is_alive(pid: u32, start: Option<u64>) -> bool {
-    match (start_time(pid), start) {
-        (Some(now), Some(then)) => now == then,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let running = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X");
+    running && start.is_none_or(|then| parse_start_time(&stat) == Some(then))
 }
 
 /// Real uid of `pid` (the owner of /proc/PID).
@@ -81,6 +85,30 @@ pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as u64 } else { 100 }
+}
+
+/// Login name of `uid` from the password database (cached: getpwuid_r is
+/// not free and names do not change under a running service).
+pub fn user_name(uid: u32) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static CACHE: Mutex<Option<HashMap<u32, Option<String>>>> = Mutex::new(None);
+    let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    guard.get_or_insert_with(HashMap::new).entry(uid).or_insert_with(|| lookup_user(uid)).clone()
+}
+
+fn lookup_user(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: getpwuid_r writes into pwd and buf, both live for the call.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out);
+        if rc != 0 || out.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,92 @@
+//! Per-user API tokens for the TCP listener: a token names exactly one uid,
+//! so one user's token can never act for another. Obtained over the Unix
+//! socket (`GET /token`), where the kernel vouches for the caller.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+const FILE: &str = "tokens.json";
+
+pub struct Tokens {
+    path: PathBuf,
+    by_uid: Mutex<BTreeMap<u32, String>>,
+}
+
+impl Tokens {
+    pub fn load(state_dir: &Path) -> Result<Tokens> {
+        let path = state_dir.join(FILE);
+        let by_uid = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Tokens { path, by_uid: Mutex::new(by_uid) })
+    }
+
+    /// The uid a presented token belongs to (constant-time comparison).
+    pub fn uid_for(&self, presented: &str) -> Option<u32> {
+        let map = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().find(|(_, t)| constant_time_eq(t.as_bytes(), presented.as_bytes())).map(|(uid, _)| *uid)
+    }
+
+    /// The caller's token, created (and persisted, 0600) on first use.
+    pub fn token_for(&self, uid: u32) -> Result<String> {
+        let mut map = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get(&uid) {
+            return Ok(t.clone());
+        }
+        let token = random_hex(32)?;
+        map.insert(uid, token.clone());
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(&*map)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;
+        Ok(token)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let len_diff = a.len() ^ b.len();
+    let bytes_diff = a.iter().zip(b.iter().cycle()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    len_diff == 0 && bytes_diff == 0 && !b.is_empty()
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    // SAFETY: getrandom fills the buffer we own.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    anyhow::ensure!(n == bytes as isize, "getrandom failed: {}", std::io::Error::last_os_error());
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_exactly_one_user_and_survives_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::load(dir.path()).unwrap();
+        let a = tokens.token_for(1000).unwrap();
+        let b = tokens.token_for(1001).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(tokens.uid_for(&a), Some(1000));
+        assert_eq!(tokens.uid_for(&b), Some(1001));
+        assert_eq!(tokens.uid_for(&a[..10]), None);
+        assert_eq!(tokens.uid_for(""), None);
+        let again = Tokens::load(dir.path()).unwrap();
+        assert_eq!(again.token_for(1000).unwrap(), a);
+    }
+}

@@ -1,0 +1,154 @@
+//! Argument parsing and wiring: everything that must happen before the
+//! runtime starts threads (systemd hands over sockets and watchdog settings
+//! through the environment, which the helpers clear).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use styxy_core::config::Config;
+use styxy_core::engine::{Engine, RealKernel};
+use styxy_core::paths;
+use styxy_core::portmap::PortMap;
+use styxy_core::store::{Store, StoreError};
+
+use crate::app::{App, Mode};
+use crate::lifecycle::Systemd;
+
+#[derive(Parser, Debug)]
+#[command(name = "styxy-allocator", version, about = "Styxy's port allocator (HTTP API)")]
+pub struct Args {
+    /// User mode: per-user socket and state, no TCP unless --tcp is given.
+    #[arg(long)]
+    user: bool,
+    /// Unix socket path (default: by mode, see DESIGN.md §2).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// State directory (default: by mode).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Also serve token-authenticated HTTP on this TCP address (system mode
+    /// default: 127.0.0.1:9876).
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<String>,
+    /// Do not serve TCP even in system mode.
+    #[arg(long, conflicts_with = "tcp")]
+    no_tcp: bool,
+    /// Exit after this many idle seconds (0: never). Default from config.
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let args = Args::parse();
+    // Read what systemd passed before any thread exists.
+    let mut systemd = Systemd::from_env();
+    crate::logging::init();
+
+    let mode = if args.user { Mode::User } else { Mode::System };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| match mode {
+        Mode::User => paths::user_state_dir(),
+        Mode::System => std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR)),
+    });
+    let socket = args.socket.clone().unwrap_or_else(|| match mode {
+        Mode::User => paths::user_socket(),
+        Mode::System => paths::system_socket(),
+    });
+
+    let (store, report) = match Store::open(&state_dir) {
+        Ok(opened) => opened,
+        Err(StoreError::Locked { path }) if systemd.listen_fds == 0 => {
+            // Another allocator owns this state: it serves the socket too.
+            tracing::info!(path = %path.display(), "another allocator holds the state lock; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e).context("opening the state store"),
+    };
+    log_open_report(&report);
+
+    let config = Config::load().unwrap_or_else(|e| {
+        tracing::error!("configuration rejected, using built-in service types: {e}");
+        Config::builtin()
+    });
+    let idle = Duration::from_secs(args.idle_timeout.unwrap_or(config.allocator.idle_timeout_secs));
+
+    let mut listeners = systemd.take_listeners()?;
+    // A socket we bound ourselves is ours to remove; systemd's is not.
+    let bound_here = listeners.unix.is_empty();
+    if bound_here {
+        listeners.unix.push(bind_unix(&socket, mode)?);
+    }
+    let tcp = match (&args.tcp, args.no_tcp, mode) {
+        (Some(addr), _, _) => Some(addr.clone()),
+        (None, false, Mode::System) if listeners.tcp.is_empty() => Some(paths::TCP_ADDR.to_string()),
+        _ => None,
+    };
+    if let Some(addr) = tcp {
+        let l = std::net::TcpListener::bind(&addr).with_context(|| format!("binding TCP {addr}"))?;
+        l.set_nonblocking(true)?;
+        listeners.tcp.push(l);
+    }
+    let map_path = paths::port_map_for(&socket);
+    let map = PortMap::create(&map_path, store.state())
+        .map_err(|e| tracing::warn!("no port map for the preload: {e}"))
+        .ok();
+    let tokens = crate::auth::Tokens::load(&state_dir).context("loading API tokens")?;
+    let engine = Engine::new(config, store, map, Box::new(RealKernel)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = App::new(engine, tokens, mode, socket.clone());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let served = runtime.block_on(crate::lifecycle::run(app, listeners, systemd, idle));
+    if bound_here {
+        let _ = std::fs::remove_file(&socket);
+    }
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bind_unix(path: &std::path::Path, mode: Mode) -> Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if mode == Mode::User {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+        }
+    }
+    // We hold the state lock, so a socket file left here is a dead one.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing stale socket {}", path.display()));
+        }
+        _ => {}
+    }
+    let l = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let perm = if mode == Mode::System { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Repairs made while opening the state are loud: a user must learn that a
+/// corrupt file was set aside, and where.
+fn log_open_report(report: &styxy_core::store::OpenReport) {
+    for path in &report.moved_aside {
+        tracing::error!(path = %path.display(), "damaged state file moved aside");
+    }
+    if let Some(backup) = &report.restored_from {
+        tracing::error!(backup = %backup.display(), "state restored from backup");
+    }
+    if report.started_empty {
+        tracing::error!("no usable state or backup: starting with an empty state");
+    }
+    if report.dropped_torn_tail {
+        tracing::warn!("dropped a half-written last log record (it was never acknowledged)");
+    }
+}

@@ -1,0 +1,476 @@
+//! The HTTP API of the original Styxy (docs/api.md), bugs fixed: every
+//! error is JSON with a stable code, `lock_id` everywhere, 404/403/413 where
+//! they belong.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use styxy_core::api::{
+    AllocateRequest, AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, Holder, InstancesResponse, Listener,
+    MAX_BODY, RegisterInstanceRequest, TokenResponse,
+};
+use styxy_core::engine::{Caller, EngineError, parse_port};
+use styxy_core::model::{LeaseKind, now_millis};
+
+use crate::app::{App, Mode};
+use crate::metrics::{Gauges, rss_bytes};
+use crate::server::Peer;
+
+type Reply = Response<Full<Bytes>>;
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// A body that trickles in slower than this is refused.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `/scan` looks at this many ports at most.
+const SCAN_MAX: u32 = 1000;
+
+pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Reply {
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    app.touch();
+    let reply = match route(&app, peer, req).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            app.metrics.count_error(e.code);
+            error_reply(e)
+        }
+    };
+    app.touch();
+    reply
+}
+
+fn error_reply(e: EngineError) -> Reply {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody { success: false, error: e.code, message: e.message, context: e.context };
+    json_reply(status, &body)
+}
+
+fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| br#"{"success":false,"error":"internal"}"#.to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn ok<T: Serialize>(body: &T) -> Result<Reply> {
+    Ok(json_reply(StatusCode::OK, body))
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> EngineError {
+    EngineError::new(code, message)
+}
+
+/// The caller's identity: the kernel's word on the Unix socket, the token's
+/// owner on TCP.
+fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
+    match peer {
+        Peer::Unix { uid, pid } => Ok(Caller { uid, pid }),
+        Peer::Tcp => {
+            let bearer = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+            let Some(key) = key else {
+                return Err(err(
+                    ErrorCode::Unauthorized,
+                    "authentication required: send Authorization: Bearer <token> or X-API-Key: <token> (get yours with `styxy token`)",
+                ));
+            };
+            let uid = app.tokens.uid_for(key.trim()).ok_or_else(|| err(ErrorCode::Unauthorized, "invalid API token"))?;
+            Ok(Caller { uid, pid: None })
+        }
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect()).await;
+    let bytes = match collected {
+        Err(_) => return Err(err(ErrorCode::Timeout, "the request body did not arrive in time")),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => return Err(err(ErrorCode::InvalidJson, format!("could not read the request body: {e}"))),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => ErrorCode::InvalidField,
+            _ => ErrorCode::InvalidJson,
+        };
+        err(code, format!("invalid request body: {e}"))
+    })
+}
+
+fn too_large() -> EngineError {
+    err(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY} bytes"))
+}
+
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn port_arg(s: &str) -> Result<u16> {
+    parse_port(&serde_json::Value::String(s.to_string()))
+}
+
+async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Reply> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    if (method, segments.as_slice()) == (Method::GET, &["status"][..]) {
+        return status(app);
+    }
+    let who = caller(app, peer, req.headers())?;
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["allocate"]) => allocate(app, &who, read_json(req).await?),
+        (&Method::DELETE, ["allocate", lock_id]) => {
+            let r = app.engine().release(lock_id, &who)?;
+            app.metrics.releases.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(port = r.port, lock_id = %r.lock_id, uid = who.uid, "released port {}", r.port);
+            ok(&r)
+        }
+        (&Method::GET, ["check", port]) => check(app, &who, port_arg(port)?),
+        (&Method::GET, ["allocations"]) => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
+        (&Method::GET, ["config"]) => config(app),
+        (&Method::GET, ["instance", "list"]) => ok(&InstancesResponse { instances: app.engine().instances()? }),
+        (&Method::POST, ["instance", "register"]) => {
+            let body: RegisterInstanceRequest = read_json(req).await?;
+            let i = app.engine().register_instance(&body, &who)?;
+            ok(&json!({"success": true, "instance_id": i.instance_id, "message": format!("Instance {} registered", i.instance_id)}))
+        }
+        (&Method::PUT, ["instance", id, "heartbeat"]) => {
+            let i = app.engine().heartbeat(id, &who)?;
+            ok(&json!({"success": true, "instance_id": i.instance_id, "last_heartbeat": i.last_heartbeat}))
+        }
+        (&Method::DELETE, ["instance", id]) => {
+            let released = app.engine().end_instance(id, &who)?;
+            ok(&json!({"success": true, "instance_id": id, "released": released}))
+        }
+        (&Method::POST, ["register-instance"]) => register_for_observer(app, &who, read_json(req).await?),
+        (&Method::POST, ["cleanup"]) => {
+            #[derive(serde::Deserialize)]
+            struct Body {
+                #[serde(default)]
+                force: bool,
+            }
+            let body: Body = read_json(req).await?;
+            let cleaned = app.engine().cleanup(body.force, &who)?;
+            app.metrics.reclaimed.fetch_add(cleaned as u64, Ordering::Relaxed);
+            let message = if body.force {
+                format!("Force cleanup released {cleaned} allocation(s)")
+            } else {
+                format!("Cleaned up {cleaned} stale allocation(s)")
+            };
+            ok(&json!({"success": true, "cleaned": cleaned, "message": message}))
+        }
+        (&Method::GET, ["scan"]) => scan(app, &who, &query(&req)),
+        (&Method::GET, ["health"]) => health(app),
+        (&Method::GET, ["metrics"]) => metrics(app, &query(&req)),
+        (&Method::GET, ["audit"]) => ok(&json!({"recent_events": app.engine().state().audit})),
+        (&Method::GET, ["circuit-breakers"]) => ok(&json!({"circuit_breakers": {}})),
+        (&Method::GET, ["observe", "all"]) => {
+            let observations = app.observe_all(&who)?;
+            ok(&json!({"total": observations.len(), "observations": observations}))
+        }
+        (&Method::GET, ["observe", port]) => {
+            let port = port_arg(port)?;
+            let listeners = app.observe_port(port, &who)?;
+            ok(&json!({"port": port, "bound": !listeners.is_empty(), "listeners": listeners}))
+        }
+        (&Method::GET, ["observation-stats"]) => observation_stats(app, &who),
+        (&Method::GET, ["suggest", service_type]) => {
+            let count = match query(&req).get("count") {
+                None => 5,
+                Some(c) => c.parse::<usize>().ok().filter(|c| (1..=100).contains(c)).ok_or_else(|| {
+                    err(ErrorCode::InvalidField, "count must be a whole number from 1 to 100")
+                })?,
+            };
+            let suggestions = app.engine().suggest(service_type, count)?;
+            ok(&json!({
+                "service_type": service_type,
+                "count": suggestions.len(),
+                "message": format!("Found {} available port(s)", suggestions.len()),
+                "suggestions": suggestions,
+            }))
+        }
+        (&Method::GET, ["token"]) => match peer {
+            Peer::Unix { .. } => {
+                let token = app.tokens.token_for(who.uid).map_err(|e| err(ErrorCode::Internal, format!("{e:#}")))?;
+                ok(&TokenResponse { success: true, uid: who.uid, token })
+            }
+            Peer::Tcp => Err(err(ErrorCode::Forbidden, "tokens are handed out on the Unix socket only")),
+        },
+        (&Method::DELETE, ["config", "auto-types", name]) => {
+            let t = app.engine().undo_auto_type(name, &who)?;
+            tracing::info!(service_type = %t.service_type, uid = who.uid, "auto-allocated type removed");
+            ok(&json!({
+                "success": true,
+                "service_type": t.service_type,
+                "range": t.range,
+                "message": format!("Removed auto-allocated service type '{}'; range {}-{} is free again", t.service_type, t.range[0], t.range[1]),
+            }))
+        }
+        (&Method::POST, ["daemon", "stop"]) => match app.mode {
+            Mode::User if who.uid == styxy_core::paths::uid() || who.is_root() => {
+                app.request_stop();
+                ok(&json!({"success": true, "message": "allocator stopping"}))
+            }
+            Mode::User => Err(err(ErrorCode::Forbidden, "only the allocator's own user may stop it")),
+            Mode::System => Err(err(ErrorCode::Forbidden, "the system allocator is managed by systemd: use systemctl")),
+        },
+        (_, segs) if known_path(segs) => Err(err(
+            ErrorCode::MethodNotAllowed,
+            format!("{} is not allowed on {path}", req.method()),
+        )),
+        _ => Err(err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path)))),
+    }
+}
+
+fn known_path(segs: &[&str]) -> bool {
+    matches!(
+        segs,
+        ["allocate"] | ["allocate", _] | ["check", _] | ["allocations"] | ["config"] | ["instance", ..]
+            | ["cleanup"] | ["scan"] | ["health"] | ["metrics"] | ["audit"] | ["circuit-breakers"]
+            | ["observe", _] | ["suggest", _] | ["register-instance"] | ["observation-stats"] | ["token"]
+            | ["daemon", "stop"] | ["config", "auto-types", _]
+    )
+}
+
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+fn allocate(app: &Arc<App>, who: &Caller, body: AllocateRequest) -> Result<Reply> {
+    let (mut r, watch) = {
+        let mut engine = app.engine();
+        let r = engine.allocate(&body, who)?;
+        let watch = (!r.dry_run && !r.existing)
+            .then(|| engine.state().allocations.get(&r.port))
+            .flatten()
+            .filter(|a| a.lease == LeaseKind::Process)
+            .and_then(|a| a.owner.pid);
+        (r, watch)
+    };
+    if let Some(pid) = watch {
+        app.watch_owner(pid);
+    }
+    if r.requested_port.is_some() && r.requested_port_holder.is_none() {
+        // Not ours: ask the kernel who listens there.
+        r.requested_port_holder = r
+            .requested_port
+            .and_then(|p| app.observe_port(p, who).ok())
+            .and_then(|ls| ls.into_iter().next())
+            .map(holder_from_listener);
+    }
+    if !r.dry_run && !r.existing {
+        app.metrics.allocations.fetch_add(1, Ordering::Relaxed);
+        if r.auto_allocated {
+            app.metrics.auto_allocations.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(
+            port = r.port,
+            lock_id = %r.lock_id,
+            service_type = %r.service_type,
+            service_name = %r.service_name,
+            uid = who.uid,
+            pid = ?body.pid.or(who.pid),
+            "allocated port {} for {} ({})", r.port, r.service_type, r.service_name
+        );
+    }
+    ok(&r)
+}
+
+fn holder_from_listener(l: Listener) -> Holder {
+    Holder {
+        uid: l.uid,
+        user: l.user,
+        pid: l.pid,
+        process: l.process,
+        service_type: l.service_type,
+        service_name: None,
+        project: l.project,
+        instance_id: None,
+    }
+}
+
+fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
+    let allocated_to = app.engine().allocation_on(port, who)?;
+    let listeners = app.observe_port(port, who)?;
+    let busy = !listeners.is_empty() || app.engine().port_busy_in_kernel(port);
+    ok(&CheckResponse {
+        port,
+        available: allocated_to.is_none() && !busy,
+        allocated_to,
+        system_usage: (!listeners.is_empty()).then_some(listeners),
+    })
+}
+
+fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Reply> {
+    let bound = |key: &str, default: u16| -> Result<u16> {
+        q.get(key).map_or(Ok(default), |v| port_arg(v))
+    };
+    let start = bound("start", 3000)?;
+    let end = bound("end", 9999)?;
+    if start > end {
+        return Err(err(ErrorCode::InvalidField, format!("start {start} is above end {end}")));
+    }
+    let end = (start as u32 + SCAN_MAX - 1).min(end as u32) as u16;
+    let mut by_port: BTreeMap<u16, Vec<Listener>> = BTreeMap::new();
+    for l in app.observe_all(who)? {
+        if (start..=end).contains(&l.port) {
+            by_port.entry(l.port).or_default().push(l);
+        }
+    }
+    let allocations = app.engine().list(who)?;
+    let mut ports: BTreeMap<u16, serde_json::Value> = BTreeMap::new();
+    for a in allocations.into_iter().filter(|a| (start..=end).contains(&a.allocation.port)) {
+        let port = a.allocation.port;
+        ports.insert(port, json!({"port": port, "allocated_to": a, "system_usage": by_port.remove(&port)}));
+    }
+    for (port, ls) in by_port {
+        ports.insert(port, json!({"port": port, "allocated_to": null, "system_usage": ls}));
+    }
+    ok(&json!({"scan_range": format!("{start}-{end}"), "ports_in_use": ports.into_values().collect::<Vec<_>>()}))
+}
+
+fn status(app: &App) -> Result<Reply> {
+    let engine = app.engine();
+    ok(&json!({
+        "status": "running",
+        "mode": mode_name(app.mode),
+        "pid": std::process::id(),
+        "uptime": app.started.elapsed().as_secs_f64(),
+        "allocations": engine.state().allocations.len(),
+        "instances": engine.state().instances.len(),
+        "generation": engine.state().generation,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::User => "user",
+        Mode::System => "system",
+    }
+}
+
+fn config(app: &App) -> Result<Reply> {
+    let engine = app.engine();
+    let autos = &engine.state().auto_types;
+    let types: serde_json::Map<String, serde_json::Value> = engine
+        .config()
+        .service_types
+        .iter()
+        .map(|(name, t)| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            if let (Some(obj), Some(a)) = (v.as_object_mut(), autos.get(name)) {
+                obj.insert("auto_allocated".into(), json!(true));
+                obj.insert("auto_allocated_at".into(), json!(a.created_at));
+            }
+            (name.clone(), v)
+        })
+        .collect();
+    ok(&json!({"service_types": types, "auto_allocation": engine.config().auto_allocation}))
+}
+
+fn health(app: &App) -> Result<Reply> {
+    let engine = app.engine();
+    let state = engine.state();
+    ok(&json!({
+        "status": "healthy",
+        "timestamp": now_millis(),
+        "uptime": app.started.elapsed().as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": mode_name(app.mode),
+        "pid": std::process::id(),
+        "allocations": state.allocations.len(),
+        "instances": state.instances.len(),
+        "generation": state.generation,
+        "state_dir": engine.store().dir(),
+        "service_types_loaded": engine.config().service_types.len(),
+        "memory_rss_bytes": rss_bytes(),
+    }))
+}
+
+fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
+    let gauges = {
+        let engine = app.engine();
+        Gauges {
+            live_allocations: engine.state().allocations.len(),
+            instances: engine.state().instances.len(),
+            uptime_secs: app.started.elapsed().as_secs_f64(),
+            rss_bytes: rss_bytes(),
+            open_connections: app.open_connections(),
+        }
+    };
+    if q.get("format").map(String::as_str) == Some("prometheus") {
+        let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus(&gauges))));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        return Ok(r);
+    }
+    ok(&app.metrics.json(&gauges))
+}
+
+/// The original's observer-only registration, now the same expiring
+/// registry as `/instance/*`.
+fn register_for_observer(app: &App, who: &Caller, body: serde_json::Value) -> Result<Reply> {
+    let obj = body.as_object().ok_or_else(|| err(ErrorCode::InvalidField, "body must be a JSON object"))?;
+    let pid = obj.get("pid").and_then(|v| v.as_u64());
+    let instance_id = match (obj.get("instance_id").and_then(|v| v.as_str()), pid) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(pid)) => format!("ldpreload-{pid}"),
+        (None, None) => {
+            return Err(err(ErrorCode::InvalidField, "instance_id is required (or provide pid for auto-generation)"));
+        }
+    };
+    let req = RegisterInstanceRequest {
+        instance_id: Some(instance_id),
+        working_directory: obj.get("project_path").and_then(|v| v.as_str()).map(str::to_string),
+        project_root: None,
+        ttl_secs: None,
+        metadata: obj.get("metadata").cloned(),
+    };
+    let i = app.engine().register_instance(&req, who)?;
+    ok(&json!({"success": true, "instance_id": i.instance_id, "message": "Instance registered successfully"}))
+}
+
+fn observation_stats(app: &App, who: &Caller) -> Result<Reply> {
+    let listeners = app.observe_all(who)?;
+    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_user: BTreeMap<String, usize> = BTreeMap::new();
+    for l in &listeners {
+        *by_type.entry(l.service_type.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+        *by_user.entry(l.user.clone().unwrap_or_else(|| l.uid.to_string())).or_default() += 1;
+    }
+    ok(&json!({
+        "stats": {"total_ports": listeners.len(), "by_service_type": by_type, "by_user": by_user},
+        "timestamp": now_millis(),
+    }))
+}

@@ -1,0 +1,112 @@
+//! Accept loops for the Unix and TCP listeners (mini-redis style: the
+//! listeners and the shutdown future come in as arguments, so socket
+//! activation and tests plug in the same way).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::app::App;
+
+pub struct Listeners {
+    pub unix: Vec<std::os::unix::net::UnixListener>,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+/// How the peer reached us: the kernel names Unix peers; TCP peers must
+/// present a token with every request.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    Unix { uid: u32, pid: Option<u32> },
+    Tcp,
+}
+
+/// A client that opens a connection and stalls is dropped after this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let limit = Arc::new(Semaphore::new(app.engine().config().limits.max_connections));
+    let mut loops = JoinSet::new();
+    for l in listeners.unix {
+        let l = tokio::net::UnixListener::from_std(l)?;
+        let (app, limit) = (app.clone(), limit.clone());
+        loops.spawn(async move {
+            loop {
+                let Ok(permit) = limit.clone().acquire_owned().await else { return };
+                match l.accept().await {
+                    Ok((stream, _)) => match stream.peer_cred() {
+                        Ok(c) => {
+                            let peer = Peer::Unix { uid: c.uid(), pid: c.pid().map(|p| p as u32) };
+                            tokio::spawn(connection(stream, peer, app.clone(), permit));
+                        }
+                        Err(e) => tracing::warn!("no peer credentials on a Unix connection: {e}"),
+                    },
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        });
+    }
+    for l in listeners.tcp {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let (app, limit) = (app.clone(), limit.clone());
+        loops.spawn(async move {
+            loop {
+                let Ok(permit) = limit.clone().acquire_owned().await else { return };
+                match l.accept().await {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(connection(stream, Peer::Tcp, app.clone(), permit));
+                    }
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        });
+    }
+    shutdown.await;
+    loops.abort_all();
+    // Let requests in flight finish; idle keep-alive connections are cut.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while app.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Out of descriptors and similar: back off instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn connection<S>(stream: S, peer: Peer, app: Arc<App>, permit: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    app.connection_opened();
+    let service = {
+        let app = app.clone();
+        service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(crate::routes::handle(app, peer, req).await) }
+        })
+    };
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!("connection ended: {e}");
+    }
+    app.connection_closed();
+    drop(permit);
+}

@@ -1,0 +1,1078 @@
+//! The allocation policy (DESIGN.md §5) over the store. One `Engine` is the
+//! single writer; its caller serialises access (a mutex in the allocator), so
+//! singleton reuse and auto-allocated ranges are decided under the same lock
+//! as the allocation itself and concurrent callers agree.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use crate::api::{
+    AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, RegisterInstanceRequest,
+    ReleaseResponse,
+};
+use crate::autoalloc;
+use crate::config::{Config, InstanceBehavior};
+use crate::model::{
+    Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Owner, Source, State, now_millis,
+};
+use crate::portmap::PortMap;
+use crate::process;
+use crate::store::Store;
+
+/// Who is asking: the peer's uid, and its pid when the transport tells it
+/// (SO_PEERCRED on the Unix socket; a TCP token names only a user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub pid: Option<u32>,
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Root and the owner's own user see process details.
+    pub fn may_see(&self, uid: u32) -> bool {
+        self.is_root() || self.uid == uid
+    }
+}
+
+/// The kernel's view of a port, injectable so policy tests need no sockets.
+pub trait Kernel: Send {
+    fn port_busy(&self, port: u16) -> bool;
+}
+
+/// Asks the real kernel (IPv4 and IPv6).
+pub struct RealKernel;
+
+impl Kernel for RealKernel {
+    fn port_busy(&self, port: u16) -> bool {
+        crate::probe::port_use(port).busy()
+    }
+}
+
+/// A refusal, with the stable code the API reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct EngineError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub context: Option<serde_json::Value>,
+}
+
+impl EngineError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> EngineError {
+        EngineError { code, message: message.into(), context: None }
+    }
+
+    fn with_context(mut self, context: serde_json::Value) -> EngineError {
+        self.context = Some(context);
+        self
+    }
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Service label for preload moves of ports outside every managed range.
+pub const UNMANAGED_TYPE: &str = "unmanaged";
+/// How far above a busy unmanaged port a preload move may land.
+const UNMANAGED_SPAN: u32 = 1000;
+
+pub struct Engine {
+    /// Configuration from files, without auto-allocated types.
+    base: Config,
+    /// `base` plus the auto-allocated types recorded in the state.
+    config: Config,
+    store: Store,
+    map: Option<PortMap>,
+    kernel: Box<dyn Kernel>,
+}
+
+impl Engine {
+    /// Wraps an opened store. Process and session leases from a previous
+    /// boot are void and dropped here.
+    pub fn new(base: Config, store: Store, map: Option<PortMap>, kernel: Box<dyn Kernel>) -> Result<Engine> {
+        let config = base.with_auto_types(store.state().auto_types.values());
+        let mut engine = Engine { base, config, store, map, kernel };
+        engine.forget_previous_boot()?;
+        Ok(engine)
+    }
+
+    pub fn state(&self) -> &State {
+        self.store.state()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Re-reads the state after an external repair (recovery) and the
+    /// configuration files.
+    pub fn reload(&mut self, base: Config) -> Result<()> {
+        self.store.reload().map_err(internal)?;
+        self.base = base;
+        self.config = self.base.with_auto_types(self.store.state().auto_types.values());
+        if let Some(map) = &self.map {
+            map.fill(self.store.state());
+        }
+        self.forget_previous_boot()
+    }
+
+    /// Writes the state durably (shutdown).
+    pub fn flush(&mut self) -> Result<()> {
+        self.store.flush().map_err(internal)
+    }
+
+    fn commit(&mut self, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(&changes).map_err(internal)?;
+        if let Some(map) = &self.map {
+            map.apply(&changes);
+        }
+        if changes.iter().any(|c| matches!(c, Change::PutAutoType(_) | Change::RemoveAutoType(_))) {
+            self.config = self.base.with_auto_types(self.store.state().auto_types.values());
+        }
+        Ok(())
+    }
+
+    fn forget_previous_boot(&mut self) -> Result<()> {
+        let boot = process::boot_id();
+        if self.state().boot_id == boot {
+            return Ok(());
+        }
+        let mut changes: Vec<Change> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| a.lease != LeaseKind::Manual)
+            .map(remove_change)
+            .collect();
+        changes.extend(self.state().instances.keys().map(|id| Change::RemoveInstance(id.clone())));
+        changes.push(Change::SetBootId(boot));
+        self.commit(changes)
+    }
+
+    /// Whether an allocation's holder still exists.
+    pub fn holder_alive(&self, a: &Allocation, now: u64) -> bool {
+        match a.lease {
+            LeaseKind::Manual => true,
+            LeaseKind::Process => a.owner.pid.is_none_or(|pid| process::is_alive(pid, a.owner.start_time)),
+            LeaseKind::Session => self
+                .state()
+                .instances
+                .get(&a.instance_id)
+                .is_some_and(|i| !i.expired(now)),
+        }
+    }
+
+    /// Frees allocations whose holder is gone and drops expired instances.
+    /// Returns what was freed.
+    pub fn reap(&mut self) -> Result<Vec<Allocation>> {
+        let now = now_millis();
+        let dead: Vec<Allocation> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| !self.holder_alive(a, now))
+            .cloned()
+            .collect();
+        let mut changes: Vec<Change> = dead.iter().map(remove_change).collect();
+        changes.extend(
+            self.state()
+                .instances
+                .values()
+                .filter(|i| i.expired(now))
+                .map(|i| Change::RemoveInstance(i.instance_id.clone())),
+        );
+        self.commit(changes)?;
+        Ok(dead)
+    }
+
+    /// Frees the process-lease allocations of `pid` once it has exited
+    /// (called when its pidfd becomes readable).
+    pub fn reap_pid(&mut self, pid: u32) -> Result<Vec<Allocation>> {
+        let gone: Vec<Allocation> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| a.lease == LeaseKind::Process && a.owner.pid == Some(pid))
+            .filter(|a| !process::is_alive(pid, a.owner.start_time))
+            .cloned()
+            .collect();
+        self.commit(gone.iter().map(remove_change).collect())?;
+        Ok(gone)
+    }
+
+    pub fn allocate(&mut self, req: &AllocateRequest, caller: &Caller) -> Result<AllocateResponse> {
+        // Everything is validated before anything is written.
+        let requested = req.preferred_port.as_ref().map(parse_port).transpose()?;
+        let service_name = optional_name(req.service_name.as_deref(), "service_name", 100, ".-_")?
+            .unwrap_or("unnamed-service")
+            .to_string();
+        let instance_id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
+            .unwrap_or("default")
+            .to_string();
+        let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
+        let source = req.source.unwrap_or_default();
+        let owner = self.owner_for(req.pid, caller)?;
+        let lease = req.lease.unwrap_or(if owner.pid.is_some() { LeaseKind::Process } else { LeaseKind::Manual });
+        let now = now_millis();
+        match lease {
+            LeaseKind::Process if owner.pid.is_none() => {
+                return Err(invalid("lease 'process' needs an owner pid (field 'pid')"));
+            }
+            LeaseKind::Session => {
+                let live = self.state().instances.get(&instance_id).is_some_and(|i| !i.expired(now));
+                if !live {
+                    return Err(EngineError::new(
+                        ErrorCode::NotFound,
+                        format!("lease 'session' needs a registered, live instance; '{instance_id}' is not"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+
+        let mut changes = Vec::new();
+        let (service_type, auto) = match (req.service_type.as_deref(), source, requested) {
+            (Some(t), _, _) => (t.to_string(), self.ensure_type(t, caller, req.dry_run, &mut changes)?),
+            (None, Source::Preload, Some(p)) => {
+                (self.config.type_for_port(p).unwrap_or(UNMANAGED_TYPE).to_string(), None)
+            }
+            (None, _, _) => return Err(invalid("service_type is required")),
+        };
+
+        if let Some(existing) = self.live_singleton(&service_type, now) {
+            return Ok(AllocateResponse {
+                success: true,
+                port: existing.port,
+                lock_id: existing.lock_id.clone(),
+                message: format!(
+                    "Service '{service_type}' allows a single instance; reusing port {}",
+                    existing.port
+                ),
+                service_type,
+                service_name: existing.service_name.clone(),
+                existing: true,
+                dry_run: req.dry_run,
+                requested_port: None,
+                requested_port_holder: None,
+                auto_allocated: false,
+                allocated_range: None,
+                chunk_size: None,
+                placement: None,
+            });
+        }
+
+        if !caller.is_root() {
+            let held = self.state().allocations.values().filter(|a| a.owner.uid == caller.uid).count();
+            let limit = self.config.limits.max_allocations_per_user;
+            if held >= limit {
+                return Err(EngineError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
+                ));
+            }
+        }
+
+        let sticky_key = sticky_key(project_path.as_deref(), &service_name);
+        let candidates = self.candidates(&service_type, requested, source, &sticky_key, auto.as_ref())?;
+        let mut seen = HashSet::new();
+        let mut reclaimed = Vec::new();
+        let mut chosen = None;
+        for port in candidates {
+            if !seen.insert(port) {
+                continue;
+            }
+            if let Some(a) = self.state().allocations.get(&port) {
+                if self.holder_alive(a, now) {
+                    continue;
+                }
+                reclaimed.push(a.clone());
+            }
+            if self.kernel.port_busy(port) {
+                continue;
+            }
+            chosen = Some(port);
+            break;
+        }
+        let holder = requested
+            .filter(|p| chosen != Some(*p))
+            .and_then(|p| self.state().allocations.get(&p))
+            .filter(|a| self.holder_alive(a, now))
+            .map(|a| holder_of(a, caller));
+        let Some(port) = chosen else {
+            let range = self.config.service_types.get(&service_type).map(|t| t.range);
+            return Err(EngineError::new(
+                ErrorCode::RangeExhausted,
+                match range {
+                    Some([s, e]) => format!("no free port in {s}-{e} for service type {service_type}"),
+                    None => format!("no free port for service type {service_type}"),
+                },
+            )
+            .with_context(json!({"service_type": service_type, "port_range": range})));
+        };
+
+        let moved = requested.filter(|p| *p != port);
+        let (auto_range, chunk, placement) = match &auto {
+            Some(t) => (Some(t.range), Some(t.chunk_size), Some(t.placement.clone())),
+            None => (None, None, None),
+        };
+        if req.dry_run {
+            return Ok(AllocateResponse {
+                success: true,
+                port,
+                lock_id: String::new(),
+                message: format!("Port {port} would be allocated (dry run)"),
+                service_type,
+                service_name,
+                existing: false,
+                dry_run: true,
+                requested_port: moved,
+                requested_port_holder: holder,
+                auto_allocated: auto.is_some(),
+                allocated_range: auto_range,
+                chunk_size: chunk,
+                placement,
+            });
+        }
+
+        let allocation = Allocation {
+            lock_id: uuid::Uuid::new_v4().to_string(),
+            port,
+            requested_port: moved,
+            service_type: service_type.clone(),
+            service_name: service_name.clone(),
+            instance_id,
+            project_path,
+            owner,
+            lease,
+            source,
+            allocated_at: now,
+            health_failures: 0,
+        };
+        changes.extend(reclaimed.iter().map(remove_change));
+        changes.push(Change::PutAllocation(allocation.clone()));
+        changes.push(Change::SetSticky { key: sticky_key, port });
+        self.commit(changes)?;
+        Ok(AllocateResponse {
+            success: true,
+            port,
+            lock_id: allocation.lock_id,
+            message: format!("Port {port} allocated for {service_type} service"),
+            service_type,
+            service_name,
+            existing: false,
+            dry_run: false,
+            requested_port: moved,
+            requested_port_holder: holder,
+            auto_allocated: auto.is_some(),
+            allocated_range: auto_range,
+            chunk_size: chunk,
+            placement,
+        })
+    }
+
+    /// The owner of a new allocation: the named pid (same uid unless root) or
+    /// the caller itself, with the start time that pins its identity.
+    fn owner_for(&self, pid: Option<u32>, caller: &Caller) -> Result<Owner> {
+        let Some(pid) = pid.or(caller.pid) else {
+            return Ok(Owner { uid: caller.uid, pid: None, start_time: None });
+        };
+        let start_time = process::start_time(pid)
+            .ok_or_else(|| EngineError::new(ErrorCode::InvalidField, format!("pid {pid} does not exist")))?;
+        let uid = process::uid_of(pid).unwrap_or(u32::MAX);
+        if !caller.is_root() && uid != caller.uid {
+            return Err(EngineError::new(
+                ErrorCode::Forbidden,
+                format!("pid {pid} belongs to another user; an owner must be one of your own processes"),
+            ));
+        }
+        Ok(Owner { uid: if caller.is_root() { uid } else { caller.uid }, pid: Some(pid), start_time: Some(start_time) })
+    }
+
+    /// Makes sure `name` is a known type, carving a range for it when
+    /// auto-allocation allows (recorded in `changes`, committed with the
+    /// allocation). Returns the carved type.
+    fn ensure_type(
+        &mut self,
+        name: &str,
+        caller: &Caller,
+        dry_run: bool,
+        changes: &mut Vec<Change>,
+    ) -> Result<Option<AutoType>> {
+        if self.config.service_types.contains_key(name) {
+            return Ok(None);
+        }
+        let auto_cfg = &self.config.auto_allocation;
+        let existing: Vec<[u16; 2]> = self.config.service_types.values().map(|t| t.range).collect();
+        let plan = autoalloc::plan(auto_cfg, &existing, name).map_err(|e| match e {
+            autoalloc::AutoAllocError::InvalidName { .. } => EngineError::new(
+                ErrorCode::InvalidField,
+                "service_type may contain only letters, digits and '-', at most 50 characters",
+            ),
+            autoalloc::AutoAllocError::Disabled { .. } => {
+                let known: Vec<&String> = self.config.service_types.keys().collect();
+                let list = known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                EngineError::new(
+                    ErrorCode::UnknownServiceType,
+                    format!("unknown service type '{name}' (auto-allocation is disabled); known types: {list}"),
+                )
+                .with_context(json!({"provided_service_type": name, "valid_service_types": known}))
+            }
+            e => EngineError::new(ErrorCode::RangeExhausted, format!("cannot carve a range for '{name}': {e}")),
+        })?;
+        let carved = AutoType {
+            service_type: name.to_string(),
+            range: plan.range,
+            chunk_size: plan.chunk_size,
+            placement: plan.placement.to_string(),
+            rule: plan.rule,
+            created_at: now_millis(),
+            created_by_uid: caller.uid,
+        };
+        if !dry_run {
+            changes.push(Change::PutAutoType(carved.clone()));
+            changes.push(Change::Audit(AuditEntry {
+                at: carved.created_at,
+                action: "auto_allocation".into(),
+                service_type: name.to_string(),
+                range: Some(plan.range),
+                uid: caller.uid,
+            }));
+            // The allocation below walks the new type's range.
+            self.config = self.base.with_auto_types(
+                self.store.state().auto_types.values().chain(std::iter::once(&carved)),
+            );
+        }
+        Ok(Some(carved))
+    }
+
+    fn live_singleton(&self, service_type: &str, now: u64) -> Option<&Allocation> {
+        let single = self
+            .config
+            .service_types
+            .get(service_type)
+            .is_some_and(|t| t.instance_behavior == InstanceBehavior::Single);
+        if !single {
+            return None;
+        }
+        self.state()
+            .allocations
+            .values()
+            .find(|a| a.service_type == service_type && self.holder_alive(a, now))
+    }
+
+    /// Candidate ports in policy order: requested → sticky → preferred →
+    /// range. A preload move stays close to the port the program wanted.
+    fn candidates(
+        &self,
+        service_type: &str,
+        requested: Option<u16>,
+        source: Source,
+        sticky_key: &str,
+        auto: Option<&AutoType>,
+    ) -> Result<Vec<u16>> {
+        let range_of = |t: &str| self.config.service_types.get(t).map(|t| (t.range, t.preferred_ports.clone()));
+        let (range, preferred) = match (range_of(service_type), auto) {
+            (Some(r), _) => r,
+            (None, Some(a)) => (a.range, Vec::new()),
+            (None, None) if service_type == UNMANAGED_TYPE => {
+                let p = requested.unwrap_or(0) as u32;
+                let end = (p + UNMANAGED_SPAN).min(u16::MAX as u32);
+                return Ok(((p + 1)..=end).map(|p| p as u16).collect());
+            }
+            (None, None) => return Err(EngineError::new(ErrorCode::UnknownServiceType, "unknown service type")),
+        };
+        let [start, end] = range;
+        let mut out = Vec::with_capacity((end - start) as usize + 8);
+        if source == Source::Preload {
+            // The busy port itself, then upwards, then wrap around the range.
+            let p = requested.unwrap_or(start);
+            out.push(p);
+            out.extend((p.saturating_add(1).max(start))..=end);
+            out.extend(start..p.min(end.saturating_add(1)));
+            return Ok(out);
+        }
+        out.extend(requested);
+        out.extend(self.state().sticky.get(sticky_key).copied().filter(|p| (start..=end).contains(p)));
+        out.extend(preferred);
+        out.extend(start..=end);
+        Ok(out)
+    }
+
+    pub fn release(&mut self, lock_id: &str, caller: &Caller) -> Result<ReleaseResponse> {
+        if uuid::Uuid::parse_str(lock_id).is_err() {
+            return Err(invalid(format!("lock_id must be a UUID, got '{}'", printable(lock_id))));
+        }
+        let a = self
+            .state()
+            .by_lock_id(lock_id)
+            .cloned()
+            .ok_or_else(|| EngineError::new(ErrorCode::NotFound, format!("lock id {lock_id} not found")))?;
+        if !caller.may_see(a.owner.uid) {
+            return Err(EngineError::new(
+                ErrorCode::Forbidden,
+                format!("port {} belongs to another user; only its owner or root may release it", a.port),
+            ));
+        }
+        self.commit(vec![remove_change(&a)])?;
+        Ok(ReleaseResponse {
+            success: true,
+            port: a.port,
+            lock_id: a.lock_id,
+            message: format!("Port {} released", a.port),
+        })
+    }
+
+    /// All live allocations, dead holders reaped first.
+    pub fn list(&mut self, viewer: &Caller) -> Result<Vec<AllocationView>> {
+        self.reap()?;
+        Ok(self.state().allocations.values().map(|a| view(a, viewer)).collect())
+    }
+
+    /// The live allocation on `port`, if any.
+    pub fn allocation_on(&mut self, port: u16, viewer: &Caller) -> Result<Option<AllocationView>> {
+        let now = now_millis();
+        let Some(a) = self.state().allocations.get(&port).cloned() else {
+            return Ok(None);
+        };
+        if self.holder_alive(&a, now) {
+            return Ok(Some(view(&a, viewer)));
+        }
+        self.commit(vec![remove_change(&a)])?;
+        Ok(None)
+    }
+
+    pub fn port_busy_in_kernel(&self, port: u16) -> bool {
+        self.kernel.port_busy(port)
+    }
+
+    /// Frees dead holders' allocations; with `force`, every allocation of
+    /// the caller (root: of everyone).
+    pub fn cleanup(&mut self, force: bool, caller: &Caller) -> Result<usize> {
+        let mut cleaned = self.reap()?.len();
+        if force {
+            let mine: Vec<Change> = self
+                .state()
+                .allocations
+                .values()
+                .filter(|a| caller.is_root() || a.owner.uid == caller.uid)
+                .map(remove_change)
+                .collect();
+            cleaned += mine.len();
+            self.commit(mine)?;
+        }
+        Ok(cleaned)
+    }
+
+    /// Free ports of a type: from the real config, minus allocated and bound ports.
+    pub fn suggest(&self, service_type: &str, count: usize) -> Result<Vec<u16>> {
+        let t = self.config.service_types.get(service_type).ok_or_else(|| {
+            EngineError::new(ErrorCode::UnknownServiceType, format!("unknown service type '{service_type}'"))
+        })?;
+        let now = now_millis();
+        let [start, end] = t.range;
+        Ok(t.preferred_ports
+            .iter()
+            .copied()
+            .chain(start..=end)
+            .scan(HashSet::new(), |seen, p| Some(seen.insert(p).then_some(p)))
+            .flatten()
+            .filter(|p| self.state().allocations.get(p).is_none_or(|a| !self.holder_alive(a, now)))
+            .filter(|p| !self.kernel.port_busy(*p))
+            .take(count)
+            .collect())
+    }
+
+    pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
+        let id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
+            .ok_or_else(|| invalid("instance_id is required"))?
+            .to_string();
+        if let Some(existing) = self.state().instances.get(&id)
+            && !caller.may_see(existing.uid)
+        {
+            return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
+        }
+        let working_directory = req.working_directory.as_deref().map(validate_path).transpose()?;
+        let project_root = req.project_root.as_deref().map(validate_path).transpose()?;
+        let ttl_secs = req.ttl_secs.unwrap_or(self.config.instances.ttl_secs);
+        if !(1..=7 * 24 * 3600).contains(&ttl_secs) {
+            return Err(invalid("ttl_secs must be between 1 and 604800"));
+        }
+        let metadata = req.metadata.clone().unwrap_or(json!({}));
+        if !metadata.is_object() {
+            return Err(invalid("metadata must be an object"));
+        }
+        let now = now_millis();
+        let instance = Instance {
+            instance_id: id,
+            uid: caller.uid,
+            working_directory,
+            project_root,
+            registered_at: now,
+            last_heartbeat: now,
+            ttl_secs,
+            metadata,
+        };
+        self.commit(vec![Change::PutInstance(instance.clone())])?;
+        Ok(instance)
+    }
+
+    pub fn heartbeat(&mut self, id: &str, caller: &Caller) -> Result<Instance> {
+        let mut instance = self.owned_instance(id, caller)?;
+        instance.last_heartbeat = now_millis();
+        self.commit(vec![Change::PutInstance(instance.clone())])?;
+        Ok(instance)
+    }
+
+    /// Ends an instance and frees its session-lease allocations.
+    pub fn end_instance(&mut self, id: &str, caller: &Caller) -> Result<Vec<u16>> {
+        self.owned_instance(id, caller)?;
+        let session: Vec<Allocation> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| a.lease == LeaseKind::Session && a.instance_id == id)
+            .cloned()
+            .collect();
+        let mut changes: Vec<Change> = session.iter().map(remove_change).collect();
+        changes.push(Change::RemoveInstance(id.to_string()));
+        self.commit(changes)?;
+        Ok(session.iter().map(|a| a.port).collect())
+    }
+
+    fn owned_instance(&mut self, id: &str, caller: &Caller) -> Result<Instance> {
+        self.reap()?;
+        let instance = self
+            .state()
+            .instances
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::new(ErrorCode::NotFound, format!("instance {} not found", printable(id))))?;
+        if !caller.may_see(instance.uid) {
+            return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
+        }
+        Ok(instance)
+    }
+
+    pub fn instances(&mut self) -> Result<Vec<Instance>> {
+        self.reap()?;
+        Ok(self.state().instances.values().cloned().collect())
+    }
+
+    /// Removes an auto-allocated type; refused while allocations of it live.
+    pub fn undo_auto_type(&mut self, name: &str, caller: &Caller) -> Result<AutoType> {
+        let t = self.state().auto_types.get(name).cloned().ok_or_else(|| {
+            EngineError::new(ErrorCode::NotFound, format!("'{}' is not an auto-allocated service type", printable(name)))
+        })?;
+        if !caller.may_see(t.created_by_uid) {
+            return Err(EngineError::new(ErrorCode::Forbidden, format!("'{name}' was created by another user")));
+        }
+        self.reap()?;
+        let live = self.state().allocations.values().filter(|a| a.service_type == name).count();
+        if live > 0 {
+            return Err(EngineError::new(
+                ErrorCode::Conflict,
+                format!("'{name}' still has {live} live allocation(s); release them first"),
+            ));
+        }
+        self.commit(vec![
+            Change::RemoveAutoType(name.to_string()),
+            Change::Audit(AuditEntry {
+                at: now_millis(),
+                action: "auto_allocation_undo".into(),
+                service_type: name.to_string(),
+                range: Some(t.range),
+                uid: caller.uid,
+            }),
+        ])?;
+        Ok(t)
+    }
+
+    /// Records a health verdict: the failure count, or a release once it
+    /// reaches the configured limit. Returns true when released.
+    pub fn record_health(&mut self, lock_id: &str, healthy: bool) -> Result<bool> {
+        let Some(a) = self.state().by_lock_id(lock_id).cloned() else {
+            return Ok(false);
+        };
+        let failures = if healthy { 0 } else { a.health_failures + 1 };
+        if failures >= self.config.health.max_failures {
+            self.commit(vec![remove_change(&a)])?;
+            return Ok(true);
+        }
+        if failures != a.health_failures {
+            self.commit(vec![Change::SetHealthFailures { port: a.port, lock_id: a.lock_id, failures }])?;
+        }
+        Ok(false)
+    }
+}
+
+fn remove_change(a: &Allocation) -> Change {
+    Change::RemoveAllocation { port: a.port, lock_id: a.lock_id.clone() }
+}
+
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::new(ErrorCode::Internal, format!("state store: {e}"))
+}
+
+fn invalid(message: impl Into<String>) -> EngineError {
+    EngineError::new(ErrorCode::InvalidField, message)
+}
+
+fn sticky_key(project: Option<&str>, name: &str) -> String {
+    format!("{}\u{0}{name}", project.unwrap_or(""))
+}
+
+/// Shows untrusted text in a message without control characters, bounded.
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(100).collect()
+}
+
+/// A port as a number or a numeric string, 1..=65535.
+pub fn parse_port(v: &serde_json::Value) -> Result<u16> {
+    let n = match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() <= 5 => {
+            s.parse().ok()
+        }
+        _ => None,
+    };
+    match n {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(EngineError::new(
+            ErrorCode::InvalidPort,
+            format!("invalid port {}: must be a whole number from 1 to 65535", printable(&v.to_string())),
+        )),
+    }
+}
+
+fn optional_name<'a>(v: Option<&'a str>, field: &str, max: usize, extra: &str) -> Result<Option<&'a str>> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = v.chars().count() <= max && v.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    if ok {
+        Ok(Some(v))
+    } else {
+        Err(invalid(format!(
+            "{field} may contain only letters, digits and '{extra}', at most {max} characters"
+        )))
+    }
+}
+
+fn validate_path(p: &str) -> Result<String> {
+    if p.chars().count() > 1000 || p.chars().any(|c| c.is_control()) {
+        return Err(invalid("paths must be at most 1000 characters without control characters"));
+    }
+    Ok(p.to_string())
+}
+
+/// An allocation as `viewer` may see it.
+pub fn view(a: &Allocation, viewer: &Caller) -> AllocationView {
+    let mut allocation = a.clone();
+    let visible = viewer.may_see(a.owner.uid);
+    if !visible {
+        allocation.owner.pid = None;
+        allocation.owner.start_time = None;
+        allocation.project_path = None;
+    }
+    AllocationView {
+        process: allocation.owner.pid.and_then(process::comm),
+        user: process::user_name(a.owner.uid),
+        allocation,
+    }
+}
+
+fn holder_of(a: &Allocation, viewer: &Caller) -> Holder {
+    let visible = viewer.may_see(a.owner.uid);
+    let pid = a.owner.pid.filter(|_| visible);
+    Holder {
+        uid: a.owner.uid,
+        user: process::user_name(a.owner.uid),
+        pid,
+        process: pid.and_then(process::comm),
+        service_type: Some(a.service_type.clone()),
+        service_name: Some(a.service_name.clone()),
+        project: a.project_path.clone().filter(|_| visible),
+        instance_id: Some(a.instance_id.clone()).filter(|_| visible),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Ports the fake kernel reports as bound by someone else.
+    #[derive(Clone, Default)]
+    struct FakeKernel(Arc<Mutex<HashSet<u16>>>);
+
+    impl FakeKernel {
+        fn bind(&self, port: u16) {
+            self.0.lock().unwrap().insert(port);
+        }
+    }
+
+    impl Kernel for FakeKernel {
+        fn port_busy(&self, port: u16) -> bool {
+            self.0.lock().unwrap().contains(&port)
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        engine: Engine,
+        kernel: FakeKernel,
+    }
+
+    fn fixture_with(config: Config) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let kernel = FakeKernel::default();
+        let engine = Engine::new(config, store, None, Box::new(kernel.clone())).unwrap();
+        Fixture { _dir: dir, engine, kernel }
+    }
+
+    fn fixture() -> Fixture {
+        fixture_with(Config::builtin())
+    }
+
+    fn me() -> Caller {
+        Caller { uid: crate::paths::uid(), pid: Some(std::process::id()) }
+    }
+
+    fn other_user() -> Caller {
+        Caller { uid: 4242, pid: None }
+    }
+
+    fn req(service_type: &str) -> AllocateRequest {
+        AllocateRequest { service_type: Some(service_type.into()), ..Default::default() }
+    }
+
+    fn port_of(f: &mut Fixture, r: AllocateRequest, who: &Caller) -> u16 {
+        f.engine.allocate(&r, who).unwrap().port
+    }
+
+    #[test]
+    fn candidates_go_requested_then_preferred_then_range() {
+        let mut f = fixture();
+        let me = me();
+        let mut r = req("dev");
+        r.preferred_port = Some(json!(3050));
+        assert_eq!(port_of(&mut f, r, &me), 3050, "requested port first");
+        assert_eq!(port_of(&mut f, req("dev"), &me), 3000, "then preferred ports");
+        f.kernel.bind(3001);
+        assert_eq!(port_of(&mut f, req("dev"), &me), 3002, "a port bound in the kernel is skipped");
+        for p in [3003, 3004] {
+            assert_eq!(port_of(&mut f, req("dev"), &me), p);
+        }
+    }
+
+    #[test]
+    fn sticky_port_returns_for_the_same_project_and_name() {
+        let mut f = fixture();
+        let me = me();
+        let mut r = req("api");
+        r.service_name = Some("backend".into());
+        r.project_path = Some("/home/u/p".into());
+        r.preferred_port = Some(json!(8042));
+        let first = f.engine.allocate(&r, &me).unwrap();
+        f.engine.release(&first.lock_id, &me).unwrap();
+        r.preferred_port = None;
+        assert_eq!(port_of(&mut f, r.clone(), &me), 8042, "sticky beats the preferred ports");
+        r.service_name = Some("other".into());
+        assert_eq!(port_of(&mut f, r, &me), 8000);
+    }
+
+    #[test]
+    fn range_exhaustion_is_a_clear_refusal() {
+        let mut f = fixture();
+        for p in 6006..=6029 {
+            f.kernel.bind(p);
+        }
+        let e = f.engine.allocate(&req("storybook"), &me()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RangeExhausted);
+        assert!(e.message.contains("6006-6029"), "{}", e.message);
+    }
+
+    #[test]
+    fn singleton_types_hand_everyone_the_same_port() {
+        let mut f = fixture();
+        let a = f.engine.allocate(&req("ai"), &me()).unwrap();
+        let b = f.engine.allocate(&req("ai"), &me()).unwrap();
+        assert_eq!(a.port, 11430);
+        assert_eq!((b.port, b.existing, b.success), (11430, true, true));
+        assert_eq!(f.engine.state().allocations.len(), 1);
+        f.engine.release(&a.lock_id, &me()).unwrap();
+        assert!(!f.engine.allocate(&req("ai"), &me()).unwrap().existing, "released singleton is free again");
+    }
+
+    #[test]
+    fn a_dead_holder_is_reclaimed_when_the_walk_meets_it() {
+        let mut f = fixture();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut r = req("dev");
+        r.pid = Some(child.id());
+        let held = f.engine.allocate(&r, &me()).unwrap();
+        assert_eq!(port_of(&mut f, req("dev"), &me()), 3001, "held while the owner lives");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let again = port_of(&mut f, req("dev"), &me());
+        assert_eq!(again, held.port, "the dead owner's port is handed out again");
+        assert!(f.engine.state().by_lock_id(&held.lock_id).is_none());
+    }
+
+    #[test]
+    fn unknown_types_are_refused_with_the_known_list_unless_auto_allocation_is_on() {
+        let mut f = fixture();
+        let before = f.engine.store().generation();
+        let e = f.engine.allocate(&req("grafana"), &me()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownServiceType);
+        assert!(e.message.contains("dev") && e.message.contains("api"), "{}", e.message);
+        assert_eq!(f.engine.store().generation(), before, "a refusal changes nothing");
+
+        let mut config = Config::builtin();
+        config.auto_allocation.enabled = true;
+        let mut f = fixture_with(config);
+        let r = f.engine.allocate(&req("monitoring-grafana"), &me()).unwrap();
+        assert!(r.auto_allocated);
+        let range = r.allocated_range.unwrap();
+        assert!(range[0] >= 10000 && (range[0]..=range[1]).contains(&r.port));
+        assert_eq!(f.engine.state().audit.last().unwrap().action, "auto_allocation");
+        let again = f.engine.allocate(&req("monitoring-grafana"), &me()).unwrap();
+        assert!(!again.auto_allocated, "the second request uses the carved type");
+
+        let e = f.engine.undo_auto_type("monitoring-grafana", &me()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "undo waits for live allocations");
+        f.engine.cleanup(true, &me()).unwrap();
+        f.engine.undo_auto_type("monitoring-grafana", &me()).unwrap();
+        assert!(!f.engine.config().service_types.contains_key("monitoring-grafana"));
+    }
+
+    #[test]
+    fn invalid_names_are_refused_before_anything_is_persisted() {
+        let mut config = Config::builtin();
+        config.auto_allocation.enabled = true;
+        let mut f = fixture_with(config);
+        let before = f.engine.store().generation();
+        let long = "x".repeat(10_000);
+        for bad in ["Bad Type!", "a/b", "nul\0", "new\nline", long.as_str()] {
+            let e = f.engine.allocate(&req(bad), &me()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidField, "{bad:?}");
+            let mut r = req("dev");
+            r.service_name = Some(bad.to_string());
+            assert_eq!(f.engine.allocate(&r, &me()).unwrap_err().code, ErrorCode::InvalidField);
+        }
+        for port in [json!(0), json!(65536), json!("abc"), json!(-1), json!(3.5), json!([1])] {
+            let mut r = req("dev");
+            r.preferred_port = Some(port.clone());
+            assert_eq!(f.engine.allocate(&r, &me()).unwrap_err().code, ErrorCode::InvalidPort, "{port}");
+        }
+        assert_eq!(f.engine.store().generation(), before);
+        assert!(f.engine.state().auto_types.is_empty());
+    }
+
+    #[test]
+    fn only_the_owner_or_root_may_release() {
+        let mut f = fixture();
+        let mut r = req("dev");
+        r.lease = Some(LeaseKind::Manual);
+        let theirs = f.engine.allocate(&r, &other_user()).unwrap();
+        let e = f.engine.release(&theirs.lock_id, &Caller { uid: 4343, pid: None }).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        let e = f.engine.release(&uuid::Uuid::new_v4().to_string(), &me()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert_eq!(f.engine.release("not-a-uuid", &me()).unwrap_err().code, ErrorCode::InvalidField);
+        f.engine.release(&theirs.lock_id, &Caller { uid: 0, pid: None }).unwrap();
+    }
+
+    #[test]
+    fn other_users_see_no_pid_or_project() {
+        let mut f = fixture();
+        let mut r = req("dev");
+        r.project_path = Some("/home/me/secret".into());
+        f.engine.allocate(&r, &me()).unwrap();
+        let seen = f.engine.list(&other_user()).unwrap();
+        assert_eq!(seen[0].allocation.owner.pid, None);
+        assert_eq!(seen[0].allocation.project_path, None);
+        let mine = f.engine.list(&me()).unwrap();
+        assert_eq!(mine[0].allocation.owner.pid, Some(std::process::id()));
+    }
+
+    #[test]
+    fn session_leases_end_with_their_instance() {
+        let mut f = fixture();
+        let mut r = req("dev");
+        r.lease = Some(LeaseKind::Session);
+        r.instance_id = Some("claude-1".into());
+        assert_eq!(f.engine.allocate(&r, &me()).unwrap_err().code, ErrorCode::NotFound, "needs a live instance");
+        let reg = RegisterInstanceRequest { instance_id: Some("claude-1".into()), ..Default::default() };
+        f.engine.register_instance(&reg, &me()).unwrap();
+        let a = f.engine.allocate(&r, &me()).unwrap();
+        assert_eq!(f.engine.end_instance("claude-1", &me()).unwrap(), vec![a.port]);
+        assert!(f.engine.state().allocations.is_empty());
+
+        let short = RegisterInstanceRequest { instance_id: Some("brief".into()), ttl_secs: Some(1), ..Default::default() };
+        f.engine.register_instance(&short, &me()).unwrap();
+        r.instance_id = Some("brief".into());
+        f.engine.allocate(&r, &me()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(f.engine.reap().unwrap().len(), 1, "an expired session frees its ports");
+        assert!(f.engine.state().instances.is_empty());
+    }
+
+    #[test]
+    fn a_pid_of_another_user_cannot_be_named_as_owner() {
+        let mut f = fixture();
+        let mut r = req("dev");
+        r.pid = Some(1);
+        let caller = Caller { uid: 4242, pid: None };
+        assert_eq!(f.engine.allocate(&r, &caller).unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn preload_moves_stay_in_the_ports_type_and_name_the_holder() {
+        let mut f = fixture();
+        let mut held = req("api");
+        held.preferred_port = Some(json!(8000));
+        held.service_name = Some("backend".into());
+        f.engine.allocate(&held, &me()).unwrap();
+        f.kernel.bind(8000);
+        let mv = AllocateRequest {
+            preferred_port: Some(json!(8000)),
+            source: Some(Source::Preload),
+            ..Default::default()
+        };
+        let r = f.engine.allocate(&mv, &me()).unwrap();
+        assert_eq!((r.port, r.requested_port, r.service_type.as_str()), (8001, Some(8000), "api"));
+        assert_eq!(r.requested_port_holder.unwrap().service_name.as_deref(), Some("backend"));
+
+        let far = AllocateRequest { preferred_port: Some(json!(20000)), source: Some(Source::Preload), ..Default::default() };
+        f.kernel.bind(20000);
+        let r = f.engine.allocate(&far, &me()).unwrap();
+        assert_eq!((r.port, r.service_type.as_str()), (20001, UNMANAGED_TYPE));
+    }
+
+    #[test]
+    fn the_per_user_limit_holds() {
+        let mut config = Config::builtin();
+        config.limits.max_allocations_per_user = 2;
+        let mut f = fixture_with(config);
+        let who = other_user();
+        let mut r = req("dev");
+        r.lease = Some(LeaseKind::Manual);
+        f.engine.allocate(&r, &who).unwrap();
+        f.engine.allocate(&r, &who).unwrap();
+        assert_eq!(f.engine.allocate(&r, &who).unwrap_err().code, ErrorCode::QuotaExceeded);
+        f.engine.allocate(&r, &me()).unwrap();
+    }
+}

@@ -1,0 +1,453 @@
+//! TCP listeners straight from the kernel over netlink sock_diag: one dump per
+//! address family. The kernel spends about 0.4 µs describing each listening
+//! socket (tens of microseconds on a usual machine), where parsing
+//! /proc/net/tcp takes tens of milliseconds. A per-port query has the kernel
+//! skip the other sockets undescribed. Sees the caller's network namespace
+//! only.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::ObserveError;
+
+/// Request type of `NETLINK_SOCK_DIAG` (linux/sock_diag.h).
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCP_LISTEN` in the kernel's TCP state numbering, as a state mask bit.
+const TCPF_LISTEN: u32 = 1 << 10;
+/// Room for many answers per `recv`; the kernel fills what the buffer allows.
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// `struct inet_diag_sockid` (linux/inet_diag.h). Ports and addresses are in
+/// network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagSockId {
+    sport: u16,
+    dport: u16,
+    src: [u32; 4],
+    dst: [u32; 4],
+    interface: u32,
+    cookie: [u32; 2],
+}
+
+/// `struct inet_diag_req_v2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagReqV2 {
+    family: u8,
+    protocol: u8,
+    ext: u8,
+    pad: u8,
+    states: u32,
+    id: InetDiagSockId,
+}
+
+/// `struct inet_diag_msg`: one socket in the answer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InetDiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: InetDiagSockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+
+/// A request as sent: header and body, laid out contiguously.
+#[repr(C)]
+struct DumpRequest {
+    header: libc::nlmsghdr,
+    body: InetDiagReqV2,
+}
+
+/// A listening TCP socket as the kernel reports it, before any /proc lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawListener {
+    pub address: IpAddr,
+    pub port: u16,
+    /// The socket's owner (the creating process's effective uid).
+    pub uid: u32,
+    /// Socket inode, the key to find it in /proc/PID/fd ("socket:[inode]").
+    pub inode: u64,
+}
+
+impl RawListener {
+    /// "tcp" for IPv4 sockets, "tcp6" for IPv6 ones (dual-stack included).
+    pub fn protocol(&self) -> &'static str {
+        match self.address {
+            IpAddr::V4(_) => "tcp",
+            IpAddr::V6(_) => "tcp6",
+        }
+    }
+}
+
+/// A sock_diag netlink socket, kept open across dumps.
+#[derive(Debug)]
+pub struct SockDiag {
+    fd: OwnedFd,
+    buffer: Vec<u8>,
+    sequence: u32,
+}
+
+/// All TCP listeners (IPv4 and IPv6) through a socket opened for this call.
+pub fn tcp_listeners() -> Result<Vec<RawListener>, ObserveError> {
+    SockDiag::open()?.tcp_listeners()
+}
+
+impl SockDiag {
+    pub fn open() -> Result<Self, ObserveError> {
+        // SAFETY: socket() has no memory preconditions; the result is checked.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(netlink_error("socket(AF_NETLINK, NETLINK_SOCK_DIAG)"));
+        }
+        Ok(SockDiag {
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            buffer: vec![0; RECV_BUFFER],
+            sequence: 0,
+        })
+    }
+
+    /// All TCP listeners, IPv4 then IPv6.
+    pub fn tcp_listeners(&mut self) -> Result<Vec<RawListener>, ObserveError> {
+        self.dump_both(0)
+    }
+
+    /// The TCP listeners on `port`. The kernel skips other sockets without
+    /// describing them, which makes this much cheaper than a full dump on a
+    /// busy machine.
+    pub fn tcp_listeners_on(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
+        let mut found = self.dump_both(port)?;
+        // Port 0 asks the kernel for everything; nothing listens there.
+        found.retain(|listener| listener.port == port);
+        Ok(found)
+    }
+
+    /// Both families; `port` 0 means every port.
+    fn dump_both(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
+        let mut found = Vec::new();
+        self.dump(libc::AF_INET as u8, port, &mut found)?;
+        self.dump(libc::AF_INET6 as u8, port, &mut found)?;
+        Ok(found)
+    }
+
+    fn dump(
+        &mut self,
+        family: u8,
+        port: u16,
+        found: &mut Vec<RawListener>,
+    ) -> Result<(), ObserveError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.send_request(family, port)?;
+        loop {
+            let len = self.receive()?;
+            match parse_batch(&self.buffer[..len], self.sequence, found)? {
+                Batch::More => continue,
+                Batch::Done => return Ok(()),
+                // The kernel lacks this family (IPv6 disabled): nothing listens on it.
+                Batch::Failed(errno) if errno == libc::ENOENT || errno == libc::EAFNOSUPPORT => {
+                    return Ok(());
+                }
+                Batch::Failed(errno) => {
+                    return Err(ObserveError::Kernel {
+                        family: family_name(family),
+                        source: io::Error::from_raw_os_error(errno),
+                    });
+                }
+            }
+        }
+    }
+
+    fn send_request(&self, family: u8, port: u16) -> Result<(), ObserveError> {
+        // SAFETY: nlmsghdr is plain data; all-zero is a valid value.
+        let mut header: libc::nlmsghdr = unsafe { std::mem::zeroed() };
+        header.nlmsg_len = size_of::<DumpRequest>() as u32;
+        header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        header.nlmsg_flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        header.nlmsg_seq = self.sequence;
+        let request = DumpRequest {
+            header,
+            body: InetDiagReqV2 {
+                family,
+                protocol: libc::IPPROTO_TCP as u8,
+                states: TCPF_LISTEN,
+                id: InetDiagSockId {
+                    sport: port.to_be(),
+                    ..InetDiagSockId::default()
+                },
+                ..InetDiagReqV2::default()
+            },
+        };
+        // SAFETY: sockaddr_nl is plain data; zero pid addresses the kernel.
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: both pointers reference live values of the sizes passed.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                (&request as *const DumpRequest).cast(),
+                size_of::<DumpRequest>(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(netlink_error("sendto"));
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self) -> Result<usize, ObserveError> {
+        loop {
+            // SAFETY: the buffer is valid for writes of its full length.
+            let got = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buffer.as_mut_ptr().cast(),
+                    self.buffer.len(),
+                    0,
+                )
+            };
+            if got >= 0 {
+                return Ok(got as usize);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(ObserveError::Netlink {
+                    operation: "recv",
+                    source: error,
+                });
+            }
+        }
+    }
+}
+
+/// What one `recv` worth of netlink messages says about the dump.
+#[derive(Debug, PartialEq, Eq)]
+enum Batch {
+    More,
+    Done,
+    Failed(i32),
+}
+
+/// Walks the netlink messages of one datagram, appending listeners. Messages of
+/// another sequence (left over from an interrupted earlier dump) are skipped.
+fn parse_batch(
+    mut bytes: &[u8],
+    sequence: u32,
+    found: &mut Vec<RawListener>,
+) -> Result<Batch, ObserveError> {
+    const HEADER: usize = size_of::<libc::nlmsghdr>();
+    while bytes.len() >= HEADER {
+        // SAFETY: at least HEADER bytes remain; read_unaligned has no alignment needs.
+        let header: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let len = header.nlmsg_len as usize;
+        if len < HEADER || len > bytes.len() {
+            return Err(ObserveError::Malformed(format!(
+                "message length {len} with {} bytes left",
+                bytes.len()
+            )));
+        }
+        let payload = &bytes[HEADER..len];
+        if header.nlmsg_seq == sequence {
+            match header.nlmsg_type as i32 {
+                libc::NLMSG_DONE => return Ok(Batch::Done),
+                libc::NLMSG_ERROR => {
+                    // nlmsgerr starts with a negative errno; 0 is an acknowledgement.
+                    let errno = payload
+                        .get(..4)
+                        .map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .ok_or_else(|| ObserveError::Malformed("short NLMSG_ERROR".into()))?;
+                    return Ok(if errno == 0 {
+                        Batch::Done
+                    } else {
+                        Batch::Failed(errno)
+                    });
+                }
+                t if t == i32::from(SOCK_DIAG_BY_FAMILY) => found.push(parse_socket(payload)?),
+                _ => {}
+            }
+        }
+        // Messages are padded to 4-byte boundaries.
+        let next = (len + 3) & !3;
+        bytes = &bytes[next.min(bytes.len())..];
+    }
+    Ok(Batch::More)
+}
+
+fn parse_socket(payload: &[u8]) -> Result<RawListener, ObserveError> {
+    if payload.len() < size_of::<InetDiagMsg>() {
+        return Err(ObserveError::Malformed(format!(
+            "inet_diag_msg of {} bytes",
+            payload.len()
+        )));
+    }
+    // SAFETY: the length was checked; read_unaligned has no alignment needs.
+    let msg: InetDiagMsg = unsafe { std::ptr::read_unaligned(payload.as_ptr().cast()) };
+    // The words hold the address bytes in network order, so their in-memory
+    // bytes (native order) are the address.
+    let mut octets = [0u8; 16];
+    for (chunk, word) in octets.chunks_exact_mut(4).zip(msg.id.src) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    let address = match i32::from(msg.family) {
+        libc::AF_INET => IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])),
+        libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(octets)),
+        other => return Err(ObserveError::Malformed(format!("address family {other}"))),
+    };
+    Ok(RawListener {
+        address,
+        port: u16::from_be(msg.id.sport),
+        uid: msg.uid,
+        inode: u64::from(msg.inode),
+    })
+}
+
+fn family_name(family: u8) -> &'static str {
+    if i32::from(family) == libc::AF_INET6 {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    }
+}
+
+fn netlink_error(operation: &'static str) -> ObserveError {
+    ObserveError::Netlink {
+        operation,
+        source: io::Error::last_os_error(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {
+        let len = size_of::<libc::nlmsghdr>() + payload.len();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(len as u32).to_ne_bytes());
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&0u16.to_ne_bytes());
+        bytes.extend_from_slice(&sequence.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.resize((bytes.len() + 3) & !3, 0);
+        bytes
+    }
+
+    fn socket_payload(family: u8, address: [u8; 16], port: u16, uid: u32, inode: u32) -> Vec<u8> {
+        let mut src = [0u32; 4];
+        for (word, chunk) in src.iter_mut().zip(address.chunks_exact(4)) {
+            *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        let msg = InetDiagMsg {
+            family,
+            state: 10,
+            timer: 0,
+            retrans: 0,
+            id: InetDiagSockId {
+                sport: port.to_be(),
+                src,
+                ..InetDiagSockId::default()
+            },
+            expires: 0,
+            rqueue: 0,
+            wqueue: 0,
+            uid,
+            inode,
+        };
+        // SAFETY: InetDiagMsg is plain data without padding.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&msg as *const InetDiagMsg).cast::<u8>(),
+                size_of::<InetDiagMsg>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn a_batch_yields_its_sockets_and_stops_at_done() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let v6 = Ipv6Addr::LOCALHOST.octets();
+        let mut bytes = message(
+            SOCK_DIAG_BY_FAMILY,
+            7,
+            &socket_payload(libc::AF_INET as u8, v4, 8080, 1000, 42),
+        );
+        bytes.extend(message(
+            SOCK_DIAG_BY_FAMILY,
+            7,
+            &socket_payload(libc::AF_INET6 as u8, v6, 443, 0, 43),
+        ));
+        bytes.extend(message(libc::NLMSG_DONE as u16, 7, &[0; 4]));
+        let mut found = Vec::new();
+        assert_eq!(parse_batch(&bytes, 7, &mut found).unwrap(), Batch::Done);
+        assert_eq!(
+            found,
+            vec![
+                RawListener {
+                    address: "127.0.0.1".parse().unwrap(),
+                    port: 8080,
+                    uid: 1000,
+                    inode: 42
+                },
+                RawListener {
+                    address: "::1".parse().unwrap(),
+                    port: 443,
+                    uid: 0,
+                    inode: 43
+                },
+            ]
+        );
+        assert_eq!(found[0].protocol(), "tcp");
+        assert_eq!(found[1].protocol(), "tcp6");
+    }
+
+    #[test]
+    fn a_batch_without_done_asks_for_more_and_stale_sequences_are_skipped() {
+        let payload = socket_payload(libc::AF_INET as u8, [0; 16], 22, 0, 9);
+        let mut bytes = message(SOCK_DIAG_BY_FAMILY, 6, &payload);
+        bytes.extend(message(SOCK_DIAG_BY_FAMILY, 7, &payload));
+        let mut found = Vec::new();
+        assert_eq!(parse_batch(&bytes, 7, &mut found).unwrap(), Batch::More);
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn kernel_errors_and_truncated_messages_are_reported() {
+        let error = message(libc::NLMSG_ERROR as u16, 1, &(-libc::EPERM).to_ne_bytes());
+        assert_eq!(
+            parse_batch(&error, 1, &mut Vec::new()).unwrap(),
+            Batch::Failed(libc::EPERM)
+        );
+
+        let mut truncated = message(SOCK_DIAG_BY_FAMILY, 1, &[0; 8]);
+        truncated.truncate(20);
+        assert!(matches!(
+            parse_batch(&truncated, 1, &mut Vec::new()),
+            Err(ObserveError::Malformed(_))
+        ));
+        let short_socket = message(SOCK_DIAG_BY_FAMILY, 1, &[0; 8]);
+        assert!(matches!(
+            parse_batch(&short_socket, 1, &mut Vec::new()),
+            Err(ObserveError::Malformed(_))
+        ));
+    }
+}
