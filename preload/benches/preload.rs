@@ -3,7 +3,8 @@
 //!   port again and again, and the first bind of each port (which asks the
 //!   kernel once whether the other address family holds it); plus how many
 //!   times the allocator was contacted (should be none);
-//! - a move (bind+listen on a busy port) with the allocator absent and hung;
+//! - a move (bind+listen on a busy port) with the allocator warm, absent
+//!   and hung;
 //! - the start-up of a program that binds nothing, with styxy absent.
 
 #[path = "../tests/common/mod.rs"]
@@ -92,10 +93,34 @@ fn free_port_cost(sandbox: &Sandbox, watch: &UnixListener) {
     println!("{:<58} {}", "allocator connections during the above", count_connections(watch));
 }
 
+/// Busy ports that are also styxy allocations of this process (allocated,
+/// then listened on), so the allocator names their holder from its state
+/// instead of asking the kernel. A type whose range is rarely in use.
+fn allocated_busy_ports(sandbox: &Sandbox, n: usize) -> Vec<(OwnedFd, u16)> {
+    (0..n)
+        .map(|_| {
+            let grant = sandbox.api("POST", "/allocate", r#"{"service_type":"hub","service_name":"bench"}"#);
+            let port = grant["port"].as_u64().unwrap_or_else(|| panic!("{grant}")) as u16;
+            (hold("127.0.0.1", port, Hold { reuseaddr: true, ..Hold::default() }), port)
+        })
+        .collect()
+}
+
 fn move_cost(sandbox: &Sandbox) {
     println!("== a move: bind+listen on a busy port");
     let busy = busy_ports(SAMPLES / 4);
     let ports: Vec<u16> = busy.iter().map(|b| b.1).collect();
+    {
+        let _allocator = Allocator::start(sandbox);
+        let t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
+        percentiles("allocator warm, holder found through the kernel", t);
+        let allocated = allocated_busy_ports(sandbox, SAMPLES / 16);
+        let ports: Vec<u16> = allocated.iter().map(|b| b.1).collect();
+        let t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
+        percentiles("allocator warm, holder is a styxy allocation", t);
+    }
+    // A killed allocator leaves its socket file behind: absent all the same.
+    let _ = std::fs::remove_file(sandbox.socket_path());
     percentiles("allocator absent (local choice)", timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports))));
 
     // Accepts connections, never answers: a SIGSTOPped allocator. The first

@@ -21,25 +21,39 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>/libstyxy_preload.so, rebuilt if stale (cargo does not
-/// build a cdylib for integration tests).
+/// target/<profile> of this test binary (it lives in target/<profile>/deps).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// `cargo build -p PACKAGE` in this test's profile (cargo builds neither a
+/// cdylib nor another package's binary for integration tests); then
+/// target/<profile>/FILE.
+fn built(package: &str, file: &str) -> PathBuf {
+    let dir = profile_dir();
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-p", package]).current_dir(manifest_dir());
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = dir.join(file);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+/// target/<profile>/libstyxy_preload.so, rebuilt if stale.
 pub fn preload_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        // This test binary lives in target/<profile>/deps.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "styxy-preload"]).current_dir(manifest_dir());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p styxy-preload failed");
-        let lib = profile_dir.join("libstyxy_preload.so");
-        assert!(lib.exists(), "{} missing after build", lib.display());
-        lib
-    })
+    LIB.get_or_init(|| built("styxy-preload", "libstyxy_preload.so"))
+}
+
+/// target/<profile>/styxy-allocator, rebuilt if stale.
+pub fn allocator_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built("styxy-allocator", "styxy-allocator"))
 }
 
 /// Compiles tests/programs/<name>.c once per test binary.
@@ -103,6 +117,37 @@ impl Sandbox {
         cmd
     }
 
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// GET `path` from the allocator over its socket; the JSON body.
+    pub fn api_get(&self, path: &str) -> serde_json::Value {
+        self.api("GET", path, "")
+    }
+
+    pub fn api(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        let mut stream = std::os::unix::net::UnixStream::connect(self.socket_path()).expect("connect to the allocator");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read the answer");
+        let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
+    }
+
+    /// The allocations whose owner is `pid`.
+    pub fn allocations_of(&self, pid: u32) -> Vec<serde_json::Value> {
+        let all = self.api_get("/allocations");
+        let list = all["allocations"].as_array().expect("allocations list").clone();
+        list.into_iter().filter(|a| a["owner"]["pid"] == pid).collect()
+    }
+
     /// Writes ports.map beside the socket: every port free except `entries`.
     pub fn write_port_map(&self, entries: &[(u16, u32)]) {
         let mut map = vec![0u8; 65536 * 4];
@@ -111,6 +156,50 @@ impl Sandbox {
             map[at..at + 4].copy_from_slice(&owner.to_le_bytes());
         }
         std::fs::write(self.dir.path().join("run/ports.map"), map).expect("write ports.map");
+    }
+}
+
+/// A user-mode allocator serving the sandbox's socket and state.
+pub struct Allocator {
+    child: Child,
+}
+
+impl Allocator {
+    pub fn start(sandbox: &Sandbox) -> Allocator {
+        let log = std::fs::File::create(sandbox.path().join("allocator.log")).expect("log file");
+        let child = Command::new(allocator_bin())
+            .args(["--user", "--idle-timeout", "0", "--socket"])
+            .arg(sandbox.socket_path())
+            .arg("--state-dir")
+            .arg(sandbox.state_dir())
+            .env("XDG_CONFIG_HOME", sandbox.path().join("config"))
+            .env("STYXY_SYSTEM_CONFIG", sandbox.path().join("config/system.toml"))
+            .env("XDG_RUNTIME_DIR", sandbox.path().join("xdg"))
+            .env_remove("LD_PRELOAD")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start styxy-allocator");
+        let allocator = Allocator { child };
+        let deadline = Instant::now() + PATIENCE;
+        while std::os::unix::net::UnixStream::connect(sandbox.socket_path()).is_err() {
+            assert!(Instant::now() < deadline, "the allocator did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(sandbox.api_get("/status")["status"], "running");
+        allocator
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
