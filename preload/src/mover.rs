@@ -99,7 +99,8 @@ fn bind_inet(fd: c_int, addr: &InetAddr) -> c_int {
         }
         return 0;
     }
-    // Having found nowhere else to go, the program gets the kernel's answer.
+    // After a relocation found nowhere else, or on any other error, the
+    // program gets the kernel's answer.
     if avoid || sys::errno() != libc::EADDRINUSE {
         return rc;
     }
