@@ -1,7 +1,7 @@
-//! The allocator's port map (API.md): `ports.map` beside its socket, 65536
-//! little-endian u32, entry = pid owning the allocation on that port (0 free,
-//! 0xFFFFFFFF held without a live process owner). Mapped read-only, so a
-//! reserved port is seen as busy without a round trip.
+//! The allocator's port map (docs/api.md, styxy_core::portmap): `ports.map`
+//! beside its socket, 65536 little-endian u32, entry = the pid that owns or
+//! asked for the allocation on that port (0 free, 0xFFFFFFFF no pid known).
+//! Mapped read-only, so a reserved port is seen as busy without a round trip.
 //!
 //! A port is busy for us when its owner is neither this process nor one of
 //! its ancestors: a reservation made by a wrapper or shell (`styxy run`, a
@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 const PORTS: usize = 1 << 16;
 const MAP_BYTES: usize = PORTS * 4;
-const HELD_WITHOUT_PROCESS: u32 = u32::MAX;
+const HELD_WITHOUT_PID: u32 = u32::MAX;
 /// How often the hooks look for a new or replaced map file.
 const RECHECK_NS: u64 = 1_000_000_000;
 const MAX_ANCESTORS: usize = 64;
@@ -106,7 +106,7 @@ pub fn held_by_other(port: u16) -> bool {
     refresh_if_due();
     match entry(port) {
         0 => false,
-        HELD_WITHOUT_PROCESS => true,
+        HELD_WITHOUT_PID => true,
         owner => !is_us_or_ancestor(owner) && sys::process_exists(owner),
     }
 }
