@@ -27,17 +27,18 @@ watchdog_restart() {
 	wait_until 20 "the allocator to run again" ct systemctl is-active --quiet styxy-allocator.service
 	[ "$(main_pid styxy-allocator.service)" != "$first_pid" ] || fail "the allocator was not restarted"
 
+	must "list after the restart" ct_as alice styxy --json list
+	jq -e --arg l "$lock" '.allocations[] | select(.lock_id == $l)' <<<"$LAST_OUTPUT" >/dev/null ||
+		fail "allocation $lock did not survive the restart"
+	must "release" ct_as alice styxy release "$lock"
+
 	local recovery_start
 	recovery_start=$(ct systemctl show -P ExecMainStartTimestampMonotonic styxy-recovery.service)
 	ct journalctl --no-pager -u styxy-recovery.service --since "-30s"
 	[ "${recovery_start:-0}" -gt "$t0" ] || fail "styxy-recovery did not run after the watchdog kill"
 	[ "$(ct systemctl show -P Result styxy-recovery.service)" = success ] ||
-		fail "styxy-recovery ran but failed: $(ct systemctl show -P Result styxy-recovery.service)"
-
-	must "list after the restart" ct_as alice styxy --json list
-	jq -e --arg l "$lock" '.allocations[] | select(.lock_id == $l)' <<<"$LAST_OUTPUT" >/dev/null ||
-		fail "allocation $lock did not survive the restart"
-	must "release" ct_as alice styxy release "$lock"
+		fail "styxy-recovery ran after the watchdog kill but failed: $(ct systemctl show \
+			-p Result -p ExecMainStatus styxy-recovery.service | xargs)"
 }
 
 # Automatic restarts since the last manual start.
