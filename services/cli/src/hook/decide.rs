@@ -484,7 +484,8 @@ fn list(holders: &[&Holder], with_project: bool) -> String {
             if let Some(r) = &h.reservation {
                 parts.push(format!("{} {}", r.service_type, r.service_name));
             }
-            if let Some(p) = &h.process {
+            let named = h.reservation.as_ref().map(|r| &r.service_name);
+            if let Some(p) = h.process.as_ref().filter(|p| Some(*p) != named) {
                 parts.push(p.clone());
             }
             let project = match &h.belongs {
