@@ -150,7 +150,7 @@ impl Holder {
             .as_ref()
             .map(|r| format!(" for {} service '{}'", r.service_type, r.service_name))
             .unwrap_or_default();
-        format!("reserved{reserved} ({}) {whose}", self.what())
+        format!("reserved{reserved} by {} {whose}", self.what())
     }
 
     fn is_foreign(&self) -> bool {
@@ -615,6 +615,29 @@ mod tests {
             free_port: Some(3001),
         };
         assert_eq!(decide("next dev", vec![check], &[], false), None);
+    }
+
+    #[test]
+    fn a_port_another_session_reserved_is_taken_even_with_nobody_listening() {
+        let mut reserved = server(3000, other_session());
+        reserved.listening = false;
+        reserved.command = None;
+        reserved.process = Some("bash".into());
+        reserved.pid = Some(77);
+        reserved.reservation = Some(Reservation {
+            service_type: "dev".into(),
+            service_name: "web".into(),
+        });
+        let check = StartCheck {
+            holder: Some(reserved),
+            free_port: Some(3001),
+        };
+        let reply = decide("next dev", vec![check], &[], false).unwrap();
+        let text = context(&reply);
+        assert!(
+            text.contains("port 3000 is reserved for dev service 'web' by bash (pid 77) of another Claude Code session"),
+            "{text}"
+        );
     }
 
     #[test]
