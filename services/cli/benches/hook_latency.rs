@@ -65,7 +65,12 @@ fn answer(sb: &common::Sandbox, hook: &str, input: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run styxy");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
 }
 
@@ -94,8 +99,16 @@ fn main() {
     let cwd = cwd.to_string_lossy().into_owned();
     let (a, b) = ("bench-session-a", "bench-session-b");
     for session in [a, b] {
-        let start = event("SessionStart", session, &cwd, serde_json::json!({"source": "startup"}));
-        assert!(!answer(&sb, "session-start", &start).is_empty(), "session start answered nothing");
+        let start = event(
+            "SessionStart",
+            session,
+            &cwd,
+            serde_json::json!({"source": "startup"}),
+        );
+        assert!(
+            !answer(&sb, "session-start", &start).is_empty(),
+            "session start answered nothing"
+        );
     }
 
     // Session A's server: a port its session reserved, listened on.
@@ -109,7 +122,11 @@ fn main() {
     let reserved: serde_json::Value = serde_json::from_slice(&reserved.stdout).unwrap();
     let held = reserved["port"].as_u64().unwrap() as u16;
     let server = TcpListener::bind(("127.0.0.1", held)).unwrap();
-    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let conflict = format!("python3 -m http.server {held}");
 
     let pre = |command: &str| event("PreToolUse", b, &cwd, bash(command));
@@ -126,12 +143,25 @@ fn main() {
     assert!(answer(&sb, "post-tool-use-failure", &failed).contains("port conflict"));
 
     report("styxy --version", &measure(&sb, &["--version"], ""));
-    report("pre-tool-use: git status", &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")));
+    report(
+        "pre-tool-use: git status",
+        &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")),
+    );
     report(
         "pre-tool-use: start, port free",
-        &measure(&sb, &["hook", "pre-tool-use"], &pre(&format!("python3 -m http.server {free}"))),
+        &measure(
+            &sb,
+            &["hook", "pre-tool-use"],
+            &pre(&format!("python3 -m http.server {free}")),
+        ),
     );
-    report("pre-tool-use: start, port held", &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)));
-    report("post-tool-use-failure: conflict", &measure(&sb, &["hook", "post-tool-use-failure"], &failed));
+    report(
+        "pre-tool-use: start, port held",
+        &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)),
+    );
+    report(
+        "post-tool-use-failure: conflict",
+        &measure(&sb, &["hook", "post-tool-use-failure"], &failed),
+    );
     drop(server);
 }

@@ -101,7 +101,11 @@ fn number_at(text: &str, at: usize) -> Option<u16> {
 
 fn after_word_port(lower: &str) -> Option<u16> {
     lower.match_indices("port").find_map(|(i, _)| {
-        if lower[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        if lower[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
             return None;
         }
         let rest = &lower[i + 4..];
@@ -129,7 +133,8 @@ fn last_host_port(lower: &str) -> Option<u16> {
 
 /// The word holding byte `at`, without surrounding brackets and punctuation.
 fn word_around(text: &str, at: usize) -> &str {
-    let is_edge = |c: char| c.is_whitespace() || matches!(c, '[' | ']' | '(' | ')' | ',' | '"' | '\'');
+    let is_edge =
+        |c: char| c.is_whitespace() || matches!(c, '[' | ']' | '(' | ')' | ',' | '"' | '\'');
     let start = text[..at].rfind(is_edge).map_or(0, |i| i + 1);
     let end = text[at..].find(is_edge).map_or(text.len(), |i| at + i);
     &text[start..end]
@@ -157,28 +162,79 @@ mod tests {
     /// Real messages of servers that found their port taken, and the port
     /// each names (None: the message does not say).
     const CONFLICTS: &[(&str, Option<u16>)] = &[
-        ("Error: listen EADDRINUSE: address already in use :::3000", Some(3000)),
-        ("Error: listen EADDRINUSE: address already in use 127.0.0.1:8080", Some(8080)),
+        (
+            "Error: listen EADDRINUSE: address already in use :::3000",
+            Some(3000),
+        ),
+        (
+            "Error: listen EADDRINUSE: address already in use 127.0.0.1:8080",
+            Some(8080),
+        ),
         ("OSError: [Errno 98] Address already in use", None),
-        ("ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use", Some(8000)),
-        ("Address already in use\nPort 5000 is in use by another program. Either identify and stop that program, or start the server with a different port.", Some(5000)),
+        (
+            "ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use",
+            Some(8000),
+        ),
+        (
+            "Address already in use\nPort 5000 is in use by another program. Either identify and stop that program, or start the server with a different port.",
+            Some(5000),
+        ),
         ("Error: That port is already in use.", None),
-        ("Address already in use - bind(2) for \"127.0.0.1\" port 3000 (Errno::EADDRINUSE)", Some(3000)),
+        (
+            "Address already in use - bind(2) for \"127.0.0.1\" port 3000 (Errno::EADDRINUSE)",
+            Some(3000),
+        ),
         ("listen tcp :8080: bind: address already in use", Some(8080)),
-        ("2024/05/01 12:30:45 listen tcp 0.0.0.0:9090: bind: address already in use", Some(9090)),
-        ("docker: Error response from daemon: driver failed programming external connectivity on endpoint web: Bind for 0.0.0.0:8080 failed: port is already allocated.", Some(8080)),
-        ("Port 4200 is already in use. Use '--port' to specify a different port.", Some(4200)),
-        ("error when starting dev server:\nError: Port 5173 is already in use", Some(5173)),
+        (
+            "2024/05/01 12:30:45 listen tcp 0.0.0.0:9090: bind: address already in use",
+            Some(9090),
+        ),
+        (
+            "docker: Error response from daemon: driver failed programming external connectivity on endpoint web: Bind for 0.0.0.0:8080 failed: port is already allocated.",
+            Some(8080),
+        ),
+        (
+            "Port 4200 is already in use. Use '--port' to specify a different port.",
+            Some(4200),
+        ),
+        (
+            "error when starting dev server:\nError: Port 5173 is already in use",
+            Some(5173),
+        ),
         ("Something is already running on port 3000.", Some(3000)),
-        ("Web server failed to start. Port 8080 was already in use.", Some(8080)),
+        (
+            "Web server failed to start. Port 8080 was already in use.",
+            Some(8080),
+        ),
         ("java.net.BindException: Address already in use", None),
-        ("LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\nHINT:  Is another postmaster already running on port 5432? If not, wait a few seconds and retry.", Some(5432)),
-        ("Could not create server TCP listening socket *:6379: bind: Address already in use", Some(6379)),
-        ("[Fri May 3 10:00:00 2024] Failed to listen on localhost:8000 (reason: Address already in use)", Some(8000)),
-        ("error: Failed to start server. Is port 3000 in use?", Some(3000)),
-        ("error: AddrInUse: Address already in use (os error 98)", None),
-        ("** (RuntimeError) could not start the Cowboy/Ranch listener for MyAppWeb.Endpoint.HTTP because port 4000 is in use (:eaddrinuse)", Some(4000)),
-        ("nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)", Some(80)),
+        (
+            "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\nHINT:  Is another postmaster already running on port 5432? If not, wait a few seconds and retry.",
+            Some(5432),
+        ),
+        (
+            "Could not create server TCP listening socket *:6379: bind: Address already in use",
+            Some(6379),
+        ),
+        (
+            "[Fri May 3 10:00:00 2024] Failed to listen on localhost:8000 (reason: Address already in use)",
+            Some(8000),
+        ),
+        (
+            "error: Failed to start server. Is port 3000 in use?",
+            Some(3000),
+        ),
+        (
+            "error: AddrInUse: Address already in use (os error 98)",
+            None,
+        ),
+        (
+            "** (RuntimeError) could not start the Cowboy/Ranch listener for MyAppWeb.Endpoint.HTTP because port 4000 is in use (:eaddrinuse)",
+            Some(4000),
+        ),
+        (
+            "nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)",
+            Some(80),
+        ),
         ("Port 6006 is not available.", Some(6006)),
     ];
 
@@ -227,7 +283,8 @@ mod tests {
 
     #[test]
     fn output_in_any_script_and_of_any_size_is_read_without_panic() {
-        let big = "é".repeat(300_000) + "\nError: listen EADDRINUSE: address already in use :::4000\n";
+        let big =
+            "é".repeat(300_000) + "\nError: listen EADDRINUSE: address already in use :::4000\n";
         assert_eq!(find_conflict(&big).and_then(|c| c.port), Some(4000));
         for text in ["port ", "port:", ":", "', ", "EADDRINUSE :"] {
             let _ = find_conflict(text);

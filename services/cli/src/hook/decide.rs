@@ -62,7 +62,10 @@ impl Holder {
         listeners: &[Listener],
         belongs: Belongs,
     ) -> Holder {
-        let listener = listeners.iter().find(|l| l.pid.is_some()).or(listeners.first());
+        let listener = listeners
+            .iter()
+            .find(|l| l.pid.is_some())
+            .or(listeners.first());
         let a = reservation.map(|v| &v.allocation);
         Holder {
             port,
@@ -106,7 +109,11 @@ impl Holder {
 
     /// "node (pid 4242, `next dev`)", "a process of user bob".
     fn what(&self) -> String {
-        let Some(name) = self.process.clone().or_else(|| self.pid.map(|p| format!("pid {p}"))) else {
+        let Some(name) = self
+            .process
+            .clone()
+            .or_else(|| self.pid.map(|p| format!("pid {p}")))
+        else {
             return match &self.user {
                 Some(user) => format!("a process of user {user}"),
                 None => "another process".into(),
@@ -190,9 +197,8 @@ impl Plan {
                 .into_iter()
                 .filter(|s| s.port.is_some())
                 .collect(),
-            kill: shellcmd::kill_targets(command).filter(|k| {
-                !(k.ports.is_empty() && k.pids.is_empty() && k.names.is_empty())
-            }),
+            kill: shellcmd::kill_targets(command)
+                .filter(|k| !(k.ports.is_empty() && k.pids.is_empty() && k.names.is_empty())),
         }
     }
 
@@ -228,10 +234,17 @@ pub fn kill_victims<'a>(kill: &KillTarget, servers: &'a [Holder]) -> Vec<&'a Hol
 }
 
 /// The sentence that moves a start to `free_port`.
-fn alternative(command: &str, start: &ServerStart, free_port: Option<u16>) -> (String, Option<String>) {
+fn alternative(
+    command: &str,
+    start: &ServerStart,
+    free_port: Option<u16>,
+) -> (String, Option<String>) {
     let Some(free) = free_port else {
         return (
-            format!("No free {} port was found; ask the user which port to use.", start.service_type),
+            format!(
+                "No free {} port was found; ask the user which port to use.",
+                start.service_type
+            ),
             None,
         );
     };
@@ -279,7 +292,10 @@ pub fn pre_tool_use(
                 holder.phrase()
             ));
             notices.push(match check.free_port {
-                Some(free) => format!("port {port} is taken by {}; suggested {free}", holder.what()),
+                Some(free) => format!(
+                    "port {port} is taken by {}; suggested {free}",
+                    holder.what()
+                ),
                 None => format!("port {port} is taken by {}", holder.what()),
             });
             moves.push((port, check.free_port, rewritten, holder));
@@ -338,7 +354,8 @@ pub fn pre_tool_use(
     }
     let ask = !reasons.is_empty();
     Some(Reply {
-        system_message: (!ask && !notices.is_empty()).then(|| format!("styxy: {}", notices.join("; "))),
+        system_message: (!ask && !notices.is_empty())
+            .then(|| format!("styxy: {}", notices.join("; "))),
         hook_specific_output: SpecificOutput {
             hook_event_name: EventKind::PreToolUse.wire_name(),
             permission_decision: ask.then_some(Decision::Ask),
@@ -381,7 +398,11 @@ impl Failure {
         self.start
             .as_ref()
             .map(|s| s.service_type.to_string())
-            .or_else(|| holder.and_then(|h| h.reservation.as_ref()).map(|r| r.service_type.clone()))
+            .or_else(|| {
+                holder
+                    .and_then(|h| h.reservation.as_ref())
+                    .map(|r| r.service_type.clone())
+            })
             .unwrap_or_else(|| "dev".to_string())
     }
 }
@@ -400,7 +421,9 @@ pub fn post_tool_use(
         quoted(&failure.conflict.line)
     );
     let Some(port) = failure.port else {
-        text.push_str(" The output does not say which port; `styxy list --all` shows who listens where.");
+        text.push_str(
+            " The output does not say which port; `styxy list --all` shows who listens where.",
+        );
         return Reply::context(kind, text);
     };
     match holder {
@@ -454,9 +477,13 @@ pub fn session_start(
         .filter(|h| h.belongs == Belongs::ThisSession || in_project(h))
         .collect();
 
-    let mut text = format!("styxy coordinates ports on this machine (this session is {instance_id}).");
+    let mut text =
+        format!("styxy coordinates ports on this machine (this session is {instance_id}).");
     if !ours.is_empty() {
-        text.push_str(&format!(" Ports this project already holds: {}.", list(&ours, false)));
+        text.push_str(&format!(
+            " Ports this project already holds: {}.",
+            list(&ours, false)
+        ));
     }
     if others.is_empty() {
         text.push_str(" No other session holds a port.");
@@ -466,7 +493,9 @@ pub fn session_start(
             list(&others, true)
         ));
     }
-    text.push_str(" For a server of your own, `styxy allocate -s TYPE` reserves a free port for this session");
+    text.push_str(
+        " For a server of your own, `styxy allocate -s TYPE` reserves a free port for this session",
+    );
     if preload {
         text.push_str(", and a server that finds its port busy moves to a free one by itself (one stderr line says where)");
     }
@@ -541,7 +570,12 @@ mod tests {
             .clone()
     }
 
-    fn decide(command: &str, checks: Vec<StartCheck>, servers: &[Holder], rewrite: bool) -> Option<Reply> {
+    fn decide(
+        command: &str,
+        checks: Vec<StartCheck>,
+        servers: &[Holder],
+        rewrite: bool,
+    ) -> Option<Reply> {
         let plan = Plan::of(command, Path::new("/"));
         pre_tool_use(&input(command), command, &plan, &checks, servers, rewrite)
     }
@@ -554,7 +588,11 @@ mod tests {
     }
 
     fn context(reply: &Reply) -> &str {
-        reply.hook_specific_output.additional_context.as_deref().unwrap()
+        reply
+            .hook_specific_output
+            .additional_context
+            .as_deref()
+            .unwrap()
     }
 
     #[test]
@@ -569,38 +607,72 @@ mod tests {
 
     #[test]
     fn a_port_taken_by_another_session_names_the_holder_and_the_command_on_a_free_port() {
-        let reply = decide("next dev", vec![taken(other_session(), Some(3001))], &[], false).unwrap();
+        let reply = decide(
+            "next dev",
+            vec![taken(other_session(), Some(3001))],
+            &[],
+            false,
+        )
+        .unwrap();
         let text = context(&reply);
         assert!(text.contains("port 3000 is in use by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`) of another Claude Code session (claude-b, project /home/u/other)"), "{text}");
         assert!(text.contains("do not stop it"), "{text}");
-        assert!(text.contains("Run this instead, on free port 3001: next dev -p 3001"), "{text}");
+        assert!(
+            text.contains("Run this instead, on free port 3001: next dev -p 3001"),
+            "{text}"
+        );
         // Advice only: the normal permission flow decides.
         assert_eq!(reply.hook_specific_output.permission_decision, None);
         assert_eq!(reply.hook_specific_output.updated_input, None);
         assert_eq!(
             reply.system_message.as_deref(),
-            Some("styxy: port 3000 is taken by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`); suggested 3001")
+            Some(
+                "styxy: port 3000 is taken by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`); suggested 3001"
+            )
         );
     }
 
     #[test]
     fn with_rewrite_the_command_comes_back_on_the_free_port_for_confirmation() {
-        let reply = decide("vite --port 3000", vec![taken(Belongs::Outside, Some(3001))], &[], true).unwrap();
+        let reply = decide(
+            "vite --port 3000",
+            vec![taken(Belongs::Outside, Some(3001))],
+            &[],
+            true,
+        )
+        .unwrap();
         let out = &reply.hook_specific_output;
         assert_eq!(out.permission_decision, Some(Decision::Ask));
         let updated = out.updated_input.as_ref().unwrap();
         assert_eq!(updated["command"], "vite --port 3001 --strictPort");
-        assert_eq!(updated["description"], "Start the dev server", "other fields are kept");
+        assert_eq!(
+            updated["description"], "Start the dev server",
+            "other fields are kept"
+        );
         assert_eq!(updated["timeout"], 120000);
-        assert!(out.permission_decision_reason.as_deref().unwrap().contains("free port 3001"));
+        assert!(
+            out.permission_decision_reason
+                .as_deref()
+                .unwrap()
+                .contains("free port 3001")
+        );
         assert!(context(&reply).contains("the server will listen there, not on 3000"));
     }
 
     #[test]
     fn this_sessions_own_server_is_named_as_such_and_never_rewritten() {
-        let reply = decide("next dev", vec![taken(Belongs::ThisSession, Some(3001))], &[], true).unwrap();
+        let reply = decide(
+            "next dev",
+            vec![taken(Belongs::ThisSession, Some(3001))],
+            &[],
+            true,
+        )
+        .unwrap();
         let text = context(&reply);
-        assert!(text.contains("a server of yours still runs there"), "{text}");
+        assert!(
+            text.contains("a server of yours still runs there"),
+            "{text}"
+        );
         assert!(text.contains("started by this session"), "{text}");
         assert_eq!(reply.hook_specific_output.updated_input, None);
         assert_eq!(reply.hook_specific_output.permission_decision, None);
@@ -643,14 +715,27 @@ mod tests {
     #[test]
     fn no_free_port_and_config_file_ports_are_said_plainly() {
         let reply = decide("next dev", vec![taken(Belongs::Outside, None)], &[], true).unwrap();
-        assert!(context(&reply).contains("No free dev port was found"), "{}", context(&reply));
+        assert!(
+            context(&reply).contains("No free dev port was found"),
+            "{}",
+            context(&reply)
+        );
         assert_eq!(reply.hook_specific_output.updated_input, None);
     }
 
     #[test]
     fn killing_another_sessions_server_asks_and_killing_ones_own_does_not() {
-        let servers = [server(3000, other_session()), server(5173, Belongs::ThisSession)];
-        for command in ["kill $(lsof -ti:3000)", "fuser -k 3000/tcp", "kill 4242", "pkill -f next", "npx kill-port 3000"] {
+        let servers = [
+            server(3000, other_session()),
+            server(5173, Belongs::ThisSession),
+        ];
+        for command in [
+            "kill $(lsof -ti:3000)",
+            "fuser -k 3000/tcp",
+            "kill 4242",
+            "pkill -f next",
+            "npx kill-port 3000",
+        ] {
             let reply = decide(command, vec![], &servers[..1], false)
                 .unwrap_or_else(|| panic!("{command}: no reply"));
             let out = &reply.hook_specific_output;
@@ -659,8 +744,14 @@ mod tests {
             assert!(reason.contains("port 3000"), "{command}: {reason}");
             assert!(reason.contains("claude-b"), "{command}: {reason}");
         }
-        assert_eq!(decide("kill $(lsof -ti:5173)", vec![], &servers[1..], false), None);
-        assert_eq!(decide("pkill -f webpack", vec![], &servers[..1], false), None);
+        assert_eq!(
+            decide("kill $(lsof -ti:5173)", vec![], &servers[1..], false),
+            None
+        );
+        assert_eq!(
+            decide("pkill -f webpack", vec![], &servers[..1], false),
+            None
+        );
         assert_eq!(decide("kill %1", vec![], &servers, false), None);
     }
 
@@ -677,9 +768,15 @@ mod tests {
         let out = &reply.hook_specific_output;
         assert_eq!(out.permission_decision, Some(Decision::Ask));
         let reason = out.permission_decision_reason.as_deref().unwrap();
-        assert!(reason.contains("stops servers this session did not start"), "{reason}");
+        assert!(
+            reason.contains("stops servers this session did not start"),
+            "{reason}"
+        );
         assert!(reason.contains("free port 3001"), "{reason}");
-        assert_eq!(out.updated_input.as_ref().unwrap()["command"], "kill $(lsof -ti:3000); next dev -p 3001");
+        assert_eq!(
+            out.updated_input.as_ref().unwrap()["command"],
+            "kill $(lsof -ti:3000); next dev -p 3001"
+        );
         assert_eq!(reply.system_message, None);
     }
 
@@ -695,12 +792,24 @@ mod tests {
 
     #[test]
     fn a_conflict_in_the_output_names_the_holder_and_the_fix() {
-        let f = failure("next dev", "Error: listen EADDRINUSE: address already in use :::3000");
+        let f = failure(
+            "next dev",
+            "Error: listen EADDRINUSE: address already in use :::3000",
+        );
         assert_eq!(f.port, Some(3000));
         let holder = server(3000, other_session());
-        let reply = post_tool_use(EventKind::PostToolUse, "next dev", &f, Some(&holder), Some(3001));
+        let reply = post_tool_use(
+            EventKind::PostToolUse,
+            "next dev",
+            &f,
+            Some(&holder),
+            Some(3001),
+        );
         let text = context(&reply);
-        assert!(text.starts_with("styxy: this failure is a port conflict, not a bug in the code"), "{text}");
+        assert!(
+            text.starts_with("styxy: this failure is a port conflict, not a bug in the code"),
+            "{text}"
+        );
         assert!(text.contains("claude-b, project /home/u/other"), "{text}");
         assert!(text.contains("next dev -p 3001"), "{text}");
         assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUse");
@@ -708,11 +817,25 @@ mod tests {
 
     #[test]
     fn a_conflict_without_a_port_in_the_output_uses_the_commands_port() {
-        let f = failure("python3 manage.py runserver 8000", "Error: That port is already in use.");
+        let f = failure(
+            "python3 manage.py runserver 8000",
+            "Error: That port is already in use.",
+        );
         assert_eq!(f.port, Some(8000));
-        let reply = post_tool_use(EventKind::PostToolUseFailure, "python3 manage.py runserver 8000", &f, None, Some(8001));
-        assert!(context(&reply).contains("Port 8000 was taken when the command ran and is free now"));
-        assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUseFailure");
+        let reply = post_tool_use(
+            EventKind::PostToolUseFailure,
+            "python3 manage.py runserver 8000",
+            &f,
+            None,
+            Some(8001),
+        );
+        assert!(
+            context(&reply).contains("Port 8000 was taken when the command ran and is free now")
+        );
+        assert_eq!(
+            reply.hook_specific_output.hook_event_name,
+            "PostToolUseFailure"
+        );
         let f = failure("./run-server", "OSError: [Errno 98] Address already in use");
         assert_eq!(f.port, None);
         let reply = post_tool_use(EventKind::PostToolUse, "./run-server", &f, None, None);
@@ -736,10 +859,20 @@ mod tests {
             service_name: "web".into(),
         });
         let unrelated = server(9000, Belongs::Outside);
-        let reply = session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true);
+        let reply = session_start(
+            "claude-a",
+            Some("/home/u/app"),
+            &[mine, reserved, theirs, unrelated],
+            true,
+        );
         let text = context(&reply);
         assert!(text.contains("this session is claude-a"), "{text}");
-        assert!(text.contains("Ports this project already holds: 5173 (node), 8000 (api backend, node)."), "{text}");
+        assert!(
+            text.contains(
+                "Ports this project already holds: 5173 (node), 8000 (api backend, node)."
+            ),
+            "{text}"
+        );
         assert!(text.contains("Ports held by other sessions: 3000 (dev web, node, /home/u/other); do not stop them."), "{text}");
         assert!(!text.contains("9000"), "{text}");
         assert!(text.contains("moves to a free one by itself"), "{text}");

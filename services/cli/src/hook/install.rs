@@ -210,8 +210,16 @@ pub fn installed(settings: &Value) -> Result<Vec<Installed>, ShapeError> {
     let mut found = Vec::new();
     for (event, groups) in hooks_of(settings)?.into_iter().flatten() {
         for group in groups.as_array().into_iter().flatten() {
-            let matcher = group.get("matcher").and_then(Value::as_str).map(str::to_string);
-            for hook in group.get("hooks").and_then(Value::as_array).into_iter().flatten() {
+            let matcher = group
+                .get("matcher")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            for hook in group
+                .get("hooks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let Some(command) = hook.get("command").and_then(Value::as_str) else {
                     continue;
                 };
@@ -236,7 +244,10 @@ fn load(path: &Path) -> Result<Option<Value>, Failure> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Failure::local("io", format!("cannot read {}: {e}", path.display())));
+            return Err(Failure::local(
+                "io",
+                format!("cannot read {}: {e}", path.display()),
+            ));
         }
     };
     if text.trim().is_empty() {
@@ -274,7 +285,10 @@ fn save(path: &Path, value: &Value, existed: bool) -> Result<Option<PathBuf>, Fa
         path.to_path_buf()
     };
     let io_error = |what: &str, p: &Path, e: std::io::Error| {
-        Failure::local("io", format!("cannot {what} {}: {e}; nothing was changed", p.display()))
+        Failure::local(
+            "io",
+            format!("cannot {what} {}: {e}; nothing was changed", p.display()),
+        )
     };
     let dir = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
@@ -286,7 +300,16 @@ fn save(path: &Path, value: &Value, existed: bool) -> Result<Option<PathBuf>, Fa
     let backup = if existed {
         let stamp = styxy_core::model::now_millis();
         let backup = (0..)
-            .map(|n| dir.join(format!("{name}.styxy-backup-{stamp}{}", if n == 0 { String::new() } else { format!("-{n}") })))
+            .map(|n| {
+                dir.join(format!(
+                    "{name}.styxy-backup-{stamp}{}",
+                    if n == 0 {
+                        String::new()
+                    } else {
+                        format!("-{n}")
+                    }
+                ))
+            })
             .find(|b| !b.exists())
             .unwrap_or_else(|| dir.join(format!("{name}.styxy-backup")));
         fs::copy(&target, &backup).map_err(|e| io_error("back up to", &backup, e))?;
@@ -351,15 +374,24 @@ pub fn install_command(ctx: &Ctx, scope: HookScope, rewrite: bool) -> Result<u8,
         return Ok(EXIT_OK);
     }
     let mut out = if changed {
-        format!("Installed styxy's Claude Code hooks in {}: {}\n", path.display(), list_events(&hooks))
+        format!(
+            "Installed styxy's Claude Code hooks in {}: {}\n",
+            path.display(),
+            list_events(&hooks)
+        )
     } else {
-        format!("styxy's hooks are already installed in {}; nothing changed\n", path.display())
+        format!(
+            "styxy's hooks are already installed in {}; nothing changed\n",
+            path.display()
+        )
     };
     if let Some(b) = backup {
         out.push_str(&format!("Backup of the previous file: {}\n", b.display()));
     }
     if rewrite {
-        out.push_str("PreToolUse rewrites a server start whose port is taken and asks you to confirm it.\n");
+        out.push_str(
+            "PreToolUse rewrites a server start whose port is taken and asks you to confirm it.\n",
+        );
     }
     print(&out);
     Ok(EXIT_OK)
@@ -391,7 +423,11 @@ pub fn uninstall_command(ctx: &Ctx, scope: HookScope) -> Result<u8, Failure> {
     let mut out = if removed.is_empty() {
         format!("No styxy hooks in {}; nothing changed\n", path.display())
     } else {
-        format!("Removed styxy's hooks from {}: {}\n", path.display(), list_events(&removed))
+        format!(
+            "Removed styxy's hooks from {}: {}\n",
+            path.display(),
+            list_events(&removed)
+        )
     };
     if let Some(b) = backup {
         out.push_str(&format!("Backup of the previous file: {}\n", b.display()));
@@ -413,7 +449,11 @@ pub fn status_command(ctx: &Ctx, scopes: &[HookScope]) -> Result<u8, Failure> {
         };
         let missing: Vec<&str> = EventKind::ALL
             .iter()
-            .filter(|k| !hooks.iter().any(|h| h.answers == k.wire_name() && h.event == k.wire_name()))
+            .filter(|k| {
+                !hooks
+                    .iter()
+                    .any(|h| h.answers == k.wire_name() && h.event == k.wire_name())
+            })
             .map(|k| k.wire_name())
             .collect();
         let scope_name = match scope {
@@ -429,7 +469,11 @@ pub fn status_command(ctx: &Ctx, scopes: &[HookScope]) -> Result<u8, Failure> {
             text.push_str("  styxy hooks: not installed\n");
         }
         for h in &hooks {
-            let matcher = h.matcher.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
+            let matcher = h
+                .matcher
+                .as_deref()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default();
             text.push_str(&format!("  {}{matcher}: {}\n", h.event, h.command));
         }
         if !hooks.is_empty() && !missing.is_empty() {
@@ -477,7 +521,10 @@ mod tests {
         assert_eq!(after["env"], before["env"]);
         assert_eq!(after["hooks"]["Stop"], before["hooks"]["Stop"]);
         let pre = after["hooks"]["PreToolUse"].as_array().unwrap();
-        assert_eq!(pre[..2], before["hooks"]["PreToolUse"].as_array().unwrap()[..]);
+        assert_eq!(
+            pre[..2],
+            before["hooks"]["PreToolUse"].as_array().unwrap()[..]
+        );
         assert_eq!(
             pre[2],
             json!({"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/bin/styxy hook pre-tool-use", "timeout": 5}]})
@@ -533,21 +580,37 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].rewrite);
         let after = uninstall(&mixed).unwrap();
-        assert_eq!(after["hooks"]["PreToolUse"][0]["hooks"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            after["hooks"]["PreToolUse"][0]["hooks"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(after["hooks"]["PreToolUse"][0]["matcher"], "Bash");
     }
 
     #[test]
     fn commands_quote_paths_that_need_it() {
-        let command = hook_command(Path::new("/opt/my tools/styxy"), EventKind::PreToolUse, true);
+        let command = hook_command(
+            Path::new("/opt/my tools/styxy"),
+            EventKind::PreToolUse,
+            true,
+        );
         assert_eq!(command, "'/opt/my tools/styxy' hook pre-tool-use --rewrite");
         assert_eq!(styxy_hook(&command), Some((EventKind::PreToolUse, true)));
-        assert_eq!(words(r#"a "b c\"d" 'e f'g \h"#), ["a", "b c\"d", "e fg", "h"]);
+        assert_eq!(
+            words(r#"a "b c\"d" 'e f'g \h"#),
+            ["a", "b c\"d", "e fg", "h"]
+        );
     }
 
     #[test]
     fn badly_shaped_settings_are_refused() {
-        assert_eq!(install(&json!([]), Path::new(EXE), false), Err(ShapeError::NotAnObject));
+        assert_eq!(
+            install(&json!([]), Path::new(EXE), false),
+            Err(ShapeError::NotAnObject)
+        );
         assert_eq!(
             install(&json!({"hooks": []}), Path::new(EXE), false),
             Err(ShapeError::HooksNotAnObject)
@@ -568,10 +631,23 @@ mod tests {
         let link = dir.path().join("settings.json");
         std::os::unix::fs::symlink(&real, &link).unwrap();
 
-        let backup = save(&link, &json!({"model": "sonnet"}), true).unwrap().unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let backup = save(&link, &json!({"model": "sonnet"}), true)
+            .unwrap()
+            .unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(load(&link).unwrap(), Some(json!({"model": "sonnet"})));
-        assert_eq!(fs::read_to_string(&backup).unwrap(), "{\"model\": \"opus\"}");
-        assert_eq!(fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::read_to_string(&backup).unwrap(),
+            "{\"model\": \"opus\"}"
+        );
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

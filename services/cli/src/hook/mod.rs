@@ -94,8 +94,12 @@ fn read_event() -> Result<Event, Failure> {
             format!("the event is larger than {MAX_EVENT} bytes"),
         ));
     }
-    serde_json::from_slice(&raw)
-        .map_err(|e| Failure::local("invalid_json", format!("the event is not a hook event: {e}")))
+    serde_json::from_slice(&raw).map_err(|e| {
+        Failure::local(
+            "invalid_json",
+            format!("the event is not a hook event: {e}"),
+        )
+    })
 }
 
 /// The session an event comes from.
@@ -107,9 +111,8 @@ struct Session {
 
 impl Session {
     fn of(event: &Event) -> Result<Session, Failure> {
-        let instance_id = instance_id(&event.session_id).ok_or_else(|| {
-            Failure::local("invalid_field", "the event has no usable session_id")
-        })?;
+        let instance_id = instance_id(&event.session_id)
+            .ok_or_else(|| Failure::local("invalid_field", "the event has no usable session_id"))?;
         let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let cwd = match &event.cwd {
             Some(c) => here.join(c),
@@ -176,7 +179,11 @@ fn reachable(discovery: &Discovery, matters: bool) -> Option<Client> {
     found
 }
 
-fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Result<Option<Reply>, Failure> {
+fn session_start(
+    discovery: &Discovery,
+    event: &Event,
+    session: &Session,
+) -> Result<Option<Reply>, Failure> {
     let world = World::new(discovery.connect()?, session);
     world.register(session, event.source.as_deref())?;
     let preload = match std::env::var_os(ENV_FILE).filter(|v| !v.is_empty()) {
@@ -196,16 +203,16 @@ fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Res
 /// Appends `STYXY_SESSION` and the preload activation to Claude Code's
 /// environment file (once). Returns whether the preload library is in it.
 fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
-    let io_error = |e: std::io::Error| {
-        Failure::local("io", format!("cannot write {}: {e}", file.display()))
-    };
+    let io_error =
+        |e: std::io::Error| Failure::local("io", format!("cannot write {}: {e}", file.display()));
     let session_line = format!("export {ENV_SESSION}={}\n", sh_quote(instance_id));
     let existing = std::fs::read_to_string(file).unwrap_or_default();
     let lib = find_preload().ok().filter(|lib| preloadable(lib));
     if existing.contains(&session_line) {
         return Ok(lib.is_some_and(|l| existing.contains(&posix_preload_lines(&l))));
     }
-    let mut lines = format!("# styxy: this session's id, and the bind() interposer\n{session_line}");
+    let mut lines =
+        format!("# styxy: this session's id, and the bind() interposer\n{session_line}");
     if let Some(lib) = &lib {
         lines.push_str(&posix_preload_lines(lib));
     }
@@ -224,7 +231,10 @@ fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
 fn session_end(discovery: &Discovery, session: &Session) -> Result<Option<Reply>, Failure> {
     if let Some(client) = reachable(discovery, false) {
         // An unknown instance (never registered, already expired) is fine.
-        client.send(Method::Delete, &format!("/instance/{}", session.instance_id))?;
+        client.send(
+            Method::Delete,
+            &format!("/instance/{}", session.instance_id),
+        )?;
     }
     Ok(None)
 }
@@ -439,7 +449,10 @@ mod tests {
         );
         assert_eq!(instance_id("a b/c").as_deref(), Some("claude-abc"));
         assert_eq!(instance_id("///"), None);
-        assert_eq!(instance_id(&"x".repeat(500)).map(|i| i.len()), Some(MAX_INSTANCE_ID));
+        assert_eq!(
+            instance_id(&"x".repeat(500)).map(|i| i.len()),
+            Some(MAX_INSTANCE_ID)
+        );
     }
 
     #[test]
@@ -450,12 +463,22 @@ mod tests {
         write_env_file(&file, "claude-abc").unwrap();
         write_env_file(&file, "claude-abc").unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("export NODE_ENV=development\n# styxy"), "{text}");
-        assert_eq!(text.matches("export STYXY_SESSION=claude-abc\n").count(), 1, "{text}");
+        assert!(
+            text.starts_with("export NODE_ENV=development\n# styxy"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("export STYXY_SESSION=claude-abc\n").count(),
+            1,
+            "{text}"
+        );
         // The lines are valid shell that sets the variable.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!(". {} && printf %s \"$STYXY_SESSION\"", file.display()))
+            .arg(format!(
+                ". {} && printf %s \"$STYXY_SESSION\"",
+                file.display()
+            ))
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "claude-abc");

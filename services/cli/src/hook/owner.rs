@@ -26,7 +26,9 @@ use crate::ports::ENV_SESSION;
 const AGENT_PID: &str = "agent_pid";
 const AGENT_START: &str = "agent_start_time";
 /// Processes between Claude Code and the hook that are not Claude Code.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox",
+];
 /// Process trees deeper than this are not walked further.
 const MAX_DEPTH: usize = 64;
 
@@ -139,7 +141,11 @@ impl Sessions {
                 if Some(current) == self.our_agent {
                     return Belongs::ThisSession;
                 }
-                if let Some(b) = self.other_agents.get(&current).and_then(|id| self.session(id)) {
+                if let Some(b) = self
+                    .other_agents
+                    .get(&current)
+                    .and_then(|id| self.session(id))
+                {
                     return b;
                 }
                 match process::parent_of(current) {
@@ -184,8 +190,14 @@ mod tests {
             None,
             vec![instance("claude-other", "/p/other", json!({}))],
         );
-        assert_eq!(sessions.belongs(Some("claude-me"), &[]), Belongs::ThisSession);
-        assert_eq!(sessions.belongs(Some("claude-other"), &[]), other("claude-other"));
+        assert_eq!(
+            sessions.belongs(Some("claude-me"), &[]),
+            Belongs::ThisSession
+        );
+        assert_eq!(
+            sessions.belongs(Some("claude-other"), &[]),
+            other("claude-other")
+        );
         assert_eq!(sessions.belongs(Some("default"), &[]), Belongs::Outside);
         assert_eq!(sessions.belongs(None, &[]), Belongs::Outside);
     }
