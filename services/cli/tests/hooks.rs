@@ -487,6 +487,19 @@ fn two_sessions_one_port() {
     let r = reply(&hook(sb.styxy(), &["post-tool-use"], ran.as_bytes())).unwrap();
     validate("PostToolUse", &r, None);
     golden("post_tool_use.reply.json", &r, &vars);
+    // In the background: its output is read later, without the command.
+    let background = fixture(
+        "post_tool_use_bash_output.json",
+        &[
+            ("SESSION", session_b),
+            ("CWD", &project_b.to_string_lossy()),
+            ("COMMAND", &command),
+            ("STDERR", traceback),
+        ],
+    );
+    let r = reply(&hook(sb.styxy(), &["post-tool-use"], background.as_bytes())).unwrap();
+    validate("PostToolUse", &r, None);
+    golden("post_tool_use_bash_output.reply.json", &r, &vars);
 
     // Session B ends: its registration and its session reservations go.
     let mut c = sb.styxy();

@@ -124,29 +124,30 @@ fn last_host_port(lower: &str) -> Option<u16> {
         let host_end = lower[..i].chars().next_back().is_none_or(|c| {
             c.is_ascii_alphanumeric() || c.is_whitespace() || matches!(c, ']' | ':' | '*')
         });
-        if !host_end || is_clock(word_around(lower, i)) {
+        if !host_end || is_clock(lower, i) {
             return None;
         }
         number_at(lower, i + 1)
     })
 }
 
-/// The word holding byte `at`, without surrounding brackets and punctuation.
-fn word_around(text: &str, at: usize) -> &str {
-    let is_edge =
-        |c: char| c.is_whitespace() || matches!(c, '[' | ']' | '(' | ')' | ',' | '"' | '\'');
-    let start = text[..at].rfind(is_edge).map_or(0, |i| i + 1);
-    let end = text[at..].find(is_edge).map_or(text.len(), |i| at + i);
-    &text[start..end]
-}
-
-/// "12:30" or "12:30:45".
-fn is_clock(word: &str) -> bool {
-    let parts: Vec<&str> = word.split(':').collect();
-    (2..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|p| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+/// Whether the colon at `at` is one of a clock's (`12:30:45`,
+/// `2024-05-01T09:41:07.512Z`).
+fn is_clock(text: &str, at: usize) -> bool {
+    let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    let (before, after) = (&text[..at], &text[at + 1..]);
+    let last2 =
+        |s: &str| s.len() >= 2 && s.is_char_boundary(s.len() - 2) && digits(&s[s.len() - 2..]);
+    let first2 = |s: &str| s.get(..2).is_some_and(digits);
+    let first_colon =
+        last2(before) && first2(after) && after[2..].starts_with(':') && first2(&after[3..]);
+    let second_colon = first2(after)
+        && before.len() >= 5
+        && before.is_char_boundary(before.len() - 5)
+        && last2(before)
+        && before[..before.len() - 2].ends_with(':')
+        && last2(&before[..before.len() - 3]);
+    first_colon || second_colon
 }
 
 fn tuple_port(lower: &str) -> Option<u16> {
@@ -279,6 +280,8 @@ mod tests {
         assert_eq!(port_in("port: 3000"), Some(3000));
         assert_eq!(port_in("report 3000"), None);
         assert_eq!(port_in("at 12:30:45"), None);
+        assert_eq!(port_in("2025-10-11t09:41:07.512z"), None);
+        assert_eq!(port_in("[12:30:45] listening on :3000"), Some(3000));
     }
 
     #[test]

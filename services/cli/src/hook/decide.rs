@@ -372,15 +372,18 @@ pub struct Failure {
     pub conflict: Conflict,
     /// The port: named by the output, else the one the command would take.
     pub port: Option<u16>,
+    /// The command, when the output is a Bash command's (not a background
+    /// shell's read later).
+    pub command: Option<String>,
     /// The command's start on that port, when recognised.
     pub start: Option<ServerStart>,
 }
 
 impl Failure {
     /// The conflict in `output` of `command`, if any.
-    pub fn find(command: &str, output: &str, cwd: &Path) -> Option<Failure> {
+    pub fn find(command: Option<&str>, output: &str, cwd: &Path) -> Option<Failure> {
         let conflict = conflict::find_conflict(output)?;
-        let starts = Plan::of(command, cwd).starts;
+        let starts = command.map(|c| Plan::of(c, cwd).starts).unwrap_or_default();
         let start = match conflict.port {
             Some(port) => starts.iter().find(|s| s.port == Some(port)).cloned(),
             None => starts.first().cloned(),
@@ -389,6 +392,7 @@ impl Failure {
         Some(Failure {
             conflict,
             port,
+            command: command.map(str::to_string),
             start,
         })
     }
@@ -411,7 +415,6 @@ impl Failure {
 /// explained as one, with its holder and a command on a free port.
 pub fn post_tool_use(
     kind: EventKind,
-    command: &str,
     failure: &Failure,
     holder: Option<&Holder>,
     free_port: Option<u16>,
@@ -439,15 +442,15 @@ pub fn post_tool_use(
         )),
     }
     if holder.is_some() {
-        match (&failure.start, free_port) {
-            (Some(start), free) => {
+        match (&failure.command, &failure.start, free_port) {
+            (Some(command), Some(start), free) => {
                 text.push(' ');
                 text.push_str(&alternative(command, start, free).0);
             }
-            (None, Some(free)) => text.push_str(&format!(
+            (_, _, Some(free)) => text.push_str(&format!(
                 " Port {free} is free; start the server there (e.g. PORT={free} or its port option)."
             )),
-            (None, None) => {}
+            (_, _, None) => {}
         }
     }
     Reply::context(kind, text)
@@ -787,7 +790,7 @@ mod tests {
     }
 
     fn failure(command: &str, output: &str) -> Failure {
-        Failure::find(command, output, Path::new("/")).unwrap()
+        Failure::find(Some(command), output, Path::new("/")).unwrap()
     }
 
     #[test]
@@ -798,13 +801,7 @@ mod tests {
         );
         assert_eq!(f.port, Some(3000));
         let holder = server(3000, other_session());
-        let reply = post_tool_use(
-            EventKind::PostToolUse,
-            "next dev",
-            &f,
-            Some(&holder),
-            Some(3001),
-        );
+        let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
         let text = context(&reply);
         assert!(
             text.starts_with("styxy: this failure is a port conflict, not a bug in the code"),
@@ -822,13 +819,7 @@ mod tests {
             "Error: That port is already in use.",
         );
         assert_eq!(f.port, Some(8000));
-        let reply = post_tool_use(
-            EventKind::PostToolUseFailure,
-            "python3 manage.py runserver 8000",
-            &f,
-            None,
-            Some(8001),
-        );
+        let reply = post_tool_use(EventKind::PostToolUseFailure, &f, None, Some(8001));
         assert!(
             context(&reply).contains("Port 8000 was taken when the command ran and is free now")
         );
@@ -838,9 +829,26 @@ mod tests {
         );
         let f = failure("./run-server", "OSError: [Errno 98] Address already in use");
         assert_eq!(f.port, None);
-        let reply = post_tool_use(EventKind::PostToolUse, "./run-server", &f, None, None);
+        let reply = post_tool_use(EventKind::PostToolUse, &f, None, None);
         assert!(context(&reply).contains("does not say which port"));
-        assert!(Failure::find("npm test", "12 tests passed", Path::new("/")).is_none());
+        assert!(Failure::find(Some("npm test"), "12 tests passed", Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn a_background_shells_conflict_names_the_holder_and_a_free_port() {
+        let output = "Error: listen EADDRINUSE: address already in use :::3000";
+        let f = Failure::find(None, output, Path::new("/")).unwrap();
+        let holder = server(3000, other_session());
+        let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
+        let text = context(&reply);
+        assert!(
+            text.contains("of another Claude Code session (claude-b"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Port 3001 is free; start the server there"),
+            "{text}"
+        );
     }
 
     #[test]

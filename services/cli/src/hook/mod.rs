@@ -292,10 +292,10 @@ fn post_tool_use(
     event: &Event,
     session: &Session,
 ) -> Result<Option<Reply>, Failure> {
-    let Some(command) = event.bash_command() else {
+    let Some(output) = event.shell_output() else {
         return Ok(None);
     };
-    let Some(failure) = ConflictFailure::find(command, &event.tool_output(), &session.cwd) else {
+    let Some(failure) = ConflictFailure::find(event.shell_command(), &output, &session.cwd) else {
         return Ok(None);
     };
     let Some(client) = reachable(discovery, true) else {
@@ -312,7 +312,6 @@ fn post_tool_use(
     };
     Ok(Some(decide::post_tool_use(
         kind,
-        command,
         &failure,
         holder.as_ref(),
         free_port,

@@ -16,6 +16,13 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Tools whose output post-tool-use reads: Bash, and the tools that read a
+/// background shell's output (BashOutput, TaskOutput in later versions).
+const OUTPUT_TOOLS: &[&str] = &["Bash", "BashOutput", "TaskOutput"];
+
+/// Where a tool response holds what was printed.
+const TEXT_FIELDS: &[&str] = &["stdout", "stderr", "output"];
+
 /// The events styxy answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -61,11 +68,13 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.subcommand() == name)
     }
 
-    /// Tool events only look at the Bash tool.
+    /// Tool events look at Bash commands, and after a tool ran, at the
+    /// output of background shells too.
     pub fn matcher(self) -> Option<&'static str> {
         match self {
-            EventKind::PreToolUse | EventKind::PostToolUse | EventKind::PostToolUseFailure => {
-                Some("Bash")
+            EventKind::PreToolUse => Some("Bash"),
+            EventKind::PostToolUse | EventKind::PostToolUseFailure => {
+                Some("Bash|BashOutput|TaskOutput")
             }
             EventKind::SessionStart | EventKind::SessionEnd => None,
         }
@@ -126,32 +135,40 @@ impl Event {
         self.tool_input.as_ref()?.get("command")?.as_str()
     }
 
-    /// What the tool printed: Bash's stdout and stderr on success, the
-    /// error text on failure.
-    pub fn tool_output(&self) -> String {
-        let mut text = String::new();
-        match &self.tool_response {
-            Some(Value::Object(response)) => {
-                for key in ["stdout", "stderr"] {
-                    if let Some(part) = response.get(key).and_then(Value::as_str) {
-                        text.push_str(part);
-                        text.push('\n');
-                    }
-                }
+    /// The command whose output [`shell_output`] is: Bash's own, or the
+    /// one a background shell's output response names.
+    ///
+    /// [`shell_output`]: Event::shell_output
+    pub fn shell_command(&self) -> Option<&str> {
+        match self.tool_name.as_deref()? {
+            "Bash" => self.bash_command(),
+            name if OUTPUT_TOOLS.contains(&name) => {
+                self.tool_response.as_ref()?.get("command")?.as_str()
             }
-            Some(Value::String(s)) => text.push_str(s),
-            _ => {}
+            _ => None,
         }
-        if let Some(error) = &self.error {
-            text.push_str(error);
+    }
+
+    /// What a shell tool printed: Bash's stdout and stderr (or those of a
+    /// background shell, read with BashOutput or TaskOutput) on success,
+    /// the error text on failure. None for other tools.
+    pub fn shell_output(&self) -> Option<String> {
+        if !OUTPUT_TOOLS.contains(&self.tool_name.as_deref()?) {
+            return None;
         }
-        text
+        let mut parts: Vec<&str> = match &self.tool_response {
+            Some(Value::Object(response)) => TEXT_FIELDS
+                .iter()
+                .filter_map(|k| response.get(*k)?.as_str())
+                .collect(),
+            Some(Value::String(s)) => vec![s.as_str()],
+            _ => Vec::new(),
+        };
+        parts.extend(self.error.as_deref());
+        Some(parts.join("\n"))
     }
 }
 
-/// `permissionDecision`. Styxy only ever asks: `allow` would bypass the
-/// user's permission rules for a command they never approved, and it never
-/// denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
@@ -222,7 +239,20 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(event.bash_command(), Some("npm start"));
-        assert_eq!(event.tool_output(), "ready\nEADDRINUSE\n");
+        assert_eq!(event.shell_output().as_deref(), Some("ready\nEADDRINUSE"));
+    }
+
+    #[test]
+    fn a_background_shells_output_is_read_without_a_command() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "BashOutput",
+            "tool_input": {"bash_id": "bash_1"},
+            "tool_response": {"shellId": "bash_1", "status": "failed", "stdout": "", "stderr": "Error: listen EADDRINUSE: address already in use :::3000", "exitCode": 1}
+        }))
+        .unwrap();
+        assert_eq!(event.bash_command(), None);
+        assert_eq!(event.shell_command(), None);
+        assert!(event.shell_output().unwrap().contains("EADDRINUSE"));
     }
 
     #[test]
@@ -233,6 +263,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(event.bash_command(), None);
+        assert_eq!(event.shell_output(), None);
     }
 
     #[test]
