@@ -14,6 +14,7 @@
 use super::protocol::EventKind;
 use crate::Ctx;
 use crate::cli::{EXIT_OK, HookScope};
+use crate::discover::{is_executable, search_path};
 use crate::output::{Failure, print, print_json};
 use crate::run::sh_quote;
 use serde_json::{Map, Value, json};
@@ -89,6 +90,19 @@ fn styxy_hook(command: &str) -> Option<(EventKind, bool)> {
     }
     let kind = EventKind::from_subcommand(words.get(2)?)?;
     Some((kind, words[3..].iter().any(|w| w == "--rewrite")))
+}
+
+/// Whether the program of a hook command can be run.
+fn program_exists(command: &str) -> bool {
+    let words = words(command);
+    let Some(program) = words.first() else {
+        return false;
+    };
+    if program.contains('/') {
+        is_executable(Path::new(program))
+    } else {
+        search_path(program).is_some()
+    }
 }
 
 fn is_ours(hook: &Value) -> bool {
@@ -474,7 +488,15 @@ pub fn status_command(ctx: &Ctx, scopes: &[HookScope]) -> Result<u8, Failure> {
                 .as_deref()
                 .map(|m| format!(" [{m}]"))
                 .unwrap_or_default();
-            text.push_str(&format!("  {}{matcher}: {}\n", h.event, h.command));
+            let runnable = if program_exists(&h.command) {
+                ""
+            } else {
+                " (program not found)"
+            };
+            text.push_str(&format!(
+                "  {}{matcher}: {}{runnable}\n",
+                h.event, h.command
+            ));
         }
         if !hooks.is_empty() && !missing.is_empty() {
             text.push_str(&format!("  missing: {}\n", missing.join(", ")));
@@ -588,6 +610,18 @@ mod tests {
             2
         );
         assert_eq!(after["hooks"]["PreToolUse"][0]["matcher"], "Bash");
+    }
+
+    #[test]
+    fn a_hook_whose_program_is_gone_is_told_apart() {
+        let exe = std::env::current_exe().unwrap();
+        assert!(program_exists(&hook_command(
+            &exe,
+            EventKind::SessionEnd,
+            false
+        )));
+        assert!(program_exists("sh -c true"));
+        assert!(!program_exists("/nonexistent/styxy hook session-end"));
     }
 
     #[test]
