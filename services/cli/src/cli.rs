@@ -184,6 +184,18 @@ allocator cannot be reached or refuses, the command runs anyway without PORT.")]
     /// Print the shell lines that load the bind() interposer for every command
     ShellInit { shell: Shell },
 
+    /// Answer a Claude Code hook event (the event's JSON on stdin)
+    #[command(subcommand, after_help = "\
+Claude Code runs these (see `styxy hooks install`). Each reads one event on
+stdin and answers with Claude Code's hook protocol on stdout, always with
+exit status 0: when the allocator cannot be reached or anything goes wrong it
+answers nothing, so a broken styxy never stands in the agent's way.")]
+    Hook(HookCommand),
+
+    /// Install, remove or show styxy's hooks in Claude Code's settings
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+
     /// Print a shell completion script
     Completions { shell: Shell },
 
@@ -264,6 +276,94 @@ pub enum AutoAllocationCommand {
     },
     /// List the automatically created types
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// SessionStart: register the session, load the interposer into its
+    /// Bash commands, and tell Claude which ports are whose
+    SessionStart,
+    /// PreToolUse (Bash): advise on a server start whose port is taken, ask
+    /// before a kill of another session's server
+    PreToolUse {
+        /// Rewrite a server start whose port is taken onto a free port
+        /// (`updatedInput`, for the user to confirm)
+        #[arg(long)]
+        rewrite: bool,
+    },
+    /// PostToolUse (Bash): explain a port conflict in the output
+    PostToolUse,
+    /// PostToolUseFailure (Bash): explain a port conflict in the failure
+    PostToolUseFailure,
+    /// SessionEnd: end the session and free its session reservations
+    SessionEnd,
+}
+
+/// Which Claude Code settings file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookScope {
+    /// ~/.claude/settings.json
+    User,
+    /// .claude/settings.json of the current directory
+    Project,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct ScopeArgs {
+    /// ~/.claude/settings.json (the default)
+    #[arg(long)]
+    pub user: bool,
+    /// .claude/settings.json of the current directory
+    #[arg(long)]
+    pub project: bool,
+}
+
+impl ScopeArgs {
+    /// The file to change: the user's unless --project.
+    pub fn scope(&self) -> HookScope {
+        if self.project {
+            HookScope::Project
+        } else {
+            HookScope::User
+        }
+    }
+
+    /// The files to look at: the one named, else both.
+    pub fn scopes(&self) -> Vec<HookScope> {
+        match (self.user, self.project) {
+            (false, false) => vec![HookScope::User, HookScope::Project],
+            _ => vec![self.scope()],
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Add styxy's hooks (SessionStart, PreToolUse, PostToolUse,
+    /// PostToolUseFailure, SessionEnd) to Claude Code's settings
+    #[command(after_help = "\
+Every other setting and hook is kept; the previous file is copied aside and
+the new one replaces it atomically. Running it again changes nothing. A file
+that is not valid JSON is refused and left as it is.")]
+    Install {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Let PreToolUse rewrite a server start whose port is taken onto a
+        /// free port (you confirm the rewritten command)
+        #[arg(long)]
+        rewrite: bool,
+    },
+    /// Remove exactly the hooks `install` added
+    Uninstall {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show which of styxy's hooks are installed (both files by default)
+    Status {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

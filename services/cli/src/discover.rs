@@ -79,10 +79,7 @@ impl Discovery {
             return Err(Unreachable::AutostartDisabled { tried });
         }
         let socket = self.autostart_socket();
-        let allocator = find_allocator().map_err(|looked| Unreachable::AllocatorNotFound {
-            tried,
-            looked: join_paths(&looked),
-        })?;
+        let allocator = self.locate_allocator()?;
         let log = start_allocator(&allocator, &socket)?;
         // Several clients may start an allocator at once; the allocator's lock
         // on its state dir lets one win, so waiting for the socket is enough.
@@ -100,6 +97,19 @@ impl Discovery {
             }
             std::thread::sleep(POLL_EVERY);
         }
+    }
+
+    /// Starts a user allocator and returns without waiting for it to answer
+    /// (for callers on a tight budget: the next call finds it).
+    pub fn start_in_background(&self) -> Result<(), Unreachable> {
+        start_allocator(&self.locate_allocator()?, &self.autostart_socket()).map(drop)
+    }
+
+    fn locate_allocator(&self) -> Result<PathBuf, Unreachable> {
+        find_allocator().map_err(|looked| Unreachable::AllocatorNotFound {
+            tried: join_paths(&self.candidates()),
+            looked: join_paths(&looked),
+        })
     }
 
     /// Where a started allocator listens: `--socket`, else `$STYXY_SOCKET`,

@@ -6,6 +6,7 @@ mod daemon;
 mod discover;
 mod doctor;
 mod elf;
+mod hook;
 mod output;
 mod ports;
 mod run;
@@ -13,9 +14,11 @@ mod settings;
 mod table;
 
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Command, DaemonCommand};
+use cli::{Cli, Command, DaemonCommand, HookCommand, HooksCommand};
 use styxy_core::client::Client;
 use discover::Discovery;
+use hook::install;
+use hook::protocol::EventKind;
 use output::Failure;
 use std::process::ExitCode;
 
@@ -57,6 +60,25 @@ fn main() -> ExitCode {
         Command::Token => daemon::token(&ctx),
         Command::Run(args) => Ok(run::run(&ctx, args)),
         Command::ShellInit { shell } => run::shell_init(*shell),
+        Command::Hook(event) => {
+            let (kind, rewrite) = match event {
+                HookCommand::SessionStart => (EventKind::SessionStart, false),
+                HookCommand::PreToolUse { rewrite } => (EventKind::PreToolUse, *rewrite),
+                HookCommand::PostToolUse => (EventKind::PostToolUse, false),
+                HookCommand::PostToolUseFailure => (EventKind::PostToolUseFailure, false),
+                HookCommand::SessionEnd => (EventKind::SessionEnd, false),
+            };
+            Ok(hook::hook(&ctx, kind, rewrite))
+        }
+        Command::Hooks(HooksCommand::Install { scope, rewrite }) => {
+            install::install_command(&ctx, scope.scope(), *rewrite)
+        }
+        Command::Hooks(HooksCommand::Uninstall { scope }) => {
+            install::uninstall_command(&ctx, scope.scope())
+        }
+        Command::Hooks(HooksCommand::Status { scope }) => {
+            install::status_command(&ctx, &scope.scopes())
+        }
         Command::Completions { shell } => Ok(completions(*shell)),
         Command::Man => man(),
     };

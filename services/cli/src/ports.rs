@@ -278,9 +278,10 @@ fn port_cell(a: &styxy_core::model::Allocation) -> String {
     }
 }
 
+/// `GET /observe/all`.
 #[derive(Debug, Deserialize)]
-struct ObserveAllResponse {
-    observations: Vec<Listener>,
+pub struct ObserveAllResponse {
+    pub observations: Vec<Listener>,
 }
 
 pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {

@@ -168,7 +168,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
 }
 
 /// Quotes `text` for a POSIX shell (bash, zsh) when it needs it.
-fn sh_quote(text: &str) -> String {
+pub fn sh_quote(text: &str) -> String {
     if !text.is_empty()
         && text
             .bytes()
@@ -191,6 +191,24 @@ fn fish_quote(text: &str) -> String {
     format!("'{}'", text.replace('\\', r"\\").replace('\'', r"\'"))
 }
 
+/// Whether `lib` can be named in LD_PRELOAD, which ld.so splits on spaces
+/// and colons.
+pub fn preloadable(lib: &Path) -> bool {
+    !lib.to_string_lossy().contains([' ', ':', '\t', '\n'])
+}
+
+/// POSIX shell lines (bash, zsh) that prepend `lib` to LD_PRELOAD unless it
+/// is there already.
+pub fn posix_preload_lines(lib: &Path) -> String {
+    let q = sh_quote(&lib.to_string_lossy());
+    format!(
+        "case \":$LD_PRELOAD:\" in\n  \
+           *:{q}:*) ;;\n  \
+           *) export LD_PRELOAD={q}\"${{LD_PRELOAD:+:$LD_PRELOAD}}\" ;;\n\
+         esac\n"
+    )
+}
+
 /// What to put in the shell's rc file so every command it starts gets `lib`
 /// in LD_PRELOAD (prepended, once).
 pub fn shell_init_script(shell: Shell, lib: &Path) -> String {
@@ -204,13 +222,9 @@ pub fn shell_init_script(shell: Shell, lib: &Path) -> String {
             } else {
                 ("~/.zshrc", "zsh")
             };
-            let q = sh_quote(&path);
             format!(
-                "{intro}# Add to {rc}:  eval \"$(styxy shell-init {name})\"\n\
-                 case \":$LD_PRELOAD:\" in\n  \
-                   *:{q}:*) ;;\n  \
-                   *) export LD_PRELOAD={q}\"${{LD_PRELOAD:+:$LD_PRELOAD}}\" ;;\n\
-                 esac\n"
+                "{intro}# Add to {rc}:  eval \"$(styxy shell-init {name})\"\n{}",
+                posix_preload_lines(lib)
             )
         }
         Shell::Fish => {
@@ -236,9 +250,7 @@ pub fn shell_init(shell: Shell) -> Result<u8, Failure> {
             ),
         )
     })?;
-    let text = lib.to_string_lossy();
-    // ld.so splits LD_PRELOAD on spaces and colons.
-    if text.contains([' ', ':', '\t', '\n']) {
+    if !preloadable(&lib) {
         return Err(Failure::local(
             "invalid_field",
             format!(

@@ -34,7 +34,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 17] = [
     "allocate",
     "release",
     "check",
@@ -49,6 +49,8 @@ const SUBCOMMANDS: [&str; 15] = [
     "run",
     "shell-init",
     "completions",
+    "hook",
+    "hooks",
     "auto-allocation",
 ];
 
@@ -58,7 +60,7 @@ fn help_lists_commands_and_exit_codes() {
     let o = run(styxy(dir.path()).arg("--help"));
     assert_eq!(o.status.code(), Some(0));
     let text = stdout(&o);
-    for cmd in &SUBCOMMANDS[..14] {
+    for cmd in &SUBCOMMANDS[..16] {
         assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
     }
     for line in [
@@ -96,7 +98,7 @@ fn man_page_is_roff_with_commands_and_exit_status() {
     let page = stdout(&o);
     assert!(page.contains(".TH styxy 1"), "{page}");
     assert!(page.contains(".SH \"EXIT STATUS\""), "{page}");
-    for cmd in &SUBCOMMANDS[..14] {
+    for cmd in &SUBCOMMANDS[..16] {
         let roff_name = format!("styxy\\-{}(1)", cmd.replace('-', "\\-"));
         assert!(page.contains(&roff_name), "man page lacks {roff_name}");
     }

@@ -125,14 +125,19 @@ fn allocate_list_check_release_round_trip() {
 #[test]
 fn requested_port_and_dry_run() {
     let sb = Sandbox::new();
-    let first = sb.json(&["allocate", "-s", "api", "-p", "8050"]);
-    assert_eq!(port_of(&first), 8050);
+    // Any api port nobody on this machine listens on.
+    let wanted = (8010..8099)
+        .find(|p| styxy_core::probe::is_free(*p))
+        .expect("a free api port")
+        .to_string();
+    let first = sb.json(&["allocate", "-s", "api", "-p", &wanted]);
+    assert_eq!(port_of(&first).to_string(), wanted);
     // The same port again moves to another one and says who holds it.
-    let o = sb.run(&["allocate", "-s", "api", "-p", "8050", "-n", "second"]);
+    let o = sb.run(&["allocate", "-s", "api", "-p", &wanted, "-n", "second"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let said = text(&o.stdout);
     assert!(
-        said.starts_with("Port 8050 is held by api service"),
+        said.starts_with(&format!("Port {wanted} is held by api service")),
         "{said}"
     );
     assert!(

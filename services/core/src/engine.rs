@@ -305,27 +305,24 @@ impl Engine {
         };
 
         let moved = requested.filter(|p| *p != port);
-        let (auto_range, chunk, placement) = match &auto {
-            Some(t) => (Some(t.range), Some(t.chunk_size), Some(t.placement.clone())),
-            None => (None, None, None),
+        let mut response = AllocateResponse {
+            success: true,
+            port,
+            lock_id: String::new(),
+            message: format!("Port {port} would be allocated (dry run)"),
+            service_type: service_type.clone(),
+            service_name: service_name.clone(),
+            existing: false,
+            dry_run: req.dry_run,
+            requested_port: moved,
+            requested_port_holder: holder,
+            auto_allocated: auto.is_some(),
+            allocated_range: auto.as_ref().map(|t| t.range),
+            chunk_size: auto.as_ref().map(|t| t.chunk_size),
+            placement: auto.as_ref().map(|t| t.placement.clone()),
         };
         if req.dry_run {
-            return Ok(AllocateResponse {
-                success: true,
-                port,
-                lock_id: String::new(),
-                message: format!("Port {port} would be allocated (dry run)"),
-                service_type,
-                service_name,
-                existing: false,
-                dry_run: true,
-                requested_port: moved,
-                requested_port_holder: holder,
-                auto_allocated: auto.is_some(),
-                allocated_range: auto_range,
-                chunk_size: chunk,
-                placement,
-            });
+            return Ok(response);
         }
 
         let allocation = Allocation {
@@ -333,7 +330,7 @@ impl Engine {
             port,
             requested_port: moved,
             service_type: service_type.clone(),
-            service_name: service_name.clone(),
+            service_name,
             instance_id,
             project_path,
             owner,
@@ -342,26 +339,13 @@ impl Engine {
             allocated_at: now,
             health_failures: 0,
         };
+        response.lock_id = allocation.lock_id.clone();
+        response.message = format!("Port {port} allocated for {service_type} service");
         changes.extend(reclaimed.iter().map(remove_change));
-        changes.push(Change::PutAllocation(allocation.clone()));
+        changes.push(Change::PutAllocation(allocation));
         changes.push(Change::SetSticky { key: sticky_key, port });
         self.commit(changes)?;
-        Ok(AllocateResponse {
-            success: true,
-            port,
-            lock_id: allocation.lock_id,
-            message: format!("Port {port} allocated for {service_type} service"),
-            service_type,
-            service_name,
-            existing: false,
-            dry_run: false,
-            requested_port: moved,
-            requested_port_holder: holder,
-            auto_allocated: auto.is_some(),
-            allocated_range: auto_range,
-            chunk_size: chunk,
-            placement,
-        })
+        Ok(response)
     }
 
     /// The owner of a new allocation: the named pid (same uid unless root) or

@@ -64,6 +64,7 @@ impl Sandbox {
             .env_remove("STYXY_NO_AUTOSTART")
             .env_remove("STYXY_SESSION")
             .env_remove("STYXY_PRELOAD_LIB")
+            .env_remove("CLAUDE_ENV_FILE")
             .env_remove("LD_PRELOAD");
         c
     }

@@ -1,0 +1,167 @@
+//! Wall time of `styxy hook pre-tool-use` (process start to exit, the
+//! allocator warm) as percentiles (goal: median ≤ 10 ms), for the cases an
+//! agent meets: a command that starts nothing, a server start on a free
+//! port, one whose port another session's server holds (the reply with
+//! holder and alternative), and a post-tool-use conflict. `styxy
+//! --version` is the baseline: process start-up alone.
+//!
+//!     cargo bench -p styxy --bench hook_latency
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 300;
+
+fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let mut child = sb
+                .styxy()
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("run styxy");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let status = child.wait().expect("wait for styxy");
+            let elapsed = start.elapsed();
+            assert!(status.success(), "styxy {args:?} failed");
+            elapsed
+        })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn report(label: &str, times: &[Duration]) {
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    println!(
+        "{label:<34} n={}  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+/// What `styxy hook EVENT` prints for `input`.
+fn answer(sb: &common::Sandbox, hook: &str, input: &str) -> String {
+    let mut child = sb
+        .styxy()
+        .args(["hook", hook])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run styxy");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn event(name: &str, session: &str, cwd: &str, extra: serde_json::Value) -> String {
+    let mut e = serde_json::json!({
+        "session_id": session,
+        "transcript_path": format!("/home/dev/.claude/projects/app/{session}.jsonl"),
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": name,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e.to_string()
+}
+
+fn bash(command: &str) -> serde_json::Value {
+    serde_json::json!({"tool_name": "Bash", "tool_input": {"command": command, "description": "bench"}})
+}
+
+fn main() {
+    let sb = common::Sandbox::new();
+    let cwd = sb.dir.path().join("app");
+    std::fs::create_dir_all(cwd.join(".git")).unwrap();
+    let cwd = cwd.to_string_lossy().into_owned();
+    let (a, b) = ("bench-session-a", "bench-session-b");
+    for session in [a, b] {
+        let start = event(
+            "SessionStart",
+            session,
+            &cwd,
+            serde_json::json!({"source": "startup"}),
+        );
+        assert!(
+            !answer(&sb, "session-start", &start).is_empty(),
+            "session start answered nothing"
+        );
+    }
+
+    // Session A's server: a port its session reserved, listened on.
+    let reserved = sb
+        .styxy()
+        .env("STYXY_SESSION", format!("claude-{a}"))
+        .args(["--json", "allocate", "-s", "api", "-n", "web"])
+        .output()
+        .unwrap();
+    assert!(reserved.status.success());
+    let reserved: serde_json::Value = serde_json::from_slice(&reserved.stdout).unwrap();
+    let held = reserved["port"].as_u64().unwrap() as u16;
+    let server = TcpListener::bind(("127.0.0.1", held)).unwrap();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conflict = format!("python3 -m http.server {held}");
+
+    let pre = |command: &str| event("PreToolUse", b, &cwd, bash(command));
+    let failed = event(
+        "PostToolUseFailure",
+        b,
+        &cwd,
+        serde_json::json!({"tool_name": "Bash", "tool_input": {"command": conflict},
+            "error": "Exit code 1\nOSError: [Errno 98] Address already in use"}),
+    );
+    // The measured cases take the paths they are named after.
+    assert_eq!(answer(&sb, "pre-tool-use", &pre("git status")), "");
+    assert!(answer(&sb, "pre-tool-use", &pre(&conflict)).contains("another Claude Code session"));
+    assert!(answer(&sb, "post-tool-use-failure", &failed).contains("port conflict"));
+
+    report("styxy --version", &measure(&sb, &["--version"], ""));
+    report(
+        "pre-tool-use: git status",
+        &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")),
+    );
+    report(
+        "pre-tool-use: start, port free",
+        &measure(
+            &sb,
+            &["hook", "pre-tool-use"],
+            &pre(&format!("python3 -m http.server {free}")),
+        ),
+    );
+    report(
+        "pre-tool-use: start, port held",
+        &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)),
+    );
+    report(
+        "post-tool-use-failure: conflict",
+        &measure(&sb, &["hook", "post-tool-use-failure"], &failed),
+    );
+    drop(server);
+}
