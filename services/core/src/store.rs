@@ -276,6 +276,18 @@ impl Store {
             .map_err(io_error("fsync", &self.wal_path()))
     }
 
+    /// Moves the generation up to `floor` when it is below: a repair for a
+    /// state that fell behind its own backups (a snapshot copied back by
+    /// hand), so generations never repeat and backups keep sorting by age.
+    /// Written as a new snapshot, since log records must follow each other.
+    pub fn advance_generation(&mut self, floor: u64) -> Result<(), StoreError> {
+        if floor <= self.state.generation {
+            return Ok(());
+        }
+        self.state.generation = floor;
+        self.compact()
+    }
+
     fn compact(&mut self) -> Result<(), StoreError> {
         if self.snapshot_generation != Some(self.state.generation) {
             snapshot::replace(&self.dir, &self.state, self.snapshot_generation)?;
@@ -298,6 +310,12 @@ impl Store {
     fn wal_path(&self) -> PathBuf {
         self.dir.join(WAL_NAME)
     }
+}
+
+/// The generation of the newest snapshot `dir` keeps in `backups/` (usable
+/// or not): the live state must be at least as new.
+pub fn newest_backup_generation(dir: &Path) -> Result<Option<u64>, StoreError> {
+    Ok(snapshot::backups(dir)?.first().map(|(generation, _)| *generation))
 }
 
 /// Reads the state of `dir` without the lock and without repairing anything,
