@@ -46,7 +46,7 @@ pub fn run() -> Result<ExitCode> {
     let args = Args::parse();
     // Read what systemd passed before any thread exists.
     let mut systemd = Systemd::from_env();
-    crate::logging::init();
+    styxy_bus::logging::init("styxy-allocator", None);
 
     let mode = if args.user { Mode::User } else { Mode::System };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| match mode {

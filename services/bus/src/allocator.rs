@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::{Caller, EngineError};
@@ -40,11 +39,11 @@ pub trait AllocatorBackend: Send + Sync + 'static {
 }
 
 pub struct AllocatorService<B> {
-    backend: Arc<B>,
+    backend: B,
 }
 
 impl<B: AllocatorBackend> AllocatorService<B> {
-    pub fn new(backend: Arc<B>) -> Self {
+    pub fn new(backend: B) -> Self {
         AllocatorService { backend }
     }
 }
