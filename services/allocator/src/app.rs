@@ -20,7 +20,7 @@ use styxy_core::engine::{Caller, Engine, EngineError};
 use styxy_core::health::{self, Listening, Proc, Released, Report};
 use styxy_core::model::{Allocation, LeaseKind, now_millis};
 use styxy_core::observe::{ObserveError, Observer};
-use styxy_core::recovery::Problem;
+use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
@@ -260,17 +260,26 @@ impl App {
 
     /// Re-reads the configuration files and the state (after recovery
     /// changed it), repairing what it finds.
-    pub fn reload(&self) -> Result<Vec<Problem>, EngineError> {
+    pub fn reload(&self) -> Result<Outcome, EngineError> {
         let base = Config::load().unwrap_or_else(|e| {
             tracing::error!("configuration rejected, using built-in service types: {e}");
             Config::builtin()
         });
-        let problems = self.engine().reload(base)?;
-        for problem in &problems {
-            tracing::warn!(%problem, "state repaired on reload");
+        let outcome = self.engine().reload(base)?;
+        for repair in outcome.repairs() {
+            tracing::warn!(%repair, "state repaired on reload");
         }
-        tracing::info!(repaired = problems.len(), "state and configuration reloaded");
-        Ok(problems)
+        tracing::info!(verdict = outcome.verdict().as_str(), "state and configuration reloaded");
+        Ok(outcome)
+    }
+
+    /// Recovery's request: repair the state in memory, rewrite damaged files.
+    pub fn repair(&self) -> Result<Outcome, EngineError> {
+        let outcome = self.engine().recover()?;
+        for repair in outcome.repairs() {
+            tracing::warn!(%repair, "state repaired at recovery's request");
+        }
+        Ok(outcome)
     }
 
     pub fn connection_opened(&self) {
@@ -391,8 +400,12 @@ impl AllocatorBackend for OnBus {
         self.0.record_health(report)
     }
 
-    fn reload(&self) -> Result<Vec<Problem>, EngineError> {
+    fn reload(&self) -> Result<Outcome, EngineError> {
         self.0.reload()
+    }
+
+    fn repair(&self) -> Result<Outcome, EngineError> {
+        self.0.repair()
     }
 
     fn activity(&self) -> &Activity {

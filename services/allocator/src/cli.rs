@@ -139,16 +139,7 @@ fn bind_unix(path: &std::path::Path, mode: Mode) -> Result<std::os::unix::net::U
 /// Repairs made while opening the state are loud: a user must learn that a
 /// corrupt file was set aside, and where.
 fn log_open_report(report: &styxy_core::store::OpenReport) {
-    for path in &report.moved_aside {
-        tracing::error!(path = %path.display(), "damaged state file moved aside");
-    }
-    if let Some(backup) = &report.restored_from {
-        tracing::error!(backup = %backup.display(), "state restored from backup");
-    }
-    if report.started_empty {
-        tracing::error!("no usable state or backup: starting with an empty state");
-    }
-    if report.dropped_torn_tail {
-        tracing::warn!("dropped a half-written last log record (it was never acknowledged)");
+    for repair in styxy_core::recovery::file_repairs(report) {
+        tracing::error!(%repair, "state repaired while opening");
     }
 }

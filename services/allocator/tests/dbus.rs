@@ -154,7 +154,8 @@ async fn health_reports_are_counted_and_release_at_the_limit() {
 
     let e = proxy.report_health(vec![(port, lock_id, "tired".into())], vec![]).await.unwrap_err();
     assert!(matches!(e, BusError::InvalidField(_)), "{e:?}");
-    assert_eq!(proxy.reload().await.unwrap(), Vec::<String>::new(), "a sound state needs no repair");
+    assert_eq!(proxy.reload().await.unwrap(), ("clean".to_string(), vec![]), "a sound state needs no repair");
+    assert_eq!(proxy.repair().await.unwrap(), ("clean".to_string(), vec![]));
 }
 
 /// Listeners as the real observer service would report them, with a

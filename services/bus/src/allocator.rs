@@ -9,7 +9,7 @@ use std::future::Future;
 use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::{Caller, EngineError};
 use styxy_core::health::{Released, Report};
-use styxy_core::recovery::Problem;
+use styxy_core::recovery::Outcome;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedVariant, interface};
@@ -33,7 +33,9 @@ pub trait AllocatorBackend: Send + Sync + 'static {
     /// Records a health pass (see [`styxy_core::health::apply`]).
     fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError>;
     /// Re-reads and repairs the state and the configuration.
-    fn reload(&self) -> Result<Vec<Problem>, EngineError>;
+    fn reload(&self) -> Result<Outcome, EngineError>;
+    /// Repairs the state in memory and rewrites damaged files from it.
+    fn repair(&self) -> Result<Outcome, EngineError>;
     /// Calls count as activity for the idle exit.
     fn activity(&self) -> &Activity;
 }
@@ -126,17 +128,35 @@ impl<B: AllocatorBackend> AllocatorService<B> {
         Ok(wire::released_to_wire(&self.backend.report_health(&report)?))
     }
 
-    /// Re-reads the state from disk and repairs it (root and the styxy user
-    /// only). Returns one line per problem repaired.
-    #[zbus(out_args("repaired"))]
+    /// Re-reads the configuration and the state from disk and repairs them
+    /// (root and the styxy user only): a damaged file is kept aside and the
+    /// newest valid backup restored. Returns the verdict (clean, repaired,
+    /// restored) and one line per repair.
+    #[zbus(out_args("verdict", "repairs"))]
     async fn reload(
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
-    ) -> Result<Vec<String>, BusError> {
+    ) -> Result<(String, Vec<String>), BusError> {
         let _busy = self.backend.activity().begin();
         self.require_trusted(conn, &header).await?;
-        Ok(self.backend.reload()?.iter().map(Problem::to_string).collect())
+        Ok(summary(&self.backend.reload()?))
+    }
+
+    /// Repairs the state in memory, which is the truth, and writes it out
+    /// afresh if the files on disk do not read back as it (root and the
+    /// styxy user only; styxy-recovery calls this while the allocator runs).
+    /// Damaged files are kept aside. Returns the verdict (clean, repaired,
+    /// restored) and one line per repair.
+    #[zbus(out_args("verdict", "repairs"))]
+    async fn repair(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(String, Vec<String>), BusError> {
+        let _busy = self.backend.activity().begin();
+        self.require_trusted(conn, &header).await?;
+        Ok(summary(&self.backend.repair()?))
     }
 
     /// Grows with every change of the state.
@@ -159,4 +179,8 @@ impl<B: AllocatorBackend> AllocatorService<B> {
             Err(BusError::Forbidden(format!("uid {} may not do this; root and the styxy service may", caller.uid)))
         }
     }
+}
+
+fn summary(outcome: &Outcome) -> (String, Vec<String>) {
+    (outcome.verdict().as_str().to_string(), outcome.repairs())
 }

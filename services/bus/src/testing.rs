@@ -11,8 +11,16 @@
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
+use styxy_core::engine::{Caller, Engine, EngineError};
+use styxy_core::health::{self, Released, Report};
+use styxy_core::recovery::Outcome;
 use zbus::Connection;
+
+use crate::daemon::Activity;
+use crate::{ALLOCATOR_NAME, ALLOCATOR_PATH, AllocatorBackend, AllocatorService};
 
 pub struct PrivateBus {
     dir: tempfile::TempDir,
@@ -92,5 +100,66 @@ impl Drop for PrivateBus {
     fn drop(&mut self) {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
+    }
+}
+
+/// An engine behind org.styxy.Allocator1 without the allocator binary, for
+/// tests of the programs that call it (health, recovery).
+pub struct EngineBackend {
+    engine: Mutex<Engine>,
+    activity: Activity,
+}
+
+impl EngineBackend {
+    pub fn new(engine: Engine) -> Arc<EngineBackend> {
+        Arc::new(EngineBackend { engine: Mutex::new(engine), activity: Activity::default() })
+    }
+
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves it on `bus` as org.styxy.Allocator1 until the connection drops.
+    pub async fn serve(self: &Arc<Self>, bus: &PrivateBus) -> zbus::Result<Connection> {
+        zbus::connection::Builder::address(bus.address())
+            .serve_at(ALLOCATOR_PATH, AllocatorService::new(self.clone()))
+            .name(ALLOCATOR_NAME)
+            .build()
+            .await
+    }
+}
+
+impl AllocatorBackend for Arc<EngineBackend> {
+    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, EngineError> {
+        self.engine().allocate(&request, &caller)
+    }
+
+    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+        self.engine().release(lock_id, caller)
+    }
+
+    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError> {
+        self.engine().list(caller)
+    }
+
+    fn generation(&self) -> u64 {
+        self.engine().state().generation
+    }
+
+    fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
+        health::apply(&mut self.engine(), report)
+    }
+
+    /// Reloads with the built-in configuration.
+    fn reload(&self) -> Result<Outcome, EngineError> {
+        self.engine().reload(styxy_core::config::Config::builtin())
+    }
+
+    fn repair(&self) -> Result<Outcome, EngineError> {
+        self.engine().recover()
+    }
+
+    fn activity(&self) -> &Activity {
+        &self.activity
     }
 }

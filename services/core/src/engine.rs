@@ -120,13 +120,32 @@ impl Engine {
     }
 
     /// Re-reads the state (the store repairs damaged files) and the
-    /// configuration files, then repairs the state. Returns the state-level
-    /// problems repaired.
-    pub fn reload(&mut self, base: Config) -> Result<Vec<Problem>> {
-        self.store.reload().map_err(internal)?;
+    /// configuration files, then repairs the state. Says what was repaired.
+    pub fn reload(&mut self, base: Config) -> Result<recovery::Outcome> {
+        let files = self.store.reload().map_err(internal)?;
         self.base = base;
         self.resync();
-        self.repair()
+        let problems = self.repair()?;
+        Ok(recovery::Outcome {
+            files,
+            problems,
+            generation: self.state().generation,
+            allocations: self.state().allocations.len(),
+        })
+    }
+
+    /// Recovery's request to the running writer, whose state in memory is
+    /// the truth: files that do not read back as that state are kept aside
+    /// and written afresh, then the state is repaired.
+    pub fn recover(&mut self) -> Result<recovery::Outcome> {
+        let moved_aside = self.store.rewrite_if_damaged().map_err(internal)?;
+        let problems = self.repair()?;
+        Ok(recovery::Outcome {
+            files: crate::store::OpenReport { moved_aside, ..Default::default() },
+            problems,
+            generation: self.state().generation,
+            allocations: self.state().allocations.len(),
+        })
     }
 
     /// Repairs what [`recovery::examine`] finds in the state. Returns the

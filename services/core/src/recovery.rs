@@ -323,6 +323,75 @@ pub struct Outcome {
     pub allocations: usize,
 }
 
+/// How a recovery went, in one word (the verdict's `STYXY_VERDICT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do.
+    Clean,
+    /// The state read but broke an invariant, or a half-written record was dropped.
+    Repaired,
+    /// A file did not read: kept aside, the state rebuilt from a backup (or empty).
+    Restored,
+    /// Recovery could not run; the state is untouched.
+    Failed,
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Verdict, String> {
+        [Verdict::Clean, Verdict::Repaired, Verdict::Restored, Verdict::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown verdict {:?}", s.chars().take(50).collect::<String>()))
+    }
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Repaired => "repaired",
+            Verdict::Restored => "restored",
+            Verdict::Failed => "failed",
+        }
+    }
+}
+
+impl Outcome {
+    pub fn verdict(&self) -> Verdict {
+        let f = &self.files;
+        if f.restored_from.is_some() || !f.moved_aside.is_empty() || f.started_empty {
+            Verdict::Restored
+        } else if f.dropped_torn_tail || !self.problems.is_empty() {
+            Verdict::Repaired
+        } else {
+            Verdict::Clean
+        }
+    }
+
+    /// One line per repair, files first.
+    pub fn repairs(&self) -> Vec<String> {
+        let mut lines = file_repairs(&self.files);
+        lines.extend(self.problems.iter().map(Problem::to_string));
+        lines
+    }
+}
+
+/// One line per file-level repair the store made while opening.
+pub fn file_repairs(report: &OpenReport) -> Vec<String> {
+    let mut lines: Vec<String> =
+        report.moved_aside.iter().map(|p| format!("kept the damaged file aside as {}", p.display())).collect();
+    lines.extend(report.restored_from.iter().map(|p| format!("restored the state from backup {}", p.display())));
+    if report.started_empty {
+        lines.push("no usable backup: started from an empty state".into());
+    }
+    if report.dropped_torn_tail {
+        lines.push("dropped a half-written last log record (never acknowledged)".into());
+    }
+    lines
+}
+
 /// Recovers `dir` as its writer (no allocator running): opens it, which
 /// repairs damaged files, fixes the state, and writes it out durably.
 /// Waits up to `wait` for the lock; [`StoreError::Locked`] means a writer
@@ -607,6 +676,24 @@ mod tests {
         assert_eq!(state.boot_id, process::boot_id());
         let again = recover_dir(dir.path(), &Config::builtin(), Duration::ZERO).unwrap();
         assert!(again.problems.is_empty() && again.files == OpenReport::default(), "{again:?}");
+    }
+
+    #[test]
+    fn a_file_damaged_under_a_running_writer_is_rewritten_from_memory() {
+        let dir = directory_with_backups();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let mut engine =
+            crate::engine::Engine::new(Config::builtin(), store, None, Box::new(crate::engine::RealKernel)).unwrap();
+        let held = engine.state().clone();
+        std::fs::write(dir.path().join("state.json"), b"{ damaged").unwrap();
+        assert!(store::read_state(dir.path()).is_err());
+
+        let outcome = engine.recover().unwrap();
+        assert_eq!(outcome.verdict(), Verdict::Restored);
+        assert_eq!(store::read_state(dir.path()).unwrap(), held, "the writer's state is on disk again");
+        let aside = kept_aside(dir.path());
+        assert!(aside.iter().any(|n| std::fs::read(dir.path().join(n)).unwrap() == b"{ damaged"), "{aside:?}");
+        assert_eq!(engine.recover().unwrap().verdict(), Verdict::Clean, "sound files are left alone");
     }
 
     #[test]

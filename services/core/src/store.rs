@@ -276,6 +276,41 @@ impl Store {
             .map_err(io_error("fsync", &self.wal_path()))
     }
 
+    /// For a writer whose files were damaged or replaced behind its back,
+    /// when its state in memory is the truth: if the directory does not
+    /// read back as this state, keeps the snapshot and the log aside and
+    /// writes the state out afresh. Returns the files kept aside (none when
+    /// the files were sound).
+    pub fn rewrite_if_damaged(&mut self) -> Result<Vec<PathBuf>, StoreError> {
+        if read_state(&self.dir).is_ok_and(|on_disk| on_disk == self.state) {
+            return Ok(Vec::new());
+        }
+        let wal_path = self.wal_path();
+        let mut aside = Vec::new();
+        for path in [snapshot::path(&self.dir), wal_path.clone()] {
+            if path.exists() {
+                aside.push(files::keep_aside(&path)?);
+            }
+        }
+        // No backup of the replaced snapshot: it is kept aside already.
+        snapshot::replace(&self.dir, &self.state, None)?;
+        self.snapshot_generation = Some(self.state.generation);
+        // Every record is in the new snapshot. The kept-aside log may be a
+        // hard link to the open one: start a new file rather than truncate.
+        files::remove_optional(&wal_path)?;
+        self.wal = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(&wal_path)
+            .map_err(io_error("open", &wal_path))?;
+        self.wal_len = 0;
+        self.wal_records = 0;
+        self.wal_needs_trim = false;
+        self.compaction_retry_at = 0;
+        Ok(aside)
+    }
+
     /// Moves the generation up to `floor` when it is below: a repair for a
     /// state that fell behind its own backups (a snapshot copied back by
     /// hand), so generations never repeat and backups keep sorting by age.
