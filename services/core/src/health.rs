@@ -39,7 +39,7 @@ pub const LISTEN_GRACE_MS: Millis = 5 * 60 * 1000;
 
 /// The process table, injectable so decisions are testable without
 /// spawning and killing processes.
-pub trait Processes {
+pub trait Processes: Sync {
     /// The start time of `pid` while it runs; `None` once it has exited.
     fn running_start_time(&self, pid: u32) -> Option<u64>;
 }
@@ -223,8 +223,48 @@ impl Report {
     }
 }
 
+/// Start times read once per pass (owners often hold several ports),
+/// anything else read when asked.
+struct Known<'a> {
+    processes: &'a dyn Processes,
+    start_times: HashMap<u32, Option<u64>>,
+}
+
+impl Processes for Known<'_> {
+    fn running_start_time(&self, pid: u32) -> Option<u64> {
+        match self.start_times.get(&pid) {
+            Some(known) => *known,
+            None => self.processes.running_start_time(pid),
+        }
+    }
+}
+
+/// Reads the start times of `pids` on a few threads: one /proc read per
+/// owner is most of the cost of a pass.
+fn start_times(processes: &dyn Processes, pids: &[u32]) -> HashMap<u32, Option<u64>> {
+    let read = |chunk: &[u32]| chunk.iter().map(|&pid| (pid, processes.running_start_time(pid))).collect::<Vec<_>>();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads == 1 || pids.len() < 128 {
+        return read(pids).into_iter().collect();
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = pids.chunks(pids.len().div_ceil(threads)).map(|chunk| scope.spawn(move || read(chunk))).collect();
+        // A part that failed is read again when asked (see `Known`).
+        parts.into_iter().flat_map(|part| part.join().unwrap_or_default()).collect()
+    })
+}
+
 /// Checks every allocation of `state`. Writes nothing.
 pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: Option<&Listening>) -> Report {
+    let mut owners: Vec<u32> = state
+        .allocations
+        .values()
+        .filter(|a| a.lease == LeaseKind::Process)
+        .filter_map(|a| a.owner.pid)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let processes = &Known { processes, start_times: start_times(processes, &owners) };
     let findings = state
         .allocations
         .values()
