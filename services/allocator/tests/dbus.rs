@@ -2,11 +2,10 @@
 //! its proxy, signals, health reports, and /observe answered by
 //! org.styxy.Observer1.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,23 +19,13 @@ use styxy_core::observe::ObserveError;
 use zbus::fdo::DBusProxy;
 use zbus::{OwnedVariant, Variant};
 
-struct Allocator {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Allocator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Allocator, http};
 
 /// Starts the allocator in system mode on `bus`, with its files in the bus's
 /// scratch directory, and waits until it owns its name.
 async fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
     let socket = bus.path("api.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_styxy-allocator"))
+    let child = Command::new(support::ALLOCATOR)
         .arg("--socket")
         .arg(&socket)
         .arg("--state-dir")
@@ -64,20 +53,6 @@ async fn owned(dbus: &DBusProxy<'_>) -> bool {
 
 fn options(pairs: &[(&str, Variant<'static>)]) -> HashMap<String, OwnedVariant> {
     pairs.iter().map(|(k, v)| (k.to_string(), OwnedVariant::try_from(v.try_clone().unwrap()).unwrap())).collect()
-}
-
-/// One HTTP request over the allocator's Unix socket; returns the body.
-fn http(socket: &std::path::Path, method: &str, path: &str, body: &str) -> String {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: styxy\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
