@@ -1,1 +1,59 @@
-//! placeholder
+//! styxy-preload: an `LD_PRELOAD` library that moves a TCP server whose port
+//! is busy to a free one, "bind first, ask later" (DESIGN.md §6).
+//!
+//! `bind` and `listen` are interposed. Only inet `SOCK_STREAM` sockets on
+//! ports ≥ 1024 ever move; everything else goes straight to the real call.
+//! Everything reachable from the hooks runs inside arbitrary host programs,
+//! so it keeps to: no panics (a panic in an `extern "C"` hook aborts the
+//! host), no locks, no heap allocation, no std I/O and no `std::net` (it would
+//! re-enter the hook): raw libc calls, stack buffers and atomics. Allocation
+//! happens only in the load-time constructor ([`config::init`]).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod addr;
+mod client;
+mod config;
+mod diag;
+mod family;
+mod json;
+mod mover;
+mod notice;
+mod portmap;
+mod real;
+mod sys;
+
+use libc::{c_int, sockaddr, socklen_t};
+
+/// Interposed `bind(2)`.
+///
+/// # Safety
+/// Same contract as libc's `bind`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarded unchanged from the caller, who upholds bind's contract.
+    unsafe { mover::bind_hook(fd, addr, len) }
+}
+
+/// Interposed `listen(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    mover::listen_hook(fd, backlog)
+}
+
+/// Runs when the dynamic loader maps the library, before the program's `main`.
+extern "C" fn on_load() {
+    config::init();
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;

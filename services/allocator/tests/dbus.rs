@@ -2,10 +2,9 @@
 //! its proxy, signals, health reports, and /observe answered by
 //! org.styxy.Observer1.
 
-mod support;
+mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,32 +18,13 @@ use styxy_core::observe::ObserveError;
 use zbus::fdo::DBusProxy;
 use zbus::{OwnedVariant, Variant};
 
-use support::{Allocator, http};
+use common::Allocator;
 
-/// Starts the allocator in system mode on `bus`, with its files in the bus's
-/// scratch directory, and waits until it owns its name.
-async fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
-    let socket = bus.path("api.sock");
-    let child = Command::new(support::ALLOCATOR)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(bus.path("state"))
-        .args(["--no-tcp", "--idle-timeout", &idle_secs.to_string()])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-        .env("STYXY_SYSTEM_CONFIG", bus.path("none.toml"))
-        .env("STYXY_CONFIG", bus.path("none.toml"))
-        .spawn()
-        .unwrap();
-    let allocator = Allocator { child, socket };
-    let conn = bus.connect().await.unwrap();
-    let dbus = DBusProxy::new(&conn).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !owned(&dbus).await {
-        assert!(Instant::now() < deadline, "the allocator never took its bus name");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    allocator
+/// Starts the allocator in system mode on `bus` (no TCP: tests run side by
+/// side). It answers HTTP only once it owns its bus name.
+fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
+    let idle = idle_secs.to_string();
+    Allocator::start_with_env(&["--no-tcp", "--idle-timeout", &idle], &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())])
 }
 
 async fn owned(dbus: &DBusProxy<'_>) -> bool {
@@ -58,7 +38,7 @@ fn options(pairs: &[(&str, Variant<'static>)]) -> HashMap<String, OwnedVariant> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allocate_list_release_and_changes_over_the_bus() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let allocator = start_allocator(&bus, 0).await;
+    let allocator = start_allocator(&bus, 0);
     let conn = bus.connect().await.unwrap();
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let mut changes = proxy.receive_allocations_changed().await.unwrap();
@@ -82,8 +62,7 @@ async fn allocate_list_release_and_changes_over_the_bus() {
     assert_eq!(mine.uid, styxy_core::paths::uid());
 
     // An HTTP allocation is announced on the bus too.
-    let body = http(&allocator.socket, "POST", "/allocate", r#"{"service_type":"api","lease":"manual"}"#);
-    let over_http: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (_, over_http) = allocator.post("/allocate", &serde_json::json!({"service_type": "api", "lease": "manual"}));
     tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
     assert!(proxy.list().await.unwrap().iter().any(|a| a.lock_id == over_http["lock_id"] && a.source == "api"));
 
@@ -103,7 +82,7 @@ async fn allocate_list_release_and_changes_over_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_are_counted_and_release_at_the_limit() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let _allocator = start_allocator(&bus, 0).await;
+    let _allocator = start_allocator(&bus, 0);
     let conn = bus.connect().await.unwrap();
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let owned_by_me = [("pid", Variant::from(std::process::id()))];
@@ -169,20 +148,22 @@ async fn observation_goes_through_the_observer_service() {
         .build()
         .await
         .unwrap();
-    let allocator = start_allocator(&bus, 0).await;
+    let allocator = start_allocator(&bus, 0);
 
-    let body = http(&allocator.socket, "GET", "/observe/7777", "");
-    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(seen["listeners"][0]["process"], "from-observer1", "{body}");
+    // Blocking HTTP off the runtime that serves the observer.
+    let (seen, all) =
+        tokio::task::spawn_blocking(move || (allocator.get("/observe/7777").1, allocator.get("/observe/all").1))
+            .await
+            .unwrap();
+    assert_eq!(seen["listeners"][0]["process"], "from-observer1", "{seen}");
     assert_eq!(seen["listeners"][0]["port"], 7777);
-    let body = http(&allocator.socket, "GET", "/observe/all", "");
-    assert!(body.contains("from-observer1"), "{body}");
+    assert_eq!(all["observations"][0]["process"], "from-observer1", "{all}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_calls_keep_the_allocator_alive_and_it_leaves_the_bus_when_idle() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let mut allocator = start_allocator(&bus, 2).await;
+    let mut allocator = start_allocator(&bus, 2);
     let conn = bus.connect().await.unwrap();
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let dbus = DBusProxy::new(&conn).await.unwrap();

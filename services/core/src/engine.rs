@@ -312,25 +312,8 @@ impl Engine {
 
         let sticky_key = sticky_key(project_path.as_deref(), &service_name);
         let candidates = self.candidates(&service_type, requested, source, &sticky_key, auto.as_ref())?;
-        let mut seen = HashSet::new();
         let mut reclaimed = Vec::new();
-        let mut chosen = None;
-        for port in candidates {
-            if !seen.insert(port) {
-                continue;
-            }
-            if let Some(a) = self.state().allocations.get(&port) {
-                if self.holder_alive(a, now) {
-                    continue;
-                }
-                reclaimed.push(a.clone());
-            }
-            if self.kernel.port_busy(port) {
-                continue;
-            }
-            chosen = Some(port);
-            break;
-        }
+        let chosen = self.first_free(&candidates, now, &mut reclaimed);
         let holder = requested
             .filter(|p| chosen != Some(*p))
             .and_then(|p| self.state().allocations.get(&p))
@@ -507,33 +490,61 @@ impl Engine {
         source: Source,
         sticky_key: &str,
         auto: Option<&AutoType>,
-    ) -> Result<Vec<u16>> {
-        let range_of = |t: &str| self.config.service_types.get(t).map(|t| (t.range, t.preferred_ports.clone()));
-        let (range, preferred) = match (range_of(service_type), auto) {
+    ) -> Result<Candidates> {
+        let known = self.config.service_types.get(service_type).map(|t| (t.range, t.preferred_ports.clone()));
+        let ([start, end], preferred) = match (known, auto) {
             (Some(r), _) => r,
             (None, Some(a)) => (a.range, Vec::new()),
             (None, None) if service_type == UNMANAGED_TYPE => {
-                let p = requested.unwrap_or(0) as u32;
-                let end = (p + UNMANAGED_SPAN).min(u16::MAX as u32);
-                return Ok(((p + 1)..=end).map(|p| p as u16).collect());
+                let p = requested.unwrap_or(0);
+                let end = (p as u32 + UNMANAGED_SPAN).min(u16::MAX as u32) as u16;
+                return Ok(Candidates { first: Vec::new(), runs: vec![p.saturating_add(1)..=end] });
             }
             (None, None) => return Err(EngineError::new(ErrorCode::UnknownServiceType, "unknown service type")),
         };
-        let [start, end] = range;
-        let mut out = Vec::with_capacity((end - start) as usize + 8);
         if source == Source::Preload {
             // The busy port itself, then upwards, then wrap around the range.
             let p = requested.unwrap_or(start);
-            out.push(p);
-            out.extend((p.saturating_add(1).max(start))..=end);
-            out.extend(start..p.min(end.saturating_add(1)));
-            return Ok(out);
+            let above = p.saturating_add(1).max(start)..=end;
+            let below = start..=p.min(end.saturating_add(1)).saturating_sub(1);
+            return Ok(Candidates { first: vec![p], runs: vec![above, below] });
         }
-        out.extend(requested);
-        out.extend(self.state().sticky.get(sticky_key).copied().filter(|p| (start..=end).contains(p)));
-        out.extend(preferred);
-        out.extend(start..=end);
-        Ok(out)
+        let sticky = self.state().sticky.get(sticky_key).copied().filter(|p| (start..=end).contains(p));
+        let first = requested.into_iter().chain(sticky).chain(preferred).collect();
+        Ok(Candidates { first, runs: vec![start..=end] })
+    }
+
+    /// The first usable candidate. Ranges are walked together with the held
+    /// ports in order, so a range full of allocations costs one ordered
+    /// pass, not a lookup per port. Dead holders met on the way are queued
+    /// in `reclaimed`.
+    fn first_free(&self, c: &Candidates, now: u64, reclaimed: &mut Vec<Allocation>) -> Option<u16> {
+        let mut usable = |port: u16, holder: Option<&Allocation>| {
+            if let Some(a) = holder {
+                if self.holder_alive(a, now) {
+                    return false;
+                }
+                reclaimed.push(a.clone());
+            }
+            !self.kernel.port_busy(port)
+        };
+        if let Some(p) = c.first.iter().copied().find(|p| usable(*p, self.state().allocations.get(p))) {
+            return Some(p);
+        }
+        for run in &c.runs {
+            if run.is_empty() {
+                continue;
+            }
+            let mut held = self.state().allocations.range(run.clone()).peekable();
+            for port in run.clone() {
+                while held.next_if(|(h, _)| **h < port).is_some() {}
+                let holder = held.next_if(|(h, _)| **h == port).map(|(_, a)| a);
+                if !c.first.contains(&port) && usable(port, holder) {
+                    return Some(port);
+                }
+            }
+        }
+        None
     }
 
     pub fn release(&mut self, lock_id: &str, caller: &Caller) -> Result<ReleaseResponse> {
@@ -760,6 +771,12 @@ pub fn suggest(
         .filter(|p| !busy(*p))
         .take(count)
         .collect())
+}
+
+/// Where to look for a port: a few single candidates, then whole ranges.
+struct Candidates {
+    first: Vec<u16>,
+    runs: Vec<std::ops::RangeInclusive<u16>>,
 }
 
 fn remove_change(a: &Allocation) -> Change {

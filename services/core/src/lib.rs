@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod autoalloc;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod health;
@@ -13,5 +14,6 @@ pub mod portmap;
 pub mod probe;
 pub mod process;
 pub mod recovery;
+pub mod shellcmd;
 pub mod store;
 pub mod tools;

@@ -1,8 +1,10 @@
 //! The reserved-port map: a 256 KiB file beside the API socket with one
-//! little-endian u32 per port, the pid owning the allocation on that port
-//! (0 = free, [`NO_PROCESS`] = held without a live process owner). The
-//! preload maps it read-only so a port styxy handed to someone else counts as
-//! busy without a round trip to the allocator.
+//! little-endian u32 per port, the pid that owns (or, for session and manual
+//! leases, asked for) the allocation on that port (0 = free, [`NO_PROCESS`] =
+//! held with no pid known). The preload maps it read-only so a port styxy
+//! handed to someone else counts as busy without a round trip; it treats its
+//! own pid, its ancestors and dead pids as not busy, so the server a shell
+//! reserved a port for can take it.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -14,7 +16,7 @@ use crate::model::{Allocation, Change, State};
 
 pub const ENTRIES: usize = 65536;
 pub const SIZE: usize = ENTRIES * 4;
-/// Entry value for ports held by a session or manual lease.
+/// Entry value for ports held with no pid known (TCP clients).
 pub const NO_PROCESS: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +39,7 @@ unsafe impl Send for PortMap {}
 unsafe impl Sync for PortMap {}
 
 pub fn entry_for(a: &Allocation) -> u32 {
-    match a.lease {
-        crate::model::LeaseKind::Process => a.owner.pid.unwrap_or(NO_PROCESS),
-        _ => NO_PROCESS,
-    }
+    a.owner.pid.unwrap_or(NO_PROCESS)
 }
 
 impl PortMap {
@@ -154,12 +153,14 @@ mod tests {
         let map = PortMap::create(&path, &state).unwrap();
         assert_eq!(map.get(3000), 4242);
         map.apply(&[Change::PutAllocation(alloc(3001, None, LeaseKind::Manual))]);
+        map.apply(&[Change::PutAllocation(alloc(3002, Some(77), LeaseKind::Session))]);
         map.apply(&[Change::RemoveAllocation { port: 3000, lock_id: "l3000".into() }]);
         let bytes = std::fs::read(&path).unwrap();
         let entry = |p: usize| u32::from_le_bytes(bytes[p * 4..p * 4 + 4].try_into().unwrap());
         assert_eq!(bytes.len(), SIZE);
         assert_eq!(entry(3000), 0);
         assert_eq!(entry(3001), NO_PROCESS);
+        assert_eq!(entry(3002), 77, "a session lease names who asked");
     }
 
     const PORT_MAP: &str = crate::paths::PORT_MAP_NAME;

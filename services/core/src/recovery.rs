@@ -381,7 +381,7 @@ impl Outcome {
 /// One line per file-level repair the store made while opening.
 pub fn file_repairs(report: &OpenReport) -> Vec<String> {
     let mut lines: Vec<String> =
-        report.moved_aside.iter().map(|p| format!("kept the damaged file aside as {}", p.display())).collect();
+        report.moved_aside.iter().map(|p| format!("damaged file moved aside as {}", p.display())).collect();
     lines.extend(report.restored_from.iter().map(|p| format!("restored the state from backup {}", p.display())));
     if report.started_empty {
         lines.push("no usable backup: started from an empty state".into());

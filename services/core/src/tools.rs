@@ -150,7 +150,7 @@ pub static TOOLS: &[Tool] = &[
     },
     Tool {
         name: "next",
-        programs: &["next", "next-server"],
+        programs: &["next"],
         subcommand: Subcommand::OneOf(&["dev", "start"]),
         default_port: Some(3000),
         port: flag(&["-p", "--port"]),
@@ -1136,22 +1136,30 @@ pub(crate) enum Launch {
         program: usize,
         args: usize,
     },
-    /// A package-manager script run (`npm run dev`, `yarn dev`, `deno task
-    /// x`): `script` is the index of the word naming it, `name` the script
-    /// (`npm t` runs `test`), `extra` the index of the first argument passed
-    /// on, `dir` the index of a `--prefix`/`-C`/`--cwd` directory word.
-    Script {
-        manager: Manager,
-        program: usize,
-        script: usize,
-        name: String,
-        extra: usize,
-        dir: Option<usize>,
-    },
+    /// A package-manager script run (`npm run dev`, `yarn dev`, `deno task x`).
+    Script(ScriptCall),
     /// `sh -c STRING` and friends: `string` is the index of the script text.
     Shell { string: usize },
-    /// Something else (or nothing).
+    /// A program that is none of the above (`kill`, `cd`, `concurrently`).
+    Program { at: usize },
+    /// Nothing to run, or a wrapper missing its command.
     Other,
+}
+
+/// A package-manager script run, as word indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScriptCall {
+    pub manager: Manager,
+    /// The package manager word.
+    pub program: usize,
+    /// The word naming the script.
+    pub script: usize,
+    /// The script's name (`npm t` runs `test`).
+    pub name: String,
+    /// The first argument passed on to the script.
+    pub extra: usize,
+    /// A `--prefix`/`-C`/`--cwd` directory word.
+    pub dir: Option<usize>,
 }
 
 /// A JavaScript package manager or task runner that runs named scripts.
@@ -1479,14 +1487,14 @@ impl<'w> Resolver<'w, '_> {
         let words = self.words;
         match self.word(i + 1) {
             Some("task") => match first_non_option(words, i + 2, &["--cwd", "--config", "-c"]) {
-                Some(s) => Launch::Script {
+                Some(s) => Launch::Script(ScriptCall {
                     manager: Manager::Deno,
                     program: i,
                     script: s,
                     name: words[s].to_string(),
                     extra: s + 1,
                     dir: option_value_index(words, i + 2, s, &["--cwd"]),
-                },
+                }),
                 None => Launch::Other,
             },
             // `deno run -A npm:vite@5`, `deno run main.ts`
@@ -1535,13 +1543,15 @@ impl<'w> Resolver<'w, '_> {
             return Launch::Other;
         };
         let dir = option_value_index(words, i + 1, cmd, &["--prefix", "-C", "--dir", "--cwd"]);
-        let script = |script: usize, name: &str| Launch::Script {
-            manager,
-            program: i,
-            script,
-            name: name.to_string(),
-            extra: script + 1,
-            dir,
+        let script = |script: usize, name: &str| {
+            Launch::Script(ScriptCall {
+                manager,
+                program: i,
+                script,
+                name: name.to_string(),
+                extra: script + 1,
+                dir,
+            })
         };
         match (manager, words[cmd]) {
             (_, "run" | "run-script" | "rum" | "urn") => {
@@ -1577,7 +1587,7 @@ fn tool_launch(name: &str, words: &[&str], i: usize) -> Launch {
             program: i,
             args: i + 1,
         },
-        None => Launch::Other,
+        None => Launch::Program { at: i },
     }
 }
 
@@ -1829,9 +1839,9 @@ fn child_script_tool(path: &str) -> Option<&'static Tool> {
 }
 
 /// `vite@5.0.0` → `vite`; `@storybook/cli@latest` → `@storybook/cli`.
-fn strip_version(spec: &str) -> &str {
-    match spec[1.min(spec.len())..].find('@') {
-        Some(at) => &spec[..at + 1],
+pub(crate) fn strip_version(spec: &str) -> &str {
+    match spec.char_indices().skip(1).find(|&(_, c)| c == '@') {
+        Some((at, _)) => &spec[..at],
         None => spec,
     }
 }
@@ -1855,6 +1865,10 @@ fn is_versioned(name: &str, base: &str) -> bool {
 fn lookup(program: &str, words: &[&str], args: usize) -> Option<&'static Tool> {
     let program = strip_version(program);
     let rest = &words[args.min(words.len())..];
+    // `vite --help` prints and exits.
+    if rest.iter().any(|a| *a == "--help" || *a == "--version") {
+        return None;
+    }
     TOOLS.iter().find(|tool| {
         tool.programs.contains(&program)
             && subcommand_matches(tool, rest)
@@ -1934,19 +1948,21 @@ pub fn find_tool<S: AsRef<str>>(argv: &[S]) -> Option<&'static Tool> {
 pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
     let resolved = resolve(argv);
     match resolved.launch {
-        Launch::Tool { tool, args, .. } => Some(match tool.port {
-            PortSyntax::Publish => container_service_type(tool, &argv[args.min(argv.len())..]),
-            _ => tool.service_type,
-        }),
-        Launch::Script { script, name, .. } => {
+        Launch::Tool { tool, args, .. } if tool.name == "docker-run" => {
+            let args = &argv[args..];
+            let image = docker_run_image(args).map(|i| args[i].as_ref());
+            Some(container_service_type(image, None).unwrap_or(tool.service_type))
+        }
+        Launch::Tool { tool, .. } => Some(tool.service_type),
+        Launch::Script(call) => {
             // `pnpm vite`, `yarn next dev` run a binary when there is no
             // such script.
-            find_tool(&argv[script..])
+            find_tool(&argv[call.script..])
                 .map(|t| t.service_type)
-                .or_else(|| script_service_type(&name))
+                .or_else(|| script_service_type(&call.name))
         }
-        Launch::Shell { .. } => None,
-        Launch::Other => docker_proxy_service_type(argv),
+        Launch::Shell { string } => crate::shellcmd::infer_from_script(argv[string].as_ref()),
+        Launch::Program { .. } | Launch::Other => docker_proxy_service_type(argv),
     }
 }
 
@@ -1965,34 +1981,34 @@ fn script_service_type(name: &str) -> Option<&'static str> {
     })
 }
 
-/// The service type of a container: from the image, else the published
-/// container port (`-p 5433:5432` is a database).
-fn container_service_type<S: AsRef<str>>(tool: &'static Tool, args: &[S]) -> &'static str {
-    let image = image_of(tool, args);
-    image
-        .and_then(tool_for_image)
-        .map_or(tool.service_type, |t| t.service_type)
+/// The service type of a container: from its image (`postgres:16`), else
+/// from a well-known container port (`-container-port 5432`): a port that
+/// is the default of exactly one tool, and that tool runs in containers.
+pub(crate) fn container_service_type(
+    image: Option<&str>,
+    container_port: Option<u16>,
+) -> Option<&'static str> {
+    let by_image = image.and_then(tool_for_image);
+    let by_port = || {
+        let port = container_port?;
+        let mut owners = TOOLS.iter().filter(|t| t.default_port == Some(port));
+        let owner = owners.next()?;
+        (owners.next().is_none() && !owner.images.is_empty()).then_some(owner)
+    };
+    by_image.or_else(by_port).map(|t| t.service_type)
 }
 
-/// The image word of `docker run [opts] IMAGE [cmd]`.
-fn image_of<'a, S: AsRef<str>>(tool: &Tool, args: &'a [S]) -> Option<&'a str> {
-    if tool.name != "docker-run" {
-        return None;
-    }
-    // `run` is the first positional; the image is the next positional,
-    // after docker's own options.
+/// The index of the image in the arguments of `docker run` (which start
+/// with `run`), after docker's own options.
+pub(crate) fn docker_run_image<S: AsRef<str>>(args: &[S]) -> Option<usize> {
     let run = args.iter().position(|a| a.as_ref() == "run")?;
     let mut j = run + 1;
     while let Some(a) = args.get(j).map(AsRef::as_ref) {
-        if a == "--" {
-            j += 1;
-            continue;
-        }
         if a.starts_with('-') && a.len() > 1 {
             j += if docker_run_takes_value(a) { 2 } else { 1 };
             continue;
         }
-        return Some(a);
+        return Some(j);
     }
     None
 }
@@ -2091,12 +2107,8 @@ fn docker_proxy_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> 
         return None;
     }
     let at = argv.iter().position(|a| a.as_ref() == "-container-port")?;
-    let port: u16 = argv.get(at + 1)?.as_ref().parse().ok()?;
-    TOOLS
-        .iter()
-        .filter(|t| !t.images.is_empty())
-        .find(|t| t.default_port == Some(port))
-        .map(|t| t.service_type)
+    let port = argv.get(at + 1)?.as_ref().parse().ok()?;
+    container_service_type(None, Some(port))
 }
 
 #[cfg(test)]
@@ -2115,31 +2127,14 @@ mod tests {
         find_tool(&argv(words)).map(|t| t.name)
     }
 
-    const BUILT_IN_TYPES: &[&str] = &[
-        "dev",
-        "api",
-        "database",
-        "auth",
-        "functions",
-        "ui",
-        "hub",
-        "storybook",
-        "test",
-        "proxy",
-        "docs",
-        "monitoring",
-        "build",
-        "infrastructure",
-        "ai",
-        "messaging",
-        "coordination",
-    ];
+
 
     #[test]
     fn every_tool_has_a_built_in_type_and_a_unique_name() {
+        let builtin = crate::config::Config::builtin();
         for (i, t) in TOOLS.iter().enumerate() {
             assert!(
-                BUILT_IN_TYPES.contains(&t.service_type),
+                builtin.service_types.contains_key(t.service_type),
                 "{} has type {}",
                 t.name,
                 t.service_type
@@ -2477,6 +2472,19 @@ mod tests {
         assert_eq!(infer(&["npm", "run", "build"]), None);
         assert_eq!(infer(&["npm", "install"]), None);
         assert_eq!(infer(&["bun", "test"]), None);
+    }
+
+    #[test]
+    fn shell_scripts_are_read() {
+        assert_eq!(
+            infer(&["/bin/sh", "-c", "cd web && vite --port 3000"]),
+            Some("dev")
+        );
+        assert_eq!(
+            infer(&["bash", "-lc", "exec uvicorn main:app"]),
+            Some("api")
+        );
+        assert_eq!(infer(&["sh", "-c", "echo vite"]), None);
     }
 
     #[test]

@@ -155,22 +155,22 @@ fn confirm(
 }
 
 /// One pass over /proc/*/fd looking for `wanted`; stops once all are found.
+/// Newest processes first: the listener someone asks about is usually a
+/// dev server started a moment ago, not a daemon from boot.
 /// Processes that vanish or refuse access (EACCES) mid-scan are skipped.
 fn scan_proc(wanted: &IntSet<u64>) -> Result<IntMap<u64, SocketOwner>, ObserveError> {
     let proc_error = |source: io::Error| ObserveError::Proc {
         path: "/proc".into(),
         source,
     };
-    let mut found = IntMap::default();
+    let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").map_err(proc_error)? {
         let entry = entry.map_err(proc_error)?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+        pids.extend(entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()));
+    }
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut found = IntMap::default();
+    for pid in pids {
         scan_process(pid, wanted, &mut found);
         if found.len() == wanted.len() {
             break;

@@ -1,0 +1,300 @@
+//! The allocator round trip: HTTP/1.1 over its Unix socket (it identifies us
+//! by SO_PEERCRED), with stack buffers and a hard deadline. An absent
+//! allocator fails at connect in microseconds; a hung one costs at most
+//! [`DEADLINE_NS`] once, after which it is skipped for a while.
+
+use crate::config;
+use crate::json;
+use crate::sys::{self, StackBuf};
+use core::sync::atomic::{AtomicU64, Ordering};
+use libc::c_int;
+
+/// The longest a program waits for the allocator (the rest of a move fits
+/// in the remaining 10 ms of the 100 ms a hung allocator may cost).
+pub const DEADLINE_NS: u64 = 90_000_000;
+/// After a timeout, moves decide locally for this long.
+const SKIP_AFTER_TIMEOUT_NS: u64 = 10_000_000_000;
+const NAME_CAP: usize = 64;
+
+static SKIP_UNTIL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// A short text field copied out of the answer.
+#[derive(Clone, Copy)]
+pub struct Text {
+    bytes: [u8; NAME_CAP],
+    len: usize,
+}
+
+impl Text {
+    const EMPTY: Text = Text { bytes: [0; NAME_CAP], len: 0 };
+
+    pub fn from_json(raw: &[u8]) -> Text {
+        let mut text = Text::EMPTY;
+        text.len = json::copy_str(raw, &mut text.bytes).unwrap_or(0);
+        text
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Who holds the port we asked for, as far as we may know.
+#[derive(Clone, Copy)]
+pub struct Holder {
+    pub process: Text,
+    pub user: Text,
+    pub pid: Option<u32>,
+    pub service_type: Text,
+}
+
+/// A port the allocator recorded for this process.
+pub struct Grant {
+    pub port: u16,
+    lock_id: Text,
+    pub holder: Option<Holder>,
+}
+
+/// Asks for a port instead of `requested` (POST /allocate), recorded as
+/// this process's allocation. None when no allocator answers in time.
+pub fn allocate(requested: u16) -> Option<Grant> {
+    let mut comm = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr()) };
+    let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(16);
+
+    let mut body = StackBuf::<160>::new();
+    let mut req = StackBuf::<400>::new();
+    let built = body.push(b"{\"preferred_port\":")
+        && body.push_u32(u32::from(requested))
+        && body.push(b",\"source\":\"preload\",\"service_name\":\"")
+        && body.push_json_str(comm.get(..comm_len).unwrap_or(&[]))
+        && body.push(b"\"}")
+        && req.push(b"POST /allocate HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length: ")
+        && req.push_u32(body.as_bytes().len() as u32)
+        && req.push(b"\r\nConnection: close\r\n\r\n")
+        && req.push(body.as_bytes());
+    if !built {
+        return None;
+    }
+    let mut response = [0u8; 4096];
+    let received = exchange(req.as_bytes(), &mut response)?;
+    let (status, body) = split_response(response.get(..received)?)?;
+    if status != 200 {
+        return None;
+    }
+    parse_grant(body)
+}
+
+/// Gives back a grant we could not use (DELETE /allocate/{lock_id}).
+pub fn release(grant: &Grant) {
+    let id = grant.lock_id.as_bytes();
+    if id.is_empty() || !id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
+        return;
+    }
+    let mut req = StackBuf::<200>::new();
+    let built = req.push(b"DELETE /allocate/")
+        && req.push(id)
+        && req.push(b" HTTP/1.1\r\nHost: styxy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let mut response = [0u8; 1024];
+    if built {
+        let _ = exchange(req.as_bytes(), &mut response);
+    }
+}
+
+fn parse_grant(body: &[u8]) -> Option<Grant> {
+    let mut port = None;
+    let mut lock_id = Text::EMPTY;
+    let mut holder = None;
+    let object = json::for_each_member(body, |key, value| match key {
+        b"port" => port = json::as_u32(value).and_then(|p| u16::try_from(p).ok()),
+        b"lock_id" => lock_id = Text::from_json(value),
+        b"requested_port_holder" => holder = parse_holder(value),
+        _ => {}
+    });
+    let port = port.filter(|p| object && *p != 0)?;
+    Some(Grant { port, lock_id, holder })
+}
+
+fn parse_holder(value: &[u8]) -> Option<Holder> {
+    let mut holder = Holder { process: Text::EMPTY, user: Text::EMPTY, pid: None, service_type: Text::EMPTY };
+    let object = json::for_each_member(value, |key, value| match key {
+        b"process" => holder.process = Text::from_json(value),
+        b"user" => holder.user = Text::from_json(value),
+        b"pid" => holder.pid = json::as_u32(value),
+        b"service_type" => holder.service_type = Text::from_json(value),
+        _ => {}
+    });
+    object.then_some(holder)
+}
+
+fn head_and_body(response: &[u8]) -> Option<(&[u8], &[u8])> {
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((response.get(..head_end)?, response.get(head_end.checked_add(4)?..)?))
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let (name, value) = line.split_at_checked(line.iter().position(|&b| b == b':')?)?;
+        if !name.eq_ignore_ascii_case(b"content-length") {
+            return None;
+        }
+        sys::parse_u32(value.get(1..)?.trim_ascii()).and_then(|n| usize::try_from(n).ok())
+    })
+}
+
+/// The status code and the body (cut to Content-Length when given; None
+/// while it is shorter).
+fn split_response(response: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, body) = head_and_body(response)?;
+    let status_line = head.split(|&b| b == b'\n').next()?;
+    if !status_line.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let status = sys::parse_u32(status_line.split(|&b| b == b' ').nth(1)?)?;
+    match content_length(head) {
+        Some(n) => Some((status, body.get(..n)?)),
+        None => Some((status, body)),
+    }
+}
+
+/// True once the head and all Content-Length bytes of the body are in
+/// (without Content-Length the answer ends when the allocator closes).
+fn answer_complete(received: &[u8]) -> bool {
+    head_and_body(received).is_some_and(|(head, body)| content_length(head).is_some_and(|n| body.len() >= n))
+}
+
+/// Sends `request` to the first allocator that accepts a connection and
+/// reads the answer until it closes, all within the deadline.
+fn exchange(request: &[u8], response: &mut [u8]) -> Option<usize> {
+    let start = sys::now_ns();
+    if start < SKIP_UNTIL_NS.load(Ordering::Relaxed) {
+        return None;
+    }
+    let deadline = start.saturating_add(DEADLINE_NS);
+    let config = config::get()?;
+    let fd = config.sockets.iter().flatten().find_map(connect)?;
+    let result = send_all(fd, request, deadline).and_then(|()| receive(fd, response, deadline));
+    sys::close(fd);
+    if result.is_none() && sys::now_ns() >= deadline {
+        SKIP_UNTIL_NS.store(deadline.saturating_add(SKIP_AFTER_TIMEOUT_NS), Ordering::Relaxed);
+    }
+    result
+}
+
+fn connect(addr: &libc::sockaddr_un) -> Option<c_int> {
+    // SAFETY: plain socket calls; addr is a complete sockaddr_un.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+        if fd < 0 {
+            return None;
+        }
+        // A Unix connect completes at once or fails (EAGAIN when the
+        // allocator's backlog is full, i.e. it is not accepting).
+        let rc = libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), size_of::<libc::sockaddr_un>() as libc::socklen_t);
+        if rc != 0 {
+            sys::close(fd);
+            return None;
+        }
+        Some(fd)
+    }
+}
+
+/// Waits until `fd` is ready for `events`; false at the deadline.
+fn wait(fd: c_int, events: libc::c_short, deadline: u64) -> bool {
+    loop {
+        let left_ms = deadline.saturating_sub(sys::now_ns()).div_ceil(1_000_000);
+        if left_ms == 0 {
+            return false;
+        }
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, c_int::try_from(left_ms).unwrap_or(c_int::MAX)) };
+        if rc > 0 {
+            return true;
+        }
+        if rc < 0 && sys::errno() != libc::EINTR {
+            return false;
+        }
+    }
+}
+
+fn send_all(fd: c_int, mut data: &[u8], deadline: u64) -> Option<()> {
+    while !data.is_empty() {
+        // SAFETY: data is readable; MSG_NOSIGNAL: no SIGPIPE into the host
+        // program if the allocator goes away.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        match usize::try_from(n) {
+            Ok(n) => data = data.get(n..)?,
+            Err(_) => match sys::errno() {
+                libc::EINTR => {}
+                libc::EAGAIN => {
+                    if !wait(fd, libc::POLLOUT, deadline) {
+                        return None;
+                    }
+                }
+                _ => return None,
+            },
+        }
+    }
+    Some(())
+}
+
+fn receive(fd: c_int, buf: &mut [u8], deadline: u64) -> Option<usize> {
+    let mut filled = 0usize;
+    loop {
+        let room = buf.get_mut(filled..)?;
+        if room.is_empty() {
+            return Some(filled);
+        }
+        // SAFETY: room is writable for its length.
+        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), 0) };
+        match usize::try_from(n) {
+            Ok(0) => return Some(filled),
+            Ok(n) => {
+                filled = filled.saturating_add(n);
+                if answer_complete(buf.get(..filled)?) {
+                    return Some(filled);
+                }
+            }
+            Err(_) => match sys::errno() {
+                libc::EINTR => {}
+                libc::EAGAIN => {
+                    if !wait(fd, libc::POLLIN, deadline) {
+                        return None;
+                    }
+                }
+                _ => return None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_port_lock_and_holder_from_an_allocate_answer() -> Result<(), &'static str> {
+        let body = r#"{"success":true,"port":8001,"lock_id":"3f2a-11","requested_port":8000,"requested_port_holder":{"uid":0,"pid":4242,"process":"python3","service_type":"api"},"message":"ok"}"#;
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let (status, body) = split_response(answer.as_bytes()).ok_or("no response")?;
+        assert_eq!(status, 200);
+        let grant = parse_grant(body).ok_or("no grant")?;
+        assert_eq!(grant.port, 8001);
+        assert_eq!(grant.lock_id.as_bytes(), b"3f2a-11");
+        let holder = grant.holder.ok_or("no holder")?;
+        assert_eq!(holder.pid, Some(4242));
+        assert_eq!(holder.process.as_bytes(), b"python3");
+        assert_eq!(holder.service_type.as_bytes(), b"api");
+        Ok(())
+    }
+
+    #[test]
+    fn an_incomplete_answer_is_not_complete() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123";
+        assert!(!answer_complete(head));
+        assert!(answer_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0123"));
+        assert!(!answer_complete(b"HTTP/1.1 200 OK\r\n\r\n0123"));
+    }
+}

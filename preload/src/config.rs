@@ -1,0 +1,105 @@
+//! What the hooks need to know, computed once when the library is loaded
+//! (allocation is fine here, never later) and then only read.
+
+use crate::{family, portmap, real};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Allocator sockets tried in order ($STYXY_SOCKET, system, user).
+pub const MAX_SOCKETS: usize = 3;
+/// Long enough for any Unix socket path (sun_path is 108 bytes) plus the
+/// port map's name beside it.
+pub const PATH_CAP: usize = 128;
+
+/// A NUL-terminated path in a fixed buffer.
+#[derive(Clone, Copy)]
+pub struct CPath {
+    bytes: [u8; PATH_CAP],
+}
+
+impl CPath {
+    fn new(path: &Path) -> Option<Self> {
+        let raw = path.as_os_str().as_bytes();
+        if raw.len() >= PATH_CAP || raw.contains(&0) {
+            return None;
+        }
+        let mut bytes = [0u8; PATH_CAP];
+        for (dst, src) in bytes.iter_mut().zip(raw) {
+            *dst = *src;
+        }
+        Some(Self { bytes })
+    }
+
+    pub fn as_cstr(&self) -> &core::ffi::CStr {
+        core::ffi::CStr::from_bytes_until_nul(&self.bytes).unwrap_or(c"")
+    }
+}
+
+pub struct Config {
+    /// `STYXY_QUIET`: no line on stderr.
+    pub quiet: bool,
+    /// Allocator sockets, as ready-to-use addresses.
+    pub sockets: [Option<libc::sockaddr_un>; MAX_SOCKETS],
+    /// The port map beside each socket, same order.
+    pub port_maps: [Option<CPath>; MAX_SOCKETS],
+    /// The pid that loaded the library (the program's pid at exec; forked
+    /// children keep it).
+    pub loader_pid: u32,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// None when the library is off (`STYXY_PRELOAD=off`) or not initialised.
+pub fn get() -> Option<&'static Config> {
+    CONFIG.get()
+}
+
+fn env_flag(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+fn switched_off(value: &OsStr) -> bool {
+    let v = value.as_bytes();
+    ["off", "0", "false", "no"].iter().any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
+}
+
+fn unix_addr(path: &Path) -> Option<libc::sockaddr_un> {
+    let raw = path.as_os_str().as_bytes();
+    // SAFETY: zero is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    if raw.len() >= addr.sun_path.len() || raw.contains(&0) {
+        return None;
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(raw) {
+        *dst = *src as libc::c_char;
+    }
+    Some(addr)
+}
+
+/// The load-time constructor's work.
+pub fn init() {
+    real::resolve();
+    if env_flag("STYXY_PRELOAD").is_some_and(|v| switched_off(&v)) {
+        return;
+    }
+    let mut sockets = [None; MAX_SOCKETS];
+    let mut port_maps = [None; MAX_SOCKETS];
+    let candidates = styxy_core::paths::socket_candidates();
+    for ((socket, map), path) in sockets.iter_mut().zip(port_maps.iter_mut()).zip(&candidates) {
+        *socket = unix_addr(path);
+        *map = CPath::new(&styxy_core::paths::port_map_for(path));
+    }
+    let config = Config {
+        quiet: env_flag("STYXY_QUIET").is_some_and(|v| v.as_bytes() != b"0"),
+        sockets,
+        port_maps,
+        loader_pid: std::process::id(),
+    };
+    family::init();
+    if CONFIG.set(config).is_ok() {
+        portmap::refresh();
+    }
+}

@@ -1,0 +1,73 @@
+//! Wall time of `styxy list` against a live allocator holding 100
+//! allocations, as percentiles (goal: ≤ 5 ms). `styxy --version` is the
+//! baseline: process start-up alone.
+//!
+//!     cargo bench -p styxy --bench list_latency
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 300;
+
+fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let status = sb
+                .styxy()
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+                .expect("run styxy");
+            let elapsed = start.elapsed();
+            assert!(status.success(), "styxy {args:?} failed");
+            elapsed
+        })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn report(label: &str, times: &[Duration]) {
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    println!(
+        "{label:<22} n={}  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+fn main() {
+    let sb = common::Sandbox::new();
+    std::fs::write(
+        sb.config_file(),
+        "[service_types.bulk]\nrange = [21000, 21999]\n",
+    )
+    .unwrap();
+    for i in 0..100 {
+        sb.json(&[
+            "allocate",
+            "-s",
+            "bulk",
+            "-n",
+            &format!("svc{i}"),
+            "--lease",
+            "manual",
+        ]);
+    }
+    assert_eq!(
+        sb.json(&["list"])["allocations"].as_array().map(Vec::len),
+        Some(100)
+    );
+
+    report("styxy --version", &measure(&sb, &["--version"]));
+    report("styxy list", &measure(&sb, &["list"]));
+    report("styxy --json list", &measure(&sb, &["--json", "list"]));
+    report("styxy list -v", &measure(&sb, &["list", "-v"]));
+}

@@ -1,0 +1,94 @@
+//! `daemon status`, `daemon stop` and `token`.
+
+use crate::Ctx;
+use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
+use styxy_core::client::Method;
+use crate::output::{Failure, print, print_json, print_raw_json};
+use crate::table::span;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use styxy_core::api::TokenResponse;
+
+/// `GET /status`.
+#[derive(Debug, Deserialize)]
+pub struct StatusResponse {
+    pub mode: String,
+    pub pid: u32,
+    /// Seconds.
+    pub uptime: f64,
+    pub allocations: u64,
+    pub instances: u64,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+pub fn status(ctx: &Ctx) -> Result<u8, Failure> {
+    // Asking whether it runs must not start it.
+    let Some(client) = ctx.discovery.find() else {
+        if ctx.json {
+            print_json(&json!({"status": "stopped"}));
+        } else {
+            print("Status: stopped (no allocator answers)\n");
+        }
+        return Ok(EXIT_UNREACHABLE);
+    };
+    let reply = client.call(Method::Get, "/status")?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let s: StatusResponse = reply.decode()?;
+    print(&format!(
+        "Status: running ({} mode)\nPID: {}\nUptime: {}\nAllocations: {}\nInstances: {}\nVersion: {}\nSocket: {}\n",
+        s.mode,
+        s.pid,
+        span(s.uptime as u64),
+        s.allocations,
+        s.instances,
+        s.version.as_deref().unwrap_or("-"),
+        client.socket().display()
+    ));
+    Ok(EXIT_OK)
+}
+
+pub fn stop(ctx: &Ctx) -> Result<u8, Failure> {
+    let Some(client) = ctx.discovery.find() else {
+        if ctx.json {
+            print_json(&json!({"success": true, "message": "allocator is not running"}));
+        } else {
+            print("Allocator is not running\n");
+        }
+        return Ok(EXIT_OK);
+    };
+    let status: StatusResponse = client.get("/status")?;
+    if status.mode == "system" {
+        return Err(Failure::local(
+            "forbidden",
+            "the system allocator is managed by systemd; use: sudo systemctl stop styxy.socket styxy.service",
+        ));
+    }
+    let reply = client.call(Method::Post, "/daemon/stop")?;
+    // Return once it is gone, so a following command sees it stopped.
+    let deadline = Instant::now() + ctx.discovery.timeout;
+    while styxy_core::process::is_alive(status.pid, None) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if ctx.json {
+        print_raw_json(&reply.body);
+    } else {
+        print(&format!("Stopped the allocator (pid {})\n", status.pid));
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn token(ctx: &Ctx) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, "/token")?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+    } else {
+        let t: TokenResponse = reply.decode()?;
+        print(&format!("{}\n", t.token));
+    }
+    Ok(EXIT_OK)
+}

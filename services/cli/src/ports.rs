@@ -1,0 +1,681 @@
+//! Commands about ports: allocate, release, check, list, scan, instances,
+//! cleanup.
+
+use crate::Ctx;
+use crate::cli::{AllocateArgs, EXIT_OK, Lease};
+use styxy_core::client::Method;
+use crate::output::{Failure, print, print_json, print_raw_json};
+use crate::table::{Table, age, or_dash, utc};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use styxy_core::api::{
+    AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, Holder,
+    InstancesResponse, Listener, ReleaseResponse,
+};
+use styxy_core::model::{LeaseKind, Source, now_millis};
+
+/// Names the session a shell or agent belongs to; allocations default to a
+/// session lease with it.
+pub const ENV_SESSION: &str = "STYXY_SESSION";
+/// The allocator scans at most this many ports per request.
+const SCAN_CHUNK: u32 = 1000;
+
+impl From<Lease> for LeaseKind {
+    fn from(lease: Lease) -> LeaseKind {
+        match lease {
+            Lease::Process => LeaseKind::Process,
+            Lease::Session => LeaseKind::Session,
+            Lease::Manual => LeaseKind::Manual,
+        }
+    }
+}
+
+fn lease_name(lease: LeaseKind) -> &'static str {
+    match lease {
+        LeaseKind::Process => "process",
+        LeaseKind::Session => "session",
+        LeaseKind::Manual => "manual",
+    }
+}
+
+fn source_name(source: Source) -> &'static str {
+    match source {
+        Source::Api => "api",
+        Source::Cli => "cli",
+        Source::Run => "run",
+        Source::Preload => "preload",
+        Source::Hook => "hook",
+        Source::Dbus => "dbus",
+    }
+}
+
+/// `$STYXY_SESSION` when set and non-empty.
+pub fn session_from_env() -> Option<String> {
+    std::env::var(ENV_SESSION).ok().filter(|s| !s.is_empty())
+}
+
+/// The request `allocate` sends: by default owned by the process that ran
+/// styxy (process lease), or by `$STYXY_SESSION` (session lease).
+pub fn allocate_request(
+    args: &AllocateArgs,
+    session: Option<String>,
+    parent_pid: u32,
+) -> Result<AllocateRequest, Failure> {
+    let lease = args
+        .lease
+        .map(LeaseKind::from)
+        .unwrap_or(if session.is_some() {
+            LeaseKind::Session
+        } else {
+            LeaseKind::Process
+        });
+    let instance_id = args.instance.clone().or(session);
+    if lease == LeaseKind::Session && instance_id.is_none() {
+        return Err(Failure::Usage(
+            "a session lease needs --instance ID or $STYXY_SESSION".into(),
+        ));
+    }
+    let project = match &args.project {
+        Some(p) => std::path::absolute(p),
+        None => std::env::current_dir(),
+    }
+    .map_err(|e| {
+        Failure::local(
+            "invalid_field",
+            format!("cannot resolve the project directory: {e}"),
+        )
+    })?;
+    Ok(AllocateRequest {
+        service_type: Some(args.service_type.clone()),
+        service_name: args.name.clone(),
+        preferred_port: args.port.map(serde_json::Value::from),
+        instance_id,
+        project_path: Some(project.to_string_lossy().into_owned()),
+        dry_run: args.dry_run,
+        // The process lease follows it; other leases only record who asked.
+        pid: Some(args.pid.unwrap_or(parent_pid)),
+        lease: Some(lease),
+        source: Some(Source::Cli),
+    })
+}
+
+pub fn allocate(ctx: &Ctx, args: &AllocateArgs) -> Result<u8, Failure> {
+    let request = allocate_request(
+        args,
+        session_from_env(),
+        std::os::unix::process::parent_id(),
+    )?;
+    let reply = ctx
+        .client()?
+        .call_json(Method::Post, "/allocate", &request)?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: AllocateResponse = reply.decode()?;
+    print(&describe_allocation(&r, request.lease.unwrap_or_default()));
+    Ok(EXIT_OK)
+}
+
+fn describe_allocation(r: &AllocateResponse, lease: LeaseKind) -> String {
+    let mut out = String::new();
+    if r.auto_allocated {
+        out.push_str(&format!(
+            "Service type '{}' was created automatically",
+            r.service_type
+        ));
+        if let Some([lo, hi]) = r.allocated_range {
+            out.push_str(&format!(": range {lo}-{hi}"));
+        }
+        let mut details = Vec::new();
+        if let Some(chunk) = r.chunk_size {
+            details.push(format!("chunk {chunk} ports"));
+        }
+        if let Some(p) = &r.placement {
+            details.push(format!("placement {p}"));
+        }
+        if !details.is_empty() {
+            out.push_str(&format!(" ({})", details.join(", ")));
+        }
+        out.push('\n');
+    }
+    if let Some(requested) = r.requested_port {
+        match &r.requested_port_holder {
+            Some(h) => out.push_str(&format!(
+                "Port {requested} is held by {}\n",
+                describe_holder(h)
+            )),
+            None => out.push_str(&format!("Port {requested} is busy\n")),
+        }
+    }
+    let service = format!("{} service '{}'", r.service_type, r.service_name);
+    if r.dry_run {
+        out.push_str(&format!(
+            "Port {} is free for {service} (dry run: nothing reserved)\n",
+            r.port
+        ));
+        return out;
+    }
+    if r.existing {
+        out.push_str(&format!(
+            "Port {}: {service} is single-instance; sharing the existing one\n",
+            r.port
+        ));
+    } else {
+        out.push_str(&format!(
+            "Port {} allocated for {service} (lease: {})\n",
+            r.port,
+            lease_name(lease)
+        ));
+    }
+    out.push_str(&format!("Lock ID: {}\n", r.lock_id));
+    out
+}
+
+/// "dev service 'web' of alice (pid 4242, node)", with what is known.
+fn describe_holder(h: &Holder) -> String {
+    let mut text = match (&h.service_type, &h.service_name) {
+        (Some(t), Some(n)) => format!("{t} service '{n}' of "),
+        (Some(t), None) => format!("{t} service of "),
+        _ => String::new(),
+    };
+    text.push_str(&h.user.clone().unwrap_or_else(|| format!("uid {}", h.uid)));
+    let process: Vec<String> = [h.pid.map(|p| format!("pid {p}")), h.process.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !process.is_empty() {
+        text.push_str(&format!(" ({})", process.join(", ")));
+    }
+    text
+}
+
+pub fn release(ctx: &Ctx, lock_id: &str) -> Result<u8, Failure> {
+    if lock_id.is_empty() || lock_id.contains(['/', '?', '#', '%', ' ']) {
+        return Err(Failure::local(
+            "invalid_field",
+            format!("not a lock id: {lock_id:?}"),
+        ));
+    }
+    let reply = ctx
+        .client()?
+        .call(Method::Delete, &format!("/allocate/{lock_id}"))?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: ReleaseResponse = reply.decode()?;
+    print(&format!("Port {} released\n", r.port));
+    Ok(EXIT_OK)
+}
+
+pub fn check(ctx: &Ctx, port: u16) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, &format!("/check/{port}"))?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: CheckResponse = reply.decode()?;
+    let mut out = if r.available {
+        format!("Port {port} is available\n")
+    } else {
+        format!("Port {port} is in use\n")
+    };
+    if let Some(a) = &r.allocated_to {
+        out.push_str(&format!("reserved: {}\n", describe_reservation(a)));
+    }
+    for l in r.system_usage.iter().flatten() {
+        out.push_str(&format!("listening: {}\n", describe_listener(l)));
+    }
+    print(&out);
+    Ok(EXIT_OK)
+}
+
+fn owner_name(a: &AllocationView) -> String {
+    a.user
+        .clone()
+        .unwrap_or_else(|| a.allocation.owner.uid.to_string())
+}
+
+fn describe_reservation(view: &AllocationView) -> String {
+    let a = &view.allocation;
+    let mut parts = vec![
+        format!("{} service '{}'", a.service_type, a.service_name),
+        format!("user {}", owner_name(view)),
+    ];
+    if let Some(pid) = a.owner.pid {
+        parts.push(match &view.process {
+            Some(p) => format!("pid {pid} ({p})"),
+            None => format!("pid {pid}"),
+        });
+    }
+    parts.push(format!("lease {}", lease_name(a.lease)));
+    parts.push(format!("lock {}", a.lock_id));
+    parts.join(", ")
+}
+
+fn describe_listener(l: &Listener) -> String {
+    let mut parts = vec![format!("{} {}", l.protocol, l.address)];
+    if let Some(pid) = l.pid {
+        parts.push(match &l.process {
+            Some(p) => format!("pid {pid} ({p})"),
+            None => format!("pid {pid}"),
+        });
+    }
+    parts.push(format!(
+        "user {}",
+        l.user.clone().unwrap_or_else(|| l.uid.to_string())
+    ));
+    parts.join(", ")
+}
+
+/// `8001`, or `8000 → 8001` when the holder asked for another port.
+fn port_cell(a: &styxy_core::model::Allocation) -> String {
+    match a.requested_port {
+        Some(asked) if asked != a.port => format!("{asked} → {}", a.port),
+        _ => a.port.to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ObserveAllResponse {
+    observations: Vec<Listener>,
+}
+
+pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
+    let client = ctx.client()?;
+    let reply = client.call(Method::Get, "/allocations")?;
+    let observed = if all {
+        Some(client.call(Method::Get, "/observe/all")?)
+    } else {
+        None
+    };
+    if ctx.json {
+        match observed {
+            None => print_raw_json(&reply.body),
+            Some(observed) => {
+                let allocations: serde_json::Value = reply.decode()?;
+                let observed: serde_json::Value = observed.decode()?;
+                print_json(&json!({
+                    "allocations": allocations["allocations"],
+                    "observations": observed["observations"],
+                }));
+            }
+        }
+        return Ok(EXIT_OK);
+    }
+    let r: AllocationsResponse = reply.decode()?;
+    let listeners = match observed {
+        Some(o) => o.decode::<ObserveAllResponse>()?.observations,
+        None => Vec::new(),
+    };
+    print(&list_table(
+        &r.allocations,
+        &listeners,
+        verbose,
+        all,
+        now_millis(),
+    ));
+    Ok(EXIT_OK)
+}
+
+/// The `list` table; with `all`, external listeners are merged in by port.
+fn list_table(
+    allocations: &[AllocationView],
+    listeners: &[Listener],
+    verbose: bool,
+    all: bool,
+    now: u64,
+) -> String {
+    let mut header = vec!["PORT"];
+    if all {
+        header.push("HELD_BY");
+    }
+    header.extend(["TYPE", "NAME", "OWNER", "PID", "LEASE", "LOCK_ID"]);
+    if verbose {
+        header.extend([
+            "SOURCE",
+            "INSTANCE",
+            "PROCESS",
+            "AGE",
+            "ALLOCATED",
+            "PROJECT",
+        ]);
+    }
+    let extra_dashes = if verbose { 6 } else { 0 };
+
+    // Rows keyed by port so allocations and listeners interleave in order.
+    let mut rows: BTreeMap<(u16, u8, u32), Vec<String>> = BTreeMap::new();
+    for view in allocations {
+        let a = &view.allocation;
+        let mut row = vec![port_cell(a)];
+        if all {
+            row.push("styxy".into());
+        }
+        row.extend([
+            a.service_type.clone(),
+            a.service_name.clone(),
+            owner_name(view),
+            or_dash(a.owner.pid),
+            lease_name(a.lease).into(),
+            a.lock_id.clone(),
+        ]);
+        if verbose {
+            row.extend([
+                source_name(a.source).into(),
+                or_dash(Some(&a.instance_id)),
+                or_dash(view.process.as_ref()),
+                age(a.allocated_at, now),
+                utc(a.allocated_at),
+                or_dash(a.project_path.as_ref()),
+            ]);
+        }
+        rows.insert((a.port, 0, 0), row);
+    }
+    let reserved: std::collections::HashSet<u16> =
+        allocations.iter().map(|v| v.allocation.port).collect();
+    for l in listeners.iter().filter(|l| !reserved.contains(&l.port)) {
+        // IPv4 and IPv6 sockets of one process on one port make one row.
+        let key = (l.port, 1, l.pid.unwrap_or(u32::MAX));
+        if rows.contains_key(&key) {
+            continue;
+        }
+        let mut row = vec![
+            l.port.to_string(),
+            "external".into(),
+            or_dash(l.service_type.as_ref()),
+            or_dash(l.process.as_ref()),
+            l.user.clone().unwrap_or_else(|| l.uid.to_string()),
+            or_dash(l.pid),
+            "-".into(),
+            "-".into(),
+        ];
+        row.extend(std::iter::repeat_n("-".to_string(), extra_dashes));
+        rows.insert(key, row);
+    }
+    if rows.is_empty() {
+        return if all {
+            "No reserved or listening ports\n".into()
+        } else {
+            "No active port allocations\n".into()
+        };
+    }
+    let mut table = Table::new(header);
+    for row in rows.into_values() {
+        table.push(row);
+    }
+    table.render()
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanResponse {
+    ports_in_use: Vec<ScanEntry>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct ScanEntry {
+    port: u16,
+    #[serde(default)]
+    allocated_to: Option<AllocationView>,
+    #[serde(default)]
+    system_usage: Option<Vec<Listener>>,
+}
+
+pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
+    if start > end {
+        return Err(Failure::Usage(format!(
+            "--start {start} is above --end {end}"
+        )));
+    }
+    let client = ctx.client()?;
+    let mut entries = Vec::new();
+    let mut from = u32::from(start);
+    while from <= u32::from(end) {
+        let to = (from + SCAN_CHUNK - 1).min(u32::from(end));
+        let r: ScanResponse = client.get(&format!("/scan?start={from}&end={to}"))?;
+        entries.extend(r.ports_in_use);
+        from = to + 1;
+    }
+    let range = format!("{start}-{end}");
+    if ctx.json {
+        print_json(&json!({"scan_range": range, "ports_in_use": entries}));
+        return Ok(EXIT_OK);
+    }
+    if entries.is_empty() {
+        print(&format!("No ports in use in {range}\n"));
+        return Ok(EXIT_OK);
+    }
+    let mut table = Table::new(vec![
+        "PORT", "HELD_BY", "TYPE", "NAME", "USER", "PID", "PROCESS",
+    ]);
+    let mut reserved = 0;
+    for e in &entries {
+        let listener = e.system_usage.iter().flatten().next();
+        let row = match (&e.allocated_to, listener) {
+            (Some(view), _) => {
+                reserved += 1;
+                let a = &view.allocation;
+                vec![
+                    port_cell(a),
+                    "styxy".into(),
+                    a.service_type.clone(),
+                    a.service_name.clone(),
+                    owner_name(view),
+                    or_dash(a.owner.pid),
+                    or_dash(view.process.as_ref()),
+                ]
+            }
+            (None, Some(l)) => vec![
+                e.port.to_string(),
+                "external".into(),
+                or_dash(l.service_type.as_ref()),
+                "-".into(),
+                l.user.clone().unwrap_or_else(|| l.uid.to_string()),
+                or_dash(l.pid),
+                or_dash(l.process.as_ref()),
+            ],
+            (None, None) => {
+                let mut row = vec![e.port.to_string(), "unknown".into()];
+                row.extend(std::iter::repeat_n("-".to_string(), 5));
+                row
+            }
+        };
+        table.push(row);
+    }
+    let mut out = table.render();
+    out.push_str(&format!(
+        "\n{} ports in use in {range}: {reserved} reserved by styxy, {} other\n",
+        entries.len(),
+        entries.len() - reserved
+    ));
+    print(&out);
+    Ok(EXIT_OK)
+}
+
+pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, "/instance/list")?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: InstancesResponse = reply.decode()?;
+    if r.instances.is_empty() {
+        print("No active instances registered\n");
+        return Ok(EXIT_OK);
+    }
+    let now = now_millis();
+    let mut table = Table::new(vec![
+        "INSTANCE",
+        "UID",
+        "LAST_SEEN",
+        "TTL",
+        "REGISTERED",
+        "DIRECTORY",
+    ]);
+    for i in &r.instances {
+        table.push(vec![
+            i.instance_id.clone(),
+            i.uid.to_string(),
+            format!("{} ago", age(i.last_heartbeat, now)),
+            crate::table::span(i.ttl_secs),
+            utc(i.registered_at),
+            or_dash(i.working_directory.as_ref().or(i.project_root.as_ref())),
+        ]);
+    }
+    print(&table.render());
+    Ok(EXIT_OK)
+}
+
+#[derive(Debug, Deserialize)]
+struct CleanupResponse {
+    message: String,
+}
+
+pub fn cleanup(ctx: &Ctx, force: bool) -> Result<u8, Failure> {
+    let reply = ctx
+        .client()?
+        .call_json(Method::Post, "/cleanup", &json!({"force": force}))?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: CleanupResponse = reply.decode()?;
+    print(&format!("{}\n", r.message));
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use styxy_core::model::{Allocation, Owner};
+
+    fn args(lease: Option<Lease>, instance: Option<&str>, pid: Option<u32>) -> AllocateArgs {
+        AllocateArgs {
+            service_type: "dev".into(),
+            port: Some(3000),
+            name: Some("web".into()),
+            project: Some("/srv/app".into()),
+            pid,
+            lease,
+            instance: instance.map(String::from),
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn allocation_defaults_to_the_parent_process() {
+        let r = allocate_request(&args(None, None, None), None, 4242).unwrap();
+        assert_eq!(r.pid, Some(4242));
+        assert_eq!(r.lease, Some(LeaseKind::Process));
+        assert_eq!(r.instance_id, None);
+        assert_eq!(r.preferred_port, Some(json!(3000)));
+        assert_eq!(r.project_path.as_deref(), Some("/srv/app"));
+        assert_eq!(r.source, Some(Source::Cli));
+    }
+
+    #[test]
+    fn a_session_in_the_environment_makes_a_session_lease() {
+        let r = allocate_request(&args(None, None, None), Some("agent-7".into()), 4242).unwrap();
+        assert_eq!(r.lease, Some(LeaseKind::Session));
+        assert_eq!(r.instance_id.as_deref(), Some("agent-7"));
+        assert_eq!(r.pid, Some(4242));
+    }
+
+    #[test]
+    fn explicit_flags_win_over_defaults() {
+        let r = allocate_request(
+            &args(Some(Lease::Manual), Some("x"), Some(99)),
+            Some("agent-7".into()),
+            4242,
+        )
+        .unwrap();
+        assert_eq!(r.lease, Some(LeaseKind::Manual));
+        assert_eq!(r.instance_id.as_deref(), Some("x"));
+        assert_eq!(r.pid, Some(99));
+    }
+
+    #[test]
+    fn a_session_lease_without_a_session_is_refused() {
+        assert!(allocate_request(&args(Some(Lease::Session), None, None), None, 1).is_err());
+    }
+
+    fn view(port: u16, requested: Option<u16>) -> AllocationView {
+        AllocationView {
+            allocation: Allocation {
+                lock_id: format!("lock-{port}"),
+                port,
+                requested_port: requested,
+                service_type: "dev".into(),
+                service_name: "web".into(),
+                instance_id: "cli".into(),
+                project_path: None,
+                owner: Owner {
+                    uid: 1000,
+                    pid: Some(77),
+                    start_time: Some(1),
+                },
+                lease: LeaseKind::Process,
+                source: Source::Run,
+                allocated_at: 0,
+                health_failures: 0,
+            },
+            user: Some("alice".into()),
+            process: Some("node".into()),
+        }
+    }
+
+    fn listener(port: u16, pid: u32, protocol: &str) -> Listener {
+        Listener {
+            port,
+            protocol: protocol.into(),
+            address: "0.0.0.0".into(),
+            uid: 0,
+            inode: 1,
+            user: Some("root".into()),
+            pid: Some(pid),
+            process: Some("nginx".into()),
+            command: None,
+            service_type: Some("proxy".into()),
+            project: None,
+        }
+    }
+
+    #[test]
+    fn list_shows_moved_ports_and_merges_external_listeners() {
+        let text = list_table(
+            &[view(8001, Some(8000))],
+            &[
+                listener(8001, 77, "tcp"),
+                listener(80, 5, "tcp"),
+                listener(80, 5, "tcp6"),
+            ],
+            false,
+            true,
+            0,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("PORT"));
+        assert!(
+            lines[1].starts_with("80 ")
+                && lines[1].contains("external")
+                && lines[1].contains("nginx"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("8000 → 8001")
+                && lines[2].contains("styxy")
+                && lines[2].contains("lock-8001"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_list_says_so() {
+        assert_eq!(
+            list_table(&[], &[], false, false, 0),
+            "No active port allocations\n"
+        );
+    }
+}

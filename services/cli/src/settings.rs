@@ -1,0 +1,287 @@
+//! `styxy config …`: what the allocator uses (asked over the API), and the
+//! configuration files on this machine (read and edited locally).
+
+use crate::Ctx;
+use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
+use styxy_core::client::Method;
+use crate::output::{Failure, print, print_json, print_raw_json};
+use crate::table::{Table, or_dash, utc};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use styxy_core::config::{AutoAllocation, Config, set_user_auto_allocation_enabled};
+use styxy_core::paths;
+
+/// A service type as `GET /config` shows it.
+#[derive(Debug, Deserialize)]
+struct TypeView {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    preferred_ports: Vec<u16>,
+    range: [u16; 2],
+    #[serde(default)]
+    instance_behavior: serde_json::Value,
+    #[serde(default)]
+    auto_allocated: bool,
+    #[serde(default)]
+    auto_allocated_at: Option<u64>,
+}
+
+/// `GET /config`.
+#[derive(Debug, Deserialize)]
+struct ConfigView {
+    service_types: BTreeMap<String, TypeView>,
+    auto_allocation: AutoAllocation,
+}
+
+pub fn config(ctx: &Ctx, command: &ConfigCommand) -> Result<u8, Failure> {
+    match command {
+        ConfigCommand::Show => show(ctx),
+        ConfigCommand::Validate => validate(ctx.json),
+        ConfigCommand::AutoAllocation { action } => match action {
+            None | Some(AutoAllocationCommand::Status) => auto_status(ctx),
+            Some(AutoAllocationCommand::List) => auto_list(ctx),
+            Some(AutoAllocationCommand::Enable) => auto_enable(ctx.json, true),
+            Some(AutoAllocationCommand::Disable) => auto_enable(ctx.json, false),
+            Some(AutoAllocationCommand::Undo { service_type }) => auto_undo(ctx, service_type),
+        },
+    }
+}
+
+fn range_text([lo, hi]: [u16; 2]) -> String {
+    format!("{lo}-{hi}")
+}
+
+fn behavior_text(value: &serde_json::Value) -> String {
+    value
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn show(ctx: &Ctx) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, "/config")?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let view: ConfigView = reply.decode()?;
+    let mut table = Table::new(vec![
+        "TYPE",
+        "RANGE",
+        "PREFERRED",
+        "INSTANCES",
+        "ORIGIN",
+        "DESCRIPTION",
+    ]);
+    for (name, t) in &view.service_types {
+        let preferred: Vec<String> = t.preferred_ports.iter().map(u16::to_string).collect();
+        table.push(vec![
+            name.clone(),
+            range_text(t.range),
+            if preferred.is_empty() {
+                "-".into()
+            } else {
+                preferred.join(",")
+            },
+            behavior_text(&t.instance_behavior),
+            if t.auto_allocated { "auto" } else { "config" }.into(),
+            if t.description.is_empty() {
+                "-".into()
+            } else {
+                t.description.clone()
+            },
+        ]);
+    }
+    let mut out = table.render();
+    out.push_str(&format!(
+        "\n{} service types; auto-allocation {}\n",
+        view.service_types.len(),
+        if view.auto_allocation.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    ));
+    print(&out);
+    Ok(EXIT_OK)
+}
+
+/// Local: checks the system and user files layered over the built-ins.
+fn validate(json: bool) -> Result<u8, Failure> {
+    let system = paths::system_config_file();
+    let user = paths::user_config_file();
+    let issues = Config::validate_files(&system, user.as_deref());
+    let types = if issues.is_empty() {
+        Config::load_from(&system, user.as_deref())
+            .map(|c| c.service_types.len())
+            .map_err(|e| Failure::local("invalid_config", e.to_string()))?
+    } else {
+        0
+    };
+    if json {
+        let list: Vec<_> = issues
+            .iter()
+            .map(|i| json!({"file": i.file, "field": i.field, "reason": i.reason}))
+            .collect();
+        print_json(&json!({
+            "valid": issues.is_empty(),
+            "service_types": types,
+            "issues": list,
+            "files": [system, user],
+        }));
+    } else if issues.is_empty() {
+        print(&format!("configuration is valid ({types} service types)\n"));
+    } else {
+        print(&issues.iter().map(|i| format!("{i}\n")).collect::<String>());
+    }
+    Ok(if issues.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_REFUSED
+    })
+}
+
+fn auto_types(view: &ConfigView) -> impl Iterator<Item = (&String, &TypeView)> {
+    view.service_types.iter().filter(|(_, t)| t.auto_allocated)
+}
+
+/// The automatically created types of a raw `/config` answer.
+fn auto_types_json(config: &serde_json::Value) -> serde_json::Value {
+    let types = config["service_types"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, t)| t["auto_allocated"].as_bool() == Some(true));
+    serde_json::Value::Object(types.map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+fn auto_table(view: &ConfigView) -> String {
+    let mut table = Table::new(vec!["TYPE", "RANGE", "PORTS", "CREATED"]);
+    for (name, t) in auto_types(view) {
+        table.push(vec![
+            name.clone(),
+            range_text(t.range),
+            (u32::from(t.range[1]) - u32::from(t.range[0]) + 1).to_string(),
+            or_dash(t.auto_allocated_at.map(utc)),
+        ]);
+    }
+    if table.is_empty() {
+        "No service types have been auto-allocated yet\n".into()
+    } else {
+        table.render()
+    }
+}
+
+fn auto_status(ctx: &Ctx) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, "/config")?;
+    if ctx.json {
+        let raw: serde_json::Value = reply.decode()?;
+        print_json(&json!({
+            "auto_allocation": raw["auto_allocation"],
+            "service_types": auto_types_json(&raw),
+        }));
+        return Ok(EXIT_OK);
+    }
+    let view: ConfigView = reply.decode()?;
+    let a = &view.auto_allocation;
+    let mut out = format!(
+        "Auto-allocation: {}\nChunk size: {} ports\nPlacement: {}\nPort range: {}-{}\nGaps: {}\n",
+        if a.enabled { "enabled" } else { "disabled" },
+        a.default_chunk_size,
+        a.placement,
+        a.min_port,
+        a.max_port,
+        if a.preserve_gaps {
+            format!("{} ports", a.gap_size)
+        } else {
+            "none".into()
+        },
+    );
+    for rule in &a.rules {
+        let mut details = Vec::new();
+        if let Some(chunk) = rule.chunk_size {
+            details.push(format!("chunk {chunk}"));
+        }
+        if let Some(placement) = rule.placement {
+            details.push(format!("placement {placement}"));
+        }
+        out.push_str(&format!(
+            "Rule: {} ({})\n",
+            rule.pattern,
+            details.join(", ")
+        ));
+    }
+    out.push('\n');
+    out.push_str(&auto_table(&view));
+    print(&out);
+    Ok(EXIT_OK)
+}
+
+fn auto_list(ctx: &Ctx) -> Result<u8, Failure> {
+    let reply = ctx.client()?.call(Method::Get, "/config")?;
+    if ctx.json {
+        let raw: serde_json::Value = reply.decode()?;
+        print_json(&json!({"service_types": auto_types_json(&raw)}));
+        return Ok(EXIT_OK);
+    }
+    print(&auto_table(&reply.decode()?));
+    Ok(EXIT_OK)
+}
+
+/// Local: edits the user config file.
+fn auto_enable(json: bool, enabled: bool) -> Result<u8, Failure> {
+    let path = paths::user_config_file().ok_or_else(|| {
+        Failure::local("not_found", "no user config file: set HOME or STYXY_CONFIG")
+    })?;
+    set_user_auto_allocation_enabled(&path, enabled)
+        .map_err(|e| Failure::local("invalid_config", e.to_string()))?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    if json {
+        print_json(&json!({"success": true, "enabled": enabled, "path": path}));
+    } else {
+        print(&format!(
+            "Auto-allocation {state} in {}\n\
+             A user allocator reads it when it starts: `styxy daemon stop` stops it, the next command starts it again.\n\
+             The system allocator reads {} instead.\n",
+            path.display(),
+            paths::system_config_file().display()
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Debug, Deserialize)]
+struct UndoResponse {
+    service_type: String,
+    range: [u16; 2],
+}
+
+fn auto_undo(ctx: &Ctx, service_type: &str) -> Result<u8, Failure> {
+    if service_type.is_empty()
+        || !service_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Failure::local(
+            "invalid_field",
+            format!("not a service type name: {service_type:?}"),
+        ));
+    }
+    let reply = ctx.client()?.call(
+        Method::Delete,
+        &format!("/config/auto-types/{service_type}"),
+    )?;
+    if ctx.json {
+        print_raw_json(&reply.body);
+        return Ok(EXIT_OK);
+    }
+    let r: UndoResponse = reply.decode()?;
+    print(&format!(
+        "Removed auto-allocated service type '{}'; range {} is free again\n",
+        r.service_type,
+        range_text(r.range)
+    ));
+    Ok(EXIT_OK)
+}
