@@ -42,6 +42,10 @@ pub struct Args {
     idle_timeout: Option<u64>,
 }
 
+/// Longest a stepping-down allocator keeps the state lock: requests in
+/// flight (up to 1 s), then the final snapshot.
+const STEP_DOWN_WAIT: Duration = Duration::from_secs(5);
+
 pub fn run() -> Result<ExitCode> {
     let args = Args::parse();
     keep_memory_small();
@@ -61,7 +65,15 @@ pub fn run() -> Result<ExitCode> {
         Mode::System => paths::system_socket(),
     });
 
-    let (store, report) = match Store::open(&state_dir) {
+    // In system mode we were started because a request waits (socket or
+    // D-Bus activation); an allocator on its way out (idle exit) still holds
+    // the lock for a moment, so wait for it rather than leave the request
+    // unanswered.
+    let wait = match mode {
+        Mode::System => STEP_DOWN_WAIT,
+        Mode::User => Duration::ZERO,
+    };
+    let (store, report) = match Store::open_wait(&state_dir, wait) {
         Ok(opened) => opened,
         Err(StoreError::Locked { path }) if systemd.listen_fds == 0 => {
             // Another allocator owns this state: it serves the socket too.

@@ -270,7 +270,9 @@ pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: O
         .values()
         .filter_map(|a| {
             let failure = verdict(a, state, now, processes, listening);
-            let record = failure.is_some() || a.health_failures > 0;
+            // Counted failures are listening failures: without a dump,
+            // nothing says they are over.
+            let record = failure.is_some() || (a.health_failures > 0 && listening.is_some());
             record.then(|| Finding { port: a.port, lock_id: a.lock_id.clone(), failure })
         })
         .collect();
@@ -470,6 +472,7 @@ mod tests {
         let state = state_with(vec![a]);
         let report = check(&state, NOW, &procs, Some(&Listening::new([(3000, UID)])));
         assert_eq!(report.findings, vec![Finding { port: 3000, lock_id: state.allocations[&3000].lock_id.clone(), failure: None }]);
+        assert!(check(&state, NOW, &procs, None).is_empty(), "no dump: the count stands");
     }
 
     #[test]
