@@ -120,7 +120,9 @@ pub fn run() -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(crate::lifecycle::run(app, listeners, systemd, idle));
+    let served = runtime.block_on(crate::lifecycle::run(app.clone(), listeners, systemd, idle));
+    // `app` holds the state lock until it drops, after this: the socket is
+    // removed before a successor waiting for the lock can bind its own.
     if bound_here {
         let _ = std::fs::remove_file(&socket);
     }
