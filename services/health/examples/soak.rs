@@ -222,6 +222,21 @@ fn soak() -> ExitCode {
         let _ = h.child.kill();
         let _ = h.child.wait();
     }
+    if let Some((mut child, _)) = health {
+        let _ = child.wait();
+    }
+    // The allocator the bus started writes its state when it idles out:
+    // let it, before the directory goes.
+    zbus::block_on(async {
+        let conn = bus.connect().await.expect("bus");
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("proxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dbus.name_has_owner("org.styxy.Allocator1".try_into().unwrap()).await.unwrap_or(false)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
 
     latencies.sort();
     passes.sort();
