@@ -1,20 +1,28 @@
 //! The allocator's shared state: the engine behind one mutex (the single
-//! writer), tokens, metrics, activity tracking for idle exit, and the pidfd
-//! watches that free a port the moment its holder exits.
+//! writer), tokens, metrics, activity tracking for idle exit, the pidfd
+//! watches that free a port the moment its holder exits, and the way to the
+//! observer (the bus in system mode, the library in user mode).
 
 use std::collections::HashSet;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use styxy_core::api::{ErrorCode, Listener};
+use styxy_bus::daemon::Activity;
+use styxy_bus::wire::ListenerRecord;
+use styxy_bus::{AllocatorBackend, Observer1Proxy};
+use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse};
+use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, EngineError};
-use styxy_core::model::{Allocation, LeaseKind};
-use styxy_core::observe::Observer;
+use styxy_core::health::{self, Listening, Proc, Released, Report};
+use styxy_core::model::{Allocation, LeaseKind, now_millis};
+use styxy_core::observe::{ObserveError, Observer};
+use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::auth::Tokens;
 use crate::metrics::Metrics;
@@ -25,59 +33,145 @@ pub enum Mode {
     System,
 }
 
+/// How long the allocator waits for the observer (activation included)
+/// before answering from its own, unprivileged view.
+const OBSERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct App {
     engine: Mutex<Engine>,
+    /// In-process observer: user mode, or when the bus is unavailable.
     observer: Mutex<Option<Observer>>,
+    /// The observer service on the system bus (system mode).
+    observer_bus: OnceLock<Observer1Proxy<'static>>,
     pub tokens: Tokens,
     pub metrics: Metrics,
     pub mode: Mode,
     pub socket: PathBuf,
     pub started: Instant,
-    last_activity_ms: AtomicU64,
+    /// HTTP requests and bus calls in flight, for the idle exit.
+    pub activity: Activity,
     connections: AtomicUsize,
-    stop: Notify,
+    /// The state's generation after each commit that added or removed
+    /// allocations (AllocationsChanged on the bus).
+    allocations_changed: watch::Sender<u64>,
     watched: Mutex<HashSet<u32>>,
+    stop: tokio::sync::Notify,
+}
+
+/// The engine, locked. Dropping it publishes a change of the allocation
+/// set, whichever request made it.
+pub struct EngineGuard<'a> {
+    engine: MutexGuard<'a, Engine>,
+    edits: u64,
+    changed: &'a watch::Sender<u64>,
+}
+
+impl Deref for EngineGuard<'_> {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl DerefMut for EngineGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
+impl Drop for EngineGuard<'_> {
+    fn drop(&mut self) {
+        if self.engine.allocation_edits() != self.edits {
+            self.changed.send_replace(self.engine.state().generation);
+        }
+    }
 }
 
 impl App {
     pub fn new(engine: Engine, tokens: Tokens, mode: Mode, socket: PathBuf) -> Arc<App> {
+        let generation = engine.state().generation;
         Arc::new(App {
             engine: Mutex::new(engine),
             observer: Mutex::new(None),
+            observer_bus: OnceLock::new(),
             tokens,
             metrics: Metrics::default(),
             mode,
             socket,
             started: Instant::now(),
-            last_activity_ms: AtomicU64::new(0),
+            activity: Activity::default(),
             connections: AtomicUsize::new(0),
-            stop: Notify::new(),
+            allocations_changed: watch::Sender::new(generation),
             watched: Mutex::new(HashSet::new()),
+            stop: tokio::sync::Notify::new(),
         })
     }
 
     /// The engine; a poisoned lock is recovered because every engine
     /// operation commits or leaves the state untouched.
-    pub fn engine(&self) -> MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn engine(&self) -> EngineGuard<'_> {
+        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        let edits = engine.allocation_edits();
+        EngineGuard { engine, edits, changed: &self.allocations_changed }
+    }
+
+    /// The generation after each change of the allocation set.
+    pub fn allocation_changes(&self) -> watch::Receiver<u64> {
+        self.allocations_changed.subscribe()
+    }
+
+    /// From now on, ask the observer service on the bus.
+    pub fn use_observer_bus(&self, proxy: Observer1Proxy<'static>) {
+        let _ = self.observer_bus.set(proxy);
     }
 
     /// Every listener on the machine, as `who` may see it.
-    pub fn observe_all(&self, who: &Caller) -> Result<Vec<Listener>, EngineError> {
-        self.observe(who, |o| o.listeners())
+    pub async fn observe_all(&self, who: &Caller) -> Result<Vec<Listener>, EngineError> {
+        match self.observer_bus.get() {
+            Some(bus) => self.observe_over_bus(who, bus.listeners(), |o| o.listeners()).await,
+            None => self.observe_here(who, |o| o.listeners()),
+        }
     }
 
     /// The listeners on one port, as `who` may see them.
-    pub fn observe_port(&self, port: u16, who: &Caller) -> Result<Vec<Listener>, EngineError> {
-        self.observe(who, |o| o.listeners_on(port))
+    pub async fn observe_port(&self, port: u16, who: &Caller) -> Result<Vec<Listener>, EngineError> {
+        match self.observer_bus.get() {
+            Some(bus) => self.observe_over_bus(who, bus.observe(port), |o| o.listeners_on(port)).await,
+            None => self.observe_here(who, |o| o.listeners_on(port)),
+        }
     }
 
-    fn observe(
+    /// Asks the observer service; when it cannot answer, says so in the log
+    /// and answers from this process's own view (without other users'
+    /// processes: the allocator has no privileges).
+    async fn observe_over_bus(
         &self,
         who: &Caller,
-        query: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, styxy_core::observe::ObserveError>,
+        call: impl Future<Output = Result<Vec<ListenerRecord>, styxy_bus::BusError>>,
+        fallback: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, ObserveError>,
     ) -> Result<Vec<Listener>, EngineError> {
-        let unavailable = |e: styxy_core::observe::ObserveError| {
+        let failure = match tokio::time::timeout(OBSERVER_TIMEOUT, call).await {
+            Ok(Ok(records)) => {
+                let mut listeners: Vec<Listener> = records.into_iter().map(Listener::from).collect();
+                for l in &mut listeners {
+                    Observer::redact(l, who.uid);
+                }
+                return Ok(listeners);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {OBSERVER_TIMEOUT:?}"),
+        };
+        tracing::warn!("the observer service did not answer ({failure}); answering from the allocator's own view");
+        self.observe_here(who, fallback)
+    }
+
+    fn observe_here(
+        &self,
+        who: &Caller,
+        query: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, ObserveError>,
+    ) -> Result<Vec<Listener>, EngineError> {
+        let unavailable = |e: ObserveError| {
             EngineError::new(ErrorCode::Unavailable, format!("cannot list the kernel's sockets: {e}"))
         };
         let mut guard = self.observer.lock().unwrap_or_else(|e| e.into_inner());
@@ -92,23 +186,108 @@ impl App {
         Ok(listeners)
     }
 
-    pub fn touch(&self) {
-        self.last_activity_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// Allocates for `who` (HTTP and bus alike): watches a process owner,
+    /// names the holder of a busy requested port, counts and logs.
+    pub async fn allocate(self: &Arc<Self>, who: &Caller, req: &AllocateRequest) -> Result<AllocateResponse, EngineError> {
+        let (mut r, watch) = {
+            let mut engine = self.engine();
+            let r = engine.allocate(req, who)?;
+            let watch = (!r.dry_run && !r.existing)
+                .then(|| engine.state().allocations.get(&r.port))
+                .flatten()
+                .filter(|a| a.lease == LeaseKind::Process)
+                .and_then(|a| a.owner.pid);
+            (r, watch)
+        };
+        if let Some(pid) = watch {
+            self.watch_owner(pid);
+        }
+        if let Some(port) = r.requested_port.filter(|_| r.requested_port_holder.is_none()) {
+            // Not ours: ask the kernel who listens there.
+            r.requested_port_holder =
+                self.observe_port(port, who).await.ok().and_then(|ls| ls.into_iter().next()).map(holder_from_listener);
+        }
+        if !r.dry_run && !r.existing {
+            self.metrics.allocations.fetch_add(1, Ordering::Relaxed);
+            if r.auto_allocated {
+                self.metrics.auto_allocations.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(
+                port = r.port,
+                lock_id = %r.lock_id,
+                service_type = %r.service_type,
+                service_name = %r.service_name,
+                uid = who.uid,
+                pid = ?req.pid.or(who.pid),
+                "allocated port {} for {} ({})", r.port, r.service_type, r.service_name
+            );
+        }
+        Ok(r)
     }
 
-    pub fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
+    pub fn release(&self, who: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+        let r = self.engine().release(lock_id, who)?;
+        self.metrics.releases.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(port = r.port, lock_id = %r.lock_id, uid = who.uid, "released port {}", r.port);
+        Ok(r)
+    }
+
+    /// Records a health report (from styxy-health over the bus, or from the
+    /// in-process pass in user mode).
+    pub fn record_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
+        let released = health::apply(&mut self.engine(), report)?;
+        health::log_released(&released);
+        self.metrics.reclaimed.fetch_add(released.len() as u64, Ordering::Relaxed);
+        Ok(released)
+    }
+
+    /// One health pass in this process (user mode, where no timer runs
+    /// styxy-health). The state is copied so requests do not wait for it.
+    pub fn health_pass(&self) {
+        let state = self.engine().state().clone();
+        let listening = Listening::dump()
+            .map_err(|e| tracing::warn!("health pass without the listening check: {e}"))
+            .ok();
+        let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
+        if report.is_empty() {
+            return;
+        }
+        report.log();
+        if let Err(e) = self.record_health(&report) {
+            tracing::error!("recording the health pass: {e}");
+        }
+    }
+
+    /// Re-reads the configuration files and the state (after recovery
+    /// changed it), repairing what it finds.
+    pub fn reload(&self) -> Result<Outcome, EngineError> {
+        let base = Config::load().unwrap_or_else(|e| {
+            tracing::error!("configuration rejected, using built-in service types: {e}");
+            Config::builtin()
+        });
+        let outcome = self.engine().reload(base)?;
+        for repair in outcome.repairs() {
+            tracing::warn!(%repair, "state repaired on reload");
+        }
+        tracing::info!(verdict = outcome.verdict().as_str(), "state and configuration reloaded");
+        Ok(outcome)
+    }
+
+    /// Recovery's request: repair the state in memory, rewrite damaged files.
+    pub fn repair(&self) -> Result<Outcome, EngineError> {
+        let outcome = self.engine().recover()?;
+        for repair in outcome.repairs() {
+            tracing::warn!(%repair, "state repaired at recovery's request");
+        }
+        Ok(outcome)
     }
 
     pub fn connection_opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
-        self.touch();
     }
 
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
-        self.touch();
     }
 
     pub fn open_connections(&self) -> usize {
@@ -181,5 +360,55 @@ impl App {
                 Err(e) => tracing::error!("releasing the ports of exited pid {pid}: {e}"),
             }
         });
+    }
+}
+
+fn holder_from_listener(l: Listener) -> Holder {
+    Holder {
+        uid: l.uid,
+        user: l.user,
+        pid: l.pid,
+        process: l.process,
+        service_type: l.service_type,
+        service_name: None,
+        project: l.project,
+        instance_id: None,
+    }
+}
+
+/// The engine on the bus (org.styxy.Allocator1).
+pub struct OnBus(pub Arc<App>);
+
+impl AllocatorBackend for OnBus {
+    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, EngineError> {
+        self.0.allocate(&caller, &request).await
+    }
+
+    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+        self.0.release(caller, lock_id)
+    }
+
+    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError> {
+        self.0.engine().list(caller)
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.engine().state().generation
+    }
+
+    fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
+        self.0.record_health(report)
+    }
+
+    fn reload(&self) -> Result<Outcome, EngineError> {
+        self.0.reload()
+    }
+
+    fn repair(&self) -> Result<Outcome, EngineError> {
+        self.0.repair()
+    }
+
+    fn activity(&self) -> &Activity {
+        &self.0.activity
     }
 }

@@ -42,12 +42,16 @@ pub struct Args {
     idle_timeout: Option<u64>,
 }
 
+/// Longest a stepping-down allocator keeps the state lock: requests in
+/// flight (up to 1 s), then the final snapshot.
+const STEP_DOWN_WAIT: Duration = Duration::from_secs(5);
+
 pub fn run() -> Result<ExitCode> {
     let args = Args::parse();
     keep_memory_small();
     // Read what systemd passed before any thread exists.
     let mut systemd = Systemd::from_env();
-    crate::logging::init();
+    styxy_bus::logging::init("styxy-allocator", None);
 
     let mode = if args.user { Mode::User } else { Mode::System };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| match mode {
@@ -61,7 +65,15 @@ pub fn run() -> Result<ExitCode> {
         Mode::System => paths::system_socket(),
     });
 
-    let (store, report) = match Store::open(&state_dir) {
+    // In system mode we were started because a request waits (socket or
+    // D-Bus activation); an allocator on its way out (idle exit) still holds
+    // the lock for a moment, so wait for it rather than leave the request
+    // unanswered.
+    let wait = match mode {
+        Mode::System => STEP_DOWN_WAIT,
+        Mode::User => Duration::ZERO,
+    };
+    let (store, report) = match Store::open_wait(&state_dir, wait) {
         Ok(opened) => opened,
         Err(StoreError::Locked { path }) if systemd.listen_fds == 0 => {
             // Another allocator owns this state: it serves the socket too.
@@ -108,7 +120,9 @@ pub fn run() -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(crate::lifecycle::run(app, listeners, systemd, idle));
+    let served = runtime.block_on(crate::lifecycle::run(app.clone(), listeners, systemd, idle));
+    // `app` holds the state lock until it drops, after this: the socket is
+    // removed before a successor waiting for the lock can bind its own.
     if bound_here {
         let _ = std::fs::remove_file(&socket);
     }
@@ -141,17 +155,8 @@ fn bind_unix(path: &std::path::Path, mode: Mode) -> Result<std::os::unix::net::U
 /// Repairs made while opening the state are loud: a user must learn that a
 /// corrupt file was set aside, and where.
 fn log_open_report(report: &styxy_core::store::OpenReport) {
-    for path in &report.moved_aside {
-        tracing::error!(path = %path.display(), "damaged state file moved aside");
-    }
-    if let Some(backup) = &report.restored_from {
-        tracing::error!(backup = %backup.display(), "state restored from backup");
-    }
-    if report.started_empty {
-        tracing::error!("no usable state or backup: starting with an empty state");
-    }
-    if report.dropped_torn_tail {
-        tracing::warn!("dropped a half-written last log record (it was never acknowledged)");
+    for repair in styxy_core::recovery::file_repairs(report) {
+        tracing::error!(%repair, "state repaired while opening");
     }
 }
 

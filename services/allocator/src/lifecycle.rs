@@ -1,13 +1,18 @@
-//! Start-up hand-over from systemd, readiness and watchdog notifications,
-//! idle exit and signals.
+//! Start-up hand-over from systemd, the bus (system mode), readiness and
+//! watchdog notifications, the in-process health pass (user mode), idle
+//! exit and signals.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use listenfd::ListenFd;
+use styxy_bus::daemon::{self, Notifier};
+use styxy_bus::{ALLOCATOR_NAME, ALLOCATOR_PATH, AllocatorService, Observer1Proxy};
+use zbus::Connection;
+use zbus::proxy::CacheProperties;
 
-use crate::app::App;
+use crate::app::{App, Mode, OnBus};
 use crate::server::Listeners;
 
 /// What systemd handed over through the environment.
@@ -15,7 +20,7 @@ pub struct Systemd {
     fds: ListenFd,
     pub listen_fds: usize,
     watchdog: Option<Duration>,
-    notify: bool,
+    notifier: Notifier,
 }
 
 /// Test switch (only honoured when set, e.g. in a test drop-in): stop
@@ -28,12 +33,7 @@ impl Systemd {
         let fds = ListenFd::from_env();
         let mut usec = 0;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
-        Systemd {
-            listen_fds: fds.len(),
-            fds,
-            watchdog,
-            notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
-        }
+        Systemd { listen_fds: fds.len(), fds, watchdog, notifier: Notifier::from_env() }
     }
 
     /// Sockets passed by systemd (the .socket unit's Unix and TCP streams).
@@ -51,27 +51,38 @@ impl Systemd {
         }
         Ok(out)
     }
-
-    fn send(&self, state: &[sd_notify::NotifyState]) {
-        if self.notify
-            && let Err(e) = sd_notify::notify(false, state)
-        {
-            tracing::warn!("sd_notify failed: {e}");
-        }
-    }
 }
 
 /// Serves until SIGTERM/SIGINT, `POST /daemon/stop`, or `idle` without
-/// requests; then says STOPPING=1, stops accepting, writes the state out.
+/// requests or bus calls; then says STOPPING=1, gives the bus name back,
+/// stops accepting, lets requests in flight finish, writes the state out.
 pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Duration) -> Result<()> {
-    let server = tokio::spawn(crate::server::serve(listeners, app.clone(), wait_for_stop(app.clone(), idle)));
+    let bus = match app.mode {
+        Mode::System => join_bus(&app).await,
+        Mode::User => None,
+    };
+    let notifier = systemd.notifier;
+    let shutdown = {
+        let (app, bus) = (app.clone(), bus.clone());
+        async move {
+            wait_for_stop(&app, idle).await;
+            match &bus {
+                // Calls in flight are drained with the HTTP requests.
+                Some(bus) => daemon::step_down(bus, ALLOCATOR_NAME, notifier, &app.activity, Duration::ZERO).await,
+                None => notifier.send(&[sd_notify::NotifyState::Stopping]),
+            }
+        }
+    };
+    let server = tokio::spawn(crate::server::serve(listeners, app.clone(), shutdown));
     app.watch_existing_owners();
-    systemd.send(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(mode = ?app.mode, socket = %app.socket.display(), "ready");
+    if app.mode == Mode::User {
+        spawn_health_passes(&app);
+    }
+    notifier.send(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(mode = ?app.mode, socket = %app.socket.display(), bus = bus.is_some(), "ready");
 
     if let Some(period) = systemd.watchdog {
         let stop_after = std::env::var(ENV_STOP_WATCHDOG).ok().and_then(|v| v.parse::<u64>().ok());
-        let notify = systemd.notify;
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(period / 2);
@@ -81,21 +92,69 @@ pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Du
                     tracing::warn!("watchdog pings stopped by {ENV_STOP_WATCHDOG}");
                     return;
                 }
-                if notify {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
+                notifier.send(&[sd_notify::NotifyState::Watchdog]);
             }
         });
     }
 
     server.await??;
-    systemd.send(&[sd_notify::NotifyState::Stopping]);
     app.flush();
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_stop(app: Arc<App>, idle: Duration) {
+/// Serves org.styxy.Allocator1 on the system bus, forwards allocation
+/// changes as AllocationsChanged, and routes observation to the observer
+/// service. Without a bus the allocator still serves HTTP.
+async fn join_bus(app: &Arc<App>) -> Option<Connection> {
+    let conn = match daemon::serve(ALLOCATOR_NAME, ALLOCATOR_PATH, AllocatorService::new(OnBus(app.clone()))).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!("not on the system bus ({e}): serving HTTP only, observing with this process's own view");
+            return None;
+        }
+    };
+    match Observer1Proxy::builder(&conn).cache_properties(CacheProperties::No).build().await {
+        Ok(proxy) => app.use_observer_bus(proxy),
+        Err(e) => tracing::warn!("no proxy for the observer service: {e}"),
+    }
+    match conn.object_server().interface::<_, AllocatorService<OnBus>>(ALLOCATOR_PATH).await {
+        Ok(iface) => {
+            let mut changes = app.allocation_changes();
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let generation = *changes.borrow_and_update();
+                    let sent = AllocatorService::<OnBus>::allocations_changed(iface.signal_emitter(), generation).await;
+                    if let Err(e) = sent {
+                        tracing::warn!("emitting AllocationsChanged: {e}");
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::error!("the Allocator1 object vanished: {e}"),
+    }
+    Some(conn)
+}
+
+/// User mode has no health timer: the allocator runs the pass itself, off
+/// the async threads (it reads /proc). Passes do not count as activity.
+fn spawn_health_passes(app: &Arc<App>) {
+    let period = Duration::from_secs(app.engine().config().health.period_secs);
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let app = app.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || app.health_pass()).await {
+                tracing::error!("health pass failed: {e}");
+            }
+        }
+    });
+}
+
+async fn wait_for_stop(app: &App, idle: Duration) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let term = async {
         match term.as_mut() {
@@ -109,21 +168,6 @@ async fn wait_for_stop(app: Arc<App>, idle: Duration) {
         _ = term => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         _ = app.stop_requested() => tracing::info!("stop requested over the API"),
-        _ = idle_exit(&app, idle) => tracing::info!(idle_secs = idle.as_secs(), "idle: stopping"),
-    }
-}
-
-/// Sleeps until nothing happened for `idle` (one wake-up per period, no
-/// polling while busy requests keep pushing the deadline).
-async fn idle_exit(app: &App, idle: Duration) {
-    if idle.is_zero() {
-        return std::future::pending().await;
-    }
-    loop {
-        let quiet_for = app.idle_for();
-        if quiet_for >= idle && app.open_connections() == 0 {
-            return;
-        }
-        tokio::time::sleep(idle.saturating_sub(quiet_for).max(Duration::from_millis(100))).await;
+        _ = app.activity.until_idle(idle) => tracing::info!(idle_secs = idle.as_secs(), "idle: stopping"),
     }
 }

@@ -6,7 +6,6 @@ mod app;
 mod auth;
 mod cli;
 mod lifecycle;
-mod logging;
 mod metrics;
 mod routes;
 mod server;

@@ -16,11 +16,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use styxy_core::api::{
-    AllocateRequest, AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, Holder, InstancesResponse, Listener,
+    AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener,
     MAX_BODY, RegisterInstanceRequest, TokenResponse,
 };
 use styxy_core::engine::{Caller, EngineError, parse_port};
-use styxy_core::model::{LeaseKind, now_millis};
+use styxy_core::model::now_millis;
 
 use crate::app::{App, Mode};
 use crate::metrics::{Gauges, rss_bytes};
@@ -36,16 +36,14 @@ const SCAN_MAX: u32 = 1000;
 
 pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Reply {
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    app.touch();
-    let reply = match route(&app, peer, req).await {
+    let _busy = app.activity.begin();
+    match route(&app, peer, req).await {
         Ok(reply) => reply,
         Err(e) => {
             app.metrics.count_error(e.code);
             error_reply(e)
         }
-    };
-    app.touch();
-    reply
+    }
 }
 
 fn error_reply(e: EngineError) -> Reply {
@@ -148,14 +146,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
     let who = caller(app, peer, req.headers())?;
     let method = req.method().clone();
     match (&method, segments.as_slice()) {
-        (&Method::POST, ["allocate"]) => allocate(app, &who, read_json(req).await?),
-        (&Method::DELETE, ["allocate", lock_id]) => {
-            let r = app.engine().release(lock_id, &who)?;
-            app.metrics.releases.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(port = r.port, lock_id = %r.lock_id, uid = who.uid, "released port {}", r.port);
-            ok(&r)
-        }
-        (&Method::GET, ["check", port]) => check(app, &who, port_arg(port)?),
+        (&Method::POST, ["allocate"]) => ok(&app.allocate(&who, &read_json(req).await?).await?),
+        (&Method::DELETE, ["allocate", lock_id]) => ok(&app.release(&who, lock_id)?),
+        (&Method::GET, ["check", port]) => check(app, &who, port_arg(port)?).await,
         (&Method::GET, ["allocations"]) => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
         (&Method::GET, ["config"]) => config(app),
         (&Method::GET, ["instance", "list"]) => ok(&InstancesResponse { instances: app.engine().instances()? }),
@@ -189,21 +182,21 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             };
             ok(&json!({"success": true, "cleaned": cleaned, "message": message}))
         }
-        (&Method::GET, ["scan"]) => scan(app, &who, &query(&req)),
+        (&Method::GET, ["scan"]) => scan(app, &who, &query(&req)).await,
         (&Method::GET, ["health"]) => health(app),
         (&Method::GET, ["metrics"]) => metrics(app, &query(&req)),
         (&Method::GET, ["audit"]) => ok(&json!({"recent_events": app.engine().state().audit})),
         (&Method::GET, ["circuit-breakers"]) => ok(&json!({"circuit_breakers": {}})),
         (&Method::GET, ["observe", "all"]) => {
-            let observations = app.observe_all(&who)?;
+            let observations = app.observe_all(&who).await?;
             ok(&json!({"total": observations.len(), "observations": observations}))
         }
         (&Method::GET, ["observe", port]) => {
             let port = port_arg(port)?;
-            let listeners = app.observe_port(port, &who)?;
+            let listeners = app.observe_port(port, &who).await?;
             ok(&json!({"port": port, "bound": !listeners.is_empty(), "listeners": listeners}))
         }
-        (&Method::GET, ["observation-stats"]) => observation_stats(app, &who),
+        (&Method::GET, ["observation-stats"]) => observation_stats(app, &who).await,
         (&Method::GET, ["suggest", service_type]) => {
             let count = match query(&req).get("count") {
                 None => 5,
@@ -266,62 +259,9 @@ fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-fn allocate(app: &Arc<App>, who: &Caller, body: AllocateRequest) -> Result<Reply> {
-    let (mut r, watch) = {
-        let mut engine = app.engine();
-        let r = engine.allocate(&body, who)?;
-        let watch = (!r.dry_run && !r.existing)
-            .then(|| engine.state().allocations.get(&r.port))
-            .flatten()
-            .filter(|a| a.lease == LeaseKind::Process)
-            .and_then(|a| a.owner.pid);
-        (r, watch)
-    };
-    if let Some(pid) = watch {
-        app.watch_owner(pid);
-    }
-    if r.requested_port.is_some() && r.requested_port_holder.is_none() {
-        // Not ours: ask the kernel who listens there.
-        r.requested_port_holder = r
-            .requested_port
-            .and_then(|p| app.observe_port(p, who).ok())
-            .and_then(|ls| ls.into_iter().next())
-            .map(holder_from_listener);
-    }
-    if !r.dry_run && !r.existing {
-        app.metrics.allocations.fetch_add(1, Ordering::Relaxed);
-        if r.auto_allocated {
-            app.metrics.auto_allocations.fetch_add(1, Ordering::Relaxed);
-        }
-        tracing::info!(
-            port = r.port,
-            lock_id = %r.lock_id,
-            service_type = %r.service_type,
-            service_name = %r.service_name,
-            uid = who.uid,
-            pid = ?body.pid.or(who.pid),
-            "allocated port {} for {} ({})", r.port, r.service_type, r.service_name
-        );
-    }
-    ok(&r)
-}
-
-fn holder_from_listener(l: Listener) -> Holder {
-    Holder {
-        uid: l.uid,
-        user: l.user,
-        pid: l.pid,
-        process: l.process,
-        service_type: l.service_type,
-        service_name: None,
-        project: l.project,
-        instance_id: None,
-    }
-}
-
-fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
+async fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
     let allocated_to = app.engine().allocation_on(port, who)?;
-    let listeners = app.observe_port(port, who)?;
+    let listeners = app.observe_port(port, who).await?;
     let busy = !listeners.is_empty() || app.engine().port_busy_in_kernel(port);
     ok(&CheckResponse {
         port,
@@ -331,7 +271,7 @@ fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
     })
 }
 
-fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Reply> {
+async fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Reply> {
     let bound = |key: &str, default: u16| -> Result<u16> {
         q.get(key).map_or(Ok(default), |v| port_arg(v))
     };
@@ -342,7 +282,7 @@ fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Re
     }
     let end = (start as u32 + SCAN_MAX - 1).min(end as u32) as u16;
     let mut by_port: BTreeMap<u16, Vec<Listener>> = BTreeMap::new();
-    for l in app.observe_all(who)? {
+    for l in app.observe_all(who).await? {
         if (start..=end).contains(&l.port) {
             by_port.entry(l.port).or_default().push(l);
         }
@@ -461,8 +401,8 @@ fn register_for_observer(app: &App, who: &Caller, body: serde_json::Value) -> Re
     ok(&json!({"success": true, "instance_id": i.instance_id, "message": "Instance registered successfully"}))
 }
 
-fn observation_stats(app: &App, who: &Caller) -> Result<Reply> {
-    let listeners = app.observe_all(who)?;
+async fn observation_stats(app: &App, who: &Caller) -> Result<Reply> {
+    let listeners = app.observe_all(who).await?;
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_user: BTreeMap<String, usize> = BTreeMap::new();
     for l in &listeners {

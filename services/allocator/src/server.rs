@@ -74,10 +74,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
     shutdown.await;
     loops.abort_all();
     // Let requests in flight finish; idle keep-alive connections are cut.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while app.open_connections() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.activity.until_drained(Duration::from_secs(1)).await;
     Ok(())
 }
 
@@ -92,6 +89,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     app.connection_opened();
+    let busy = app.activity.begin();
     let service = {
         let app = app.clone();
         service_fn(move |req| {
@@ -107,6 +105,7 @@ where
     if let Err(e) = result {
         tracing::debug!("connection ended: {e}");
     }
+    drop(busy);
     app.connection_closed();
     drop(permit);
 }

@@ -13,11 +13,13 @@ use crate::api::{
 };
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
+use crate::health;
 use crate::model::{
-    Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Owner, Source, State, now_millis,
+    Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Millis, Owner, Source, State, now_millis,
 };
 use crate::portmap::PortMap;
 use crate::process;
+use crate::recovery::{self, Problem};
 use crate::store::Store;
 
 /// Who is asking: the peer's uid, and its pid when the transport tells it
@@ -88,15 +90,20 @@ pub struct Engine {
     store: Store,
     map: Option<PortMap>,
     kernel: Box<dyn Kernel>,
+    /// Counts commits that added or removed allocations, so a caller can
+    /// tell the allocation set changed (heartbeats move the generation too).
+    allocation_edits: u64,
 }
 
 impl Engine {
-    /// Wraps an opened store. Process and session leases from a previous
-    /// boot are void and dropped here.
+    /// Wraps an opened store and repairs what [`recovery`] finds (process
+    /// and session leases from a previous boot, for one), logging it.
     pub fn new(base: Config, store: Store, map: Option<PortMap>, kernel: Box<dyn Kernel>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
-        let mut engine = Engine { base, config, store, map, kernel };
-        engine.forget_previous_boot()?;
+        let mut engine = Engine { base, config, store, map, kernel, allocation_edits: 0 };
+        for problem in engine.repair()? {
+            tracing::warn!(%problem, "state repaired");
+        }
         Ok(engine)
     }
 
@@ -112,16 +119,58 @@ impl Engine {
         &self.store
     }
 
-    /// Re-reads the state after an external repair (recovery) and the
-    /// configuration files.
-    pub fn reload(&mut self, base: Config) -> Result<()> {
-        self.store.reload().map_err(internal)?;
+    /// Re-reads the state (the store repairs damaged files) and the
+    /// configuration files, then repairs the state. Says what was repaired.
+    pub fn reload(&mut self, base: Config) -> Result<recovery::Outcome> {
+        let files = self.store.reload().map_err(internal)?;
         self.base = base;
+        self.resync();
+        let problems = self.repair()?;
+        Ok(recovery::Outcome {
+            files,
+            problems,
+            generation: self.state().generation,
+            allocations: self.state().allocations.len(),
+        })
+    }
+
+    /// Recovery's request to the running writer, whose state in memory is
+    /// the truth: files that do not read back as that state are kept aside
+    /// and written afresh, then the state is repaired.
+    pub fn recover(&mut self) -> Result<recovery::Outcome> {
+        let moved_aside = self.store.rewrite_if_damaged().map_err(internal)?;
+        let problems = self.repair()?;
+        Ok(recovery::Outcome {
+            files: crate::store::OpenReport { moved_aside, ..Default::default() },
+            problems,
+            generation: self.state().generation,
+            allocations: self.state().allocations.len(),
+        })
+    }
+
+    /// Repairs what [`recovery::examine`] finds in the state. Returns the
+    /// problems repaired.
+    pub fn repair(&mut self) -> Result<Vec<Problem>> {
+        let cx = recovery::Context::current(self.store.dir()).map_err(internal)?;
+        let problems = recovery::fix(&mut self.store, &self.base, &cx).map_err(internal)?;
+        if !problems.is_empty() {
+            self.resync();
+        }
+        Ok(problems)
+    }
+
+    /// Derived views after the state changed under them wholesale.
+    fn resync(&mut self) {
         self.config = self.base.with_auto_types(self.store.state().auto_types.values());
         if let Some(map) = &self.map {
             map.fill(self.store.state());
         }
-        self.forget_previous_boot()
+        self.allocation_edits += 1;
+    }
+
+    /// Grows whenever allocations were added or removed.
+    pub fn allocation_edits(&self) -> u64 {
+        self.allocation_edits
     }
 
     /// Writes the state durably (shutdown).
@@ -140,37 +189,15 @@ impl Engine {
         if changes.iter().any(|c| matches!(c, Change::PutAutoType(_) | Change::RemoveAutoType(_))) {
             self.config = self.base.with_auto_types(self.store.state().auto_types.values());
         }
-        Ok(())
-    }
-
-    fn forget_previous_boot(&mut self) -> Result<()> {
-        let boot = process::boot_id();
-        if self.state().boot_id == boot {
-            return Ok(());
+        if changes.iter().any(|c| matches!(c, Change::PutAllocation(_) | Change::RemoveAllocation { .. })) {
+            self.allocation_edits += 1;
         }
-        let mut changes: Vec<Change> = self
-            .state()
-            .allocations
-            .values()
-            .filter(|a| a.lease != LeaseKind::Manual)
-            .map(remove_change)
-            .collect();
-        changes.extend(self.state().instances.keys().map(|id| Change::RemoveInstance(id.clone())));
-        changes.push(Change::SetBootId(boot));
-        self.commit(changes)
+        Ok(())
     }
 
     /// Whether an allocation's holder still exists.
     pub fn holder_alive(&self, a: &Allocation, now: u64) -> bool {
-        match a.lease {
-            LeaseKind::Manual => true,
-            LeaseKind::Process => a.owner.pid.is_none_or(|pid| process::is_alive(pid, a.owner.start_time)),
-            LeaseKind::Session => self
-                .state()
-                .instances
-                .get(&a.instance_id)
-                .is_some_and(|i| !i.expired(now)),
-        }
+        holder_alive(self.state(), a, now)
     }
 
     /// Frees allocations whose holder is gone and drops expired instances.
@@ -571,21 +598,7 @@ impl Engine {
 
     /// Free ports of a type: from the real config, minus allocated and bound ports.
     pub fn suggest(&self, service_type: &str, count: usize) -> Result<Vec<u16>> {
-        let t = self.config.service_types.get(service_type).ok_or_else(|| {
-            EngineError::new(ErrorCode::UnknownServiceType, format!("unknown service type '{service_type}'"))
-        })?;
-        let now = now_millis();
-        let [start, end] = t.range;
-        Ok(t.preferred_ports
-            .iter()
-            .copied()
-            .chain(start..=end)
-            .scan(HashSet::new(), |seen, p| Some(seen.insert(p).then_some(p)))
-            .flatten()
-            .filter(|p| self.state().allocations.get(p).is_none_or(|a| !self.holder_alive(a, now)))
-            .filter(|p| !self.kernel.port_busy(*p))
-            .take(count)
-            .collect())
+        suggest(&self.config, self.state(), service_type, count, now_millis(), &|p| self.kernel.port_busy(p))
     }
 
     pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
@@ -709,6 +722,39 @@ impl Engine {
         }
         Ok(false)
     }
+}
+
+/// Whether the holder of `a` still exists (the real process table).
+pub fn holder_alive(state: &State, a: &Allocation, now: Millis) -> bool {
+    health::holder_failure(a, &state.instances, now, &health::Proc).is_none()
+}
+
+/// Up to `count` free ports of `service_type` in policy order (preferred
+/// ports, then the range): not held by a live allocation of `state`, not
+/// `busy` in the kernel. `config` must include the auto-allocated types.
+/// Lock-free readers (the observer) call this on a state they read.
+pub fn suggest(
+    config: &Config,
+    state: &State,
+    service_type: &str,
+    count: usize,
+    now: Millis,
+    busy: &dyn Fn(u16) -> bool,
+) -> Result<Vec<u16>> {
+    let t = config.service_types.get(service_type).ok_or_else(|| {
+        EngineError::new(ErrorCode::UnknownServiceType, format!("unknown service type '{}'", printable(service_type)))
+    })?;
+    let [start, end] = t.range;
+    Ok(t.preferred_ports
+        .iter()
+        .copied()
+        .chain(start..=end)
+        .scan(HashSet::new(), |seen, p| Some(seen.insert(p).then_some(p)))
+        .flatten()
+        .filter(|p| state.allocations.get(p).is_none_or(|a| !holder_alive(state, a, now)))
+        .filter(|p| !busy(*p))
+        .take(count)
+        .collect())
 }
 
 /// Where to look for a port: a few single candidates, then whole ranges.

@@ -21,14 +21,19 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
 /// True when `pid` runs and is the same process that had `start_time`. A
 /// zombie has exited: its ports are free even before its parent reaps it.
 pub fn is_alive(pid: u32, start: Option<u64>) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
+    running_start_time(pid).is_some_and(|now| start.is_none_or(|then| now == then))
+}
+
+/// The start time of `pid` while it runs; `None` once it has exited (a
+/// zombie included). One read of /proc/PID/stat, so state and start time
+/// describe the same process.
+pub fn running_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let running = stat
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
         .is_some_and(|state| state != "Z" && state != "X");
-    running && start.is_none_or(|then| parse_start_time(&stat) == Some(then))
+    running.then(|| parse_start_time(&stat)).flatten()
 }
 
 /// Real uid of `pid` (the owner of /proc/PID).

@@ -276,6 +276,53 @@ impl Store {
             .map_err(io_error("fsync", &self.wal_path()))
     }
 
+    /// For a writer whose files were damaged or replaced behind its back,
+    /// when its state in memory is the truth: if the directory does not
+    /// read back as this state, keeps the snapshot and the log aside and
+    /// writes the state out afresh. Returns the files kept aside (none when
+    /// the files were sound).
+    pub fn rewrite_if_damaged(&mut self) -> Result<Vec<PathBuf>, StoreError> {
+        if read_state(&self.dir).is_ok_and(|on_disk| on_disk == self.state) {
+            return Ok(Vec::new());
+        }
+        let wal_path = self.wal_path();
+        let mut aside = Vec::new();
+        for path in [snapshot::path(&self.dir), wal_path.clone()] {
+            if path.exists() {
+                aside.push(files::keep_aside(&path)?);
+            }
+        }
+        // No backup of the replaced snapshot: it is kept aside already.
+        snapshot::replace(&self.dir, &self.state, None)?;
+        self.snapshot_generation = Some(self.state.generation);
+        // Every record is in the new snapshot. The kept-aside log may be a
+        // hard link to the open one: start a new file rather than truncate.
+        files::remove_optional(&wal_path)?;
+        self.wal = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(&wal_path)
+            .map_err(io_error("open", &wal_path))?;
+        self.wal_len = 0;
+        self.wal_records = 0;
+        self.wal_needs_trim = false;
+        self.compaction_retry_at = 0;
+        Ok(aside)
+    }
+
+    /// Moves the generation up to `floor` when it is below: a repair for a
+    /// state that fell behind its own backups (a snapshot copied back by
+    /// hand), so generations never repeat and backups keep sorting by age.
+    /// Written as a new snapshot, since log records must follow each other.
+    pub fn advance_generation(&mut self, floor: u64) -> Result<(), StoreError> {
+        if floor <= self.state.generation {
+            return Ok(());
+        }
+        self.state.generation = floor;
+        self.compact()
+    }
+
     fn compact(&mut self) -> Result<(), StoreError> {
         if self.snapshot_generation != Some(self.state.generation) {
             snapshot::replace(&self.dir, &self.state, self.snapshot_generation)?;
@@ -298,6 +345,12 @@ impl Store {
     fn wal_path(&self) -> PathBuf {
         self.dir.join(WAL_NAME)
     }
+}
+
+/// The generation of the newest snapshot `dir` keeps in `backups/` (usable
+/// or not): the live state must be at least as new.
+pub fn newest_backup_generation(dir: &Path) -> Result<Option<u64>, StoreError> {
+    Ok(snapshot::backups(dir)?.first().map(|(generation, _)| *generation))
 }
 
 /// Reads the state of `dir` without the lock and without repairing anything,

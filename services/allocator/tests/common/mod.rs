@@ -32,6 +32,7 @@ pub struct Allocator {
     pub socket: PathBuf,
     pub child: Child,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Allocator {
@@ -41,12 +42,18 @@ impl Allocator {
 
     /// `args` choose the mode; socket, state dir and config are always private.
     pub fn start_with(args: &[&str]) -> Allocator {
+        Allocator::start_with_env(args, &[])
+    }
+
+    /// Like `start_with`, with extra environment (a bus address, say).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Allocator {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), TEST_CONFIG).unwrap();
         let socket = dir.path().join("run/api.sock");
         let extra: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let child = spawn(dir.path(), &socket, &extra);
-        let a = Allocator { dir, socket, child, extra };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn(dir.path(), &socket, &extra, &env);
+        let a = Allocator { dir, socket, child, extra, env };
         a.wait_ready();
         a
     }
@@ -77,7 +84,7 @@ impl Allocator {
     }
 
     pub fn restart(&mut self) {
-        self.child = spawn(self.dir.path(), &self.socket, &self.extra);
+        self.child = spawn(self.dir.path(), &self.socket, &self.extra, &self.env);
         self.wait_ready();
     }
 
@@ -105,14 +112,16 @@ impl Allocator {
     }
 }
 
-fn spawn(dir: &Path, socket: &Path, extra: &[String]) -> Child {
+fn spawn(dir: &Path, socket: &Path, extra: &[String], env: &[(String, String)]) -> Child {
+    let idle = if extra.iter().any(|a| a == "--idle-timeout") { &[][..] } else { &["--idle-timeout", "0"][..] };
     Command::new(env!("CARGO_BIN_EXE_styxy-allocator"))
         .args(extra)
         .arg("--socket")
         .arg(socket)
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .args(["--idle-timeout", "0"])
+        .args(idle)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("STYXY_CONFIG", dir.join("config.toml"))
         .env("STYXY_SYSTEM_CONFIG", dir.join("no-system-config.toml"))
         .env("STYXY_LOG", "warn")

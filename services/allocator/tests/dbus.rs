@@ -1,0 +1,182 @@
+//! The system-mode allocator on a private bus: org.styxy.Allocator1 through
+//! its proxy, signals, health reports, and /observe answered by
+//! org.styxy.Observer1.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use styxy_bus::daemon::Activity;
+use styxy_bus::testing::PrivateBus;
+use styxy_bus::{Allocator1Proxy, BusError, ListenerSource, ObserverService};
+use styxy_core::api::{ErrorCode, Listener};
+use styxy_core::config::Config;
+use styxy_core::observe::ObserveError;
+use zbus::fdo::DBusProxy;
+use zbus::{OwnedVariant, Variant};
+
+use common::Allocator;
+
+/// Starts the allocator in system mode on `bus` (no TCP: tests run side by
+/// side). It answers HTTP only once it owns its bus name.
+fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
+    let idle = idle_secs.to_string();
+    Allocator::start_with_env(&["--no-tcp", "--idle-timeout", &idle], &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())])
+}
+
+async fn owned(dbus: &DBusProxy<'_>) -> bool {
+    dbus.name_has_owner("org.styxy.Allocator1".try_into().unwrap()).await.unwrap()
+}
+
+fn options(pairs: &[(&str, Variant<'static>)]) -> HashMap<String, OwnedVariant> {
+    pairs.iter().map(|(k, v)| (k.to_string(), OwnedVariant::try_from(v.try_clone().unwrap()).unwrap())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocate_list_release_and_changes_over_the_bus() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let allocator = start_allocator(&bus, 0);
+    let conn = bus.connect().await.unwrap();
+    let proxy = Allocator1Proxy::new(&conn).await.unwrap();
+    let mut changes = proxy.receive_allocations_changed().await.unwrap();
+    let before = proxy.generation().await.unwrap();
+
+    let manual = [("service_name", Variant::from("web")), ("lease", Variant::from("manual"))];
+    let (port, lock_id, service_type, service_name, existing, requested, message) =
+        proxy.allocate("dev", options(&manual)).await.unwrap();
+    assert!((3000..=3099).contains(&port), "{port}");
+    assert_eq!((service_type.as_str(), service_name.as_str(), existing, requested), ("dev", "web", false, 0));
+    assert!(message.contains(&port.to_string()), "{message}");
+
+    let signal = tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
+    let generation = signal.args().unwrap().generation;
+    assert!(generation > before, "{generation} after {before}");
+    assert_eq!(proxy.generation().await.unwrap(), generation);
+
+    let listed = proxy.list().await.unwrap();
+    let mine = listed.iter().find(|a| a.lock_id == lock_id).expect("listed");
+    assert_eq!((mine.port, mine.lease.as_str(), mine.source.as_str()), (port, "manual", "dbus"));
+    assert_eq!(mine.uid, styxy_core::paths::uid());
+
+    // An HTTP allocation is announced on the bus too.
+    let (_, over_http) = allocator.post("/allocate", &serde_json::json!({"service_type": "api", "lease": "manual"}));
+    tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
+    assert!(proxy.list().await.unwrap().iter().any(|a| a.lock_id == over_http["lock_id"] && a.source == "api"));
+
+    assert_eq!(proxy.release(&lock_id).await.unwrap(), port);
+    tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
+    assert!(proxy.list().await.unwrap().iter().all(|a| a.lock_id != lock_id));
+
+    // Refusals keep the engine's codes.
+    let e = proxy.release(&lock_id).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e:?}");
+    let e = proxy.allocate("no-such-type", options(&[])).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownServiceType), "{e:?}");
+    let e = proxy.allocate("dev", options(&[("colour", Variant::from("red"))])).await.unwrap_err();
+    assert!(matches!(&e, BusError::InvalidField(m) if m.contains("colour")), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_are_counted_and_release_at_the_limit() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let _allocator = start_allocator(&bus, 0);
+    let conn = bus.connect().await.unwrap();
+    let proxy = Allocator1Proxy::new(&conn).await.unwrap();
+    let owned_by_me = [("pid", Variant::from(std::process::id()))];
+    let (port, lock_id, ..) = proxy.allocate("dev", options(&owned_by_me)).await.unwrap();
+
+    let silent = vec![(port, lock_id.clone(), "not_listening".to_string())];
+    for _ in 0..2 {
+        assert!(proxy.report_health(silent.clone(), vec![]).await.unwrap().is_empty(), "counted, not released");
+    }
+    let healthy = vec![(port, lock_id.clone(), "healthy".to_string())];
+    proxy.report_health(healthy, vec![]).await.unwrap();
+    for _ in 0..2 {
+        assert!(proxy.report_health(silent.clone(), vec![]).await.unwrap().is_empty(), "the count was reset");
+    }
+    let released = proxy.report_health(silent, vec![]).await.unwrap();
+    assert_eq!(released, vec![(port, lock_id.clone(), "not_listening".to_string())], "third failure in a row");
+
+    // A death the engine cannot confirm frees nothing.
+    let (port, lock_id, ..) = proxy.allocate("dev", options(&owned_by_me)).await.unwrap();
+    let dead = vec![(port, lock_id.clone(), "exited".to_string())];
+    assert!(proxy.report_health(dead, vec!["gone-session".into()]).await.unwrap().is_empty());
+    assert!(proxy.list().await.unwrap().iter().any(|a| a.lock_id == lock_id));
+
+    let e = proxy.report_health(vec![(port, lock_id, "tired".into())], vec![]).await.unwrap_err();
+    assert!(matches!(e, BusError::InvalidField(_)), "{e:?}");
+    assert_eq!(proxy.reload().await.unwrap(), ("clean".to_string(), vec![]), "a sound state needs no repair");
+    assert_eq!(proxy.repair().await.unwrap(), ("clean".to_string(), vec![]));
+}
+
+/// Listeners as the real observer service would report them, with a
+/// process name the allocator could not have found itself.
+struct Canned;
+
+impl ListenerSource for Canned {
+    fn listeners(&mut self) -> Result<Vec<Listener>, ObserveError> {
+        self.listeners_on(1)
+    }
+
+    fn listeners_on(&mut self, port: u16) -> Result<Vec<Listener>, ObserveError> {
+        Ok(vec![Listener {
+            port,
+            protocol: "tcp".into(),
+            address: "127.0.0.1".into(),
+            uid: styxy_core::paths::uid(),
+            inode: 1,
+            user: None,
+            pid: Some(1),
+            process: Some("from-observer1".into()),
+            command: None,
+            service_type: None,
+            project: None,
+        }])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observation_goes_through_the_observer_service() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let service = ObserverService::new(Canned, Config::builtin(), bus.path("state"), Arc::new(Activity::default()));
+    let _observer = zbus::connection::Builder::address(bus.address())
+        .serve_at("/org/styxy/Observer1", service)
+        .name("org.styxy.Observer1")
+        .build()
+        .await
+        .unwrap();
+    let allocator = start_allocator(&bus, 0);
+
+    // Blocking HTTP off the runtime that serves the observer.
+    let (seen, all) =
+        tokio::task::spawn_blocking(move || (allocator.get("/observe/7777").1, allocator.get("/observe/all").1))
+            .await
+            .unwrap();
+    assert_eq!(seen["listeners"][0]["process"], "from-observer1", "{seen}");
+    assert_eq!(seen["listeners"][0]["port"], 7777);
+    assert_eq!(all["observations"][0]["process"], "from-observer1", "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_calls_keep_the_allocator_alive_and_it_leaves_the_bus_when_idle() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let mut allocator = start_allocator(&bus, 2);
+    let conn = bus.connect().await.unwrap();
+    let proxy = Allocator1Proxy::new(&conn).await.unwrap();
+    let dbus = DBusProxy::new(&conn).await.unwrap();
+    for _ in 0..6 {
+        proxy.list().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(owned(&dbus).await, "4 s of calls 0.7 s apart: still running with a 2 s idle timeout");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while owned(&dbus).await {
+        assert!(Instant::now() < deadline, "the allocator did not step down when idle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = allocator.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

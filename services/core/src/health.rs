@@ -1,0 +1,553 @@
+//! The health pass (DESIGN.md §7): is every allocation's holder still there?
+//!
+//! [`check`] decides from injected inputs (processes, listening sockets,
+//! clock) and writes nothing: in system mode `styxy-health` runs it on a
+//! state read without the lock and sends the [`Report`] to the allocator,
+//! the single writer, which records it with [`apply`]; in user mode the
+//! allocator runs both in-process. A report carries only what needs
+//! recording, so a healthy machine costs the allocator nothing (it is not
+//! even started).
+//!
+//! Verdicts:
+//! - the owner process exited, or its pid now names another process (same
+//!   pid, other start time), or the session's instance expired: the holder
+//!   is certainly gone and the port is released at once;
+//! - a process owner runs but no socket of its uid listens on the port: it
+//!   may be restarting, so the failure is counted in the state and the port
+//!   is released after `health.max_failures` consecutive failures. Young
+//!   allocations get [`LISTEN_GRACE_MS`] to start listening: a dev server
+//!   may build for minutes before it binds.
+//!
+//! The listening test looks at the socket's uid, not its process: the
+//! health service has no privileges to map other users' sockets to
+//! processes, and the process that listens is often a child of the owner
+//! (`npm run dev` starting `node`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::engine::{Engine, EngineError};
+use crate::model::{Allocation, Instance, LeaseKind, Millis, State};
+use crate::observe::ObserveError;
+use crate::observe::sockdiag::SockDiag;
+use crate::process;
+
+/// How long a new process-lease allocation may go without listening before
+/// that counts as a failure.
+pub const LISTEN_GRACE_MS: Millis = 5 * 60 * 1000;
+
+/// The process table, injectable so decisions are testable without
+/// spawning and killing processes.
+pub trait Processes: Sync {
+    /// The start time of `pid` while it runs; `None` once it has exited.
+    fn running_start_time(&self, pid: u32) -> Option<u64>;
+}
+
+/// The real process table (/proc).
+pub struct Proc;
+
+impl Processes for Proc {
+    fn running_start_time(&self, pid: u32) -> Option<u64> {
+        process::running_start_time(pid)
+    }
+}
+
+/// Why an allocation failed its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// The owner process exited.
+    Exited,
+    /// The owner's pid now belongs to another process.
+    PidReused,
+    /// The session's instance expired or ended.
+    SessionExpired,
+    /// The owner runs, but no socket of its uid listens on the port.
+    NotListening,
+}
+
+impl Failure {
+    /// The holder is certainly gone: no point in counting.
+    pub fn is_final(self) -> bool {
+        self != Failure::NotListening
+    }
+
+    /// The stable name used in logs (`STYXY_REASON`) and on the bus.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Exited => "exited",
+            Failure::PidReused => "pid_reused",
+            Failure::SessionExpired => "session_expired",
+            Failure::NotListening => "not_listening",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown health verdict {0:?} (expected exited, pid_reused, session_expired or not_listening)")]
+pub struct UnknownFailure(pub String);
+
+impl FromStr for Failure {
+    type Err = UnknownFailure;
+
+    fn from_str(s: &str) -> Result<Failure, UnknownFailure> {
+        [Failure::Exited, Failure::PidReused, Failure::SessionExpired, Failure::NotListening]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFailure(s.chars().take(50).collect()))
+    }
+}
+
+/// Whether the holder of `a` is gone, by its lease: process leases by pid
+/// and start time, session leases by their instance. Manual leases have no
+/// holder to lose.
+pub fn holder_failure(
+    a: &Allocation,
+    instances: &BTreeMap<String, Instance>,
+    now: Millis,
+    processes: &dyn Processes,
+) -> Option<Failure> {
+    match a.lease {
+        LeaseKind::Manual => None,
+        LeaseKind::Process => {
+            let pid = a.owner.pid?;
+            match processes.running_start_time(pid) {
+                None => Some(Failure::Exited),
+                Some(now) if a.owner.start_time.is_some_and(|then| then != now) => Some(Failure::PidReused),
+                Some(_) => None,
+            }
+        }
+        LeaseKind::Session => match instances.get(&a.instance_id) {
+            Some(i) if !i.expired(now) => None,
+            _ => Some(Failure::SessionExpired),
+        },
+    }
+}
+
+/// Who listens on which TCP port (IPv4 or IPv6): the sockets' uids.
+#[derive(Debug, Clone, Default)]
+pub struct Listening {
+    uids: HashMap<u16, Vec<u32>>,
+}
+
+impl Listening {
+    pub fn new(sockets: impl IntoIterator<Item = (u16, u32)>) -> Listening {
+        let mut uids: HashMap<u16, Vec<u32>> = HashMap::new();
+        for (port, uid) in sockets {
+            let on_port = uids.entry(port).or_default();
+            if !on_port.contains(&uid) {
+                on_port.push(uid);
+            }
+        }
+        Listening { uids }
+    }
+
+    /// One sock_diag dump of the kernel's TCP listeners (no privileges needed).
+    pub fn dump() -> Result<Listening, ObserveError> {
+        let sockets = SockDiag::open()?.tcp_listeners()?;
+        Ok(Listening::new(sockets.into_iter().map(|s| (s.port, s.uid))))
+    }
+
+    pub fn by(&self, port: u16, uid: u32) -> bool {
+        self.uids.get(&port).is_some_and(|uids| uids.contains(&uid))
+    }
+}
+
+/// The verdict on one allocation: `None` when healthy. Without a listener
+/// dump (`listening` is `None`) only the holder's existence is checked.
+pub fn verdict(
+    a: &Allocation,
+    state: &State,
+    now: Millis,
+    processes: &dyn Processes,
+    listening: Option<&Listening>,
+) -> Option<Failure> {
+    holder_failure(a, &state.instances, now, processes).or_else(|| {
+        let checked = a.lease == LeaseKind::Process && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
+        let silent = listening.is_some_and(|l| !l.by(a.port, a.owner.uid));
+        (checked && silent).then_some(Failure::NotListening)
+    })
+}
+
+/// One allocation whose health must be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub port: u16,
+    pub lock_id: String,
+    /// `None`: healthy again after counted failures (the count is reset).
+    pub failure: Option<Failure>,
+}
+
+/// What a pass found that the writer must record: failing allocations,
+/// recovered ones, and instances whose heartbeat stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub expired_instances: Vec<String>,
+}
+
+impl Report {
+    /// Nothing to record: the writer need not be bothered (or started).
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty() && self.expired_instances.is_empty()
+    }
+
+    /// Logs every decision with structured fields (STYXY_PORT,
+    /// STYXY_LOCK_ID, STYXY_REASON in the journal).
+    pub fn log(&self) {
+        for f in &self.findings {
+            match f.failure {
+                Some(reason) => tracing::warn!(
+                    port = f.port,
+                    lock_id = %f.lock_id,
+                    reason = reason.as_str(),
+                    "port {} failed its health check: {reason}", f.port
+                ),
+                None => tracing::info!(
+                    port = f.port,
+                    lock_id = %f.lock_id,
+                    reason = "healthy",
+                    "port {} is healthy again", f.port
+                ),
+            }
+        }
+        for id in &self.expired_instances {
+            tracing::info!(instance_id = %id, reason = Failure::SessionExpired.as_str(), "instance {id} stopped sending heartbeats");
+        }
+    }
+}
+
+/// Start times read once per pass (owners often hold several ports),
+/// anything else read when asked.
+struct Known<'a> {
+    processes: &'a dyn Processes,
+    start_times: HashMap<u32, Option<u64>>,
+}
+
+impl Processes for Known<'_> {
+    fn running_start_time(&self, pid: u32) -> Option<u64> {
+        match self.start_times.get(&pid) {
+            Some(known) => *known,
+            None => self.processes.running_start_time(pid),
+        }
+    }
+}
+
+/// Reads the start times of `pids` on a few threads: one /proc read per
+/// owner is most of the cost of a pass.
+fn start_times(processes: &dyn Processes, pids: &[u32]) -> HashMap<u32, Option<u64>> {
+    let read = |chunk: &[u32]| chunk.iter().map(|&pid| (pid, processes.running_start_time(pid))).collect::<Vec<_>>();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads == 1 || pids.len() < 128 {
+        return read(pids).into_iter().collect();
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = pids.chunks(pids.len().div_ceil(threads)).map(|chunk| scope.spawn(move || read(chunk))).collect();
+        // A part that failed is read again when asked (see `Known`).
+        parts.into_iter().flat_map(|part| part.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Checks every allocation of `state`. Writes nothing.
+pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: Option<&Listening>) -> Report {
+    let mut owners: Vec<u32> = state
+        .allocations
+        .values()
+        .filter(|a| a.lease == LeaseKind::Process)
+        .filter_map(|a| a.owner.pid)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let processes = &Known { processes, start_times: start_times(processes, &owners) };
+    let findings = state
+        .allocations
+        .values()
+        .filter_map(|a| {
+            let failure = verdict(a, state, now, processes, listening);
+            // Counted failures are listening failures: without a dump,
+            // nothing says they are over.
+            let record = failure.is_some() || (a.health_failures > 0 && listening.is_some());
+            record.then(|| Finding { port: a.port, lock_id: a.lock_id.clone(), failure })
+        })
+        .collect();
+    let expired_instances = state.instances.values().filter(|i| i.expired(now)).map(|i| i.instance_id.clone()).collect();
+    Report { findings, expired_instances }
+}
+
+/// A port the writer released because of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub port: u16,
+    pub lock_id: String,
+    pub reason: Failure,
+}
+
+/// Records `report` in the state (the writer's side). The engine has the
+/// last word: a holder reported gone is released only if the engine finds
+/// it gone too (the report may be a few milliseconds old), and a listening
+/// failure is only counted until `health.max_failures` is reached.
+pub fn apply(engine: &mut Engine, report: &Report) -> Result<Vec<Released>, EngineError> {
+    let reported: HashMap<&str, Failure> = report
+        .findings
+        .iter()
+        .filter_map(|f| Some((f.lock_id.as_str(), f.failure?)))
+        .collect();
+    let mut released = Vec::new();
+    if reported.values().any(|f| f.is_final()) || !report.expired_instances.is_empty() {
+        for a in engine.reap()? {
+            // Reaping also frees holders that died since the pass.
+            let reason = reported.get(a.lock_id.as_str()).copied().unwrap_or(match a.lease {
+                LeaseKind::Session => Failure::SessionExpired,
+                _ => Failure::Exited,
+            });
+            released.push(Released { port: a.port, lock_id: a.lock_id, reason });
+        }
+    }
+    for f in &report.findings {
+        match f.failure {
+            Some(Failure::NotListening) => {
+                if engine.record_health(&f.lock_id, false)? {
+                    released.push(Released { port: f.port, lock_id: f.lock_id.clone(), reason: Failure::NotListening });
+                }
+            }
+            None => {
+                engine.record_health(&f.lock_id, true)?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(released)
+}
+
+/// Logs what [`apply`] released, with the same structured fields.
+pub fn log_released(released: &[Released]) {
+    for r in released {
+        tracing::info!(
+            port = r.port,
+            lock_id = %r.lock_id,
+            reason = r.reason.as_str(),
+            "released port {} ({})", r.port, r.reason
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::RealKernel;
+    use crate::model::{Owner, Source};
+    use crate::store::Store;
+
+    /// A process table of pid → start time; absent pids have exited.
+    struct FakeProcesses(HashMap<u32, u64>);
+
+    impl Processes for FakeProcesses {
+        fn running_start_time(&self, pid: u32) -> Option<u64> {
+            self.0.get(&pid).copied()
+        }
+    }
+
+    const NOW: Millis = 1_000_000_000;
+    const UID: u32 = 1000;
+
+    fn allocation(port: u16, lease: LeaseKind, pid: Option<u32>, age: Millis) -> Allocation {
+        Allocation {
+            lock_id: format!("00000000-0000-4000-8000-{port:012}"),
+            port,
+            requested_port: None,
+            service_type: "dev".into(),
+            service_name: "web".into(),
+            instance_id: "session-1".into(),
+            project_path: None,
+            owner: Owner { uid: UID, pid, start_time: pid.map(|_| 500) },
+            lease,
+            source: Source::Api,
+            allocated_at: NOW - age,
+            health_failures: 0,
+        }
+    }
+
+    fn state_with(allocations: Vec<Allocation>) -> State {
+        let mut state = State::new("boot".into());
+        for a in allocations {
+            state.allocations.insert(a.port, a);
+        }
+        state
+    }
+
+    fn instance(id: &str, last_heartbeat: Millis) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            uid: UID,
+            working_directory: None,
+            project_root: None,
+            registered_at: last_heartbeat,
+            last_heartbeat,
+            ttl_secs: 120,
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    fn old() -> Millis {
+        LISTEN_GRACE_MS + 1
+    }
+
+    #[test]
+    fn a_dead_owner_fails_for_good() {
+        let procs = FakeProcesses(HashMap::new());
+        let state = state_with(vec![allocation(3000, LeaseKind::Process, Some(42), 10)]);
+        let report = check(&state, NOW, &procs, Some(&Listening::default()));
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].failure, Some(Failure::Exited));
+        assert!(Failure::Exited.is_final());
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_owner() {
+        // Same pid, another start time: a new process took the number.
+        let procs = FakeProcesses(HashMap::from([(42, 501)]));
+        let a = allocation(3000, LeaseKind::Process, Some(42), 10);
+        let state = state_with(vec![a.clone()]);
+        let listening = Listening::new([(3000, UID)]);
+        assert_eq!(verdict(&a, &state, NOW, &procs, Some(&listening)), Some(Failure::PidReused));
+        let same = FakeProcesses(HashMap::from([(42, 500)]));
+        assert_eq!(verdict(&a, &state, NOW, &same, Some(&listening)), None);
+    }
+
+    #[test]
+    fn a_live_owner_that_stopped_listening_is_counted_not_released() {
+        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let a = allocation(3000, LeaseKind::Process, Some(42), old());
+        let state = state_with(vec![a.clone()]);
+        let nobody = Listening::default();
+        assert_eq!(verdict(&a, &state, NOW, &procs, Some(&nobody)), Some(Failure::NotListening));
+        assert!(!Failure::NotListening.is_final());
+        let someone_else = Listening::new([(3000, UID + 1)]);
+        assert_eq!(verdict(&a, &state, NOW, &procs, Some(&someone_else)), Some(Failure::NotListening));
+        let owner = Listening::new([(3000, UID + 1), (3000, UID)]);
+        assert_eq!(verdict(&a, &state, NOW, &procs, Some(&owner)), None);
+        assert_eq!(verdict(&a, &state, NOW, &procs, None), None, "no dump, no listening verdict");
+    }
+
+    #[test]
+    fn young_allocations_and_other_leases_need_not_listen() {
+        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let young = allocation(3000, LeaseKind::Process, Some(42), LISTEN_GRACE_MS - 1);
+        let manual = allocation(3001, LeaseKind::Manual, None, old());
+        let mut state = state_with(vec![young, manual]);
+        state.instances.insert("session-1".into(), instance("session-1", NOW));
+        let session = allocation(3002, LeaseKind::Session, None, old());
+        state.allocations.insert(3002, session);
+        let report = check(&state, NOW, &procs, Some(&Listening::default()));
+        assert!(report.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn expired_instances_fail_their_session_allocations() {
+        let procs = FakeProcesses(HashMap::new());
+        let mut state = state_with(vec![allocation(3000, LeaseKind::Session, None, 10)]);
+        state.instances.insert("session-1".into(), instance("session-1", NOW - 121_000));
+        state.instances.insert("alive".into(), instance("alive", NOW - 1_000));
+        let report = check(&state, NOW, &procs, None);
+        assert_eq!(report.expired_instances, vec!["session-1".to_string()]);
+        assert_eq!(report.findings[0].failure, Some(Failure::SessionExpired));
+
+        // An instance that is gone altogether fails its allocations too.
+        state.instances.clear();
+        assert_eq!(check(&state, NOW, &procs, None).findings[0].failure, Some(Failure::SessionExpired));
+    }
+
+    #[test]
+    fn a_recovered_allocation_is_reported_so_its_count_resets() {
+        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let mut a = allocation(3000, LeaseKind::Process, Some(42), old());
+        a.health_failures = 2;
+        let state = state_with(vec![a]);
+        let report = check(&state, NOW, &procs, Some(&Listening::new([(3000, UID)])));
+        assert_eq!(report.findings, vec![Finding { port: 3000, lock_id: state.allocations[&3000].lock_id.clone(), failure: None }]);
+        assert!(check(&state, NOW, &procs, None).is_empty(), "no dump: the count stands");
+    }
+
+    #[test]
+    fn verdict_names_round_trip() {
+        for f in [Failure::Exited, Failure::PidReused, Failure::SessionExpired, Failure::NotListening] {
+            assert_eq!(f.as_str().parse::<Failure>(), Ok(f));
+        }
+        assert!("healthy\n".parse::<Failure>().is_err());
+    }
+
+    // The writer's side, against a real engine and real processes.
+
+    fn engine(dir: &std::path::Path, max_failures: u32) -> Engine {
+        let mut config = Config::builtin();
+        config.health.max_failures = max_failures;
+        let (store, _) = Store::open(dir).unwrap();
+        Engine::new(config, store, None, Box::new(RealKernel)).unwrap()
+    }
+
+    fn allocate_for(engine: &mut Engine, pid: u32, port: u16) -> (u16, String) {
+        let req = crate::api::AllocateRequest {
+            service_type: Some("dev".into()),
+            preferred_port: Some(serde_json::json!(port)),
+            pid: Some(pid),
+            ..Default::default()
+        };
+        let me = crate::engine::Caller { uid: crate::paths::uid(), pid: None };
+        let r = engine.allocate(&req, &me).unwrap();
+        (r.port, r.lock_id)
+    }
+
+    #[test]
+    fn listening_failures_release_at_the_configured_limit_and_reset_when_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = engine(dir.path(), 3);
+        let (port, lock_id) = allocate_for(&mut engine, std::process::id(), 3050);
+        let failing = Report {
+            findings: vec![Finding { port, lock_id: lock_id.clone(), failure: Some(Failure::NotListening) }],
+            expired_instances: vec![],
+        };
+        assert!(apply(&mut engine, &failing).unwrap().is_empty());
+        assert!(apply(&mut engine, &failing).unwrap().is_empty());
+        assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 2, "counted in the state");
+
+        let healthy = Report { findings: vec![Finding { failure: None, ..failing.findings[0].clone() }], ..failing.clone() };
+        apply(&mut engine, &healthy).unwrap();
+        assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 0, "a healthy check resets the count");
+
+        for _ in 0..2 {
+            assert!(apply(&mut engine, &failing).unwrap().is_empty());
+        }
+        let released = apply(&mut engine, &failing).unwrap();
+        assert_eq!(released, vec![Released { port, lock_id: lock_id.clone(), reason: Failure::NotListening }]);
+        assert!(engine.state().by_lock_id(&lock_id).is_none());
+    }
+
+    #[test]
+    fn a_reported_death_is_checked_by_the_engine_before_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = engine(dir.path(), 3);
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let (living_port, living) = allocate_for(&mut engine, std::process::id(), 3060);
+        let (dying_port, dying) = allocate_for(&mut engine, child.id(), 3061);
+        let report = Report {
+            findings: vec![
+                Finding { port: living_port, lock_id: living.clone(), failure: Some(Failure::Exited) },
+                Finding { port: dying_port, lock_id: dying.clone(), failure: Some(Failure::Exited) },
+            ],
+            expired_instances: vec![],
+        };
+        assert!(apply(&mut engine, &report).unwrap().is_empty(), "both owners still run: a stale report frees nothing");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let released = apply(&mut engine, &report).unwrap();
+        assert_eq!(released, vec![Released { port: dying_port, lock_id: dying, reason: Failure::Exited }]);
+        assert!(engine.state().by_lock_id(&living).is_some());
+    }
+}
