@@ -96,10 +96,10 @@ fn ok_json(r: styxy_core::client::Response) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-/// Allocate/release/check timings over one kept-alive connection.
-fn latencies<S: Read + Write>(conn: &mut Connection<S>, service_type: &str, cycles: usize) -> [Duration; 3] {
+/// Allocate/release/check (and observe) timings over one kept-alive connection.
+fn latencies<S: Read + Write>(conn: &mut Connection<S>, service_type: &str, cycles: usize) -> [Duration; 4] {
     let body = json!({"service_type": service_type, "service_name": "bench", "lease": "manual"});
-    let (mut alloc, mut release, mut check) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alloc, mut release, mut check, mut observe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..cycles + cycles / 10 {
         let t = Instant::now();
         let r = ok_json(conn.send_json(Method::Post, "/allocate", &body).unwrap());
@@ -109,11 +109,15 @@ fn latencies<S: Read + Write>(conn: &mut Connection<S>, service_type: &str, cycl
         ok_json(conn.send(Method::Get, &format!("/check/{port}"), None).unwrap());
         let c = t.elapsed();
         let t = Instant::now();
+        ok_json(conn.send(Method::Get, &format!("/observe/{port}"), None).unwrap());
+        let o = t.elapsed();
+        let t = Instant::now();
         ok_json(conn.send(Method::Delete, &format!("/allocate/{}", r["lock_id"].as_str().unwrap()), None).unwrap());
         let d = t.elapsed();
         if i >= cycles / 10 {
             alloc.push(a);
             check.push(c);
+            observe.push(o);
             release.push(d);
         }
     }
@@ -121,6 +125,7 @@ fn latencies<S: Read + Write>(conn: &mut Connection<S>, service_type: &str, cycl
         report(&format!("  allocate ({service_type})"), alloc),
         report("  release", release),
         report("  check", check),
+        report("  observe one port", observe),
     ]
 }
 
@@ -208,7 +213,7 @@ fn main() {
 
     let (server, _) = Server::start(0);
     println!("\nkept-alive Unix socket, {cycles} cycles:");
-    let [alloc, release, check] = latencies(&mut server.connect(), "bulk", cycles);
+    let [alloc, release, check, observe] = latencies(&mut server.connect(), "bulk", cycles);
 
     println!("\n16 concurrent clients × 600 allocations (3 rounds):");
     let mut rates: Vec<(f64, usize)> = (0..3).map(|_| concurrent(&server, 16, 600)).collect();
@@ -265,6 +270,7 @@ fn main() {
 
     println!("\nsummary (goal in brackets):");
     println!("  allocate p50 {alloc:.1?} [≤ 100 µs], release p50 {release:.1?} [≤ 100 µs], check p50 {check:.1?} [≤ 200 µs]");
+    println!("  GET /observe/{{port}} p50 {observe:.1?} [≤ 300 µs]");
     println!("  16 clients {median_rate:.0} allocations/s [≥ 20,000], duplicates {}", rates.iter().map(|r| r.1).sum::<usize>());
     if let Some(list) = list {
         println!("  styxy list {list:.2?} [≤ 5 ms]");
@@ -275,7 +281,7 @@ fn main() {
         let token = std::env::var("STYXY_BENCH_TOKEN").ok();
         println!("\nother server at {addr} (original HTTP API over TCP), {cycles} cycles:");
         let mut other = Connection::tcp(&addr, Duration::from_secs(10), token).unwrap();
-        let [oa, orl, oc] = latencies(&mut other, "dev", cycles.min(2_000));
+        let [oa, orl, oc, _] = latencies(&mut other, "dev", cycles.min(2_000));
         let ratio = |theirs: Duration, ours: Duration| theirs.as_secs_f64() / ours.as_secs_f64();
         println!(
             "  ratios (theirs / ours, p50): allocate {:.1}×, release {:.1}×, check {:.1}×",
