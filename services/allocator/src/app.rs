@@ -43,6 +43,8 @@ pub struct App {
     observer: Mutex<Option<Observer>>,
     /// The observer service on the system bus (system mode).
     observer_bus: OnceLock<Observer1Proxy<'static>>,
+    /// Becomes true once joining the bus succeeded or failed (system mode).
+    bus_settled: tokio::sync::watch::Sender<bool>,
     pub tokens: Tokens,
     pub metrics: Metrics,
     pub mode: Mode,
@@ -95,6 +97,7 @@ impl App {
             engine: Mutex::new(engine),
             observer: Mutex::new(None),
             observer_bus: OnceLock::new(),
+            bus_settled: tokio::sync::watch::Sender::new(false),
             tokens,
             metrics: Metrics::default(),
             mode,
@@ -126,9 +129,25 @@ impl App {
         let _ = self.observer_bus.set(proxy);
     }
 
+    /// The bus join finished, one way or the other.
+    pub fn bus_settled(&self) {
+        self.bus_settled.send_replace(true);
+    }
+
+    /// The observer service, once the bus join has settled: HTTP is served
+    /// before the bus is joined, but an early question about other users'
+    /// sockets must still reach the privileged observer.
+    async fn observer_service(&self) -> Option<&Observer1Proxy<'static>> {
+        if self.mode == Mode::System {
+            let mut settled = self.bus_settled.subscribe();
+            let _ = tokio::time::timeout(OBSERVER_TIMEOUT, settled.wait_for(|s| *s)).await;
+        }
+        self.observer_bus.get()
+    }
+
     /// Every listener on the machine, as `who` may see it.
     pub async fn observe_all(&self, who: &Caller) -> Result<Vec<Listener>, EngineError> {
-        match self.observer_bus.get() {
+        match self.observer_service().await {
             Some(bus) => self.observe_over_bus(who, bus.listeners(), |o| o.listeners()).await,
             None => self.observe_here(who, |o| o.listeners()),
         }
@@ -136,7 +155,7 @@ impl App {
 
     /// The listeners on one port, as `who` may see them.
     pub async fn observe_port(&self, port: u16, who: &Caller) -> Result<Vec<Listener>, EngineError> {
-        match self.observer_bus.get() {
+        match self.observer_service().await {
             Some(bus) => self.observe_over_bus(who, bus.observe(port), |o| o.listeners_on(port)).await,
             None => self.observe_here(who, |o| o.listeners_on(port)),
         }

@@ -57,16 +57,15 @@ impl Systemd {
 /// requests or bus calls; then says STOPPING=1, gives the bus name back,
 /// stops accepting, lets requests in flight finish, writes the state out.
 pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Duration) -> Result<()> {
-    let bus = match app.mode {
-        Mode::System => join_bus(&app).await,
-        Mode::User => None,
-    };
+    // HTTP is served at once; the bus is joined alongside, so a socket
+    // activation's first answer does not wait for the D-Bus handshake.
+    let bus: Arc<tokio::sync::OnceCell<Connection>> = Arc::new(tokio::sync::OnceCell::new());
     let notifier = systemd.notifier;
     let shutdown = {
         let (app, bus) = (app.clone(), bus.clone());
         async move {
             wait_for_stop(&app, idle).await;
-            match &bus {
+            match bus.get() {
                 // Calls in flight are drained with the HTTP requests.
                 Some(bus) => daemon::step_down(bus, ALLOCATOR_NAME, notifier, &app.activity, Duration::ZERO).await,
                 None => notifier.send(&[sd_notify::NotifyState::Stopping]),
@@ -74,12 +73,21 @@ pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Du
         }
     };
     let server = tokio::spawn(crate::server::serve(listeners, app.clone(), shutdown));
+    if app.mode == Mode::System {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Some(conn) = join_bus(&app).await {
+                let _ = bus.set(conn);
+            }
+            app.bus_settled();
+        });
+    }
     app.watch_existing_owners();
     if app.mode == Mode::User {
         spawn_health_passes(&app);
     }
     notifier.send(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(mode = ?app.mode, socket = %app.socket.display(), bus = bus.is_some(), "ready");
+    tracing::info!(mode = ?app.mode, socket = %app.socket.display(), "ready");
 
     if let Some(period) = systemd.watchdog {
         let stop_after = std::env::var(ENV_STOP_WATCHDOG).ok().and_then(|v| v.parse::<u64>().ok());

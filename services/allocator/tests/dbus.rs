@@ -27,6 +27,17 @@ fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
     Allocator::start_with_env(&["--no-tcp", "--idle-timeout", &idle], &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())])
 }
 
+/// The allocator serves HTTP before it has joined the bus: wait for its name
+/// as a client activated by name would be queued until it appears.
+async fn wait_for_name(conn: &zbus::Connection) {
+    let dbus = DBusProxy::new(conn).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !owned(&dbus).await {
+        assert!(Instant::now() < deadline, "the allocator never took its bus name");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn owned(dbus: &DBusProxy<'_>) -> bool {
     dbus.name_has_owner("org.styxy.Allocator1".try_into().unwrap()).await.unwrap()
 }
@@ -40,6 +51,7 @@ async fn allocate_list_release_and_changes_over_the_bus() {
     let bus = PrivateBus::start(&[]).unwrap();
     let allocator = start_allocator(&bus, 0);
     let conn = bus.connect().await.unwrap();
+    wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let mut changes = proxy.receive_allocations_changed().await.unwrap();
     let before = proxy.generation().await.unwrap();
@@ -84,6 +96,7 @@ async fn health_reports_are_counted_and_release_at_the_limit() {
     let bus = PrivateBus::start(&[]).unwrap();
     let _allocator = start_allocator(&bus, 0);
     let conn = bus.connect().await.unwrap();
+    wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let owned_by_me = [("pid", Variant::from(std::process::id()))];
     let (port, lock_id, ..) = proxy.allocate("dev", options(&owned_by_me)).await.unwrap();
@@ -165,6 +178,7 @@ async fn bus_calls_keep_the_allocator_alive_and_it_leaves_the_bus_when_idle() {
     let bus = PrivateBus::start(&[]).unwrap();
     let mut allocator = start_allocator(&bus, 2);
     let conn = bus.connect().await.unwrap();
+    wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
     let dbus = DBusProxy::new(&conn).await.unwrap();
     for _ in 0..6 {
