@@ -44,30 +44,7 @@ fn scan(src: &str, commands: &[Command], target: &mut KillTarget) -> bool {
             "kill" => found |= kill(src, args, target),
             "pkill" => {
                 found = true;
-                let value_opts = [
-                    "-u",
-                    "-U",
-                    "-g",
-                    "-G",
-                    "-P",
-                    "-s",
-                    "-t",
-                    "--signal",
-                    "-F",
-                    "--pidfile",
-                    "--euid",
-                    "--uid",
-                    "--group",
-                    "--parent",
-                    "--session",
-                    "--terminal",
-                ];
-                target.names.extend(
-                    positionals(args, &value_opts)
-                        .into_iter()
-                        .take(1)
-                        .map(|w| w.text.clone()),
-                );
+                procps_pattern(args, target);
             }
             "killall" => {
                 found = true;
@@ -167,6 +144,18 @@ fn kill(src: &str, args: &[Word], target: &mut KillTarget) -> bool {
 
 /// A command whose output names processes: `lsof -ti:3000`, `pgrep -f
 /// vite`, `pidof node`, `fuser 3000/tcp`, `ps aux | grep '[v]ite'`.
+/// Options of pkill and pgrep (procps) that take a value, so the pattern is
+/// the first word that is none of them nor their value.
+const PROCPS_VALUE_OPTIONS: &[&str] = &[
+    "-u", "-U", "-g", "-G", "-P", "-s", "-t", "-d", "-F", "--signal", "--delimiter", "--pidfile", "--euid",
+    "--uid", "--group", "--parent", "--session", "--terminal",
+];
+
+/// The process-name pattern of a pkill or pgrep command.
+fn procps_pattern(args: &[Word], target: &mut KillTarget) {
+    target.names.extend(positionals(args, PROCPS_VALUE_OPTIONS).into_iter().take(1).map(|w| w.text.clone()));
+}
+
 fn produce(c: &Command, target: &mut KillTarget) {
     let Some((name, args)) = program(&c.words) else {
         return;
@@ -174,27 +163,7 @@ fn produce(c: &Command, target: &mut KillTarget) {
     match name {
         "lsof" => lsof_ports(args, target),
         "fuser" => fuser_ports(args, target),
-        "pgrep" => {
-            let value_opts = [
-                "-u",
-                "-U",
-                "-g",
-                "-G",
-                "-P",
-                "-s",
-                "-t",
-                "-d",
-                "--delimiter",
-                "-F",
-                "--pidfile",
-            ];
-            target.names.extend(
-                positionals(args, &value_opts)
-                    .into_iter()
-                    .take(1)
-                    .map(|w| w.text.clone()),
-            );
-        }
+        "pgrep" => procps_pattern(args, target),
         "pidof" => target.names.extend(
             positionals(args, &["-o"])
                 .into_iter()
