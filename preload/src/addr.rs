@@ -128,8 +128,8 @@ impl InetAddr {
         }
         let ip = self.storage.sin6_addr.s6_addr;
         // Only the wildcard's reach depends on the option; skip the call otherwise.
-        let v6only = ip.iter().all(|&b| b == 0)
-            && sys::sockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).unwrap_or(0) != 0;
+        let v6only =
+            ip.iter().all(|&b| b == 0) && sys::sockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).unwrap_or(0) != 0;
         Reach::of_v6(&ip, v6only)
     }
 }

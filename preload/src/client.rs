@@ -191,7 +191,11 @@ fn connect(addr: &libc::sockaddr_un) -> Option<c_int> {
         }
         // A Unix connect completes at once or fails (EAGAIN when the
         // allocator's backlog is full, i.e. it is not accepting).
-        let rc = libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), size_of::<libc::sockaddr_un>() as libc::socklen_t);
+        let rc = libc::connect(
+            fd,
+            (addr as *const libc::sockaddr_un).cast(),
+            size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
         if rc != 0 {
             sys::close(fd);
             return None;
@@ -277,7 +281,10 @@ mod tests {
     #[test]
     fn reads_port_lock_and_holder_from_an_allocate_answer() -> Result<(), &'static str> {
         let body = r#"{"success":true,"port":8001,"lock_id":"3f2a-11","requested_port":8000,"requested_port_holder":{"uid":0,"pid":4242,"process":"python3","service_type":"api"},"message":"ok"}"#;
-        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         let (status, body) = split_response(answer.as_bytes()).ok_or("no response")?;
         assert_eq!(status, 200);
         let grant = parse_grant(body).ok_or("no grant")?;

@@ -30,9 +30,7 @@ impl PortSet {
     pub const SPAN: u16 = 128;
 
     pub fn contains(&self, port: u16) -> bool {
-        port.checked_sub(self.lo)
-            .and_then(|i| 1u128.checked_shl(u32::from(i)))
-            .is_some_and(|bit| self.bits & bit != 0)
+        port.checked_sub(self.lo).and_then(|i| 1u128.checked_shl(u32::from(i))).is_some_and(|bit| self.bits & bit != 0)
     }
 
     fn insert(&mut self, port: u16) {

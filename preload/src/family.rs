@@ -65,9 +65,8 @@ pub fn record_first(port: u16, to: u16) {
 /// Records that `port` went to `to`, replacing what was there.
 pub fn record(port: u16, to: u16) {
     let s = slot(port);
-    let _ = s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-        Some((w & !TARGET_MASK) | HAS_TARGET | u32::from(to))
-    });
+    let _ =
+        s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some((w & !TARGET_MASK) | HAS_TARGET | u32::from(to)));
 }
 
 /// Takes `port` as a move's new port; false if another move already took it.

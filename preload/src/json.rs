@@ -138,7 +138,8 @@ mod tests {
 
     #[test]
     fn reads_top_level_members_and_skips_nested_values() {
-        let text = br#"{"success":true,"nested":{"port":1,"s":"}\"{"},"list":[1,[2]],"port": 8001 ,"name":"py\"th\\on"}"#;
+        let text =
+            br#"{"success":true,"nested":{"port":1,"s":"}\"{"},"list":[1,[2]],"port": 8001 ,"name":"py\"th\\on"}"#;
         let mut port = None;
         let mut name = [0u8; 16];
         let mut name_len = 0;

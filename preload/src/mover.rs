@@ -85,9 +85,8 @@ fn bind_inet(fd: c_int, addr: &InetAddr) -> c_int {
     let port = addr.port();
     let recorded = family::target(port);
     let first = recorded.is_none();
-    let avoid = recorded.is_some_and(|to| to != port)
-        || portmap::held_by_other(port)
-        || (first && foreign_listener(fd, addr));
+    let avoid =
+        recorded.is_some_and(|to| to != port) || portmap::held_by_other(port) || (first && foreign_listener(fd, addr));
     if avoid && relocate(fd, addr, Stage::Bind) {
         return 0;
     }

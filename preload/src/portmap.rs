@@ -82,9 +82,7 @@ fn refresh_if_due() {
         return;
     }
     // One thread refreshes; the others keep using the current map.
-    if NEXT_CHECK_NS
-        .compare_exchange(due, due.saturating_add(RECHECK_NS), Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
+    if NEXT_CHECK_NS.compare_exchange(due, due.saturating_add(RECHECK_NS), Ordering::AcqRel, Ordering::Relaxed).is_ok()
     {
         refresh();
     }

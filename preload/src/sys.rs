@@ -23,9 +23,8 @@ pub fn sockopt(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
 
 pub fn set_sockopt(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
     // SAFETY: value is a readable int.
-    let rc = unsafe {
-        libc::setsockopt(fd, level, name, (&raw const value).cast(), size_of::<c_int>() as libc::socklen_t)
-    };
+    let rc =
+        unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), size_of::<c_int>() as libc::socklen_t) };
     rc == 0
 }
 

@@ -26,7 +26,11 @@ fn recorded_move(sandbox: &Sandbox, pid: u32, requested: u16, now: u16) -> Value
     let mine = sandbox.allocations_of(pid);
     assert_eq!(mine.len(), 1, "{mine:#?}");
     let a = &mine[0];
-    assert_eq!((a["port"].as_u64(), a["requested_port"].as_u64()), (Some(now.into()), Some(requested.into())), "{a:#?}");
+    assert_eq!(
+        (a["port"].as_u64(), a["requested_port"].as_u64()),
+        (Some(now.into()), Some(requested.into())),
+        "{a:#?}"
+    );
     assert_eq!(a["source"], "preload");
     assert_eq!(a["service_name"], comm(pid));
     a.clone()

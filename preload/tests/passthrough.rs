@@ -40,9 +40,7 @@ fn a_busy_port_below_1024_gets_the_kernels_answer() {
     let sandbox = Sandbox::new();
     // As root the test can hold a low port and the program gets EADDRINUSE;
     // otherwise the program gets EACCES. Either way, unchanged.
-    let held = (1000..1024).find_map(|p| {
-        std::net::TcpListener::bind(("127.0.0.1", p)).ok().map(|l| (l, p))
-    });
+    let held = (1000..1024).find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok().map(|l| (l, p)));
     match held {
         Some((_holder, port)) => {
             let program = serve(&sandbox, &["127.0.0.1", &port.to_string()]);

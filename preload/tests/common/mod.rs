@@ -66,12 +66,8 @@ pub fn c_program(name: &str) -> PathBuf {
     }
     let src = manifest_dir().join("tests/programs").join(format!("{name}.c"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let status = Command::new("cc")
-        .args(["-O1", "-Wall", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("run cc");
+    let status =
+        Command::new("cc").args(["-O1", "-Wall", "-pthread", "-o"]).arg(&out).arg(&src).status().expect("run cc");
     assert!(status.success(), "cc {} failed", src.display());
     built.push((name.to_string(), out.clone()));
     out
@@ -377,8 +373,8 @@ pub fn moved_line(line: &str) -> Option<(u16, u16)> {
 /// first if given).
 pub fn ask(host: &str, port: u16, request: &str) -> String {
     let addr: SocketAddr = format!("{}:{port}", bracket(host)).parse().expect("address");
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     stream.write_all(request.as_bytes()).expect("send");
     let mut answer = String::new();

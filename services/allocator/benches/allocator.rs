@@ -142,7 +142,9 @@ fn concurrent(server: &Server, clients: usize, each: usize) -> (f64, usize) {
                 s.spawn(move || {
                     barrier.wait();
                     (0..each)
-                        .map(|_| ok_json(conn.send_json(Method::Post, "/allocate", body).unwrap())["port"].as_u64().unwrap())
+                        .map(|_| {
+                            ok_json(conn.send_json(Method::Post, "/allocate", body).unwrap())["port"].as_u64().unwrap()
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -162,7 +164,8 @@ fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -245,7 +248,10 @@ fn main() {
     let pid = server.child.id();
     let rss = rss_kib(pid);
     println!("  RSS after {total} allocate/release cycles: {:.1} MiB ({})", rss as f64 / 1024.0, rss_split(pid));
-    println!("  (the first allocator, after the 16-client bursts of 9,600 live allocations: {:.1} MiB)", after_burst as f64 / 1024.0);
+    println!(
+        "  (the first allocator, after the 16-client bursts of 9,600 live allocations: {:.1} MiB)",
+        after_burst as f64 / 1024.0
+    );
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(3));
     let idle_ticks = cpu_ticks(pid) - before;
@@ -264,18 +270,28 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     };
     match exited {
-        Some(e) => println!("  with --idle-timeout 2: exited after {e:.2?}, socket removed: {}", !idle_server.socket.exists()),
+        Some(e) => {
+            println!("  with --idle-timeout 2: exited after {e:.2?}, socket removed: {}", !idle_server.socket.exists())
+        }
         None => println!("  with --idle-timeout 2: STILL RUNNING after 10 s"),
     }
 
     println!("\nsummary (goal in brackets):");
-    println!("  allocate p50 {alloc:.1?} [≤ 100 µs], release p50 {release:.1?} [≤ 100 µs], check p50 {check:.1?} [≤ 200 µs]");
+    println!(
+        "  allocate p50 {alloc:.1?} [≤ 100 µs], release p50 {release:.1?} [≤ 100 µs], check p50 {check:.1?} [≤ 200 µs]"
+    );
     println!("  GET /observe/{{port}} p50 {observe:.1?} [≤ 300 µs]");
-    println!("  16 clients {median_rate:.0} allocations/s [≥ 20,000], duplicates {}", rates.iter().map(|r| r.1).sum::<usize>());
+    println!(
+        "  16 clients {median_rate:.0} allocations/s [≥ 20,000], duplicates {}",
+        rates.iter().map(|r| r.1).sum::<usize>()
+    );
     if let Some(list) = list {
         println!("  styxy list {list:.2?} [≤ 5 ms]");
     }
-    println!("  cold start {cold:.2?} [≤ 20 ms], RSS {:.1} MiB [≤ 10 MB], idle CPU {idle_ticks} ticks [0]", rss as f64 / 1024.0);
+    println!(
+        "  cold start {cold:.2?} [≤ 20 ms], RSS {:.1} MiB [≤ 10 MB], idle CPU {idle_ticks} ticks [0]",
+        rss as f64 / 1024.0
+    );
 
     if let Ok(addr) = std::env::var("STYXY_BENCH_COMPARE") {
         let token = std::env::var("STYXY_BENCH_TOKEN").ok();

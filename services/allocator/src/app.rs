@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use styxy_bus::daemon::Activity;
 use styxy_bus::wire::ListenerRecord;
 use styxy_bus::{AllocatorBackend, Observer1Proxy};
-use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse};
+use styxy_core::api::{
+    AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse,
+};
 use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, EngineError};
 use styxy_core::health::{self, Listening, Proc, Released, Report};
@@ -207,7 +209,11 @@ impl App {
 
     /// Allocates for `who` (HTTP and bus alike): watches a process owner,
     /// names the holder of a busy requested port, counts and logs.
-    pub async fn allocate(self: &Arc<Self>, who: &Caller, req: &AllocateRequest) -> Result<AllocateResponse, EngineError> {
+    pub async fn allocate(
+        self: &Arc<Self>,
+        who: &Caller,
+        req: &AllocateRequest,
+    ) -> Result<AllocateResponse, EngineError> {
         let (mut r, watch) = {
             let mut engine = self.engine();
             let r = engine.allocate(req, who)?;
@@ -264,9 +270,8 @@ impl App {
     /// styxy-health). The state is copied so requests do not wait for it.
     pub fn health_pass(&self) {
         let state = self.engine().state().clone();
-        let listening = Listening::dump()
-            .map_err(|e| tracing::warn!("health pass without the listening check: {e}"))
-            .ok();
+        let listening =
+            Listening::dump().map_err(|e| tracing::warn!("health pass without the listening check: {e}")).ok();
         let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
         if report.is_empty() {
             return;
@@ -365,9 +370,7 @@ impl App {
         // SAFETY: pidfd_open returns a new descriptor we own, or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
         // SAFETY: the OwnedFd is fresh and stays open as long as the AsyncFd.
-        let watch = (fd >= 0)
-            .then(|| unsafe { AsyncFd::register(OwnedFd::from_raw_fd(fd as i32)) }.ok())
-            .flatten();
+        let watch = (fd >= 0).then(|| unsafe { AsyncFd::register(OwnedFd::from_raw_fd(fd as i32)) }.ok()).flatten();
         tokio::spawn(async move {
             if let Some(watch) = watch {
                 let _ = watch.readable().await;

@@ -107,19 +107,16 @@ pub fn run() -> Result<ExitCode> {
         listeners.tcp.push(l);
     }
     let map_path = paths::port_map_for(&socket);
-    let map = PortMap::create(&map_path, store.state())
-        .map_err(|e| tracing::warn!("no port map for the preload: {e}"))
-        .ok();
+    let map =
+        PortMap::create(&map_path, store.state()).map_err(|e| tracing::warn!("no port map for the preload: {e}")).ok();
     let tokens = crate::auth::Tokens::load(&state_dir).context("loading API tokens")?;
     let engine = Engine::new(config, store, map, Box::new(RealKernel)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(engine, tokens, mode, socket.clone());
 
     // One thread: every request takes the engine lock anyway, and cross-
     // thread wake-ups cost more than the work itself (measured).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let served = runtime.block_on(crate::lifecycle::run(app.clone(), listeners, systemd, idle));
     // `app` holds the state lock until it drops, after this: the socket is
     // removed before a successor waiting for the lock can bind its own.

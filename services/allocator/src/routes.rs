@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use styxy_core::api::{
-    AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener,
-    MAX_BODY, RegisterInstanceRequest, TokenResponse,
+    AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener, MAX_BODY,
+    RegisterInstanceRequest, TokenResponse,
 };
 use styxy_core::engine::{Caller, EngineError, parse_port};
 use styxy_core::model::now_millis;
@@ -74,10 +74,8 @@ fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
     match peer {
         Peer::Unix { uid, pid } => Ok(Caller { uid, pid }),
         Peer::Tcp => {
-            let bearer = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+            let bearer =
+                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
             let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
             let Some(key) = key else {
                 return Err(err(
@@ -85,18 +83,15 @@ fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
                     "authentication required: send Authorization: Bearer <token> or X-API-Key: <token> (get yours with `styxy token`)",
                 ));
             };
-            let uid = app.tokens.uid_for(key.trim()).ok_or_else(|| err(ErrorCode::Unauthorized, "invalid API token"))?;
+            let uid =
+                app.tokens.uid_for(key.trim()).ok_or_else(|| err(ErrorCode::Unauthorized, "invalid API token"))?;
             Ok(Caller { uid, pid: None })
         }
     }
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
@@ -155,7 +150,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         (&Method::POST, ["instance", "register"]) => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;
-            ok(&json!({"success": true, "instance_id": i.instance_id, "message": format!("Instance {} registered", i.instance_id)}))
+            ok(
+                &json!({"success": true, "instance_id": i.instance_id, "message": format!("Instance {} registered", i.instance_id)}),
+            )
         }
         (&Method::PUT, ["instance", id, "heartbeat"]) => {
             let i = app.engine().heartbeat(id, &who)?;
@@ -200,9 +197,11 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         (&Method::GET, ["suggest", service_type]) => {
             let count = match query(&req).get("count") {
                 None => 5,
-                Some(c) => c.parse::<usize>().ok().filter(|c| (1..=100).contains(c)).ok_or_else(|| {
-                    err(ErrorCode::InvalidField, "count must be a whole number from 1 to 100")
-                })?,
+                Some(c) => c
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|c| (1..=100).contains(c))
+                    .ok_or_else(|| err(ErrorCode::InvalidField, "count must be a whole number from 1 to 100"))?,
             };
             let suggestions = app.engine().suggest(service_type, count)?;
             ok(&json!({
@@ -237,10 +236,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             Mode::User => Err(err(ErrorCode::Forbidden, "only the allocator's own user may stop it")),
             Mode::System => Err(err(ErrorCode::Forbidden, "the system allocator is managed by systemd: use systemctl")),
         },
-        (_, segs) if known_path(segs) => Err(err(
-            ErrorCode::MethodNotAllowed,
-            format!("{} is not allowed on {path}", req.method()),
-        )),
+        (_, segs) if known_path(segs) => {
+            Err(err(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method())))
+        }
         _ => Err(err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path)))),
     }
 }
@@ -248,10 +246,25 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
 fn known_path(segs: &[&str]) -> bool {
     matches!(
         segs,
-        ["allocate"] | ["allocate", _] | ["check", _] | ["allocations"] | ["config"] | ["instance", ..]
-            | ["cleanup"] | ["scan"] | ["health"] | ["metrics"] | ["audit"] | ["circuit-breakers"]
-            | ["observe", _] | ["suggest", _] | ["register-instance"] | ["observation-stats"] | ["token"]
-            | ["daemon", "stop"] | ["config", "auto-types", _]
+        ["allocate"]
+            | ["allocate", _]
+            | ["check", _]
+            | ["allocations"]
+            | ["config"]
+            | ["instance", ..]
+            | ["cleanup"]
+            | ["scan"]
+            | ["health"]
+            | ["metrics"]
+            | ["audit"]
+            | ["circuit-breakers"]
+            | ["observe", _]
+            | ["suggest", _]
+            | ["register-instance"]
+            | ["observation-stats"]
+            | ["token"]
+            | ["daemon", "stop"]
+            | ["config", "auto-types", _]
     )
 }
 
@@ -272,9 +285,7 @@ async fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
 }
 
 async fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Reply> {
-    let bound = |key: &str, default: u16| -> Result<u16> {
-        q.get(key).map_or(Ok(default), |v| port_arg(v))
-    };
+    let bound = |key: &str, default: u16| -> Result<u16> { q.get(key).map_or(Ok(default), |v| port_arg(v)) };
     let start = bound("start", 3000)?;
     let end = bound("end", 9999)?;
     if start > end {
@@ -371,8 +382,7 @@ fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
     };
     if q.get("format").map(String::as_str) == Some("prometheus") {
         let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus(&gauges))));
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         return Ok(r);
     }
     ok(&app.metrics.json(&gauges))

@@ -57,7 +57,10 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
                     };
                     if r.status == 200 {
                         let v: Value = serde_json::from_slice(&r.body).unwrap();
-                        acked.lock().unwrap().push((v["lock_id"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap()));
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((v["lock_id"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap()));
                     }
                 }
             })

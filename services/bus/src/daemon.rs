@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use styxy_core::engine::Caller;
+use zbus::Connection;
 use zbus::connection::Builder;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::Interface;
 use zbus::proxy::CacheProperties;
-use zbus::Connection;
 
 use crate::error::BusError;
 

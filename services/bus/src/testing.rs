@@ -66,7 +66,9 @@ impl PrivateBus {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting dbus-daemon (Debian: apt-get install dbus-daemon): {e}")))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("starting dbus-daemon (Debian: apt-get install dbus-daemon): {e}"))
+            })?;
         // The daemon prints its address once it listens.
         let mut line = String::new();
         let stdout = daemon.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;

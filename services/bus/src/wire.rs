@@ -161,7 +161,10 @@ pub const ALLOCATE_OPTIONS: &[(&str, &str)] = &[
 /// Builds the request `Allocate(service_type, options)` stands for. An
 /// unknown option or one of the wrong type is refused, naming it. The
 /// source defaults to `dbus`.
-pub fn allocate_request(service_type: &str, options: HashMap<String, OwnedVariant>) -> Result<AllocateRequest, BusError> {
+pub fn allocate_request(
+    service_type: &str,
+    options: HashMap<String, OwnedVariant>,
+) -> Result<AllocateRequest, BusError> {
     let mut req = AllocateRequest {
         service_type: (!service_type.is_empty()).then(|| service_type.to_string()),
         source: Some(Source::Dbus),
@@ -230,13 +233,19 @@ mod tests {
         assert_eq!(req.service_type.as_deref(), Some("dev"));
         assert_eq!(req.service_name.as_deref(), Some("web"));
         assert_eq!(req.preferred_port, Some(serde_json::json!(3005)));
-        assert_eq!((req.pid, req.lease, req.source, req.dry_run), (Some(42), Some(LeaseKind::Manual), Some(Source::Dbus), true));
+        assert_eq!(
+            (req.pid, req.lease, req.source, req.dry_run),
+            (Some(42), Some(LeaseKind::Manual), Some(Source::Dbus), true)
+        );
     }
 
     #[test]
     fn unknown_or_mistyped_options_are_refused_by_name() {
         let e = allocate_request("dev", options(vec![("colour", Variant::from("red"))])).unwrap_err();
-        assert!(matches!(&e, BusError::InvalidField(m) if m.contains("'colour'") && m.contains("service_name")), "{e:?}");
+        assert!(
+            matches!(&e, BusError::InvalidField(m) if m.contains("'colour'") && m.contains("service_name")),
+            "{e:?}"
+        );
         let e = allocate_request("dev", options(vec![("pid", Variant::from("42"))])).unwrap_err();
         assert!(matches!(&e, BusError::InvalidField(m) if m.contains("'pid'") && m.contains('u')), "{e:?}");
         let e = allocate_request("dev", options(vec![("lease", Variant::from("forever"))])).unwrap_err();

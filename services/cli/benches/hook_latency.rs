@@ -21,19 +21,9 @@ fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
-            let mut child = sb
-                .styxy()
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("run styxy");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+            let mut child =
+                sb.styxy().args(args).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("run styxy");
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
             let status = child.wait().expect("wait for styxy");
             let elapsed = start.elapsed();
             assert!(status.success(), "styxy {args:?} failed");
@@ -58,19 +48,9 @@ fn report(label: &str, times: &[Duration]) {
 
 /// What `styxy hook EVENT` prints for `input`.
 fn answer(sb: &common::Sandbox, hook: &str, input: &str) -> String {
-    let mut child = sb
-        .styxy()
-        .args(["hook", hook])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run styxy");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    let mut child =
+        sb.styxy().args(["hook", hook]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run styxy");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
 }
 
@@ -99,16 +79,8 @@ fn main() {
     let cwd = cwd.to_string_lossy().into_owned();
     let (a, b) = ("bench-session-a", "bench-session-b");
     for session in [a, b] {
-        let start = event(
-            "SessionStart",
-            session,
-            &cwd,
-            serde_json::json!({"source": "startup"}),
-        );
-        assert!(
-            !answer(&sb, "session-start", &start).is_empty(),
-            "session start answered nothing"
-        );
+        let start = event("SessionStart", session, &cwd, serde_json::json!({"source": "startup"}));
+        assert!(!answer(&sb, "session-start", &start).is_empty(), "session start answered nothing");
     }
 
     // Session A's server: a port its session reserved, listened on.
@@ -122,11 +94,7 @@ fn main() {
     let reserved: serde_json::Value = serde_json::from_slice(&reserved.stdout).unwrap();
     let held = reserved["port"].as_u64().unwrap() as u16;
     let server = TcpListener::bind(("127.0.0.1", held)).unwrap();
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let conflict = format!("python3 -m http.server {held}");
 
     let pre = |command: &str| event("PreToolUse", b, &cwd, bash(command));
@@ -143,25 +111,12 @@ fn main() {
     assert!(answer(&sb, "post-tool-use-failure", &failed).contains("port conflict"));
 
     report("styxy --version", &measure(&sb, &["--version"], ""));
-    report(
-        "pre-tool-use: git status",
-        &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")),
-    );
+    report("pre-tool-use: git status", &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")));
     report(
         "pre-tool-use: start, port free",
-        &measure(
-            &sb,
-            &["hook", "pre-tool-use"],
-            &pre(&format!("python3 -m http.server {free}")),
-        ),
+        &measure(&sb, &["hook", "pre-tool-use"], &pre(&format!("python3 -m http.server {free}"))),
     );
-    report(
-        "pre-tool-use: start, port held",
-        &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)),
-    );
-    report(
-        "post-tool-use-failure: conflict",
-        &measure(&sb, &["hook", "post-tool-use-failure"], &failed),
-    );
+    report("pre-tool-use: start, port held", &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)));
+    report("post-tool-use-failure: conflict", &measure(&sb, &["hook", "post-tool-use-failure"], &failed));
     drop(server);
 }

@@ -16,12 +16,7 @@ fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
-            let status = sb
-                .styxy()
-                .args(args)
-                .stdout(Stdio::null())
-                .status()
-                .expect("run styxy");
+            let status = sb.styxy().args(args).stdout(Stdio::null()).status().expect("run styxy");
             let elapsed = start.elapsed();
             assert!(status.success(), "styxy {args:?} failed");
             elapsed
@@ -45,26 +40,11 @@ fn report(label: &str, times: &[Duration]) {
 
 fn main() {
     let sb = common::Sandbox::new();
-    std::fs::write(
-        sb.config_file(),
-        "[service_types.bulk]\nrange = [21000, 21999]\n",
-    )
-    .unwrap();
+    std::fs::write(sb.config_file(), "[service_types.bulk]\nrange = [21000, 21999]\n").unwrap();
     for i in 0..100 {
-        sb.json(&[
-            "allocate",
-            "-s",
-            "bulk",
-            "-n",
-            &format!("svc{i}"),
-            "--lease",
-            "manual",
-        ]);
+        sb.json(&["allocate", "-s", "bulk", "-n", &format!("svc{i}"), "--lease", "manual"]);
     }
-    assert_eq!(
-        sb.json(&["list"])["allocations"].as_array().map(Vec::len),
-        Some(100)
-    );
+    assert_eq!(sb.json(&["list"])["allocations"].as_array().map(Vec::len), Some(100));
 
     report("styxy --version", &measure(&sb, &["--version"]));
     report("styxy list", &measure(&sb, &["list"]));

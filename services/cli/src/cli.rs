@@ -15,19 +15,10 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// Exit statuses, for `--help` and the man page.
 pub const EXIT_STATUSES: [(u8, &str); 4] = [
-    (
-        EXIT_OK,
-        "success (`check` exits 0 whether the port is free or not)",
-    ),
-    (
-        EXIT_REFUSED,
-        "refused: the allocator said no, a check failed, or the request failed",
-    ),
+    (EXIT_OK, "success (`check` exits 0 whether the port is free or not)"),
+    (EXIT_REFUSED, "refused: the allocator said no, a check failed, or the request failed"),
     (EXIT_USAGE, "usage error"),
-    (
-        EXIT_UNREACHABLE,
-        "the allocator could not be reached or started",
-    ),
+    (EXIT_UNREACHABLE, "the allocator could not be reached or started"),
 ];
 pub const RUN_EXIT_STATUS: &str = "`styxy run` exits with the status of the command it runs \
     (127 when the command cannot be found, 126 when it cannot be executed).";
@@ -80,9 +71,7 @@ pub struct Cli {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("not a number of seconds: {text}"))?;
+    let secs: f64 = text.parse().map_err(|_| format!("not a number of seconds: {text}"))?;
     if !(secs > 0.0 && secs <= 3600.0) {
         return Err("must be more than 0 and at most 3600 seconds".into());
     }
@@ -185,11 +174,14 @@ allocator cannot be reached or refuses, the command runs anyway without PORT.")]
     ShellInit { shell: Shell },
 
     /// Answer a Claude Code hook event (the event's JSON on stdin)
-    #[command(subcommand, after_help = "\
+    #[command(
+        subcommand,
+        after_help = "\
 Claude Code runs these (see `styxy hooks install`). Each reads one event on
 stdin and answers with Claude Code's hook protocol on stdout, always with
 exit status 0: when the allocator cannot be reached or anything goes wrong it
-answers nothing, so a broken styxy never stands in the agent's way.")]
+answers nothing, so a broken styxy never stands in the agent's way."
+    )]
     Hook(HookCommand),
 
     /// Install, remove or show styxy's hooks in Claude Code's settings
@@ -322,11 +314,7 @@ pub struct ScopeArgs {
 impl ScopeArgs {
     /// The file to change: the user's unless --project.
     pub fn scope(&self) -> HookScope {
-        if self.project {
-            HookScope::Project
-        } else {
-            HookScope::User
-        }
+        if self.project { HookScope::Project } else { HookScope::User }
     }
 
     /// The files to look at: the one named, else both.

@@ -2,13 +2,13 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
-use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::span;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use styxy_core::api::TokenResponse;
+use styxy_core::client::Method;
 
 /// `GET /status`.
 #[derive(Debug, Deserialize)]

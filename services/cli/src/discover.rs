@@ -1,7 +1,6 @@
 //! Finding the allocator: the first socket that accepts a connection, and in
 //! user mode starting `styxy-allocator --user` when none does.
 
-use styxy_core::client::{self, Client};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -9,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use styxy_core::client::{self, Client};
 use styxy_core::paths;
 
 /// Names the allocator executable explicitly.
@@ -21,9 +21,7 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Unreachable {
-    #[error(
-        "no allocator answers (tried {tried}) and starting one is disabled (--no-autostart or STYXY_NO_AUTOSTART)"
-    )]
+    #[error("no allocator answers (tried {tried}) and starting one is disabled (--no-autostart or STYXY_NO_AUTOSTART)")]
     AutostartDisabled { tried: String },
     #[error(
         "no allocator answers (tried {tried}) and {ALLOCATOR_NAME} was not found (looked at {looked}; set {ENV_ALLOCATOR})"
@@ -32,16 +30,9 @@ pub enum Unreachable {
     #[error("cannot open the allocator log {}: {source}", path.display())]
     Log { path: PathBuf, source: io::Error },
     #[error("cannot start {}: {source}", allocator.display())]
-    Spawn {
-        allocator: PathBuf,
-        source: io::Error,
-    },
+    Spawn { allocator: PathBuf, source: io::Error },
     #[error("started {} but nothing answered on {} within {}s; see {}", allocator.display(), socket.display(), START_WAIT.as_secs(), log.display())]
-    NoAnswer {
-        allocator: PathBuf,
-        socket: PathBuf,
-        log: PathBuf,
-    },
+    NoAnswer { allocator: PathBuf, socket: PathBuf, log: PathBuf },
 }
 
 /// How to find the allocator.
@@ -89,11 +80,7 @@ impl Discovery {
                 return Ok(Client::new(socket, self.timeout));
             }
             if Instant::now() >= deadline {
-                return Err(Unreachable::NoAnswer {
-                    allocator,
-                    socket,
-                    log,
-                });
+                return Err(Unreachable::NoAnswer { allocator, socket, log });
             }
             std::thread::sleep(POLL_EVERY);
         }
@@ -117,21 +104,13 @@ impl Discovery {
     fn autostart_socket(&self) -> PathBuf {
         self.socket
             .clone()
-            .or_else(|| {
-                std::env::var_os(paths::ENV_SOCKET)
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
+            .or_else(|| std::env::var_os(paths::ENV_SOCKET).filter(|v| !v.is_empty()).map(PathBuf::from))
             .unwrap_or_else(paths::user_socket)
     }
 }
 
 fn join_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// True for a regular file with an execute bit.
@@ -144,17 +123,10 @@ pub fn is_executable(path: &Path) -> bool {
 pub fn find_allocator() -> Result<PathBuf, Vec<PathBuf>> {
     if let Some(explicit) = std::env::var_os(ENV_ALLOCATOR).filter(|v| !v.is_empty()) {
         let explicit = PathBuf::from(explicit);
-        return if is_executable(&explicit) {
-            Ok(explicit)
-        } else {
-            Err(vec![explicit])
-        };
+        return if is_executable(&explicit) { Ok(explicit) } else { Err(vec![explicit]) };
     }
     let mut looked = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         looked.push(dir.join(ALLOCATOR_NAME));
     }
     looked.push(PathBuf::from(INSTALLED_ALLOCATOR));
@@ -184,21 +156,9 @@ pub fn search_path(name: &str) -> Option<PathBuf> {
 fn start_allocator(allocator: &Path, socket: &Path) -> Result<PathBuf, Unreachable> {
     let state_dir = paths::user_state_dir();
     let log_path = state_dir.join("allocator.log");
-    let log_error = |source| Unreachable::Log {
-        path: log_path.clone(),
-        source,
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&state_dir)
-        .map_err(log_error)?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(log_error)?;
+    let log_error = |source| Unreachable::Log { path: log_path.clone(), source };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&state_dir).map_err(log_error)?;
+    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(log_error)?;
     let log_copy = log.try_clone().map_err(log_error)?;
 
     let mut command = Command::new(allocator);
@@ -235,19 +195,11 @@ fn start_allocator(allocator: &Path, socket: &Path) -> Result<PathBuf, Unreachab
             // pipe a script reads our output from) must not stay open for
             // the allocator's lifetime. Marking instead of closing keeps
             // std's exec-error pipe working; old kernels lack the call.
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             Ok(())
         });
     }
-    let spawn_error = |source| Unreachable::Spawn {
-        allocator: allocator.to_path_buf(),
-        source,
-    };
+    let spawn_error = |source| Unreachable::Spawn { allocator: allocator.to_path_buf(), source };
     let mut middle = command.spawn().map_err(spawn_error)?;
     middle.wait().map_err(spawn_error)?;
     Ok(log_path)

@@ -3,7 +3,6 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_REFUSED};
-use styxy_core::client::{Client, Method};
 use crate::daemon::StatusResponse;
 use crate::output::{print, print_json};
 use crate::run::find_preload;
@@ -11,6 +10,7 @@ use crate::table::{Table, span};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
+use styxy_core::client::{Client, Method};
 use styxy_core::config::Config;
 use styxy_core::paths;
 
@@ -30,11 +30,7 @@ struct Check {
 }
 
 fn check(check: &'static str, status: Level, detail: impl Into<String>) -> Check {
-    Check {
-        check,
-        status,
-        detail: detail.into(),
-    }
+    Check { check, status, detail: detail.into() }
 }
 
 pub fn doctor(ctx: &Ctx) -> u8 {
@@ -62,19 +58,11 @@ pub fn doctor(ctx: &Ctx) -> u8 {
         let mut table = Table::new(vec!["CHECK", "STATUS", "DETAIL"]);
         for c in &checks {
             let status = serde_json::to_value(c.status).unwrap_or_default();
-            table.push(vec![
-                c.check.into(),
-                status.as_str().unwrap_or("-").into(),
-                c.detail.clone(),
-            ]);
+            table.push(vec![c.check.into(), status.as_str().unwrap_or("-").into(), c.detail.clone()]);
         }
         print(&format!("{}\nverdict: {verdict}\n", table.render()));
     }
-    if worst == Level::Ok {
-        EXIT_OK
-    } else {
-        EXIT_REFUSED
-    }
+    if worst == Level::Ok { EXIT_OK } else { EXIT_REFUSED }
 }
 
 /// Which socket answers, in which mode; starts a user allocator when
@@ -92,22 +80,14 @@ fn reach_allocator(ctx: &Ctx, checks: &mut Vec<Check>) -> (Option<Client>, Optio
     };
     let status = client.get::<StatusResponse>("/status");
     let mode = status.as_ref().ok().map(|s| s.mode.clone());
-    let how = if started {
-        "started a user allocator on"
-    } else {
-        "allocator on"
-    };
+    let how = if started { "started a user allocator on" } else { "allocator on" };
     let detail = match &mode {
         Some(mode) => format!("{how} {} ({mode} mode)", client.socket().display()),
         None => format!("{how} {}", client.socket().display()),
     };
     checks.push(check("socket", Level::Ok, detail));
     if let Err(e) = status {
-        checks.push(check(
-            "status",
-            Level::Error,
-            format!("GET /status failed: {e}"),
-        ));
+        checks.push(check("status", Level::Error, format!("GET /status failed: {e}")));
     }
     (Some(client), mode)
 }
@@ -115,35 +95,16 @@ fn reach_allocator(ctx: &Ctx, checks: &mut Vec<Check>) -> (Option<Client>, Optio
 fn allocator_health(client: &Client) -> Check {
     let status = client.get::<StatusResponse>("/status").ok();
     let about = status
-        .map(|s| {
-            format!(
-                ", pid {}, up {}, {} allocations",
-                s.pid,
-                span(s.uptime as u64),
-                s.allocations
-            )
-        })
+        .map(|s| format!(", pid {}, up {}, {} allocations", s.pid, span(s.uptime as u64), s.allocations))
         .unwrap_or_default();
     match client.send(Method::Get, "/health") {
         Ok(r) if r.status == 200 => check("allocator", Level::Ok, format!("healthy{about}")),
         Ok(r) if r.status == 503 => {
             let body: serde_json::Value = r.decode().unwrap_or_default();
-            check(
-                "allocator",
-                Level::Warning,
-                format!("degraded{about}: {body}"),
-            )
+            check("allocator", Level::Warning, format!("degraded{about}: {body}"))
         }
-        Ok(r) => check(
-            "allocator",
-            Level::Error,
-            format!("GET /health answered HTTP {}", r.status),
-        ),
-        Err(e) => check(
-            "allocator",
-            Level::Error,
-            format!("GET /health failed: {e}"),
-        ),
+        Ok(r) => check("allocator", Level::Error, format!("GET /health answered HTTP {}", r.status)),
+        Err(e) => check("allocator", Level::Error, format!("GET /health failed: {e}")),
     }
 }
 
@@ -153,20 +114,13 @@ fn configuration() -> Check {
     let issues = Config::validate_files(&system, user.as_deref());
     match issues.first() {
         None => match Config::load_from(&system, user.as_deref()) {
-            Ok(c) => check(
-                "config",
-                Level::Ok,
-                format!("valid ({} service types)", c.service_types.len()),
-            ),
+            Ok(c) => check("config", Level::Ok, format!("valid ({} service types)", c.service_types.len())),
             Err(e) => check("config", Level::Error, e.to_string()),
         },
         Some(first) => check(
             "config",
             Level::Error,
-            format!(
-                "{} issue(s), first: {first} (run `styxy config validate`)",
-                issues.len()
-            ),
+            format!("{} issue(s), first: {first} (run `styxy config validate`)", issues.len()),
         ),
     }
 }
@@ -174,33 +128,18 @@ fn configuration() -> Check {
 /// The user allocator writes its state here; in system mode systemd owns it.
 fn state_dir(mode: Option<&str>) -> Check {
     if mode == Some("system") {
-        return check(
-            "state dir",
-            Level::Ok,
-            format!("{} (kept by the system allocator)", paths::SYSTEM_STATE_DIR),
-        );
+        return check("state dir", Level::Ok, format!("{} (kept by the system allocator)", paths::SYSTEM_STATE_DIR));
     }
     let dir = paths::user_state_dir();
     match probe_writable(&dir) {
-        Ok(()) => check(
-            "state dir",
-            Level::Ok,
-            format!("{} is writable", dir.display()),
-        ),
-        Err(e) => check(
-            "state dir",
-            Level::Error,
-            format!("{} is not writable: {e}", dir.display()),
-        ),
+        Ok(()) => check("state dir", Level::Ok, format!("{} is writable", dir.display())),
+        Err(e) => check("state dir", Level::Error, format!("{} is not writable: {e}", dir.display())),
     }
 }
 
 fn probe_writable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
     std::fs::write(&probe, b"probe")?;
     std::fs::remove_file(&probe)
@@ -214,10 +153,7 @@ fn preload() -> Check {
             check(
                 "preload",
                 Level::Warning,
-                format!(
-                    "library not found (looked at {}); busy ports will not be moved",
-                    looked.join(", ")
-                ),
+                format!("library not found (looked at {}); busy ports will not be moved", looked.join(", ")),
             )
         }
     }
@@ -229,38 +165,20 @@ fn listener_table(client: &Client) -> Check {
     let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
         Ok(l) => l,
         Err(e) => {
-            return check(
-                "sock_diag",
-                Level::Warning,
-                format!("cannot open a test listener: {e}"),
-            );
+            return check("sock_diag", Level::Warning, format!("cannot open a test listener: {e}"));
         }
     };
     let port = match listener.local_addr() {
         Ok(a) => a.port(),
         Err(e) => {
-            return check(
-                "sock_diag",
-                Level::Warning,
-                format!("cannot open a test listener: {e}"),
-            );
+            return check("sock_diag", Level::Warning, format!("cannot open a test listener: {e}"));
         }
     };
     match client.get::<serde_json::Value>(&format!("/observe/{port}")) {
-        Ok(v) if v["bound"] == json!(true) => check(
-            "sock_diag",
-            Level::Ok,
-            "the allocator sees listening sockets",
-        ),
-        Ok(_) => check(
-            "sock_diag",
-            Level::Error,
-            format!("the allocator did not see a test listener on 127.0.0.1:{port}"),
-        ),
-        Err(e) => check(
-            "sock_diag",
-            Level::Error,
-            format!("GET /observe/{port} failed: {e}"),
-        ),
+        Ok(v) if v["bound"] == json!(true) => check("sock_diag", Level::Ok, "the allocator sees listening sockets"),
+        Ok(_) => {
+            check("sock_diag", Level::Error, format!("the allocator did not see a test listener on 127.0.0.1:{port}"))
+        }
+        Err(e) => check("sock_diag", Level::Error, format!("GET /observe/{port} failed: {e}")),
     }
 }

@@ -34,10 +34,7 @@ struct Elf {
 impl Elf {
     fn read(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
         if len > MAX_TABLE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "ELF table too large",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "ELF table too large"));
         }
         let mut buf = vec![0; len as usize];
         self.file.read_exact_at(&mut buf, offset)?;
@@ -46,31 +43,19 @@ impl Elf {
 
     fn u16(&self, b: &[u8], at: usize) -> u16 {
         let v = [b[at], b[at + 1]];
-        if self.little {
-            u16::from_le_bytes(v)
-        } else {
-            u16::from_be_bytes(v)
-        }
+        if self.little { u16::from_le_bytes(v) } else { u16::from_be_bytes(v) }
     }
 
     fn u32(&self, b: &[u8], at: usize) -> u32 {
         let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        if self.little {
-            u32::from_le_bytes(v)
-        } else {
-            u32::from_be_bytes(v)
-        }
+        if self.little { u32::from_le_bytes(v) } else { u32::from_be_bytes(v) }
     }
 
     /// A 64-bit field in ELF64, a 32-bit one in ELF32.
     fn word(&self, b: &[u8], at64: usize, at32: usize) -> u64 {
         if self.is64 {
             let v: [u8; 8] = b[at64..at64 + 8].try_into().unwrap_or_default();
-            if self.little {
-                u64::from_le_bytes(v)
-            } else {
-                u64::from_be_bytes(v)
-            }
+            if self.little { u64::from_le_bytes(v) } else { u64::from_be_bytes(v) }
         } else {
             u64::from(self.u32(b, at32))
         }
@@ -99,21 +84,14 @@ pub fn inspect(path: &Path) -> io::Result<Option<Linkage>> {
     if n < 52 || &ident[..4] != b"\x7fELF" {
         return Ok(None);
     }
-    let elf = Elf {
-        file,
-        is64: ident[4] == 2,
-        little: ident[5] != 2,
-    };
+    let elf = Elf { file, is64: ident[4] == 2, little: ident[5] != 2 };
     if elf.is64 && n < 64 {
         return Ok(None);
     }
     let h = &ident;
     let (phoff, shoff) = (elf.word(h, 0x20, 0x1c), elf.word(h, 0x28, 0x20));
-    let (phentsize, phnum) = if elf.is64 {
-        (elf.u16(h, 0x36), elf.u16(h, 0x38))
-    } else {
-        (elf.u16(h, 0x2a), elf.u16(h, 0x2c))
-    };
+    let (phentsize, phnum) =
+        if elf.is64 { (elf.u16(h, 0x36), elf.u16(h, 0x38)) } else { (elf.u16(h, 0x2a), elf.u16(h, 0x2c)) };
     let (shentsize, shnum, shstrndx) = if elf.is64 {
         (elf.u16(h, 0x3a), elf.u16(h, 0x3c), elf.u16(h, 0x3e))
     } else {
@@ -136,11 +114,7 @@ pub fn inspect(path: &Path) -> io::Result<Option<Linkage>> {
     if has_go_section(&elf, shoff, shentsize, shnum, shstrndx)? {
         return Ok(Some(Linkage::Go));
     }
-    Ok(Some(if interp {
-        Linkage::Dynamic
-    } else {
-        Linkage::Static
-    }))
+    Ok(Some(if interp { Linkage::Dynamic } else { Linkage::Static }))
 }
 
 /// Walks the notes of a PT_NOTE segment looking for the Go build id.
@@ -172,10 +146,7 @@ fn has_go_section(elf: &Elf, shoff: u64, size: u16, count: u16, strndx: u16) -> 
     let names = elf.read(elf.word(strtab, 0x18, 0x10), elf.word(strtab, 0x20, 0x14))?;
     Ok(sections.iter().any(|s| {
         let start = elf.u32(s, 0) as usize;
-        let name = names
-            .get(start..)
-            .and_then(|n| n.split(|b| *b == 0).next())
-            .unwrap_or_default();
+        let name = names.get(start..).and_then(|n| n.split(|b| *b == 0).next()).unwrap_or_default();
         name == b".go.buildinfo" || name == b".note.go.buildid"
     }))
 }
@@ -239,11 +210,7 @@ mod tests {
 
     #[test]
     fn go_build_id_note_means_go_even_with_a_loader() {
-        let notes = [
-            note(b"GNU\0", 3, &[9; 20]),
-            note(b"Go\0\0", NT_GO_BUILD_ID, b"abc/def"),
-        ]
-        .concat();
+        let notes = [note(b"GNU\0", 3, &[9; 20]), note(b"Go\0\0", NT_GO_BUILD_ID, b"abc/def")].concat();
         let go = elf64(&[(PT_INTERP, b"/lib/ld.so\0".to_vec()), (PT_NOTE, notes)]);
         assert_eq!(inspect(go.path()).unwrap(), Some(Linkage::Go));
     }
@@ -260,10 +227,7 @@ mod tests {
     #[test]
     fn glibc_ldconfig_is_static() {
         // glibc ships ldconfig statically linked (static-pie: no PT_INTERP).
-        assert_eq!(
-            inspect(Path::new("/sbin/ldconfig")).unwrap(),
-            Some(Linkage::Static)
-        );
+        assert_eq!(inspect(Path::new("/sbin/ldconfig")).unwrap(), Some(Linkage::Static));
     }
 
     #[test]

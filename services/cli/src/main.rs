@@ -15,12 +15,12 @@ mod table;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, DaemonCommand, HookCommand, HooksCommand};
-use styxy_core::client::Client;
 use discover::Discovery;
 use hook::install;
 use hook::protocol::EventKind;
 use output::Failure;
 use std::process::ExitCode;
+use styxy_core::client::Client;
 
 /// What every command needs: the output mode and how to reach the allocator.
 pub struct Ctx {
@@ -39,11 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Ctx {
         json: cli.json,
-        discovery: Discovery {
-            socket: cli.socket,
-            autostart: !cli.no_autostart,
-            timeout: cli.timeout,
-        },
+        discovery: Discovery { socket: cli.socket, autostart: !cli.no_autostart, timeout: cli.timeout },
     };
     let result = match &cli.command {
         Command::Allocate(args) => ports::allocate(&ctx, args),
@@ -73,12 +69,8 @@ fn main() -> ExitCode {
         Command::Hooks(HooksCommand::Install { scope, rewrite }) => {
             install::install_command(&ctx, scope.scope(), *rewrite)
         }
-        Command::Hooks(HooksCommand::Uninstall { scope }) => {
-            install::uninstall_command(&ctx, scope.scope())
-        }
-        Command::Hooks(HooksCommand::Status { scope }) => {
-            install::status_command(&ctx, &scope.scopes())
-        }
+        Command::Hooks(HooksCommand::Uninstall { scope }) => install::uninstall_command(&ctx, scope.scope()),
+        Command::Hooks(HooksCommand::Status { scope }) => install::status_command(&ctx, &scope.scopes()),
         Command::Completions { shell } => Ok(completions(*shell)),
         Command::Man => man(),
     };
@@ -108,17 +100,10 @@ fn man() -> Result<u8, Failure> {
     let mut exit_status = Roff::new();
     exit_status.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in cli::EXIT_STATUSES {
-        exit_status
-            .control("TP", [])
-            .text([bold(code.to_string())])
-            .text([roman(meaning)]);
+        exit_status.control("TP", []).text([bold(code.to_string())]).text([roman(meaning)]);
     }
-    exit_status
-        .control("PP", [])
-        .text([roman(cli::RUN_EXIT_STATUS)]);
-    exit_status
-        .control("PP", [])
-        .text([roman(cli::JSON_ERRORS)]);
+    exit_status.control("PP", []).text([roman(cli::RUN_EXIT_STATUS)]);
+    exit_status.control("PP", []).text([roman(cli::JSON_ERRORS)]);
 
     let mut page = Vec::new();
     let rendered = (|| {

@@ -1,9 +1,9 @@
 //! Writing results and failures, and the exit status each failure maps to.
 
 use crate::cli::{EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE};
-use styxy_core::client::ClientError;
 use crate::discover::Unreachable;
 use std::io::Write;
+use styxy_core::client::ClientError;
 
 /// [`styxy_core::api::ErrorBody`]'s shape, for failures on this side of the
 /// socket (whose codes are not the allocator's).
@@ -31,16 +31,12 @@ pub enum Failure {
 
 impl Failure {
     pub fn local(code: &'static str, message: impl Into<String>) -> Failure {
-        Failure::Local {
-            code,
-            message: message.into(),
-        }
+        Failure::Local { code, message: message.into() }
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Unreachable(_)
-            | Failure::Client(ClientError::Connect { .. } | ClientError::Timeout { .. }) => {
+            Failure::Unreachable(_) | Failure::Client(ClientError::Connect { .. } | ClientError::Timeout { .. }) => {
                 EXIT_UNREACHABLE
             }
             Failure::Usage(_) => EXIT_USAGE,
@@ -61,11 +57,7 @@ impl Failure {
             Failure::Local { code, .. } => code,
             Failure::Usage(_) => "usage",
         };
-        let body = LocalErrorBody {
-            success: false,
-            error: code,
-            message: self.to_string(),
-        };
+        let body = LocalErrorBody { success: false, error: code, message: self.to_string() };
         serde_json::to_string(&body).unwrap_or_default()
     }
 
@@ -78,11 +70,7 @@ impl Failure {
             match self {
                 Failure::Client(ClientError::Api { body, .. }) => {
                     let code = serde_json::to_value(body.error).unwrap_or_default();
-                    warn(&format!(
-                        "{} [{}]",
-                        body.message,
-                        code.as_str().unwrap_or("error")
-                    ));
+                    warn(&format!("{} [{}]", body.message, code.as_str().unwrap_or("error")));
                 }
                 other => warn(&other.to_string()),
             }
@@ -94,11 +82,7 @@ impl Failure {
 /// Writes to stdout; a closed pipe (`styxy list | head -1`) is not an error.
 pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();
-    if out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
+    if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
         std::process::exit(0);
     }
 }

@@ -3,16 +3,16 @@
 
 use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
-use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, age, or_dash, utc};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use styxy_core::api::{
-    AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, Holder,
-    InstancesResponse, Listener, ReleaseResponse,
+    AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, Holder, InstancesResponse,
+    Listener, ReleaseResponse,
 };
+use styxy_core::client::Method;
 use styxy_core::model::{LeaseKind, Source, now_millis};
 
 /// Names the session a shell or agent belongs to; allocations default to a
@@ -62,30 +62,20 @@ pub fn allocate_request(
     session: Option<String>,
     parent_pid: u32,
 ) -> Result<AllocateRequest, Failure> {
-    let lease = args
-        .lease
-        .map(LeaseKind::from)
-        .unwrap_or(if session.is_some() {
-            LeaseKind::Session
-        } else {
-            LeaseKind::Process
-        });
+    let lease = args.lease.map(LeaseKind::from).unwrap_or(if session.is_some() {
+        LeaseKind::Session
+    } else {
+        LeaseKind::Process
+    });
     let instance_id = args.instance.clone().or(session);
     if lease == LeaseKind::Session && instance_id.is_none() {
-        return Err(Failure::Usage(
-            "a session lease needs --instance ID or $STYXY_SESSION".into(),
-        ));
+        return Err(Failure::Usage("a session lease needs --instance ID or $STYXY_SESSION".into()));
     }
     let project = match &args.project {
         Some(p) => std::path::absolute(p),
         None => std::env::current_dir(),
     }
-    .map_err(|e| {
-        Failure::local(
-            "invalid_field",
-            format!("cannot resolve the project directory: {e}"),
-        )
-    })?;
+    .map_err(|e| Failure::local("invalid_field", format!("cannot resolve the project directory: {e}")))?;
     Ok(AllocateRequest {
         service_type: Some(args.service_type.clone()),
         service_name: args.name.clone(),
@@ -101,14 +91,8 @@ pub fn allocate_request(
 }
 
 pub fn allocate(ctx: &Ctx, args: &AllocateArgs) -> Result<u8, Failure> {
-    let request = allocate_request(
-        args,
-        session_from_env(),
-        std::os::unix::process::parent_id(),
-    )?;
-    let reply = ctx
-        .client()?
-        .call_json(Method::Post, "/allocate", &request)?;
+    let request = allocate_request(args, session_from_env(), std::os::unix::process::parent_id())?;
+    let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);
@@ -121,10 +105,7 @@ pub fn allocate(ctx: &Ctx, args: &AllocateArgs) -> Result<u8, Failure> {
 fn describe_allocation(r: &AllocateResponse, lease: LeaseKind) -> String {
     let mut out = String::new();
     if r.auto_allocated {
-        out.push_str(&format!(
-            "Service type '{}' was created automatically",
-            r.service_type
-        ));
+        out.push_str(&format!("Service type '{}' was created automatically", r.service_type));
         if let Some([lo, hi]) = r.allocated_range {
             out.push_str(&format!(": range {lo}-{hi}"));
         }
@@ -142,32 +123,19 @@ fn describe_allocation(r: &AllocateResponse, lease: LeaseKind) -> String {
     }
     if let Some(requested) = r.requested_port {
         match &r.requested_port_holder {
-            Some(h) => out.push_str(&format!(
-                "Port {requested} is held by {}\n",
-                describe_holder(h)
-            )),
+            Some(h) => out.push_str(&format!("Port {requested} is held by {}\n", describe_holder(h))),
             None => out.push_str(&format!("Port {requested} is busy\n")),
         }
     }
     let service = format!("{} service '{}'", r.service_type, r.service_name);
     if r.dry_run {
-        out.push_str(&format!(
-            "Port {} is free for {service} (dry run: nothing reserved)\n",
-            r.port
-        ));
+        out.push_str(&format!("Port {} is free for {service} (dry run: nothing reserved)\n", r.port));
         return out;
     }
     if r.existing {
-        out.push_str(&format!(
-            "Port {}: {service} is single-instance; sharing the existing one\n",
-            r.port
-        ));
+        out.push_str(&format!("Port {}: {service} is single-instance; sharing the existing one\n", r.port));
     } else {
-        out.push_str(&format!(
-            "Port {} allocated for {service} (lease: {})\n",
-            r.port,
-            lease_name(lease)
-        ));
+        out.push_str(&format!("Port {} allocated for {service} (lease: {})\n", r.port, lease_name(lease)));
     }
     out.push_str(&format!("Lock ID: {}\n", r.lock_id));
     out
@@ -181,10 +149,7 @@ fn describe_holder(h: &Holder) -> String {
         _ => String::new(),
     };
     text.push_str(&h.user.clone().unwrap_or_else(|| format!("uid {}", h.uid)));
-    let process: Vec<String> = [h.pid.map(|p| format!("pid {p}")), h.process.clone()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let process: Vec<String> = [h.pid.map(|p| format!("pid {p}")), h.process.clone()].into_iter().flatten().collect();
     if !process.is_empty() {
         text.push_str(&format!(" ({})", process.join(", ")));
     }
@@ -193,14 +158,9 @@ fn describe_holder(h: &Holder) -> String {
 
 pub fn release(ctx: &Ctx, lock_id: &str) -> Result<u8, Failure> {
     if lock_id.is_empty() || lock_id.contains(['/', '?', '#', '%', ' ']) {
-        return Err(Failure::local(
-            "invalid_field",
-            format!("not a lock id: {lock_id:?}"),
-        ));
+        return Err(Failure::local("invalid_field", format!("not a lock id: {lock_id:?}")));
     }
-    let reply = ctx
-        .client()?
-        .call(Method::Delete, &format!("/allocate/{lock_id}"))?;
+    let reply = ctx.client()?.call(Method::Delete, &format!("/allocate/{lock_id}"))?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);
@@ -217,11 +177,7 @@ pub fn check(ctx: &Ctx, port: u16) -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     }
     let r: CheckResponse = reply.decode()?;
-    let mut out = if r.available {
-        format!("Port {port} is available\n")
-    } else {
-        format!("Port {port} is in use\n")
-    };
+    let mut out = if r.available { format!("Port {port} is available\n") } else { format!("Port {port} is in use\n") };
     if let Some(a) = &r.allocated_to {
         out.push_str(&format!("reserved: {}\n", describe_reservation(a)));
     }
@@ -233,17 +189,13 @@ pub fn check(ctx: &Ctx, port: u16) -> Result<u8, Failure> {
 }
 
 fn owner_name(a: &AllocationView) -> String {
-    a.user
-        .clone()
-        .unwrap_or_else(|| a.allocation.owner.uid.to_string())
+    a.user.clone().unwrap_or_else(|| a.allocation.owner.uid.to_string())
 }
 
 fn describe_reservation(view: &AllocationView) -> String {
     let a = &view.allocation;
-    let mut parts = vec![
-        format!("{} service '{}'", a.service_type, a.service_name),
-        format!("user {}", owner_name(view)),
-    ];
+    let mut parts =
+        vec![format!("{} service '{}'", a.service_type, a.service_name), format!("user {}", owner_name(view))];
     if let Some(pid) = a.owner.pid {
         parts.push(match &view.process {
             Some(p) => format!("pid {pid} ({p})"),
@@ -263,10 +215,7 @@ fn describe_listener(l: &Listener) -> String {
             None => format!("pid {pid}"),
         });
     }
-    parts.push(format!(
-        "user {}",
-        l.user.clone().unwrap_or_else(|| l.uid.to_string())
-    ));
+    parts.push(format!("user {}", l.user.clone().unwrap_or_else(|| l.uid.to_string())));
     parts.join(", ")
 }
 
@@ -287,11 +236,7 @@ pub struct ObserveAllResponse {
 pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
     let client = ctx.client()?;
     let reply = client.call(Method::Get, "/allocations")?;
-    let observed = if all {
-        Some(client.call(Method::Get, "/observe/all")?)
-    } else {
-        None
-    };
+    let observed = if all { Some(client.call(Method::Get, "/observe/all")?) } else { None };
     if ctx.json {
         match observed {
             None => print_raw_json(&reply.body),
@@ -311,38 +256,19 @@ pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
         Some(o) => o.decode::<ObserveAllResponse>()?.observations,
         None => Vec::new(),
     };
-    print(&list_table(
-        &r.allocations,
-        &listeners,
-        verbose,
-        all,
-        now_millis(),
-    ));
+    print(&list_table(&r.allocations, &listeners, verbose, all, now_millis()));
     Ok(EXIT_OK)
 }
 
 /// The `list` table; with `all`, external listeners are merged in by port.
-fn list_table(
-    allocations: &[AllocationView],
-    listeners: &[Listener],
-    verbose: bool,
-    all: bool,
-    now: u64,
-) -> String {
+fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: bool, all: bool, now: u64) -> String {
     let mut header = vec!["PORT"];
     if all {
         header.push("HELD_BY");
     }
     header.extend(["TYPE", "NAME", "OWNER", "PID", "LEASE", "LOCK_ID"]);
     if verbose {
-        header.extend([
-            "SOURCE",
-            "INSTANCE",
-            "PROCESS",
-            "AGE",
-            "ALLOCATED",
-            "PROJECT",
-        ]);
+        header.extend(["SOURCE", "INSTANCE", "PROCESS", "AGE", "ALLOCATED", "PROJECT"]);
     }
     let extra_dashes = if verbose { 6 } else { 0 };
 
@@ -374,8 +300,7 @@ fn list_table(
         }
         rows.insert((a.port, 0, 0), row);
     }
-    let reserved: std::collections::HashSet<u16> =
-        allocations.iter().map(|v| v.allocation.port).collect();
+    let reserved: std::collections::HashSet<u16> = allocations.iter().map(|v| v.allocation.port).collect();
     for l in listeners.iter().filter(|l| !reserved.contains(&l.port)) {
         // IPv4 and IPv6 sockets of one process on one port make one row.
         let key = (l.port, 1, l.pid.unwrap_or(u32::MAX));
@@ -396,11 +321,7 @@ fn list_table(
         rows.insert(key, row);
     }
     if rows.is_empty() {
-        return if all {
-            "No reserved or listening ports\n".into()
-        } else {
-            "No active port allocations\n".into()
-        };
+        return if all { "No reserved or listening ports\n".into() } else { "No active port allocations\n".into() };
     }
     let mut table = Table::new(header);
     for row in rows.into_values() {
@@ -425,9 +346,7 @@ struct ScanEntry {
 
 pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
     if start > end {
-        return Err(Failure::Usage(format!(
-            "--start {start} is above --end {end}"
-        )));
+        return Err(Failure::Usage(format!("--start {start} is above --end {end}")));
     }
     let client = ctx.client()?;
     let mut entries = Vec::new();
@@ -447,9 +366,7 @@ pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
         print(&format!("No ports in use in {range}\n"));
         return Ok(EXIT_OK);
     }
-    let mut table = Table::new(vec![
-        "PORT", "HELD_BY", "TYPE", "NAME", "USER", "PID", "PROCESS",
-    ]);
+    let mut table = Table::new(vec!["PORT", "HELD_BY", "TYPE", "NAME", "USER", "PID", "PROCESS"]);
     let mut reserved = 0;
     for e in &entries {
         let listener = e.system_usage.iter().flatten().next();
@@ -506,14 +423,7 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     }
     let now = now_millis();
-    let mut table = Table::new(vec![
-        "INSTANCE",
-        "UID",
-        "LAST_SEEN",
-        "TTL",
-        "REGISTERED",
-        "DIRECTORY",
-    ]);
+    let mut table = Table::new(vec!["INSTANCE", "UID", "LAST_SEEN", "TTL", "REGISTERED", "DIRECTORY"]);
     for i in &r.instances {
         table.push(vec![
             i.instance_id.clone(),
@@ -534,9 +444,7 @@ struct CleanupResponse {
 }
 
 pub fn cleanup(ctx: &Ctx, force: bool) -> Result<u8, Failure> {
-    let reply = ctx
-        .client()?
-        .call_json(Method::Post, "/cleanup", &json!({"force": force}))?;
+    let reply = ctx.client()?.call_json(Method::Post, "/cleanup", &json!({"force": force}))?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);
@@ -585,12 +493,8 @@ mod tests {
 
     #[test]
     fn explicit_flags_win_over_defaults() {
-        let r = allocate_request(
-            &args(Some(Lease::Manual), Some("x"), Some(99)),
-            Some("agent-7".into()),
-            4242,
-        )
-        .unwrap();
+        let r =
+            allocate_request(&args(Some(Lease::Manual), Some("x"), Some(99)), Some("agent-7".into()), 4242).unwrap();
         assert_eq!(r.lease, Some(LeaseKind::Manual));
         assert_eq!(r.instance_id.as_deref(), Some("x"));
         assert_eq!(r.pid, Some(99));
@@ -611,11 +515,7 @@ mod tests {
                 service_name: "web".into(),
                 instance_id: "cli".into(),
                 project_path: None,
-                owner: Owner {
-                    uid: 1000,
-                    pid: Some(77),
-                    start_time: Some(1),
-                },
+                owner: Owner { uid: 1000, pid: Some(77), start_time: Some(1) },
                 lease: LeaseKind::Process,
                 source: Source::Run,
                 allocated_at: 0,
@@ -646,11 +546,7 @@ mod tests {
     fn list_shows_moved_ports_and_merges_external_listeners() {
         let text = list_table(
             &[view(8001, Some(8000))],
-            &[
-                listener(8001, 77, "tcp"),
-                listener(80, 5, "tcp"),
-                listener(80, 5, "tcp6"),
-            ],
+            &[listener(8001, 77, "tcp"), listener(80, 5, "tcp"), listener(80, 5, "tcp6")],
             false,
             true,
             0,
@@ -658,25 +554,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("PORT"));
+        assert!(lines[1].starts_with("80 ") && lines[1].contains("external") && lines[1].contains("nginx"), "{text}");
         assert!(
-            lines[1].starts_with("80 ")
-                && lines[1].contains("external")
-                && lines[1].contains("nginx"),
-            "{text}"
-        );
-        assert!(
-            lines[2].starts_with("8000 → 8001")
-                && lines[2].contains("styxy")
-                && lines[2].contains("lock-8001"),
+            lines[2].starts_with("8000 → 8001") && lines[2].contains("styxy") && lines[2].contains("lock-8001"),
             "{text}"
         );
     }
 
     #[test]
     fn empty_list_says_so() {
-        assert_eq!(
-            list_table(&[], &[], false, false, 0),
-            "No active port allocations\n"
-        );
+        assert_eq!(list_table(&[], &[], false, false, 0), "No active port allocations\n");
     }
 }

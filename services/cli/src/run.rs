@@ -3,7 +3,6 @@
 
 use crate::Ctx;
 use crate::cli::{RunArgs, Shell};
-use styxy_core::client::Method;
 use crate::discover::search_path;
 use crate::elf::{self, Linkage};
 use crate::output::{Failure, print, warn};
@@ -13,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use styxy_core::api::{AllocateRequest, AllocateResponse};
+use styxy_core::client::Method;
 use styxy_core::model::{LeaseKind, Source};
 use styxy_core::paths;
 
@@ -33,30 +33,19 @@ pub fn find_preload() -> Result<PathBuf, Vec<PathBuf>> {
     let looked = match std::env::var_os(ENV_PRELOAD_LIB).filter(|v| !v.is_empty()) {
         Some(explicit) => vec![PathBuf::from(explicit)],
         None => {
-            let beside_exe = std::env::current_exe()
-                .ok()
-                .and_then(|e| e.parent().map(|d| d.join(PRELOAD_NAME)));
-            beside_exe
-                .into_iter()
-                .chain([PathBuf::from(INSTALLED_PRELOAD)])
-                .collect()
+            let beside_exe = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(PRELOAD_NAME)));
+            beside_exe.into_iter().chain([PathBuf::from(INSTALLED_PRELOAD)]).collect()
         }
     };
     // Canonical, because LD_PRELOAD is read in other working directories.
-    looked
-        .iter()
-        .filter(|p| p.is_file())
-        .find_map(|p| std::fs::canonicalize(p).ok())
-        .ok_or(looked)
+    looked.iter().filter(|p| p.is_file()).find_map(|p| std::fs::canonicalize(p).ok()).ok_or(looked)
 }
 
 /// `lib` prepended to an existing LD_PRELOAD (unchanged when already there).
 pub fn prepend_preload(lib: &Path, existing: Option<&OsStr>) -> OsString {
     let existing = existing.unwrap_or_default();
-    let present = existing
-        .as_bytes()
-        .split(|b| *b == b':' || *b == b' ')
-        .any(|entry| entry == lib.as_os_str().as_bytes());
+    let present =
+        existing.as_bytes().split(|b| *b == b':' || *b == b' ').any(|entry| entry == lib.as_os_str().as_bytes());
     if present {
         return existing.to_os_string();
     }
@@ -72,20 +61,11 @@ fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
     let program = Path::new(&args.command[0]);
     let request = AllocateRequest {
         // With only a port, the allocator picks the type whose range holds it.
-        service_type: args
-            .service_type
-            .clone()
-            .or_else(|| args.port.is_none().then(|| DEFAULT_RUN_TYPE.to_string())),
-        service_name: args.name.clone().or_else(|| {
-            program
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        }),
+        service_type: args.service_type.clone().or_else(|| args.port.is_none().then(|| DEFAULT_RUN_TYPE.to_string())),
+        service_name: args.name.clone().or_else(|| program.file_name().map(|n| n.to_string_lossy().into_owned())),
         preferred_port: args.port.map(serde_json::Value::from),
         instance_id: session_from_env(),
-        project_path: std::env::current_dir()
-            .ok()
-            .map(|d| d.to_string_lossy().into_owned()),
+        project_path: std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned()),
         dry_run: false,
         // The command is exec'd in this very process: same pid, same start
         // time, so the lease follows it.
@@ -93,9 +73,7 @@ fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
         lease: Some(LeaseKind::Process),
         source: Some(Source::Run),
     };
-    let reply = ctx
-        .client()?
-        .call_json(Method::Post, "/allocate", &request)?;
+    let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
     Ok(reply.decode()?)
 }
 
@@ -134,10 +112,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
         }
     };
     if let Ok(lib) = find_preload() {
-        command.env(
-            "LD_PRELOAD",
-            prepend_preload(&lib, std::env::var_os("LD_PRELOAD").as_deref()),
-        );
+        command.env("LD_PRELOAD", prepend_preload(&lib, std::env::var_os("LD_PRELOAD").as_deref()));
     }
     let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
     let why = match linkage {
@@ -150,17 +125,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
             Some(p) => format!("; it still gets PORT={p}"),
             None => String::new(),
         };
-        warn(&format!(
-            "{} {why}: LD_PRELOAD cannot move its port{port_note}",
-            program.to_string_lossy()
-        ));
+        warn(&format!("{} {why}: LD_PRELOAD cannot move its port{port_note}", program.to_string_lossy()));
     }
 
     let error = command.exec();
-    warn(&format!(
-        "cannot run {}: {error}",
-        program.to_string_lossy()
-    ));
+    warn(&format!("cannot run {}: {error}", program.to_string_lossy()));
     match error.kind() {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_NOT_EXECUTABLE,
@@ -169,11 +138,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
 
 /// Quotes `text` for a POSIX shell (bash, zsh) when it needs it.
 pub fn sh_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._+-@%=".contains(&b))
-    {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._+-@%=".contains(&b)) {
         return text.to_string();
     }
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -181,11 +146,7 @@ pub fn sh_quote(text: &str) -> String {
 
 /// Quotes `text` for fish.
 fn fish_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._+-@%=".contains(&b))
-    {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._+-@%=".contains(&b)) {
         return text.to_string();
     }
     format!("'{}'", text.replace('\\', r"\\").replace('\'', r"\'"))
@@ -217,15 +178,8 @@ pub fn shell_init_script(shell: Shell, lib: &Path) -> String {
                  # server whose port is busy moves to a free one (it prints one line saying so).\n";
     match shell {
         Shell::Bash | Shell::Zsh => {
-            let (rc, name) = if shell == Shell::Bash {
-                ("~/.bashrc", "bash")
-            } else {
-                ("~/.zshrc", "zsh")
-            };
-            format!(
-                "{intro}# Add to {rc}:  eval \"$(styxy shell-init {name})\"\n{}",
-                posix_preload_lines(lib)
-            )
+            let (rc, name) = if shell == Shell::Bash { ("~/.bashrc", "bash") } else { ("~/.zshrc", "zsh") };
+            format!("{intro}# Add to {rc}:  eval \"$(styxy shell-init {name})\"\n{}", posix_preload_lines(lib))
         }
         Shell::Fish => {
             let q = fish_quote(&path);
@@ -253,10 +207,7 @@ pub fn shell_init(shell: Shell) -> Result<u8, Failure> {
     if !preloadable(&lib) {
         return Err(Failure::local(
             "invalid_field",
-            format!(
-                "{} cannot be preloaded: LD_PRELOAD cannot hold a path with a space or colon",
-                lib.display()
-            ),
+            format!("{} cannot be preloaded: LD_PRELOAD cannot hold a path with a space or colon", lib.display()),
         ));
     }
     print(&shell_init_script(shell, &lib));
@@ -270,10 +221,7 @@ mod tests {
     #[test]
     fn preload_is_prepended_once() {
         let lib = Path::new("/usr/lib/styxy/libstyxy_preload.so");
-        assert_eq!(
-            prepend_preload(lib, None),
-            OsString::from("/usr/lib/styxy/libstyxy_preload.so")
-        );
+        assert_eq!(prepend_preload(lib, None), OsString::from("/usr/lib/styxy/libstyxy_preload.so"));
         assert_eq!(
             prepend_preload(lib, Some(OsStr::new("/opt/other.so"))),
             OsString::from("/usr/lib/styxy/libstyxy_preload.so:/opt/other.so")
@@ -284,10 +232,7 @@ mod tests {
 
     #[test]
     fn paths_are_quoted_only_when_needed() {
-        assert_eq!(
-            sh_quote("/usr/lib/styxy/libstyxy_preload.so"),
-            "/usr/lib/styxy/libstyxy_preload.so"
-        );
+        assert_eq!(sh_quote("/usr/lib/styxy/libstyxy_preload.so"), "/usr/lib/styxy/libstyxy_preload.so");
         assert_eq!(sh_quote("/home/o'neil/lib.so"), r"'/home/o'\''neil/lib.so'");
         assert_eq!(fish_quote("/home/o'neil/lib.so"), r"'/home/o\'neil/lib.so'");
     }

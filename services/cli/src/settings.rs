@@ -3,12 +3,12 @@
 
 use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
-use styxy_core::client::Method;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, or_dash, utc};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use styxy_core::client::Method;
 use styxy_core::config::{AutoAllocation, Config, set_user_auto_allocation_enabled};
 use styxy_core::paths;
 
@@ -54,10 +54,7 @@ fn range_text([lo, hi]: [u16; 2]) -> String {
 }
 
 fn behavior_text(value: &serde_json::Value) -> String {
-    value
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| "-".into())
+    value.as_str().map(String::from).unwrap_or_else(|| "-".into())
 }
 
 fn show(ctx: &Ctx) -> Result<u8, Failure> {
@@ -67,42 +64,23 @@ fn show(ctx: &Ctx) -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     }
     let view: ConfigView = reply.decode()?;
-    let mut table = Table::new(vec![
-        "TYPE",
-        "RANGE",
-        "PREFERRED",
-        "INSTANCES",
-        "ORIGIN",
-        "DESCRIPTION",
-    ]);
+    let mut table = Table::new(vec!["TYPE", "RANGE", "PREFERRED", "INSTANCES", "ORIGIN", "DESCRIPTION"]);
     for (name, t) in &view.service_types {
         let preferred: Vec<String> = t.preferred_ports.iter().map(u16::to_string).collect();
         table.push(vec![
             name.clone(),
             range_text(t.range),
-            if preferred.is_empty() {
-                "-".into()
-            } else {
-                preferred.join(",")
-            },
+            if preferred.is_empty() { "-".into() } else { preferred.join(",") },
             behavior_text(&t.instance_behavior),
             if t.auto_allocated { "auto" } else { "config" }.into(),
-            if t.description.is_empty() {
-                "-".into()
-            } else {
-                t.description.clone()
-            },
+            if t.description.is_empty() { "-".into() } else { t.description.clone() },
         ]);
     }
     let mut out = table.render();
     out.push_str(&format!(
         "\n{} service types; auto-allocation {}\n",
         view.service_types.len(),
-        if view.auto_allocation.enabled {
-            "enabled"
-        } else {
-            "disabled"
-        }
+        if view.auto_allocation.enabled { "enabled" } else { "disabled" }
     ));
     print(&out);
     Ok(EXIT_OK)
@@ -121,10 +99,8 @@ fn validate(json: bool) -> Result<u8, Failure> {
         0
     };
     if json {
-        let list: Vec<_> = issues
-            .iter()
-            .map(|i| json!({"file": i.file, "field": i.field, "reason": i.reason}))
-            .collect();
+        let list: Vec<_> =
+            issues.iter().map(|i| json!({"file": i.file, "field": i.field, "reason": i.reason})).collect();
         print_json(&json!({
             "valid": issues.is_empty(),
             "service_types": types,
@@ -136,11 +112,7 @@ fn validate(json: bool) -> Result<u8, Failure> {
     } else {
         print(&issues.iter().map(|i| format!("{i}\n")).collect::<String>());
     }
-    Ok(if issues.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_REFUSED
-    })
+    Ok(if issues.is_empty() { EXIT_OK } else { EXIT_REFUSED })
 }
 
 fn auto_types(view: &ConfigView) -> impl Iterator<Item = (&String, &TypeView)> {
@@ -167,11 +139,7 @@ fn auto_table(view: &ConfigView) -> String {
             or_dash(t.auto_allocated_at.map(utc)),
         ]);
     }
-    if table.is_empty() {
-        "No service types have been auto-allocated yet\n".into()
-    } else {
-        table.render()
-    }
+    if table.is_empty() { "No service types have been auto-allocated yet\n".into() } else { table.render() }
 }
 
 fn auto_status(ctx: &Ctx) -> Result<u8, Failure> {
@@ -193,11 +161,7 @@ fn auto_status(ctx: &Ctx) -> Result<u8, Failure> {
         a.placement,
         a.min_port,
         a.max_port,
-        if a.preserve_gaps {
-            format!("{} ports", a.gap_size)
-        } else {
-            "none".into()
-        },
+        if a.preserve_gaps { format!("{} ports", a.gap_size) } else { "none".into() },
     );
     for rule in &a.rules {
         let mut details = Vec::new();
@@ -207,11 +171,7 @@ fn auto_status(ctx: &Ctx) -> Result<u8, Failure> {
         if let Some(placement) = rule.placement {
             details.push(format!("placement {placement}"));
         }
-        out.push_str(&format!(
-            "Rule: {} ({})\n",
-            rule.pattern,
-            details.join(", ")
-        ));
+        out.push_str(&format!("Rule: {} ({})\n", rule.pattern, details.join(", ")));
     }
     out.push('\n');
     out.push_str(&auto_table(&view));
@@ -232,11 +192,9 @@ fn auto_list(ctx: &Ctx) -> Result<u8, Failure> {
 
 /// Local: edits the user config file.
 fn auto_enable(json: bool, enabled: bool) -> Result<u8, Failure> {
-    let path = paths::user_config_file().ok_or_else(|| {
-        Failure::local("not_found", "no user config file: set HOME or STYXY_CONFIG")
-    })?;
-    set_user_auto_allocation_enabled(&path, enabled)
-        .map_err(|e| Failure::local("invalid_config", e.to_string()))?;
+    let path = paths::user_config_file()
+        .ok_or_else(|| Failure::local("not_found", "no user config file: set HOME or STYXY_CONFIG"))?;
+    set_user_auto_allocation_enabled(&path, enabled).map_err(|e| Failure::local("invalid_config", e.to_string()))?;
     let state = if enabled { "enabled" } else { "disabled" };
     if json {
         print_json(&json!({"success": true, "enabled": enabled, "path": path}));
@@ -259,20 +217,10 @@ struct UndoResponse {
 }
 
 fn auto_undo(ctx: &Ctx, service_type: &str) -> Result<u8, Failure> {
-    if service_type.is_empty()
-        || !service_type
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return Err(Failure::local(
-            "invalid_field",
-            format!("not a service type name: {service_type:?}"),
-        ));
+    if service_type.is_empty() || !service_type.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(Failure::local("invalid_field", format!("not a service type name: {service_type:?}")));
     }
-    let reply = ctx.client()?.call(
-        Method::Delete,
-        &format!("/config/auto-types/{service_type}"),
-    )?;
+    let reply = ctx.client()?.call(Method::Delete, &format!("/config/auto-types/{service_type}"))?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);

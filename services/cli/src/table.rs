@@ -10,10 +10,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: Vec<&'static str>) -> Table {
-        Table {
-            header,
-            rows: Vec::new(),
-        }
+        Table { header, rows: Vec::new() }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
@@ -34,11 +31,7 @@ impl Table {
             }
         }
         let mut out = String::new();
-        let header = self
-            .header
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>();
+        let header = self.header.iter().map(|h| h.to_string()).collect::<Vec<_>>();
         for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::new();
             for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
@@ -59,10 +52,7 @@ impl Table {
 
 /// `value` or `-` when absent, so every column has a token.
 pub fn or_dash(value: Option<impl ToString>) -> String {
-    value
-        .map(|v| v.to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "-".into())
+    value.map(|v| v.to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -70,12 +60,7 @@ pub fn utc(at: Millis) -> String {
     let secs = at / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian

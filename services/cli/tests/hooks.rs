@@ -28,10 +28,7 @@ fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
         let escaped = serde_json::to_string(value).unwrap();
         raw = raw.replace(&format!("@{name}@"), &escaped[1..escaped.len() - 1]);
     }
-    assert!(
-        !raw.contains("@SESSION@") && !raw.contains("@CWD@"),
-        "{name}: unfilled placeholder"
-    );
+    assert!(!raw.contains("@SESSION@") && !raw.contains("@CWD@"), "{name}: unfilled placeholder");
     raw
 }
 
@@ -58,12 +55,7 @@ fn hook(mut command: Command, args: &[&str], input: &[u8]) -> Output {
 
 /// The hook's reply: exit status 0 always; JSON, or nothing.
 fn reply(output: &Output) -> Option<Value> {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        text(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", text(&output.stderr));
     let stdout = text(&output.stdout);
     if stdout.trim().is_empty() {
         return None;
@@ -77,74 +69,38 @@ fn reply(output: &Output) -> Option<Value> {
 /// Claude Code's 10 000-character limit.
 fn validate(event: &str, reply: &Value, tool_input: Option<&Value>) {
     let top = reply.as_object().expect("reply is an object");
-    let allowed_top = [
-        "continue",
-        "stopReason",
-        "suppressOutput",
-        "systemMessage",
-        "decision",
-        "reason",
-        "hookSpecificOutput",
-    ];
+    let allowed_top =
+        ["continue", "stopReason", "suppressOutput", "systemMessage", "decision", "reason", "hookSpecificOutput"];
     for key in top.keys() {
-        assert!(
-            allowed_top.contains(&key.as_str()),
-            "unknown top-level key {key}: {reply}"
-        );
+        assert!(allowed_top.contains(&key.as_str()), "unknown top-level key {key}: {reply}");
     }
     if let Some(m) = top.get("systemMessage") {
-        assert!(
-            m.as_str()
-                .is_some_and(|m| !m.is_empty() && !m.contains('\n')),
-            "{reply}"
-        );
+        assert!(m.as_str().is_some_and(|m| !m.is_empty() && !m.contains('\n')), "{reply}");
     }
-    let specific = top["hookSpecificOutput"]
-        .as_object()
-        .expect("hookSpecificOutput");
+    let specific = top["hookSpecificOutput"].as_object().expect("hookSpecificOutput");
     assert_eq!(specific["hookEventName"], event, "{reply}");
     let allowed: &[&str] = match event {
-        "PreToolUse" => &[
-            "hookEventName",
-            "permissionDecision",
-            "permissionDecisionReason",
-            "updatedInput",
-            "additionalContext",
-        ],
+        "PreToolUse" => {
+            &["hookEventName", "permissionDecision", "permissionDecisionReason", "updatedInput", "additionalContext"]
+        }
         "PostToolUse" => &["hookEventName", "additionalContext", "updatedMCPToolOutput"],
         "PostToolUseFailure" | "SessionStart" => &["hookEventName", "additionalContext"],
         other => panic!("{other} takes no hookSpecificOutput"),
     };
     for key in specific.keys() {
-        assert!(
-            allowed.contains(&key.as_str()),
-            "{key} is not a {event} output: {reply}"
-        );
+        assert!(allowed.contains(&key.as_str()), "{key} is not a {event} output: {reply}");
     }
     if let Some(context) = specific.get("additionalContext") {
         let context = context.as_str().expect("additionalContext is a string");
-        assert!(
-            !context.is_empty() && context.chars().count() <= 10_000,
-            "{reply}"
-        );
+        assert!(!context.is_empty() && context.chars().count() <= 10_000, "{reply}");
     }
-    let decision = specific
-        .get("permissionDecision")
-        .map(|d| d.as_str().expect("a string"));
+    let decision = specific.get("permissionDecision").map(|d| d.as_str().expect("a string"));
     if let Some(d) = decision {
         assert!(["allow", "deny", "ask"].contains(&d), "{reply}");
-        assert!(
-            specific["permissionDecisionReason"]
-                .as_str()
-                .is_some_and(|r| !r.is_empty()),
-            "{reply}"
-        );
+        assert!(specific["permissionDecisionReason"].as_str().is_some_and(|r| !r.is_empty()), "{reply}");
     }
     if let Some(updated) = specific.get("updatedInput") {
-        assert!(
-            matches!(decision, Some("allow" | "ask")),
-            "updatedInput needs allow or ask: {reply}"
-        );
+        assert!(matches!(decision, Some("allow" | "ask")), "updatedInput needs allow or ask: {reply}");
         let updated = updated.as_object().expect("updatedInput is an object");
         assert!(updated["command"].is_string(), "{reply}");
         // It replaces the whole input: every other field is kept.
@@ -182,12 +138,7 @@ fn matches(template: &str, actual: &str, free: &mut Option<String>) -> bool {
     rest.is_empty()
 }
 
-fn same(
-    expected: &Value,
-    actual: &Value,
-    vars: &[(&str, String)],
-    free: &mut Option<String>,
-) -> bool {
+fn same(expected: &Value, actual: &Value, vars: &[(&str, String)], free: &mut Option<String>) -> bool {
     match (expected, actual) {
         (Value::String(t), Value::String(a)) => {
             let mut t = t.clone();
@@ -197,9 +148,7 @@ fn same(
             matches(&t, a, free)
         }
         (Value::Object(e), Value::Object(a)) => {
-            e.len() == a.len()
-                && e.iter()
-                    .all(|(k, v)| a.get(k).is_some_and(|av| same(v, av, vars, free)))
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| same(v, av, vars, free)))
         }
         (Value::Array(e), Value::Array(a)) => {
             e.len() == a.len() && e.iter().zip(a).all(|(e, a)| same(e, a, vars, free))
@@ -211,8 +160,7 @@ fn same(
 /// Asserts `actual` is the golden reply `name`; returns the free port in it.
 fn golden(name: &str, actual: &Value, vars: &[(&str, String)]) -> Option<u16> {
     let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap()).unwrap();
     let mut free = None;
     assert!(
         same(&expected, actual, vars, &mut free),
@@ -223,11 +171,7 @@ fn golden(name: &str, actual: &Value, vars: &[(&str, String)]) -> Option<u16> {
 
 /// A port nobody listens on (the kernel's pick).
 fn unused_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until something accepts connections on `port`.
@@ -242,12 +186,8 @@ fn wait_listening(port: u16) {
 /// Fetches `/` from `port` and returns the status line.
 fn http_get(port: u16) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.lines().next().unwrap_or_default().to_string()
@@ -282,24 +222,14 @@ fn sandbox() -> Sandbox {
     let sb = Sandbox::new();
     std::fs::write(
         sb.config_file(),
-        format!(
-            "[service_types.api]\npreferred_ports = []\nrange = [{}, {}]\n",
-            API_RANGE[0], API_RANGE[1]
-        ),
+        format!("[service_types.api]\npreferred_ports = []\nrange = [{}, {}]\n", API_RANGE[0], API_RANGE[1]),
     )
     .unwrap();
     sb
 }
 
 fn pre_tool_use(session: &str, cwd: &Path, command: &str) -> String {
-    fixture(
-        "pre_tool_use_bash.json",
-        &[
-            ("SESSION", session),
-            ("CWD", &cwd.to_string_lossy()),
-            ("COMMAND", command),
-        ],
-    )
+    fixture("pre_tool_use_bash.json", &[("SESSION", session), ("CWD", &cwd.to_string_lossy()), ("COMMAND", command)])
 }
 
 fn instance_ids(sb: &Sandbox) -> Vec<String> {
@@ -317,43 +247,27 @@ fn instance_ids(sb: &Sandbox) -> Vec<String> {
 fn two_sessions_one_port() {
     let sb = sandbox();
     let (project_a, project_b) = (project(&sb, "app-a"), project(&sb, "app-b"));
-    let (session_a, session_b) = (
-        "5f0c7e1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b",
-        "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
-    );
+    let (session_a, session_b) = ("5f0c7e1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d");
     let (instance_a, instance_b) = (format!("claude-{session_a}"), format!("claude-{session_b}"));
     let fake_lib = sb.dir.path().join("libstyxy_preload.so");
     std::fs::write(&fake_lib, b"").unwrap();
 
     // Session A starts: registered, with its id in its Bash environment.
     let env_a = sb.dir.path().join("env-a");
-    let start_a = fixture(
-        "session_start.json",
-        &[
-            ("SESSION", session_a),
-            ("CWD", &project_a.to_string_lossy()),
-        ],
-    );
+    let start_a = fixture("session_start.json", &[("SESSION", session_a), ("CWD", &project_a.to_string_lossy())]);
     let mut c = sb.styxy();
-    c.env("CLAUDE_ENV_FILE", &env_a)
-        .env("STYXY_PRELOAD_LIB", &fake_lib);
+    c.env("CLAUDE_ENV_FILE", &env_a).env("STYXY_PRELOAD_LIB", &fake_lib);
     let r = reply(&hook(c, &["session-start"], start_a.as_bytes())).expect("a session-start reply");
     validate("SessionStart", &r, None);
     assert!(instance_ids(&sb).contains(&instance_a));
     let sourced = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            ". '{}' && printf '%s|%s' \"$STYXY_SESSION\" \"$LD_PRELOAD\"",
-            env_a.display()
-        ))
+        .arg(format!(". '{}' && printf '%s|%s' \"$STYXY_SESSION\" \"$LD_PRELOAD\"", env_a.display()))
         .env_remove("LD_PRELOAD")
         .output()
         .unwrap();
     let lib = std::fs::canonicalize(&fake_lib).unwrap();
-    assert_eq!(
-        text(&sourced.stdout),
-        format!("{instance_a}|{}", lib.display())
-    );
+    assert_eq!(text(&sourced.stdout), format!("{instance_a}|{}", lib.display()));
 
     // A runs a server the way its Bash commands would: with its session id.
     let port = unused_port();
@@ -383,26 +297,16 @@ fn two_sessions_one_port() {
     let vars = vec![
         ("PORT", port.to_string()),
         ("PID", pid.to_string()),
-        (
-            "PYCMD",
-            quoted(&styxy_core::process::cmdline(pid).join(" ")),
-        ),
+        ("PYCMD", quoted(&styxy_core::process::cmdline(pid).join(" "))),
         ("INSTANCE_A", instance_a.clone()),
         ("INSTANCE_B", instance_b.clone()),
         ("PROJECT_A", project_a.display().to_string()),
     ];
 
     // Session B starts and is told about A's port.
-    let start_b = fixture(
-        "session_start.json",
-        &[
-            ("SESSION", session_b),
-            ("CWD", &project_b.to_string_lossy()),
-        ],
-    );
+    let start_b = fixture("session_start.json", &[("SESSION", session_b), ("CWD", &project_b.to_string_lossy())]);
     let mut c = sb.styxy();
-    c.env("CLAUDE_ENV_FILE", sb.dir.path().join("env-b"))
-        .env("STYXY_PRELOAD_LIB", &fake_lib);
+    c.env("CLAUDE_ENV_FILE", sb.dir.path().join("env-b")).env("STYXY_PRELOAD_LIB", &fake_lib);
     let r = reply(&hook(c, &["session-start"], start_b.as_bytes())).unwrap();
     validate("SessionStart", &r, None);
     golden("session_start_other.reply.json", &r, &vars);
@@ -411,8 +315,7 @@ fn two_sessions_one_port() {
     let command = format!("python3 -m http.server {port}");
     let event = pre_tool_use(session_b, &project_b, &command);
     let input: Value = serde_json::from_str(&event).unwrap();
-    let r =
-        reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())).expect("a conflict reply");
+    let r = reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())).expect("a conflict reply");
     validate("PreToolUse", &r, Some(&input["tool_input"]));
     let free = golden("pre_tool_use_conflict.reply.json", &r, &vars).expect("a free port");
     assert!((API_RANGE[0]..=API_RANGE[1]).contains(&free) && free != port);
@@ -431,12 +334,7 @@ fn two_sessions_one_port() {
     drop(alternative);
 
     // With --rewrite the command itself comes back on the free port.
-    let r = reply(&hook(
-        sb.styxy(),
-        &["pre-tool-use", "--rewrite"],
-        event.as_bytes(),
-    ))
-    .unwrap();
+    let r = reply(&hook(sb.styxy(), &["pre-tool-use", "--rewrite"], event.as_bytes())).unwrap();
     validate("PreToolUse", &r, Some(&input["tool_input"]));
     golden("pre_tool_use_rewrite.reply.json", &r, &vars);
 
@@ -446,10 +344,7 @@ fn two_sessions_one_port() {
     validate("PreToolUse", &r, None);
     golden("pre_tool_use_kill.reply.json", &r, &vars);
     let own_kill = pre_tool_use(session_a, &project_a, &format!("kill $(lsof -ti:{port})"));
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["pre-tool-use"], own_kill.as_bytes())),
-        None
-    );
+    assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], own_kill.as_bytes())), None);
     let own = pre_tool_use(session_a, &project_a, &command);
     let r = reply(&hook(sb.styxy(), &["pre-tool-use"], own.as_bytes())).unwrap();
     validate("PreToolUse", &r, None);
@@ -466,12 +361,7 @@ fn two_sessions_one_port() {
             ("ERROR", &format!("Exit code 1\n{traceback}")),
         ],
     );
-    let r = reply(&hook(
-        sb.styxy(),
-        &["post-tool-use-failure"],
-        failed.as_bytes(),
-    ))
-    .unwrap();
+    let r = reply(&hook(sb.styxy(), &["post-tool-use-failure"], failed.as_bytes())).unwrap();
     validate("PostToolUseFailure", &r, None);
     golden("post_tool_use_failure.reply.json", &r, &vars);
     let ran = fixture(
@@ -490,12 +380,7 @@ fn two_sessions_one_port() {
     // In the background: its output is read later, without the command.
     let background = fixture(
         "post_tool_use_bash_output.json",
-        &[
-            ("SESSION", session_b),
-            ("CWD", &project_b.to_string_lossy()),
-            ("COMMAND", &command),
-            ("STDERR", traceback),
-        ],
+        &[("SESSION", session_b), ("CWD", &project_b.to_string_lossy()), ("COMMAND", &command), ("STDERR", traceback)],
     );
     let r = reply(&hook(sb.styxy(), &["post-tool-use"], background.as_bytes())).unwrap();
     validate("PostToolUse", &r, None);
@@ -504,22 +389,10 @@ fn two_sessions_one_port() {
     // Session B ends: its registration and its session reservations go.
     let mut c = sb.styxy();
     c.env("STYXY_SESSION", &instance_b).current_dir(&project_b);
-    let reserved = c
-        .args(["--json", "allocate", "-s", "api", "-n", "db"])
-        .output()
-        .unwrap();
+    let reserved = c.args(["--json", "allocate", "-s", "api", "-n", "db"]).output().unwrap();
     assert!(reserved.status.success(), "{}", text(&reserved.stderr));
-    let end = fixture(
-        "session_end.json",
-        &[
-            ("SESSION", session_b),
-            ("CWD", &project_b.to_string_lossy()),
-        ],
-    );
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["session-end"], end.as_bytes())),
-        None
-    );
+    let end = fixture("session_end.json", &[("SESSION", session_b), ("CWD", &project_b.to_string_lossy())]);
+    assert_eq!(reply(&hook(sb.styxy(), &["session-end"], end.as_bytes())), None);
     assert!(!instance_ids(&sb).contains(&instance_b));
     let names: Vec<String> = sb.json(&["list"])["allocations"]
         .as_array()
@@ -545,34 +418,15 @@ fn no_conflict_no_reply() {
     let free_start = format!("python3 -m http.server {port}");
     for command in ["git status", "cargo test -p styxy", free_start.as_str()] {
         let event = pre_tool_use(session, &dir, command);
-        assert_eq!(
-            reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())),
-            None,
-            "{command}"
-        );
+        assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())), None, "{command}");
     }
-    let write = fixture(
-        "pre_tool_use_write.json",
-        &[("SESSION", session), ("CWD", &cwd)],
-    );
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["pre-tool-use"], write.as_bytes())),
-        None
-    );
+    let write = fixture("pre_tool_use_write.json", &[("SESSION", session), ("CWD", &cwd)]);
+    assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], write.as_bytes())), None);
     let ok = fixture(
         "post_tool_use_bash.json",
-        &[
-            ("SESSION", session),
-            ("CWD", &cwd),
-            ("COMMAND", "npm test"),
-            ("STDOUT", "12 passing"),
-            ("STDERR", ""),
-        ],
+        &[("SESSION", session), ("CWD", &cwd), ("COMMAND", "npm test"), ("STDOUT", "12 passing"), ("STDERR", "")],
     );
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["post-tool-use"], ok.as_bytes())),
-        None
-    );
+    assert_eq!(reply(&hook(sb.styxy(), &["post-tool-use"], ok.as_bytes())), None);
 
     // Malformed: not JSON, not an object, the wrong event, no session.
     for bad in [
@@ -591,15 +445,10 @@ fn no_conflict_no_reply() {
     // Huge: an event over the size limit, and a huge command in a valid one.
     let huge = vec![b' '; 5 * 1024 * 1024];
     assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], &huge)), None);
-    let command = format!(
-        "cat > notes.txt <<'EOF'\n{}\nEOF\npython3 -m http.server {port}",
-        "line of notes\n".repeat(40_000)
-    );
+    let command =
+        format!("cat > notes.txt <<'EOF'\n{}\nEOF\npython3 -m http.server {port}", "line of notes\n".repeat(40_000));
     let event = pre_tool_use(session, &dir, &command);
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())),
-        None
-    );
+    assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], event.as_bytes())), None);
 }
 
 /// An unreachable allocator: every event answers nothing, with status 0.
@@ -612,14 +461,8 @@ fn coordinator_down() {
     let session = "7e6d5c4b-3a2f-4e1d-9c8b-7a6f5e4d3c2b";
     let cwd = dir.to_string_lossy().into_owned();
     let events = [
-        (
-            "session-start",
-            fixture("session_start.json", &[("SESSION", session), ("CWD", &cwd)]),
-        ),
-        (
-            "pre-tool-use",
-            pre_tool_use(session, &dir, "python3 -m http.server 41790"),
-        ),
+        ("session-start", fixture("session_start.json", &[("SESSION", session), ("CWD", &cwd)])),
+        ("pre-tool-use", pre_tool_use(session, &dir, "python3 -m http.server 41790")),
         (
             "post-tool-use-failure",
             fixture(
@@ -632,10 +475,7 @@ fn coordinator_down() {
                 ],
             ),
         ),
-        (
-            "session-end",
-            fixture("session_end.json", &[("SESSION", session), ("CWD", &cwd)]),
-        ),
+        ("session-end", fixture("session_end.json", &[("SESSION", session), ("CWD", &cwd)])),
     ];
     for (event, input) in &events {
         let mut c = sb.styxy();
@@ -646,10 +486,7 @@ fn coordinator_down() {
 
     // Autostart allowed: the tool hook answers nothing now, but the next
     // call finds an allocator.
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["pre-tool-use"], events[1].1.as_bytes())),
-        None
-    );
+    assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], events[1].1.as_bytes())), None);
     let answers = || {
         let o = sb.run(&["--no-autostart", "daemon", "status"]);
         o.status.success() && text(&o.stdout).contains("running")
@@ -667,10 +504,7 @@ fn coordinator_down() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let plain = pre_tool_use(session, &dir, "ls -la");
-    assert_eq!(
-        reply(&hook(sb.styxy(), &["pre-tool-use"], plain.as_bytes())),
-        None
-    );
+    assert_eq!(reply(&hook(sb.styxy(), &["pre-tool-use"], plain.as_bytes())), None);
     std::thread::sleep(Duration::from_millis(300));
     assert!(sb.allocator_pids().is_empty());
 }
@@ -682,18 +516,10 @@ fn hung_allocator_is_given_up_on() {
     let sb = sandbox();
     let _silent = std::os::unix::net::UnixListener::bind(sb.socket()).unwrap();
     let dir = project(&sb, "app");
-    let event = pre_tool_use(
-        "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9",
-        &dir,
-        "python3 -m http.server 41791",
-    );
+    let event = pre_tool_use("3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9", &dir, "python3 -m http.server 41791");
     let started = Instant::now();
     let o = hook(sb.styxy(), &["pre-tool-use"], event.as_bytes());
-    assert!(
-        started.elapsed() < TOOL_HOOK_TIMEOUT,
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < TOOL_HOOK_TIMEOUT, "took {:?}", started.elapsed());
     assert_eq!(reply(&o), None);
 }
 
@@ -720,36 +546,20 @@ fn install_into_settings_with_other_hooks() {
 
     let o = sb.run(&["hooks", "install"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("Installed styxy's Claude Code hooks in"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(text(&o.stdout).contains("Installed styxy's Claude Code hooks in"), "{}", text(&o.stdout));
     let installed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let before: Value = serde_json::from_str(original).unwrap();
     assert_eq!(installed["permissions"], before["permissions"]);
     assert_eq!(installed["model"], "opus");
     assert_eq!(installed["hooks"]["Stop"], before["hooks"]["Stop"]);
-    assert_eq!(
-        installed["hooks"]["PreToolUse"][0],
-        before["hooks"]["PreToolUse"][0]
-    );
+    assert_eq!(installed["hooks"]["PreToolUse"][0], before["hooks"]["PreToolUse"][0]);
     let ours = &installed["hooks"]["PreToolUse"][1];
     assert_eq!(ours["matcher"], "Bash");
     let command = ours["hooks"][0]["command"].as_str().unwrap();
     assert!(command.ends_with("styxy hook pre-tool-use"), "{command}");
     assert_eq!(ours["hooks"][0]["timeout"], 5);
-    for event in [
-        "SessionStart",
-        "PostToolUse",
-        "PostToolUseFailure",
-        "SessionEnd",
-    ] {
-        assert_eq!(
-            installed["hooks"][event].as_array().map(Vec::len),
-            Some(1),
-            "{event}"
-        );
+    for event in ["SessionStart", "PostToolUse", "PostToolUseFailure", "SessionEnd"] {
+        assert_eq!(installed["hooks"][event].as_array().map(Vec::len), Some(1), "{event}");
     }
     let keys: Vec<&String> = installed.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["permissions", "hooks", "model"], "key order is kept");
@@ -769,11 +579,7 @@ fn install_into_settings_with_other_hooks() {
     // Twice: nothing changes, no new backup.
     let after_first = std::fs::read(&file).unwrap();
     let o = sb.run(&["hooks", "install"]);
-    assert!(
-        text(&o.stdout).contains("nothing changed"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(text(&o.stdout).contains("nothing changed"), "{}", text(&o.stdout));
     assert_eq!(std::fs::read(&file).unwrap(), after_first);
     assert_eq!(backups(file.parent().unwrap()).len(), 1);
 
@@ -788,11 +594,7 @@ fn install_into_settings_with_other_hooks() {
     let removed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(removed, before);
     let o = sb.run(&["hooks", "status"]);
-    assert!(
-        text(&o.stdout).contains("styxy hooks: not installed"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(text(&o.stdout).contains("styxy hooks: not installed"), "{}", text(&o.stdout));
 }
 
 #[test]
@@ -801,30 +603,16 @@ fn install_creates_a_missing_file_and_rewrite_is_on_the_pre_tool_use_command() {
     let project = sb.dir.path().join("app");
     std::fs::create_dir_all(&project).unwrap();
     let mut c = sb.styxy();
-    let o = c
-        .current_dir(&project)
-        .args(["hooks", "install", "--project", "--rewrite"])
-        .output()
-        .unwrap();
+    let o = c.current_dir(&project).args(["hooks", "install", "--project", "--rewrite"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let file = project.join(".claude/settings.json");
     let installed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let pre = installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
-        .as_str()
-        .unwrap();
+    let pre = installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"].as_str().unwrap();
     assert!(pre.ends_with("hook pre-tool-use --rewrite"), "{pre}");
-    let start = installed["hooks"]["SessionStart"][0]["hooks"][0]["command"]
-        .as_str()
-        .unwrap();
+    let start = installed["hooks"]["SessionStart"][0]["hooks"][0]["command"].as_str().unwrap();
     assert!(start.ends_with("hook session-start"), "{start}");
-    assert!(
-        backups(file.parent().unwrap()).is_empty(),
-        "nothing to back up"
-    );
-    assert!(
-        !settings(sb.dir.path()).exists(),
-        "the user file is untouched"
-    );
+    assert!(backups(file.parent().unwrap()).is_empty(), "nothing to back up");
+    assert!(!settings(sb.dir.path()).exists(), "the user file is untouched");
 }
 
 #[test]
@@ -834,33 +622,18 @@ fn install_refuses_invalid_json_and_changes_nothing() {
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     let broken = "{\n  \"model\": \"opus\",\n  \"hooks\": {\n}\n";
     std::fs::write(&file, broken).unwrap();
-    for args in [
-        &["hooks", "install"][..],
-        &["hooks", "uninstall"],
-        &["hooks", "status"],
-    ] {
+    for args in [&["hooks", "install"][..], &["hooks", "uninstall"], &["hooks", "status"]] {
         let o = sb.run(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = text(&o.stderr);
-        assert!(
-            err.contains(&format!("{}:5:", file.display())),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains(&format!("{}:5:", file.display())), "{args:?}: {err}");
         assert!(err.contains("nothing was changed"), "{err}");
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), broken);
     assert!(backups(file.parent().unwrap()).is_empty());
 
-    std::fs::write(
-        &file,
-        "{\"hooks\": {\"PreToolUse\": {\"matcher\": \"Bash\"}}}",
-    )
-    .unwrap();
+    std::fs::write(&file, "{\"hooks\": {\"PreToolUse\": {\"matcher\": \"Bash\"}}}").unwrap();
     let o = sb.run(&["hooks", "install"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("\"PreToolUse\" is not a list"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(text(&o.stderr).contains("\"PreToolUse\" is not a list"), "{}", text(&o.stderr));
 }

@@ -63,12 +63,7 @@ fn help_lists_commands_and_exit_codes() {
     for cmd in &SUBCOMMANDS[..16] {
         assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
     }
-    for line in [
-        "0  success",
-        "1  refused",
-        "2  usage error",
-        "3  the allocator could not be reached",
-    ] {
+    for line in ["0  success", "1  refused", "2  usage error", "3  the allocator could not be reached"] {
         assert!(text.contains(line), "--help lacks {line:?}:\n{text}");
     }
     let o = run(styxy(dir.path()).args(["allocate", "--help"]));
@@ -106,17 +101,8 @@ fn man_page_is_roff_with_commands_and_exit_status() {
     if Path::new("/usr/bin/man").exists() {
         let file = dir.path().join("styxy.1");
         std::fs::write(&file, &page).unwrap();
-        let rendered = Command::new("man")
-            .arg("-l")
-            .arg(&file)
-            .env("MANPAGER", "cat")
-            .output()
-            .unwrap();
-        assert!(
-            rendered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
+        let rendered = Command::new("man").arg("-l").arg(&file).env("MANPAGER", "cat").output().unwrap();
+        assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
         assert!(String::from_utf8_lossy(&rendered.stdout).contains("EXIT STATUS"));
     }
 }
@@ -150,19 +136,11 @@ fn usage_errors_exit_2() {
 fn unreachable_allocator_exits_3_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("api.sock");
-    for args in [
-        vec!["list"],
-        vec!["allocate", "-s", "dev"],
-        vec!["check", "3000"],
-        vec!["token"],
-    ] {
+    for args in [vec!["list"], vec!["allocate", "-s", "dev"], vec!["check", "3000"], vec!["token"]] {
         let o = run(styxy(dir.path()).args(&args));
         assert_eq!(o.status.code(), Some(3), "{args:?}");
         let err = stderr(&o);
-        assert!(
-            err.starts_with("styxy: no allocator answers"),
-            "{args:?}: {err}"
-        );
+        assert!(err.starts_with("styxy: no allocator answers"), "{args:?}: {err}");
         assert!(err.contains(&socket.display().to_string()), "{err}");
         assert!(err.contains("--no-autostart"), "{err}");
         assert!(o.stdout.is_empty());
@@ -174,25 +152,15 @@ fn unreachable_allocator_exits_3_with_a_clear_message() {
     let body: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
     assert_eq!(body["success"], false);
     assert_eq!(body["error"], "unreachable");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("no allocator answers")
-    );
+    assert!(body["message"].as_str().unwrap().contains("no allocator answers"));
 
     // A socket file with nobody behind it is just as unreachable.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-    let o = run(styxy(dir.path())
-        .args(["--socket"])
-        .arg(&socket)
-        .arg("list"));
+    let o = run(styxy(dir.path()).args(["--socket"]).arg(&socket).arg("list"));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 
     // `daemon status` reports the allocator stopped without starting one.
-    let o = run(styxy(dir.path())
-        .env_remove("STYXY_NO_AUTOSTART")
-        .args(["daemon", "status"]));
+    let o = run(styxy(dir.path()).env_remove("STYXY_NO_AUTOSTART").args(["daemon", "status"]));
     assert_eq!(o.status.code(), Some(3));
     assert!(stdout(&o).contains("stopped"), "{}", stdout(&o));
 }
@@ -211,29 +179,16 @@ fn missing_allocator_executable_is_named() {
 #[test]
 fn run_without_an_allocator_still_runs_the_command() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(styxy(dir.path()).args([
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "echo \"port=${PORT-unset}\"; exit 7",
-    ]));
+    let o = run(styxy(dir.path()).args(["run", "--", "sh", "-c", "echo \"port=${PORT-unset}\"; exit 7"]));
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     assert_eq!(stdout(&o), "port=unset\n");
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with("styxy: running without a reserved port"),
-        "{err}"
-    );
+    assert!(err.starts_with("styxy: running without a reserved port"), "{err}");
 
     let o = run(styxy(dir.path()).args(["run", "--", "no-such-command-styxy"]));
     assert_eq!(o.status.code(), Some(127));
-    assert!(
-        stderr(&o).contains("cannot run no-such-command-styxy"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("cannot run no-such-command-styxy"), "{}", stderr(&o));
 }
 
 #[test]
@@ -243,10 +198,7 @@ fn run_warns_that_a_static_binary_cannot_be_moved() {
     let o = run(styxy(dir.path()).args(["run", "--", "/sbin/ldconfig", "--version"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(
-        err.contains("/sbin/ldconfig is statically linked: LD_PRELOAD cannot move its port"),
-        "{err}"
-    );
+    assert!(err.contains("/sbin/ldconfig is statically linked: LD_PRELOAD cannot move its port"), "{err}");
     let o = run(styxy(dir.path()).args(["run", "--", "sh", "-c", "true"]));
     assert!(!stderr(&o).contains("LD_PRELOAD cannot"), "{}", stderr(&o));
 }
@@ -255,10 +207,13 @@ fn run_warns_that_a_static_binary_cannot_be_moved() {
 fn run_prepends_the_preload_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib = fake_preload(dir.path());
-    let o = run(styxy(dir.path())
-        .env("STYXY_PRELOAD_LIB", &lib)
-        .env("LD_PRELOAD", "")
-        .args(["run", "--", "sh", "-c", "printf %s \"$LD_PRELOAD\""]));
+    let o = run(styxy(dir.path()).env("STYXY_PRELOAD_LIB", &lib).env("LD_PRELOAD", "").args([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$LD_PRELOAD\"",
+    ]));
     assert_eq!(stdout(&o), lib.display().to_string());
 }
 
@@ -275,14 +230,10 @@ fn shell_init_prepends_the_library_once() {
     let lib = fake_preload(dir.path());
     let lib_text = lib.display().to_string();
 
-    for (shell, assignment) in [
-        ("bash", "export LD_PRELOAD="),
-        ("zsh", "export LD_PRELOAD="),
-        ("fish", "set -gx LD_PRELOAD"),
-    ] {
-        let o = run(styxy(dir.path())
-            .env("STYXY_PRELOAD_LIB", &lib)
-            .args(["shell-init", shell]));
+    for (shell, assignment) in
+        [("bash", "export LD_PRELOAD="), ("zsh", "export LD_PRELOAD="), ("fish", "set -gx LD_PRELOAD")]
+    {
+        let o = run(styxy(dir.path()).env("STYXY_PRELOAD_LIB", &lib).args(["shell-init", shell]));
         assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
         let script = stdout(&o);
         assert!(script.starts_with("# styxy:"), "{shell}: {script}");
@@ -292,9 +243,7 @@ fn shell_init_prepends_the_library_once() {
 
     // bash runs it: sourced twice, the library is prepended once and the
     // existing value is kept.
-    let o = run(styxy(dir.path())
-        .env("STYXY_PRELOAD_LIB", &lib)
-        .args(["shell-init", "bash"]));
+    let o = run(styxy(dir.path()).env("STYXY_PRELOAD_LIB", &lib).args(["shell-init", "bash"]));
     let shell = Command::new("bash")
         .arg("-c")
         .arg("LD_PRELOAD=/opt/other.so; eval \"$SCRIPT\"; eval \"$SCRIPT\"; printf %s \"$LD_PRELOAD\"")
@@ -302,15 +251,10 @@ fn shell_init_prepends_the_library_once() {
         .env_remove("LD_PRELOAD")
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&shell.stdout),
-        format!("{lib_text}:/opt/other.so")
-    );
+    assert_eq!(String::from_utf8_lossy(&shell.stdout), format!("{lib_text}:/opt/other.so"));
 
     // Without the library there is nothing to print.
-    let o = run(styxy(dir.path())
-        .env("STYXY_PRELOAD_LIB", dir.path().join("missing.so"))
-        .args(["shell-init", "bash"]));
+    let o = run(styxy(dir.path()).env("STYXY_PRELOAD_LIB", dir.path().join("missing.so")).args(["shell-init", "bash"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing.so"), "{}", stderr(&o));
 }
@@ -319,11 +263,8 @@ fn shell_init_prepends_the_library_once() {
 fn config_validate_lists_each_issue_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[service_types.web]\nrange = [5000, 4000]\n\n[auto_allocation]\nenabled = \"yes\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[service_types.web]\nrange = [5000, 4000]\n\n[auto_allocation]\nenabled = \"yes\"\n")
+        .unwrap();
     let o = run(styxy(dir.path()).args(["config", "validate"]));
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let text = stdout(&o);
@@ -337,13 +278,7 @@ fn config_validate_lists_each_issue_and_fails() {
     assert_eq!(o.status.code(), Some(1));
     let body: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(body["valid"], false);
-    assert!(
-        body["issues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|i| i["field"] == "service_types.web.range")
-    );
+    assert!(body["issues"].as_array().unwrap().iter().any(|i| i["field"] == "service_types.web.range"));
 }
 
 #[test]
@@ -369,11 +304,7 @@ fn config_validate_accepts_a_good_file() {
 fn auto_allocation_enable_and_disable_edit_the_user_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "# mine\n[service_types.web]\nrange = [12000, 12009]\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "# mine\n[service_types.web]\nrange = [12000, 12009]\n").unwrap();
     let o = run(styxy(dir.path()).args(["config", "auto-allocation", "disable"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("daemon stop"), "{}", stdout(&o));
@@ -381,18 +312,11 @@ fn auto_allocation_enable_and_disable_edit_the_user_file() {
     assert!(text.starts_with("# mine\n"), "{text}");
     assert!(text.contains("enabled = false"), "{text}");
     run(styxy(dir.path()).args(["config", "auto-allocation", "enable"]));
-    assert!(
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .contains("enabled = true")
-    );
+    assert!(std::fs::read_to_string(&config).unwrap().contains("enabled = true"));
 
     // A broken file is refused and left alone.
     std::fs::write(&config, "[service_types.web\n").unwrap();
     let o = run(styxy(dir.path()).args(["config", "auto-allocation", "enable"]));
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        std::fs::read_to_string(&config).unwrap(),
-        "[service_types.web\n"
-    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "[service_types.web\n");
 }

@@ -16,22 +16,13 @@ const RUNS: usize = 200;
 const COLD_RUNS: usize = 20;
 
 fn main() {
-    let wanted: usize = std::env::var("STYXY_BENCH_LISTENERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let wanted: usize = std::env::var("STYXY_BENCH_LISTENERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     raise_fd_limit(wanted as u64 + 256);
-    let held: Vec<TcpListener> = (0..wanted)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
+    let held: Vec<TcpListener> = (0..wanted).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
 
     let mut diag = SockDiag::open().expect("sock_diag socket");
     let sockets = diag.tcp_listeners().expect("dump");
-    println!(
-        "listening sockets on the machine: {} ({} opened by the bench)",
-        sockets.len(),
-        held.len()
-    );
+    println!("listening sockets on the machine: {} ({} opened by the bench)", sockets.len(), held.len());
     // The per-port figures look up the highest listening port.
     let port = sockets.iter().map(|l| l.port).max().unwrap_or(1);
 
@@ -49,17 +40,9 @@ fn main() {
     report("Observer::listeners (warm)", "listing_warm", RUNS, || {
         observer.listeners().expect("listeners");
     });
-    report(
-        "Observer::listeners (cold)",
-        "listing_cold",
-        COLD_RUNS,
-        || {
-            Observer::new()
-                .expect("observer")
-                .listeners()
-                .expect("listeners");
-        },
-    );
+    report("Observer::listeners (cold)", "listing_cold", COLD_RUNS, || {
+        Observer::new().expect("observer").listeners().expect("listeners");
+    });
     report("Observer::listeners_on (warm)", "port_lookup", RUNS, || {
         observer.listeners_on(port).expect("listeners_on");
     });
@@ -78,9 +61,7 @@ fn report(name: &str, key: &str, runs: usize, mut f: impl FnMut()) {
     times.sort();
     let p50 = times[runs / 2].as_secs_f64() * 1e6;
     let p99 = times[(runs * 99 / 100).min(runs - 1)].as_secs_f64() * 1e6;
-    println!(
-        "{name:<32} p50 {p50:>9.1} µs   p99 {p99:>9.1} µs   ({runs} runs)   {key}_p50_us={p50:.1}"
-    );
+    println!("{name:<32} p50 {p50:>9.1} µs   p99 {p99:>9.1} µs   ({runs} runs)   {key}_p50_us={p50:.1}");
 }
 
 fn raise_fd_limit(needed: u64) {

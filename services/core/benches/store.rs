@@ -29,10 +29,7 @@ fn report(label: &str, samples: &mut [Duration]) {
 }
 
 fn remove(port: u16) -> Change {
-    Change::RemoveAllocation {
-        port,
-        lock_id: lock_id(port),
-    }
+    Change::RemoveAllocation { port, lock_id: lock_id(port) }
 }
 
 fn open_with_held(dir: &Path) -> Store {
@@ -54,13 +51,9 @@ fn commit_latency(dir: &Path) {
     let (put_change, remove_change) = (put(port), remove(port));
     for _ in 0..CYCLES {
         let start = Instant::now();
-        store
-            .commit(std::slice::from_ref(&put_change))
-            .expect("commit");
+        store.commit(std::slice::from_ref(&put_change)).expect("commit");
         let mid = Instant::now();
-        store
-            .commit(std::slice::from_ref(&remove_change))
-            .expect("commit");
+        store.commit(std::slice::from_ref(&remove_change)).expect("commit");
         let end = Instant::now();
         puts.push(mid - start);
         removes.push(end - mid);
@@ -80,33 +73,21 @@ fn compaction_time(dir: &Path) {
     let mut samples = Vec::new();
     for round in 0..50u16 {
         for port in 0..20 {
-            store
-                .commit(&[put(30_000 + round * 20 + port)])
-                .expect("commit");
+            store.commit(&[put(30_000 + round * 20 + port)]).expect("commit");
         }
         let start = Instant::now();
         store.flush().expect("flush");
         samples.push(start.elapsed());
     }
     let size = std::fs::metadata(dir.join("state.json")).map_or(0, |m| m.len());
-    report(
-        &format!(
-            "compaction ({} allocations, {} KiB)",
-            store.state().allocations.len(),
-            size / 1024
-        ),
-        &mut samples,
-    );
+    report(&format!("compaction ({} allocations, {} KiB)", store.state().allocations.len(), size / 1024), &mut samples);
 }
 
 /// `Store::open` replaying a log of WAL_RECORDS put/remove records.
 fn open_time(dir: &Path) {
     let mut store = open_with_held(dir);
     store.flush().expect("flush");
-    store.set_compaction_policy(CompactionPolicy {
-        max_records: usize::MAX,
-        max_bytes: u64::MAX,
-    });
+    store.set_compaction_policy(CompactionPolicy { max_records: usize::MAX, max_bytes: u64::MAX });
     for i in 0..WAL_RECORDS / 2 {
         let port = 50_000 + (i % 100) as u16;
         store.commit(&[put(port)]).expect("commit");
@@ -121,17 +102,11 @@ fn open_time(dir: &Path) {
         samples.push(start.elapsed());
         assert_eq!(store.generation(), u64::from(HELD) + WAL_RECORDS as u64);
     }
-    report(
-        &format!("open with {WAL_RECORDS}-record log ({} KiB)", size / 1024),
-        &mut samples,
-    );
+    report(&format!("open with {WAL_RECORDS}-record log ({} KiB)", size / 1024), &mut samples);
 }
 
 fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("styxy-bench-{name}-"))
-        .tempdir()
-        .expect("tempdir")
+    tempfile::Builder::new().prefix(&format!("styxy-bench-{name}-")).tempdir().expect("tempdir")
 }
 
 fn main() {

@@ -14,8 +14,7 @@ pub const MAX_TYPE_NAME_LEN: usize = 50;
 
 /// `^[a-zA-Z0-9-]{1,50}$`
 pub fn valid_type_name(name: &str) -> bool {
-    (1..=MAX_TYPE_NAME_LEN).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    (1..=MAX_TYPE_NAME_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// The first rule whose pattern matches the whole name.
@@ -72,45 +71,25 @@ pub enum AutoAllocError {
     InvalidName { name: String },
     #[error("chunk size 0 cannot hold a port (from {source_of_chunk})")]
     ZeroChunk { source_of_chunk: String },
-    #[error(
-        "no room for {chunk} ports above the highest range without passing max_port {max_port}"
-    )]
+    #[error("no room for {chunk} ports above the highest range without passing max_port {max_port}")]
     Exhausted { chunk: u16, max_port: u16 },
-    #[error(
-        "no room for {chunk} ports below the lowest range without going under min_port {min_port}"
-    )]
+    #[error("no room for {chunk} ports below the lowest range without going under min_port {min_port}")]
     BelowMin { chunk: u16, min_port: u16 },
-    #[error(
-        "no free gap of {chunk} ports (plus gaps) between min_port {min_port} and max_port {max_port}"
-    )]
-    NoGap {
-        chunk: u16,
-        min_port: u16,
-        max_port: u16,
-    },
+    #[error("no free gap of {chunk} ports (plus gaps) between min_port {min_port} and max_port {max_port}")]
+    NoGap { chunk: u16, min_port: u16, max_port: u16 },
 }
 
 /// Plans the range for the unknown type `name`, given every range in use
 /// (built-in, configured and already auto-allocated types).
-pub fn plan(
-    cfg: &AutoAllocation,
-    existing: &[[u16; 2]],
-    name: &str,
-) -> Result<Plan, AutoAllocError> {
+pub fn plan(cfg: &AutoAllocation, existing: &[[u16; 2]], name: &str) -> Result<Plan, AutoAllocError> {
     if !valid_type_name(name) {
-        return Err(AutoAllocError::InvalidName {
-            name: name.to_owned(),
-        });
+        return Err(AutoAllocError::InvalidName { name: name.to_owned() });
     }
     if !cfg.enabled {
-        return Err(AutoAllocError::Disabled {
-            name: name.to_owned(),
-        });
+        return Err(AutoAllocError::Disabled { name: name.to_owned() });
     }
     let rule = rule_for(&cfg.rules, name);
-    let chunk_size = rule
-        .and_then(|r| r.chunk_size)
-        .unwrap_or(cfg.default_chunk_size);
+    let chunk_size = rule.and_then(|r| r.chunk_size).unwrap_or(cfg.default_chunk_size);
     let placement = rule.and_then(|r| r.placement).unwrap_or(cfg.placement);
     if chunk_size == 0 {
         let source_of_chunk = match rule.filter(|r| r.chunk_size.is_some()) {
@@ -123,11 +102,7 @@ pub fn plan(
         low: u32::from(cfg.min_port),
         high: u32::from(cfg.max_port),
         chunk: u32::from(chunk_size),
-        gap: if cfg.preserve_gaps {
-            u32::from(cfg.gap_size)
-        } else {
-            0
-        },
+        gap: if cfg.preserve_gaps { u32::from(cfg.gap_size) } else { 0 },
         used: merged(existing),
     };
     let start = match placement {
@@ -136,37 +111,20 @@ pub fn plan(
         Placement::Smart => window.smart(),
     }
     .ok_or(match placement {
-        Placement::After => AutoAllocError::Exhausted {
-            chunk: chunk_size,
-            max_port: cfg.max_port,
-        },
-        Placement::Before => AutoAllocError::BelowMin {
-            chunk: chunk_size,
-            min_port: cfg.min_port,
-        },
-        Placement::Smart => AutoAllocError::NoGap {
-            chunk: chunk_size,
-            min_port: cfg.min_port,
-            max_port: cfg.max_port,
-        },
+        Placement::After => AutoAllocError::Exhausted { chunk: chunk_size, max_port: cfg.max_port },
+        Placement::Before => AutoAllocError::BelowMin { chunk: chunk_size, min_port: cfg.min_port },
+        Placement::Smart => AutoAllocError::NoGap { chunk: chunk_size, min_port: cfg.min_port, max_port: cfg.max_port },
     })?;
     // `start + chunk - 1 <= high <= u16::MAX` holds for every placement.
     let end = start + window.chunk - 1;
-    Ok(Plan {
-        range: [start as u16, end as u16],
-        chunk_size,
-        placement,
-        rule: rule.map(|r| r.pattern.clone()),
-    })
+    Ok(Plan { range: [start as u16, end as u16], chunk_size, placement, rule: rule.map(|r| r.pattern.clone()) })
 }
 
 /// Ranges in use, sorted, with overlapping, nested and touching ones merged
 /// (so a range inside another cannot hide it). Reversed ends are tolerated.
 fn merged(existing: &[[u16; 2]]) -> Vec<(u32, u32)> {
-    let mut ranges: Vec<(u32, u32)> = existing
-        .iter()
-        .map(|&[a, b]| (u32::from(a.min(b)), u32::from(a.max(b))))
-        .collect();
+    let mut ranges: Vec<(u32, u32)> =
+        existing.iter().map(|&[a, b]| (u32::from(a.min(b)), u32::from(a.max(b)))).collect();
     ranges.sort_unstable();
     let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
@@ -192,8 +150,7 @@ struct Window {
 
 impl Window {
     fn fits(&self, start: u32, last_allowed: u32) -> Option<u32> {
-        (start >= self.low && start + self.chunk - 1 <= last_allowed.min(self.high))
-            .then_some(start)
+        (start >= self.low && start + self.chunk - 1 <= last_allowed.min(self.high)).then_some(start)
     }
 
     /// Above the highest range that reaches into the window.
@@ -210,11 +167,7 @@ impl Window {
     /// Just below the lowest range starting in the window (or at the top of
     /// an empty window), staying clear of a range straddling `min_port`.
     fn before(&self) -> Option<u32> {
-        let ceiling = match self
-            .used
-            .iter()
-            .find(|(start, _)| *start >= self.low && *start <= self.high)
-        {
+        let ceiling = match self.used.iter().find(|(start, _)| *start >= self.low && *start <= self.high) {
             // `checked_sub`: no room at all below a range near port 0.
             Some((start, _)) => start.checked_sub(self.gap + 1)?,
             None => self.high,
@@ -226,9 +179,7 @@ impl Window {
             .map(|(_, end)| end + self.gap + 1)
             .fold(self.low, u32::max);
         let start = (ceiling + 1).checked_sub(self.chunk)?;
-        (start >= floor)
-            .then_some(start)
-            .and_then(|s| self.fits(s, ceiling))
+        (start >= floor).then_some(start).and_then(|s| self.fits(s, ceiling))
     }
 
     /// The lowest free run in the window with `gap` ports on each side
@@ -252,34 +203,19 @@ mod tests {
     use crate::config::Config;
 
     fn enabled() -> AutoAllocation {
-        AutoAllocation {
-            enabled: true,
-            ..Config::builtin().auto_allocation
-        }
+        AutoAllocation { enabled: true, ..Config::builtin().auto_allocation }
     }
 
     fn builtin_ranges() -> Vec<[u16; 2]> {
-        Config::builtin()
-            .service_types
-            .values()
-            .map(|t| t.range)
-            .collect()
+        Config::builtin().service_types.values().map(|t| t.range).collect()
     }
 
     fn with_placement(placement: Placement) -> AutoAllocation {
-        AutoAllocation {
-            placement,
-            rules: Vec::new(),
-            ..enabled()
-        }
+        AutoAllocation { placement, rules: Vec::new(), ..enabled() }
     }
 
     fn rule(pattern: &str) -> Rule {
-        Rule {
-            pattern: pattern.into(),
-            chunk_size: None,
-            placement: None,
-        }
+        Rule { pattern: pattern.into(), chunk_size: None, placement: None }
     }
 
     #[test]
@@ -317,11 +253,7 @@ mod tests {
             ("**x", "yx", true),
         ];
         for (pattern, name, matches) in cases {
-            assert_eq!(
-                glob_matches(pattern, name),
-                matches,
-                "{pattern:?} vs {name:?}"
-            );
+            assert_eq!(glob_matches(pattern, name), matches, "{pattern:?} vs {name:?}");
         }
     }
 
@@ -336,21 +268,10 @@ mod tests {
     #[test]
     fn after_lands_above_the_builtin_types_as_in_the_original() {
         let first = plan(&enabled(), &builtin_ranges(), "grafana").unwrap();
-        assert_eq!(
-            first,
-            Plan {
-                range: [11510, 11519],
-                chunk_size: 10,
-                placement: Placement::After,
-                rule: None
-            }
-        );
+        assert_eq!(first, Plan { range: [11510, 11519], chunk_size: 10, placement: Placement::After, rule: None });
         let mut existing = builtin_ranges();
         existing.push(first.range);
-        assert_eq!(
-            plan(&enabled(), &existing, "loki").unwrap().range,
-            [11530, 11539]
-        );
+        assert_eq!(plan(&enabled(), &existing, "loki").unwrap().range, [11530, 11539]);
     }
 
     #[test]
@@ -387,80 +308,35 @@ mod tests {
     #[test]
     fn before_lands_below_the_lowest_range_above_min_port() {
         let cfg = with_placement(Placement::Before);
-        assert_eq!(
-            plan(&cfg, &builtin_ranges(), "x").unwrap().range,
-            [11380, 11389]
-        );
+        assert_eq!(plan(&cfg, &builtin_ranges(), "x").unwrap().range, [11380, 11389]);
         // Nothing in the window: fill from the top down.
-        assert_eq!(
-            plan(&cfg, &[[3000, 3099]], "x").unwrap().range,
-            [49142, 49151]
-        );
+        assert_eq!(plan(&cfg, &[[3000, 3099]], "x").unwrap().range, [49142, 49151]);
         // A range straddling min_port keeps its gap too.
-        assert_eq!(
-            plan(&cfg, &[[9990, 10005], [10036, 10100]], "x")
-                .unwrap()
-                .range,
-            [10016, 10025]
-        );
+        assert_eq!(plan(&cfg, &[[9990, 10005], [10036, 10100]], "x").unwrap().range, [10016, 10025]);
         assert_eq!(
             plan(&cfg, &[[9990, 10005], [10035, 10100]], "x"),
-            Err(AutoAllocError::BelowMin {
-                chunk: 10,
-                min_port: 10000
-            })
+            Err(AutoAllocError::BelowMin { chunk: 10, min_port: 10000 })
         );
     }
 
     #[test]
     fn before_stops_at_min_port() {
-        let cfg = AutoAllocation {
-            min_port: 11390,
-            ..with_placement(Placement::Before)
-        };
+        let cfg = AutoAllocation { min_port: 11390, ..with_placement(Placement::Before) };
         let err = plan(&cfg, &builtin_ranges(), "x").unwrap_err();
-        assert_eq!(
-            err,
-            AutoAllocError::BelowMin {
-                chunk: 10,
-                min_port: 11390
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "no room for 10 ports below the lowest range without going under min_port 11390"
-        );
-        let cfg = AutoAllocation {
-            min_port: 11380,
-            ..with_placement(Placement::Before)
-        };
-        assert_eq!(
-            plan(&cfg, &builtin_ranges(), "x").unwrap().range,
-            [11380, 11389]
-        );
+        assert_eq!(err, AutoAllocError::BelowMin { chunk: 10, min_port: 11390 });
+        assert_eq!(err.to_string(), "no room for 10 ports below the lowest range without going under min_port 11390");
+        let cfg = AutoAllocation { min_port: 11380, ..with_placement(Placement::Before) };
+        assert_eq!(plan(&cfg, &builtin_ranges(), "x").unwrap().range, [11380, 11389]);
     }
 
     #[test]
     fn smart_takes_the_lowest_gap_inside_the_window() {
         let cfg = with_placement(Placement::Smart);
         // The original found gaps below 10000 (after 3199); the window forbids that.
-        assert_eq!(
-            plan(&cfg, &builtin_ranges(), "x").unwrap().range,
-            [10000, 10009]
-        );
+        assert_eq!(plan(&cfg, &builtin_ranges(), "x").unwrap().range, [10000, 10009]);
         // Exactly gap + chunk + gap between two ranges fits; one port less does not.
-        assert_eq!(
-            plan(&cfg, &[[10000, 10009], [10040, 10049]], "x")
-                .unwrap()
-                .range,
-            [10020, 10029]
-        );
-        assert_eq!(
-            plan(&cfg, &[[10000, 10009], [10039, 10049]], "x")
-                .unwrap()
-                .range,
-            [10060, 10069]
-        );
+        assert_eq!(plan(&cfg, &[[10000, 10009], [10040, 10049]], "x").unwrap().range, [10020, 10029]);
+        assert_eq!(plan(&cfg, &[[10000, 10009], [10039, 10049]], "x").unwrap().range, [10060, 10069]);
     }
 
     #[test]
@@ -472,66 +348,26 @@ mod tests {
 
     #[test]
     fn smart_reports_a_full_window() {
-        let cfg = AutoAllocation {
-            min_port: 10000,
-            max_port: 10030,
-            ..with_placement(Placement::Smart)
-        };
+        let cfg = AutoAllocation { min_port: 10000, max_port: 10030, ..with_placement(Placement::Smart) };
         let err = plan(&cfg, &[[10005, 10020]], "x").unwrap_err();
-        assert_eq!(
-            err,
-            AutoAllocError::NoGap {
-                chunk: 10,
-                min_port: 10000,
-                max_port: 10030
-            }
-        );
+        assert_eq!(err, AutoAllocError::NoGap { chunk: 10, min_port: 10000, max_port: 10030 });
     }
 
     #[test]
     fn gaps_can_be_resized_or_dropped() {
-        let no_gaps = AutoAllocation {
-            preserve_gaps: false,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&no_gaps, &builtin_ranges(), "x").unwrap().range,
-            [11500, 11509]
-        );
-        let zero_gap = AutoAllocation {
-            gap_size: 0,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&zero_gap, &builtin_ranges(), "x").unwrap().range,
-            [11500, 11509]
-        );
-        let wide = AutoAllocation {
-            gap_size: 25,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&wide, &builtin_ranges(), "x").unwrap().range,
-            [11525, 11534]
-        );
+        let no_gaps = AutoAllocation { preserve_gaps: false, ..enabled() };
+        assert_eq!(plan(&no_gaps, &builtin_ranges(), "x").unwrap().range, [11500, 11509]);
+        let zero_gap = AutoAllocation { gap_size: 0, ..enabled() };
+        assert_eq!(plan(&zero_gap, &builtin_ranges(), "x").unwrap().range, [11500, 11509]);
+        let wide = AutoAllocation { gap_size: 25, ..enabled() };
+        assert_eq!(plan(&wide, &builtin_ranges(), "x").unwrap().range, [11525, 11534]);
     }
 
     #[test]
     fn a_chunk_of_one_port_is_a_valid_range() {
-        let cfg = AutoAllocation {
-            default_chunk_size: 1,
-            ..enabled()
-        };
+        let cfg = AutoAllocation { default_chunk_size: 1, ..enabled() };
         for placement in [Placement::After, Placement::Before, Placement::Smart] {
-            let plan = plan(
-                &AutoAllocation {
-                    placement,
-                    ..cfg.clone()
-                },
-                &builtin_ranges(),
-                "x",
-            )
-            .unwrap();
+            let plan = plan(&AutoAllocation { placement, ..cfg.clone() }, &builtin_ranges(), "x").unwrap();
             assert_eq!(plan.range[0], plan.range[1], "{placement}");
             assert_eq!(plan.chunk_size, 1);
         }
@@ -539,76 +375,26 @@ mod tests {
 
     #[test]
     fn after_stops_at_max_port() {
-        let exact = AutoAllocation {
-            max_port: 11519,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&exact, &builtin_ranges(), "x").unwrap().range,
-            [11510, 11519]
-        );
-        let short = AutoAllocation {
-            max_port: 11518,
-            ..enabled()
-        };
+        let exact = AutoAllocation { max_port: 11519, ..enabled() };
+        assert_eq!(plan(&exact, &builtin_ranges(), "x").unwrap().range, [11510, 11519]);
+        let short = AutoAllocation { max_port: 11518, ..enabled() };
         let err = plan(&short, &builtin_ranges(), "x").unwrap_err();
-        assert_eq!(
-            err,
-            AutoAllocError::Exhausted {
-                chunk: 10,
-                max_port: 11518
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "no room for 10 ports above the highest range without passing max_port 11518"
-        );
+        assert_eq!(err, AutoAllocError::Exhausted { chunk: 10, max_port: 11518 });
+        assert_eq!(err.to_string(), "no room for 10 ports above the highest range without passing max_port 11518");
         // The top of the port space does not overflow.
-        let top = AutoAllocation {
-            min_port: 65000,
-            max_port: 65535,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&top, &[[65000, 65525]], "x"),
-            Err(AutoAllocError::Exhausted {
-                chunk: 10,
-                max_port: 65535
-            })
-        );
-        let no_gap_top = AutoAllocation {
-            preserve_gaps: false,
-            ..top
-        };
-        assert_eq!(
-            plan(&no_gap_top, &[[65000, 65525]], "x").unwrap().range,
-            [65526, 65535]
-        );
+        let top = AutoAllocation { min_port: 65000, max_port: 65535, ..enabled() };
+        assert_eq!(plan(&top, &[[65000, 65525]], "x"), Err(AutoAllocError::Exhausted { chunk: 10, max_port: 65535 }));
+        let no_gap_top = AutoAllocation { preserve_gaps: false, ..top };
+        assert_eq!(plan(&no_gap_top, &[[65000, 65525]], "x").unwrap().range, [65526, 65535]);
     }
 
     #[test]
     fn names_and_the_switch_are_checked_before_anything_else() {
         let err = plan(&enabled(), &[], "Bad Type!").unwrap_err();
-        assert_eq!(
-            err,
-            AutoAllocError::InvalidName {
-                name: "Bad Type!".into()
-            }
-        );
-        let disabled = AutoAllocation {
-            enabled: false,
-            ..enabled()
-        };
-        assert_eq!(
-            plan(&disabled, &[], "grafana"),
-            Err(AutoAllocError::Disabled {
-                name: "grafana".into()
-            })
-        );
-        let zero = AutoAllocation {
-            default_chunk_size: 0,
-            ..enabled()
-        };
+        assert_eq!(err, AutoAllocError::InvalidName { name: "Bad Type!".into() });
+        let disabled = AutoAllocation { enabled: false, ..enabled() };
+        assert_eq!(plan(&disabled, &[], "grafana"), Err(AutoAllocError::Disabled { name: "grafana".into() }));
+        let zero = AutoAllocation { default_chunk_size: 0, ..enabled() };
         assert_eq!(
             plan(&zero, &[], "x").unwrap_err().to_string(),
             "chunk size 0 cannot hold a port (from default_chunk_size)"
@@ -652,11 +438,7 @@ mod tests {
                     rules: Vec::new(),
                     ..enabled()
                 };
-                let gap = if cfg.preserve_gaps {
-                    u32::from(cfg.gap_size)
-                } else {
-                    0
-                };
+                let gap = if cfg.preserve_gaps { u32::from(cfg.gap_size) } else { 0 };
                 // Built-ins plus scattered ranges, some straddling the window's edges.
                 let mut existing = builtin_ranges();
                 if rng.below(2) == 0 {
@@ -669,46 +451,26 @@ mod tests {
                 let mut placed = 0;
                 for i in 0..200 {
                     let chunk = 1 + rng.below(40) as u16;
-                    let cfg = AutoAllocation {
-                        default_chunk_size: chunk,
-                        ..cfg.clone()
-                    };
+                    let cfg = AutoAllocation { default_chunk_size: chunk, ..cfg.clone() };
                     match plan(&cfg, &existing, &format!("t{i}")) {
                         Ok(p) => {
                             let [start, end] = p.range;
                             assert_eq!(u32::from(end - start) + 1, u32::from(chunk));
-                            assert!(
-                                start >= cfg.min_port && end <= cfg.max_port,
-                                "{placement}: {p:?} leaves {cfg:?}"
-                            );
+                            assert!(start >= cfg.min_port && end <= cfg.max_port, "{placement}: {p:?} leaves {cfg:?}");
                             for &[a, b] in &existing {
-                                assert!(
-                                    end < a || b < start,
-                                    "{placement}: {p:?} overlaps [{a}, {b}]"
-                                );
+                                assert!(end < a || b < start, "{placement}: {p:?} overlaps [{a}, {b}]");
                             }
                             if placement == Placement::Smart {
                                 for &[a, b] in &existing {
-                                    let (a, b, s, e) = (
-                                        u32::from(a),
-                                        u32::from(b),
-                                        u32::from(start),
-                                        u32::from(end),
-                                    );
-                                    assert!(
-                                        e + gap < a || b + gap < s,
-                                        "{p:?} closer than {gap} to [{a}, {b}]"
-                                    );
+                                    let (a, b, s, e) = (u32::from(a), u32::from(b), u32::from(start), u32::from(end));
+                                    assert!(e + gap < a || b + gap < s, "{p:?} closer than {gap} to [{a}, {b}]");
                                 }
                             }
                             existing.push(p.range);
                             placed += 1;
                         }
                         Err(AutoAllocError::NoGap { .. }) => {
-                            assert!(
-                                !some_gap_fits(&cfg, &existing, u32::from(chunk), gap),
-                                "smart missed a gap"
-                            );
+                            assert!(!some_gap_fits(&cfg, &existing, u32::from(chunk), gap), "smart missed a gap");
                         }
                         Err(AutoAllocError::Exhausted { .. }) => {
                             assert_eq!(placement, Placement::After)

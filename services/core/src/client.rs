@@ -2,6 +2,7 @@
 //! connection, no async runtime (the CLI's start-up time is part of every
 //! command's latency).
 
+use crate::api::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -10,7 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::api::ErrorBody;
 
 /// Largest header block accepted from the server.
 const MAX_HEAD: usize = 64 * 1024;
@@ -42,39 +42,19 @@ pub enum ClientError {
     #[error("cannot connect to {}: {source}", path.display())]
     Connect { path: PathBuf, source: io::Error },
     #[error("{request} on {}: no answer within {}s", path.display(), after.as_secs_f64())]
-    Timeout {
-        path: PathBuf,
-        request: String,
-        after: Duration,
-    },
+    Timeout { path: PathBuf, request: String, after: Duration },
     #[error("{request} on {}: {operation} failed: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        request: String,
-        operation: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, request: String, operation: &'static str, source: io::Error },
     #[error("{request} on {}: malformed answer: {reason}", path.display())]
-    Protocol {
-        path: PathBuf,
-        request: String,
-        reason: String,
-    },
+    Protocol { path: PathBuf, request: String, reason: String },
     /// The allocator answered with its error body.
     #[error("{}", body.message)]
     Api { status: u16, body: ErrorBody },
     /// A non-2xx answer that is not an error body.
     #[error("{request}: HTTP {status}: {body}")]
-    Status {
-        request: String,
-        status: u16,
-        body: String,
-    },
+    Status { request: String, status: u16, body: String },
     #[error("{request}: cannot decode the answer: {source}")]
-    Decode {
-        request: String,
-        source: serde_json::Error,
-    },
+    Decode { request: String, source: serde_json::Error },
 }
 
 /// One answer: its status and the raw body (printed as-is by `--json`).
@@ -87,10 +67,8 @@ pub struct Response {
 
 impl Response {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
-        serde_json::from_slice(&self.body).map_err(|source| ClientError::Decode {
-            request: self.request.clone(),
-            source,
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|source| ClientError::Decode { request: self.request.clone(), source })
     }
 
     /// A 2xx answer as is; anything else as the error it carries.
@@ -99,10 +77,7 @@ impl Response {
             return Ok(self);
         }
         match serde_json::from_slice::<ErrorBody>(&self.body) {
-            Ok(body) => Err(ClientError::Api {
-                status: self.status,
-                body,
-            }),
+            Ok(body) => Err(ClientError::Api { status: self.status, body }),
             Err(_) => Err(ClientError::Status {
                 request: self.request,
                 status: self.status,
@@ -134,16 +109,9 @@ impl Client {
     }
 
     /// Sends `body` as JSON; answers of any status come back.
-    pub fn send_json<B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> Result<Response, ClientError> {
-        let bytes = serde_json::to_vec(body).map_err(|source| ClientError::Decode {
-            request: format!("{} {path}", method.as_str()),
-            source,
-        })?;
+    pub fn send_json<B: Serialize>(&self, method: Method, path: &str, body: &B) -> Result<Response, ClientError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|source| ClientError::Decode { request: format!("{} {path}", method.as_str()), source })?;
         self.exchange(method, path, Some(&bytes))
     }
 
@@ -152,12 +120,7 @@ impl Client {
         self.send(method, path)?.success()
     }
 
-    pub fn call_json<B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> Result<Response, ClientError> {
+    pub fn call_json<B: Serialize>(&self, method: Method, path: &str, body: &B) -> Result<Response, ClientError> {
         self.send_json(method, path, body)?.success()
     }
 
@@ -166,12 +129,7 @@ impl Client {
         self.call(Method::Get, path)?.decode()
     }
 
-    fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> Result<Response, ClientError> {
+    fn exchange(&self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
         Connection::unix(&self.socket, self.timeout, false)?.exchange(method, path, body)
     }
 }
@@ -190,10 +148,8 @@ pub struct Connection<S> {
 
 impl Connection<UnixStream> {
     pub fn unix(socket: &Path, timeout: Duration, keep_alive: bool) -> Result<Self, ClientError> {
-        let stream = connect(socket, timeout).map_err(|source| ClientError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
+        let stream =
+            connect(socket, timeout).map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
         Ok(Connection { reader: BufReader::new(stream), peer: socket.to_path_buf(), timeout, keep_alive, token: None })
     }
 }
@@ -217,10 +173,8 @@ impl<S: Read + Write> Connection<S> {
     }
 
     pub fn send_json<B: Serialize>(&mut self, method: Method, path: &str, body: &B) -> Result<Response, ClientError> {
-        let bytes = serde_json::to_vec(body).map_err(|source| ClientError::Decode {
-            request: format!("{} {path}", method.as_str()),
-            source,
-        })?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|source| ClientError::Decode { request: format!("{} {path}", method.as_str()), source })?;
         self.exchange(method, path, Some(&bytes))
     }
 
@@ -235,8 +189,9 @@ impl<S: Read + Write> Connection<S> {
         };
         let body = body.unwrap_or_default();
         let connection = if self.keep_alive { "keep-alive" } else { "close" };
-        let mut message =
-            format!("{request} HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\nAccept: application/json\r\n");
+        let mut message = format!(
+            "{request} HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\nAccept: application/json\r\n"
+        );
         if let Some(token) = &self.token {
             message.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
@@ -266,10 +221,7 @@ pub fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long"));
     }
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
@@ -288,11 +240,7 @@ pub fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     loop {
         // SAFETY: addr is a valid sockaddr_un and len does not exceed it.
         let rc = unsafe {
-            libc::connect(
-                stream.as_raw_fd(),
-                (&raw const addr).cast::<libc::sockaddr>(),
-                len as libc::socklen_t,
-            )
+            libc::connect(stream.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), len as libc::socklen_t)
         };
         if rc == 0 {
             return Ok(stream);
@@ -323,10 +271,7 @@ fn malformed(reason: impl Into<String>) -> ReadError {
 /// Reads one line (without its CRLF), counting it against `budget`.
 fn read_line<R: BufRead>(reader: &mut R, budget: &mut usize) -> Result<String, ReadError> {
     let mut line = Vec::new();
-    let n = reader
-        .by_ref()
-        .take(*budget as u64 + 1)
-        .read_until(b'\n', &mut line)?;
+    let n = reader.by_ref().take(*budget as u64 + 1).read_until(b'\n', &mut line)?;
     if n == 0 {
         return Err(malformed("connection closed before the end of the header"));
     }
@@ -352,9 +297,7 @@ fn read_response<R: BufRead>(reader: &mut R) -> Result<(u16, Vec<u8>), ReadError
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(malformed(format!(
-            "not an HTTP/1 status line: {status_line:?}"
-        )));
+        return Err(malformed(format!("not an HTTP/1 status line: {status_line:?}")));
     }
     let status: u16 = parts
         .next()
@@ -368,19 +311,13 @@ fn read_response<R: BufRead>(reader: &mut R) -> Result<(u16, Vec<u8>), ReadError
         if line.is_empty() {
             break;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed(format!("bad header line: {line:?}")))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed(format!("bad header line: {line:?}")))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value
-                .parse()
-                .map_err(|_| malformed(format!("bad Content-Length: {value:?}")))?;
+            let n: usize = value.parse().map_err(|_| malformed(format!("bad Content-Length: {value:?}")))?;
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .split(',')
-                .any(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            chunked = value.split(',').any(|c| c.trim().eq_ignore_ascii_case("chunked"));
         }
     }
 
@@ -413,8 +350,7 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
         let mut budget = MAX_HEAD;
         let line = read_line(reader, &mut budget)?;
         let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| malformed(format!("bad chunk size: {line:?}")))?;
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| malformed(format!("bad chunk size: {line:?}")))?;
         if size == 0 {
             // Trailer fields, up to the empty line.
             while !read_line(reader, &mut budget)?.is_empty() {}
@@ -435,8 +371,8 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixListener;
     use crate::api::ErrorCode;
+    use std::os::unix::net::UnixListener;
 
     fn parse(raw: &str) -> Result<(u16, Vec<u8>), ReadError> {
         read_response(&mut BufReader::new(raw.as_bytes()))
@@ -445,8 +381,7 @@ mod tests {
     #[test]
     fn content_length_body_is_read_exactly() {
         let (status, body) =
-            parse("HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}trailing")
-                .unwrap();
+            parse("HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}trailing").unwrap();
         assert_eq!(status, 200);
         assert_eq!(body, b"{}");
     }
@@ -469,18 +404,9 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_answers_are_protocol_errors() {
-        assert!(matches!(
-            parse("SSH-2.0-OpenSSH\r\n\r\n"),
-            Err(ReadError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
-            Err(ReadError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse("HTTP/1.1 200 OK\r\nContent-Len"),
-            Err(ReadError::Malformed(_))
-        ));
+        assert!(matches!(parse("SSH-2.0-OpenSSH\r\n\r\n"), Err(ReadError::Malformed(_))));
+        assert!(matches!(parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), Err(ReadError::Malformed(_))));
+        assert!(matches!(parse("HTTP/1.1 200 OK\r\nContent-Len"), Err(ReadError::Malformed(_))));
         assert!(matches!(
             parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
             Err(ReadError::Malformed(_))
@@ -489,14 +415,8 @@ mod tests {
 
     /// Serves one canned answer (`status` line, JSON `body`) on a fresh
     /// socket and returns what the client sent.
-    fn serve_once(
-        status: &str,
-        body: &str,
-    ) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<String>) {
-        let answer = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+    fn serve_once(status: &str, body: &str) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<String>) {
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -529,13 +449,7 @@ mod tests {
     fn request_carries_method_path_and_json_body() {
         let (_dir, path, server) = serve_once("200 OK", r#"{"success":true}"#);
         let client = Client::new(path, Duration::from_secs(5));
-        let reply = client
-            .call_json(
-                Method::Post,
-                "/cleanup",
-                &serde_json::json!({"force": true}),
-            )
-            .unwrap();
+        let reply = client.call_json(Method::Post, "/cleanup", &serde_json::json!({"force": true})).unwrap();
         assert_eq!(reply.body, br#"{"success":true}"#);
         let sent = server.join().unwrap();
         assert!(sent.starts_with("POST /cleanup HTTP/1.1\r\n"), "{sent}");

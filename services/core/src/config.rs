@@ -219,13 +219,7 @@ impl fmt::Display for ConfigIssue {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.field,
-                self.reason
-            )
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.reason)
         }
     }
 }
@@ -256,11 +250,9 @@ impl ConfigError {
     /// The error as issues, for reports that list everything at once.
     fn into_issues(self) -> Vec<ConfigIssue> {
         match self {
-            ConfigError::Io { op, path, source } => vec![ConfigIssue {
-                file: path,
-                field: String::new(),
-                reason: format!("cannot {op}: {source}"),
-            }],
+            ConfigError::Io { op, path, source } => {
+                vec![ConfigIssue { file: path, field: String::new(), reason: format!("cannot {op}: {source}") }]
+            }
             ConfigError::Invalid(issues) => issues,
         }
     }
@@ -300,10 +292,7 @@ impl Config {
 
     /// The type whose range holds `port` (ranges do not overlap).
     pub fn type_for_port(&self, port: u16) -> Option<&str> {
-        self.service_types
-            .iter()
-            .find(|(_, t)| t.contains(port))
-            .map(|(name, _)| name.as_str())
+        self.service_types.iter().find(|(_, t)| t.contains(port)).map(|(name, _)| name.as_str())
     }
 
     /// This configuration plus the types auto-allocation carved. A configured
@@ -312,16 +301,13 @@ impl Config {
         let mut config = self.clone();
         for auto in autos {
             let [start, end] = auto.range;
-            config
-                .service_types
-                .entry(auto.service_type.clone())
-                .or_insert_with(|| ServiceType {
-                    description: format!("Auto-allocated service type for {}", auto.service_type),
-                    preferred_ports: (start..=end).take(AUTO_PREFERRED_PORTS).collect(),
-                    range: auto.range,
-                    instance_behavior: InstanceBehavior::Multi,
-                    examples: Vec::new(),
-                });
+            config.service_types.entry(auto.service_type.clone()).or_insert_with(|| ServiceType {
+                description: format!("Auto-allocated service type for {}", auto.service_type),
+                preferred_ports: (start..=end).take(AUTO_PREFERRED_PORTS).collect(),
+                range: auto.range,
+                instance_behavior: InstanceBehavior::Multi,
+                examples: Vec::new(),
+            });
         }
         config
     }
@@ -348,22 +334,12 @@ impl Config {
         if !issues.is_empty() {
             return Err(issues);
         }
-        let config: Config = Value::Table(std::mem::take(&mut merged.value))
-            .try_into()
-            .map_err(|e| {
-                // The layer checks mirror these types; reaching this is a bug in them.
-                vec![ConfigIssue {
-                    file: PathBuf::from("<merged>"),
-                    field: String::new(),
-                    reason: e.to_string(),
-                }]
-            })?;
+        let config: Config = Value::Table(std::mem::take(&mut merged.value)).try_into().map_err(|e| {
+            // The layer checks mirror these types; reaching this is a bug in them.
+            vec![ConfigIssue { file: PathBuf::from("<merged>"), field: String::new(), reason: e.to_string() }]
+        })?;
         let issues = merged.check(&config);
-        if issues.is_empty() {
-            Ok(config)
-        } else {
-            Err(issues)
-        }
+        if issues.is_empty() { Ok(config) } else { Err(issues) }
     }
 }
 
@@ -396,18 +372,11 @@ fn syntax_issue(file: &Path, text: &str, span: Option<Range<usize>>, message: &s
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!(
-                "invalid TOML at line {line}, column {column}: {}",
-                message.trim()
-            )
+            format!("invalid TOML at line {line}, column {column}: {}", message.trim())
         }
         None => format!("invalid TOML: {}", message.trim()),
     };
-    ConfigIssue {
-        file: file.to_path_buf(),
-        field: String::new(),
-        reason,
-    }
+    ConfigIssue { file: file.to_path_buf(), field: String::new(), reason }
 }
 
 /// What a key's value must be.
@@ -450,28 +419,12 @@ const AUTO_ALLOCATION: Schema = &[
     ("gap_size", Kind::Int(0, 1000)),
     ("rules", Kind::Rules),
 ];
-const RULE: Schema = &[
-    ("pattern", Kind::Str),
-    ("chunk_size", CHUNK_SIZE),
-    ("placement", Kind::Choice(PLACEMENTS)),
-];
+const RULE: Schema = &[("pattern", Kind::Str), ("chunk_size", CHUNK_SIZE), ("placement", Kind::Choice(PLACEMENTS))];
 /// Every section but `service_types`, whose keys are type names.
 const SECTIONS: &[(&str, Schema)] = &[
     ("auto_allocation", AUTO_ALLOCATION),
-    (
-        "health",
-        &[
-            ("period_secs", POSITIVE),
-            ("max_failures", Kind::Int(1, u32::MAX as i64)),
-        ],
-    ),
-    (
-        "limits",
-        &[
-            ("max_allocations_per_user", POSITIVE),
-            ("max_connections", POSITIVE),
-        ],
-    ),
+    ("health", &[("period_secs", POSITIVE), ("max_failures", Kind::Int(1, u32::MAX as i64))]),
+    ("limits", &[("max_allocations_per_user", POSITIVE), ("max_connections", POSITIVE)]),
     ("instances", &[("ttl_secs", POSITIVE)]),
     ("allocator", &[("idle_timeout_secs", POSITIVE)]),
 ];
@@ -479,10 +432,7 @@ const SECTIONS: &[(&str, Schema)] = &[
 /// Checks one file on its own (keys, types, bounds, names) and normalises it
 /// for merging: choices lower-cased, `port_range` renamed to `range`.
 fn check_layer(file: &Path, table: &mut Table) -> Vec<ConfigIssue> {
-    let mut checker = Checker {
-        file,
-        issues: Vec::new(),
-    };
+    let mut checker = Checker { file, issues: Vec::new() };
     for (key, value) in table.iter_mut() {
         if key == "service_types" {
             checker.service_types(value);
@@ -492,9 +442,7 @@ fn check_layer(file: &Path, table: &mut Table) -> Vec<ConfigIssue> {
                 None => checker.wrong_type(key, "a table", value),
             }
         } else {
-            let known: Vec<&str> = std::iter::once("service_types")
-                .chain(SECTIONS.iter().map(|(n, _)| *n))
-                .collect();
+            let known: Vec<&str> = std::iter::once("service_types").chain(SECTIONS.iter().map(|(n, _)| *n)).collect();
             checker.unknown_key(key, &known);
         }
     }
@@ -508,25 +456,15 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn issue(&mut self, field: &str, reason: String) {
-        self.issues.push(ConfigIssue {
-            file: self.file.to_path_buf(),
-            field: field.to_owned(),
-            reason,
-        });
+        self.issues.push(ConfigIssue { file: self.file.to_path_buf(), field: field.to_owned(), reason });
     }
 
     fn wrong_type(&mut self, field: &str, expected: &str, found: &Value) {
-        self.issue(
-            field,
-            format!("expected {expected}, found {}", found.type_str()),
-        );
+        self.issue(field, format!("expected {expected}, found {}", found.type_str()));
     }
 
     fn unknown_key(&mut self, field: &str, known: &[&str]) {
-        self.issue(
-            field,
-            format!("unknown key (known keys: {})", known.join(", ")),
-        );
+        self.issue(field, format!("unknown key (known keys: {})", known.join(", ")));
     }
 
     fn service_types(&mut self, value: &mut Value) {
@@ -536,10 +474,7 @@ impl Checker<'_> {
         for (name, entry) in types.iter_mut() {
             let prefix = type_path(name);
             if !valid_type_name(name) {
-                self.issue(
-                    &prefix,
-                    "a type name is 1 to 50 ASCII letters, digits or '-'".into(),
-                );
+                self.issue(&prefix, "a type name is 1 to 50 ASCII letters, digits or '-'".into());
             }
             let Some(fields) = entry.as_table_mut() else {
                 self.wrong_type(&prefix, "a table", entry);
@@ -548,10 +483,7 @@ impl Checker<'_> {
             self.fields(&prefix, fields, SERVICE_TYPE);
             if let Some(alias) = fields.remove("port_range") {
                 if fields.contains_key("range") {
-                    self.issue(
-                        &format!("{prefix}.port_range"),
-                        "give range or its alias port_range, not both".into(),
-                    );
+                    self.issue(&format!("{prefix}.port_range"), "give range or its alias port_range, not both".into());
                 }
                 fields.insert("range".into(), alias);
             }
@@ -586,13 +518,8 @@ impl Checker<'_> {
                 self.port(field, value);
             }
             Kind::Choice(options) => match value.as_str().map(str::to_ascii_lowercase) {
-                Some(choice) if options.contains(&choice.as_str()) => {
-                    *value = Value::String(choice)
-                }
-                Some(_) => self.issue(
-                    field,
-                    format!("{value} is not one of: {}", options.join(", ")),
-                ),
+                Some(choice) if options.contains(&choice.as_str()) => *value = Value::String(choice),
+                Some(_) => self.issue(field, format!("{value} is not one of: {}", options.join(", "))),
                 None => self.wrong_type(field, "a string", value),
             },
             Kind::Ports => self.each(field, value, |checker, field, port| {
@@ -610,22 +537,14 @@ impl Checker<'_> {
                 };
                 checker.fields(field, rule, RULE);
                 if !rule.contains_key("pattern") {
-                    checker.issue(
-                        &format!("{field}.pattern"),
-                        "every rule needs a pattern".into(),
-                    );
+                    checker.issue(&format!("{field}.pattern"), "every rule needs a pattern".into());
                 }
             }),
         }
     }
 
     /// Checks each element of an array; `field[i]` names the element.
-    fn each(
-        &mut self,
-        field: &str,
-        value: &mut Value,
-        mut check: impl FnMut(&mut Self, &str, &mut Value),
-    ) {
+    fn each(&mut self, field: &str, value: &mut Value, mut check: impl FnMut(&mut Self, &str, &mut Value)) {
         match value.as_array_mut() {
             Some(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
@@ -666,11 +585,7 @@ impl Checker<'_> {
 
 /// `service_types.NAME`, quoting a name that is not a plain identifier.
 fn type_path(name: &str) -> String {
-    if valid_type_name(name) {
-        format!("service_types.{name}")
-    } else {
-        format!("service_types.{name:?}")
-    }
+    if valid_type_name(name) { format!("service_types.{name}") } else { format!("service_types.{name:?}") }
 }
 
 /// The layers merged so far, and which layer set each leaf (so issues that
@@ -692,9 +607,7 @@ impl Merged {
             .and_then(Value::as_table)
             .into_iter()
             .flatten()
-            .filter(|(name, fields)| {
-                !known.is_some_and(|k| k.contains_key(*name)) && fields.get("range").is_none()
-            })
+            .filter(|(name, fields)| !known.is_some_and(|k| k.contains_key(*name)) && fields.get("range").is_none())
             .map(|(name, _)| ConfigIssue {
                 file: file.to_path_buf(),
                 field: format!("{}.range", type_path(name)),
@@ -715,16 +628,8 @@ impl Merged {
     }
 
     fn issue(&self, layer: usize, field: String, reason: String) -> ConfigIssue {
-        let file = self
-            .files
-            .get(layer)
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from(BUILTIN_LABEL));
-        ConfigIssue {
-            file,
-            field,
-            reason,
-        }
+        let file = self.files.get(layer).cloned().unwrap_or_else(|| PathBuf::from(BUILTIN_LABEL));
+        ConfigIssue { file, field, reason }
     }
 
     /// Checks that need the merged result: each is blamed on the field (and
@@ -735,11 +640,7 @@ impl Merged {
             let [start, end] = service.range;
             let range_field = format!("service_types.{name}.range");
             let ports_field = format!("service_types.{name}.preferred_ports");
-            for port in service
-                .preferred_ports
-                .iter()
-                .filter(|p| !service.contains(**p))
-            {
+            for port in service.preferred_ports.iter().filter(|p| !service.contains(**p)) {
                 let (layer, field) = later_of(self, &ports_field, &range_field);
                 issues.push(self.issue(
                     layer,
@@ -768,15 +669,11 @@ impl Merged {
         }
         let auto = &config.auto_allocation;
         if auto.min_port >= auto.max_port {
-            let (layer, field) =
-                later_of(self, "auto_allocation.min_port", "auto_allocation.max_port");
+            let (layer, field) = later_of(self, "auto_allocation.min_port", "auto_allocation.max_port");
             issues.push(self.issue(
                 layer,
                 field,
-                format!(
-                    "min_port {} must be below max_port {}",
-                    auto.min_port, auto.max_port
-                ),
+                format!("min_port {} must be below max_port {}", auto.min_port, auto.max_port),
             ));
         }
         issues
@@ -786,27 +683,13 @@ impl Merged {
 /// Whichever of two fields was set by the later layer (the first on a tie).
 fn later_of(merged: &Merged, first: &str, second: &str) -> (usize, String) {
     let (a, b) = (merged.layer_of(first), merged.layer_of(second));
-    if b > a {
-        (b, second.to_owned())
-    } else {
-        (a, first.to_owned())
-    }
+    if b > a { (b, second.to_owned()) } else { (a, first.to_owned()) }
 }
 
 /// Deep-merges tables; any other value replaces what was there.
-fn merge_into(
-    acc: &mut Table,
-    layer: Table,
-    prefix: &str,
-    layer_index: usize,
-    origin: &mut BTreeMap<String, usize>,
-) {
+fn merge_into(acc: &mut Table, layer: Table, prefix: &str, layer_index: usize, origin: &mut BTreeMap<String, usize>) {
     for (key, value) in layer {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match (acc.get_mut(&key), value) {
             (Some(Value::Table(existing)), Value::Table(table)) => {
                 merge_into(existing, table, &path, layer_index, origin);
@@ -819,12 +702,7 @@ fn merge_into(
     }
 }
 
-fn mark_origin(
-    path: &str,
-    value: &Value,
-    layer_index: usize,
-    origin: &mut BTreeMap<String, usize>,
-) {
+fn mark_origin(path: &str, value: &Value, layer_index: usize, origin: &mut BTreeMap<String, usize>) {
     match value {
         Value::Table(table) => {
             for (key, value) in table {
@@ -850,13 +728,10 @@ pub fn set_user_auto_allocation_enabled(path: &Path, enabled: bool) -> Result<()
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues));
     }
-    let mut document: toml_edit::DocumentMut =
-        text.parse().map_err(|e: toml_edit::TomlError| {
-            ConfigError::Invalid(vec![syntax_issue(&path, &text, e.span(), e.message())])
-        })?;
-    let section = document
-        .entry("auto_allocation")
-        .or_insert_with(toml_edit::table);
+    let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::Invalid(vec![syntax_issue(&path, &text, e.span(), e.message())])
+    })?;
+    let section = document.entry("auto_allocation").or_insert_with(toml_edit::table);
     section["enabled"] = toml_edit::value(enabled);
     write_atomically(&path, &document.to_string())
 }
@@ -867,18 +742,13 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), ConfigError> {
         _ => Path::new("."),
     };
     fs::create_dir_all(dir).map_err(ConfigError::io("create directory", dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
         let mut file = fs::File::create(&temp).map_err(ConfigError::io("create", &temp))?;
-        file.write_all(text.as_bytes())
-            .map_err(ConfigError::io("write", &temp))?;
+        file.write_all(text.as_bytes()).map_err(ConfigError::io("write", &temp))?;
         if let Ok(existing) = fs::metadata(path) {
-            file.set_permissions(existing.permissions())
-                .map_err(ConfigError::io("set permissions of", &temp))?;
+            file.set_permissions(existing.permissions()).map_err(ConfigError::io("set permissions of", &temp))?;
         }
         file.sync_all().map_err(ConfigError::io("sync", &temp))?;
         fs::rename(&temp, path).map_err(ConfigError::io("replace", path))
@@ -943,22 +813,12 @@ mod tests {
             let t = &config.service_types[name];
             assert_eq!(t.preferred_ports, preferred, "{name} preferred ports");
             assert_eq!(t.range, range, "{name} range");
-            let behavior = if name == "ai" {
-                InstanceBehavior::Single
-            } else {
-                InstanceBehavior::Multi
-            };
+            let behavior = if name == "ai" { InstanceBehavior::Single } else { InstanceBehavior::Multi };
             assert_eq!(t.instance_behavior, behavior, "{name} instance_behavior");
             assert!(!t.examples.is_empty(), "{name} examples");
         }
-        assert_eq!(
-            config.service_types["dev"].description,
-            "Frontend development servers (React, Next.js, Vite)"
-        );
-        assert_eq!(
-            config.service_types["coordination"].description,
-            "Service coordination and management"
-        );
+        assert_eq!(config.service_types["dev"].description, "Frontend development servers (React, Next.js, Vite)");
+        assert_eq!(config.service_types["coordination"].description, "Service coordination and management");
     }
 
     #[test]
@@ -967,52 +827,20 @@ mod tests {
         let auto = &config.auto_allocation;
         assert!(!auto.enabled);
         assert_eq!(
-            (
-                auto.default_chunk_size,
-                auto.placement,
-                auto.min_port,
-                auto.max_port,
-                auto.preserve_gaps,
-                auto.gap_size
-            ),
+            (auto.default_chunk_size, auto.placement, auto.min_port, auto.max_port, auto.preserve_gaps, auto.gap_size),
             (10, Placement::After, 10000, 49151, true, 10)
         );
         assert_eq!(
             auto.rules,
             vec![
-                Rule {
-                    pattern: "monitoring-*".into(),
-                    chunk_size: Some(20),
-                    placement: Some(Placement::Smart)
-                },
-                Rule {
-                    pattern: "database-*".into(),
-                    chunk_size: Some(5),
-                    placement: None
-                },
+                Rule { pattern: "monitoring-*".into(), chunk_size: Some(20), placement: Some(Placement::Smart) },
+                Rule { pattern: "database-*".into(), chunk_size: Some(5), placement: None },
             ]
         );
-        assert_eq!(
-            config.health,
-            Health {
-                period_secs: 15,
-                max_failures: 3
-            }
-        );
-        assert_eq!(
-            config.limits,
-            Limits {
-                max_allocations_per_user: 1000,
-                max_connections: 512
-            }
-        );
+        assert_eq!(config.health, Health { period_secs: 15, max_failures: 3 });
+        assert_eq!(config.limits, Limits { max_allocations_per_user: 1000, max_connections: 512 });
         assert_eq!(config.instances, Instances { ttl_secs: 120 });
-        assert_eq!(
-            config.allocator,
-            Allocator {
-                idle_timeout_secs: 300
-            }
-        );
+        assert_eq!(config.allocator, Allocator { idle_timeout_secs: 300 });
     }
 
     #[test]
@@ -1020,10 +848,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let system = dir.path().join("system.toml");
         let user = dir.path().join("user.toml");
-        assert_eq!(
-            Config::load_from(&system, Some(&user)).unwrap(),
-            Config::builtin()
-        );
+        assert_eq!(Config::load_from(&system, Some(&user)).unwrap(), Config::builtin());
         assert_eq!(Config::load_from(&system, None).unwrap(), Config::builtin());
         assert!(Config::validate_files(&system, Some(&user)).is_empty());
     }
@@ -1066,11 +891,7 @@ mod tests {
         // The system's rules list replaced the built-in one; the user kept it.
         assert_eq!(
             config.auto_allocation.rules,
-            vec![Rule {
-                pattern: "x-*".into(),
-                chunk_size: Some(3),
-                placement: None
-            }]
+            vec![Rule { pattern: "x-*".into(), chunk_size: Some(3), placement: None }]
         );
     }
 
@@ -1094,26 +915,14 @@ mod tests {
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].file, user);
         assert_eq!(issues[0].field, "service_types.grafana.range");
-        assert!(
-            issues[0].reason.contains("needs a range"),
-            "{}",
-            issues[0].reason
-        );
+        assert!(issues[0].reason.contains("needs a range"), "{}", issues[0].reason);
     }
 
     #[test]
     fn a_type_from_the_system_file_can_be_refined_by_the_user() {
         let dir = tempfile::tempdir().unwrap();
-        let system = write(
-            dir.path(),
-            "system.toml",
-            "[service_types.grafana]\nrange = [13000, 13019]\n",
-        );
-        let user = write(
-            dir.path(),
-            "user.toml",
-            "[service_types.grafana]\npreferred_ports = [13005]\n",
-        );
+        let system = write(dir.path(), "system.toml", "[service_types.grafana]\nrange = [13000, 13019]\n");
+        let user = write(dir.path(), "user.toml", "[service_types.grafana]\npreferred_ports = [13005]\n");
         let config = Config::load_from(&system, Some(&user)).unwrap();
         assert_eq!(config.service_types["grafana"].preferred_ports, [13005]);
         assert_eq!(config.service_types["grafana"].range, [13000, 13019]);
@@ -1124,16 +933,8 @@ mod tests {
         let long_name = "a".repeat(51);
         let cases: Vec<(String, &str, &str)> = vec![
             ("colour = 1\n".into(), "colour", "unknown key"),
-            (
-                "[service_types.dev]\ncolour = 1\n".into(),
-                "service_types.dev.colour",
-                "unknown key",
-            ),
-            (
-                "[auto_allocation]\nenable = true\n".into(),
-                "auto_allocation.enable",
-                "unknown key",
-            ),
+            ("[service_types.dev]\ncolour = 1\n".into(), "service_types.dev.colour", "unknown key"),
+            ("[auto_allocation]\nenable = true\n".into(), "auto_allocation.enable", "unknown key"),
             (
                 "[service_types.dev]\nrange = \"3000-3099\"\n".into(),
                 "service_types.dev.range",
@@ -1144,11 +945,7 @@ mod tests {
                 "service_types.dev.range",
                 "expected [start, end]",
             ),
-            (
-                "[service_types.dev]\nrange = [0, 3099]\n".into(),
-                "service_types.dev.range[0]",
-                "0 is not a port",
-            ),
+            ("[service_types.dev]\nrange = [0, 3099]\n".into(), "service_types.dev.range[0]", "0 is not a port"),
             (
                 "[service_types.dev]\nrange = [3000, 70000]\n".into(),
                 "service_types.dev.range[1]",
@@ -1189,21 +986,9 @@ mod tests {
                 "service_types.dev.description",
                 "expected a string, found integer",
             ),
-            (
-                "service_types = 3\n".into(),
-                "service_types",
-                "expected a table",
-            ),
-            (
-                "[service_types]\ndev = 3\n".into(),
-                "service_types.dev",
-                "expected a table",
-            ),
-            (
-                "health = [1]\n".into(),
-                "health",
-                "expected a table, found array",
-            ),
+            ("service_types = 3\n".into(), "service_types", "expected a table"),
+            ("[service_types]\ndev = 3\n".into(), "service_types.dev", "expected a table"),
+            ("health = [1]\n".into(), "health", "expected a table, found array"),
             (
                 "[auto_allocation]\nplacement = \"sideways\"\n".into(),
                 "auto_allocation.placement",
@@ -1224,21 +1009,13 @@ mod tests {
                 "auto_allocation.default_chunk_size",
                 "1001 is outside 1..=1000",
             ),
-            (
-                "[auto_allocation]\ngap_size = 1001\n".into(),
-                "auto_allocation.gap_size",
-                "1001 is outside 0..=1000",
-            ),
+            ("[auto_allocation]\ngap_size = 1001\n".into(), "auto_allocation.gap_size", "1001 is outside 0..=1000"),
             (
                 "[auto_allocation]\ngap_size = 1.5\n".into(),
                 "auto_allocation.gap_size",
                 "expected an integer, found float",
             ),
-            (
-                "[auto_allocation]\nmin_port = 65536\n".into(),
-                "auto_allocation.min_port",
-                "65536 is not a port",
-            ),
+            ("[auto_allocation]\nmin_port = 65536\n".into(), "auto_allocation.min_port", "65536 is not a port"),
             (
                 "[auto_allocation]\nmin_port = 50000\n".into(),
                 "auto_allocation.min_port",
@@ -1265,36 +1042,15 @@ mod tests {
                 "every rule needs a pattern",
             ),
             (
-                "[[auto_allocation.rules]]\npattern = \"x-*\"\npreferred_range_start = 9000\n"
-                    .into(),
+                "[[auto_allocation.rules]]\npattern = \"x-*\"\npreferred_range_start = 9000\n".into(),
                 "auto_allocation.rules[0].preferred_range_start",
                 "unknown key",
             ),
-            (
-                "[auto_allocation]\nrules = 3\n".into(),
-                "auto_allocation.rules",
-                "expected an array, found integer",
-            ),
-            (
-                "[health]\nperiod_secs = 0\n".into(),
-                "health.period_secs",
-                "0 is below 1",
-            ),
-            (
-                "[health]\nmax_failures = 5000000000\n".into(),
-                "health.max_failures",
-                "is outside 1..=4294967295",
-            ),
-            (
-                "[limits]\nmax_connections = 0\n".into(),
-                "limits.max_connections",
-                "0 is below 1",
-            ),
-            (
-                "[instances]\nttl_secs = -5\n".into(),
-                "instances.ttl_secs",
-                "-5 is below 1",
-            ),
+            ("[auto_allocation]\nrules = 3\n".into(), "auto_allocation.rules", "expected an array, found integer"),
+            ("[health]\nperiod_secs = 0\n".into(), "health.period_secs", "0 is below 1"),
+            ("[health]\nmax_failures = 5000000000\n".into(), "health.max_failures", "is outside 1..=4294967295"),
+            ("[limits]\nmax_connections = 0\n".into(), "limits.max_connections", "0 is below 1"),
+            ("[instances]\nttl_secs = -5\n".into(), "instances.ttl_secs", "-5 is below 1"),
             (
                 "[allocator]\nidle_timeout_secs = \"5m\"\n".into(),
                 "allocator.idle_timeout_secs",
@@ -1319,9 +1075,7 @@ mod tests {
         for (text, field, reason) in cases {
             let (user, issues) = issues_of(&text);
             assert!(
-                issues.iter().any(|i| i.file == user
-                    && i.field.starts_with(field)
-                    && i.reason.contains(reason)),
+                issues.iter().any(|i| i.file == user && i.field.starts_with(field) && i.reason.contains(reason)),
                 "{text:?}: expected {field}: {reason}, got {issues:?}"
             );
         }
@@ -1343,38 +1097,25 @@ mod tests {
     #[test]
     fn overlapping_ranges_name_both_types_and_the_file_that_moved() {
         let (user, issues) = issues_of("[service_types.grafana]\nrange = [3050, 3149]\n");
-        let overlaps: Vec<&ConfigIssue> = issues
-            .iter()
-            .filter(|i| i.reason.contains("overlap"))
-            .collect();
+        let overlaps: Vec<&ConfigIssue> = issues.iter().filter(|i| i.reason.contains("overlap")).collect();
         assert_eq!(overlaps.len(), 2, "{issues:?}");
         for issue in &overlaps {
             assert_eq!(issue.file, user);
             assert_eq!(issue.field, "service_types.grafana.range");
         }
+        assert!(overlaps.iter().any(|i| i.reason == "ranges of dev (3000-3099) and grafana (3050-3149) overlap"));
         assert!(
-            overlaps
-                .iter()
-                .any(|i| i.reason == "ranges of dev (3000-3099) and grafana (3050-3149) overlap")
+            overlaps.iter().any(|i| i.reason == "ranges of grafana (3050-3149) and monitoring (3100-3199) overlap")
         );
-        assert!(overlaps.iter().any(
-            |i| i.reason == "ranges of grafana (3050-3149) and monitoring (3100-3199) overlap"
-        ));
     }
 
     #[test]
     fn builtin_ranges_do_not_overlap_until_a_file_moves_one() {
-        let (user, issues) = issues_of(
-            "[service_types.monitoring]\nrange = [3000, 3199]\npreferred_ports = [3100]\n",
-        );
+        let (user, issues) = issues_of("[service_types.monitoring]\nrange = [3000, 3199]\npreferred_ports = [3100]\n");
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].file, user);
         assert_eq!(issues[0].field, "service_types.monitoring.range");
-        assert!(
-            issues[0]
-                .reason
-                .contains("dev (3000-3099) and monitoring (3000-3199)")
-        );
+        assert!(issues[0].reason.contains("dev (3000-3099) and monitoring (3000-3199)"));
     }
 
     #[test]
@@ -1386,9 +1127,7 @@ mod tests {
         assert_eq!(issues[0].field, "");
         let column = text.lines().nth(2).unwrap().rfind('=').unwrap() + 1;
         assert!(
-            issues[0]
-                .reason
-                .starts_with(&format!("invalid TOML at line 3, column {column}:")),
+            issues[0].reason.starts_with(&format!("invalid TOML at line 3, column {column}:")),
             "{}",
             issues[0].reason
         );
@@ -1400,30 +1139,15 @@ mod tests {
         let system = write(dir.path(), "system.toml", "[health]\nperiod_secs = 0\n");
         let user = write(dir.path(), "user.toml", "[limits]\nmax_connections = 0\n");
         let issues = Config::validate_files(&system, Some(&user));
-        let located: Vec<(&Path, &str)> = issues
-            .iter()
-            .map(|i| (i.file.as_path(), i.field.as_str()))
-            .collect();
-        assert_eq!(
-            located,
-            [
-                (system.as_path(), "health.period_secs"),
-                (user.as_path(), "limits.max_connections")
-            ]
-        );
+        let located: Vec<(&Path, &str)> = issues.iter().map(|i| (i.file.as_path(), i.field.as_str())).collect();
+        assert_eq!(located, [(system.as_path(), "health.period_secs"), (user.as_path(), "limits.max_connections")]);
     }
 
     #[test]
     fn invalid_error_lists_file_field_reason_lines() {
         let (_dir, user, result) = load_user("[health]\nperiod_secs = 0\n");
         let message = result.unwrap_err().to_string();
-        assert_eq!(
-            message,
-            format!(
-                "invalid configuration:\n  {}: health.period_secs: 0 is below 1",
-                user.display()
-            )
-        );
+        assert_eq!(message, format!("invalid configuration:\n  {}: health.period_secs: 0 is below 1", user.display()));
     }
 
     #[test]
@@ -1433,19 +1157,13 @@ mod tests {
         let user = dir.path().join("user.toml");
         fs::create_dir(&user).unwrap();
         match Config::load_from(&dir.path().join("system.toml"), Some(&user)) {
-            Err(ConfigError::Io {
-                op: "read", path, ..
-            }) => assert_eq!(path, user),
+            Err(ConfigError::Io { op: "read", path, .. }) => assert_eq!(path, user),
             other => panic!("expected an IO error, got {other:?}"),
         }
         let issues = Config::validate_files(&dir.path().join("system.toml"), Some(&user));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].file, user);
-        assert!(
-            issues[0].reason.starts_with("cannot read:"),
-            "{}",
-            issues[0].reason
-        );
+        assert!(issues[0].reason.starts_with("cannot read:"), "{}", issues[0].reason);
     }
 
     #[test]
@@ -1473,27 +1191,17 @@ mod tests {
 
     #[test]
     fn auto_types_join_the_configuration() {
-        let autos = [
-            auto("grafana", [11510, 11519]),
-            auto("tiny", [11530, 11531]),
-            auto("dev", [11550, 11559]),
-        ];
+        let autos = [auto("grafana", [11510, 11519]), auto("tiny", [11530, 11531]), auto("dev", [11550, 11559])];
         let config = Config::builtin().with_auto_types(&autos);
         let grafana = &config.service_types["grafana"];
         assert_eq!(grafana.range, [11510, 11519]);
         assert_eq!(grafana.preferred_ports, [11510, 11511, 11512, 11513]);
         assert_eq!(grafana.instance_behavior, InstanceBehavior::Multi);
-        assert_eq!(
-            grafana.description,
-            "Auto-allocated service type for grafana"
-        );
+        assert_eq!(grafana.description, "Auto-allocated service type for grafana");
         // A chunk smaller than four keeps its preferred ports inside the range.
         assert_eq!(config.service_types["tiny"].preferred_ports, [11530, 11531]);
         // A configured type is never replaced.
-        assert_eq!(
-            config.service_types["dev"],
-            Config::builtin().service_types["dev"]
-        );
+        assert_eq!(config.service_types["dev"], Config::builtin().service_types["dev"]);
         assert_eq!(config.type_for_port(11515), Some("grafana"));
         assert_eq!(config.type_for_port(11555), None);
     }
@@ -1510,14 +1218,12 @@ mod tests {
     #[test]
     fn enabling_auto_allocation_keeps_the_rest_of_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let original = "# my ports\n[service_types.dev]\nrange = [3000, 3050] # narrower\n\n[auto_allocation]\ngap_size = 4\n";
+        let original =
+            "# my ports\n[service_types.dev]\nrange = [3000, 3050] # narrower\n\n[auto_allocation]\ngap_size = 4\n";
         let user = write(dir.path(), "user.toml", original);
         set_user_auto_allocation_enabled(&user, true).unwrap();
         let edited = fs::read_to_string(&user).unwrap();
-        assert!(
-            edited.contains("# my ports") && edited.contains("# narrower"),
-            "{edited}"
-        );
+        assert!(edited.contains("# my ports") && edited.contains("# narrower"), "{edited}");
         let config = Config::load_from(&dir.path().join("system.toml"), Some(&user)).unwrap();
         assert!(config.auto_allocation.enabled);
         assert_eq!(config.auto_allocation.gap_size, 4);
@@ -1526,10 +1232,7 @@ mod tests {
         set_user_auto_allocation_enabled(&user, false).unwrap();
         let config = Config::load_from(&dir.path().join("system.toml"), Some(&user)).unwrap();
         assert!(!config.auto_allocation.enabled);
-        let leftovers: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, ["user.toml"]);
     }
 
@@ -1540,19 +1243,13 @@ mod tests {
         set_user_auto_allocation_enabled(&user, true).unwrap();
         let config = Config::load_from(&dir.path().join("system.toml"), Some(&user)).unwrap();
         assert!(config.auto_allocation.enabled);
-        assert_eq!(
-            fs::read_to_string(&user).unwrap(),
-            "[auto_allocation]\nenabled = true\n"
-        );
+        assert_eq!(fs::read_to_string(&user).unwrap(), "[auto_allocation]\nenabled = true\n");
     }
 
     #[test]
     fn enabling_auto_allocation_refuses_an_invalid_file_and_leaves_it_alone() {
         let dir = tempfile::tempdir().unwrap();
-        for original in [
-            "[auto_allocation\nenabled = false\n",
-            "[auto_allocation]\ngap_size = -1\n",
-        ] {
+        for original in ["[auto_allocation\nenabled = false\n", "[auto_allocation]\ngap_size = -1\n"] {
             let user = write(dir.path(), "user.toml", original);
             match set_user_auto_allocation_enabled(&user, true) {
                 Err(ConfigError::Invalid(issues)) => assert_eq!(issues[0].file, user),

@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use crate::api::{
-    AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, RegisterInstanceRequest,
-    ReleaseResponse,
+    AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, RegisterInstanceRequest, ReleaseResponse,
 };
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
@@ -204,13 +203,8 @@ impl Engine {
     /// Returns what was freed.
     pub fn reap(&mut self) -> Result<Vec<Allocation>> {
         let now = now_millis();
-        let dead: Vec<Allocation> = self
-            .state()
-            .allocations
-            .values()
-            .filter(|a| !self.holder_alive(a, now))
-            .cloned()
-            .collect();
+        let dead: Vec<Allocation> =
+            self.state().allocations.values().filter(|a| !self.holder_alive(a, now)).cloned().collect();
         let mut changes: Vec<Change> = dead.iter().map(remove_change).collect();
         changes.extend(
             self.state()
@@ -244,9 +238,8 @@ impl Engine {
         let service_name = optional_name(req.service_name.as_deref(), "service_name", 100, ".-_")?
             .unwrap_or("unnamed-service")
             .to_string();
-        let instance_id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
-            .unwrap_or("default")
-            .to_string();
+        let instance_id =
+            optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
         let source = req.source.unwrap_or_default();
         let owner = self.owner_for(req.pid, caller)?;
@@ -282,10 +275,7 @@ impl Engine {
                 success: true,
                 port: existing.port,
                 lock_id: existing.lock_id.clone(),
-                message: format!(
-                    "Service '{service_type}' allows a single instance; reusing port {}",
-                    existing.port
-                ),
+                message: format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port),
                 service_type,
                 service_name: existing.service_name.clone(),
                 existing: true,
@@ -443,9 +433,8 @@ impl Engine {
                 uid: caller.uid,
             }));
             // The allocation below walks the new type's range.
-            self.config = self.base.with_auto_types(
-                self.store.state().auto_types.values().chain(std::iter::once(&carved)),
-            );
+            self.config =
+                self.base.with_auto_types(self.store.state().auto_types.values().chain(std::iter::once(&carved)));
         }
         Ok(Some(carved))
     }
@@ -459,10 +448,7 @@ impl Engine {
         if !single {
             return None;
         }
-        self.state()
-            .allocations
-            .values()
-            .find(|a| a.service_type == service_type && self.holder_alive(a, now))
+        self.state().allocations.values().find(|a| a.service_type == service_type && self.holder_alive(a, now))
     }
 
     /// Candidate ports in policy order: requested → sticky → preferred →
@@ -660,12 +646,10 @@ impl Engine {
 
     fn owned_instance(&mut self, id: &str, caller: &Caller) -> Result<Instance> {
         self.reap()?;
-        let instance = self
-            .state()
-            .instances
-            .get(id)
-            .cloned()
-            .ok_or_else(|| EngineError::new(ErrorCode::NotFound, format!("instance {} not found", printable(id))))?;
+        let instance =
+            self.state().instances.get(id).cloned().ok_or_else(|| {
+                EngineError::new(ErrorCode::NotFound, format!("instance {} not found", printable(id)))
+            })?;
         if !caller.may_see(instance.uid) {
             return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
         }
@@ -680,7 +664,10 @@ impl Engine {
     /// Removes an auto-allocated type; refused while allocations of it live.
     pub fn undo_auto_type(&mut self, name: &str, caller: &Caller) -> Result<AutoType> {
         let t = self.state().auto_types.get(name).cloned().ok_or_else(|| {
-            EngineError::new(ErrorCode::NotFound, format!("'{}' is not an auto-allocated service type", printable(name)))
+            EngineError::new(
+                ErrorCode::NotFound,
+                format!("'{}' is not an auto-allocated service type", printable(name)),
+            )
         })?;
         if !caller.may_see(t.created_by_uid) {
             return Err(EngineError::new(ErrorCode::Forbidden, format!("'{name}' was created by another user")));
@@ -810,9 +797,7 @@ fn optional_name<'a>(v: Option<&'a str>, field: &str, max: usize, extra: &str) -
     if ok {
         Ok(Some(v))
     } else {
-        Err(invalid(format!(
-            "{field} may contain only letters, digits and '{extra}', at most {max} characters"
-        )))
+        Err(invalid(format!("{field} may contain only letters, digits and '{extra}', at most {max} characters")))
     }
 }
 
@@ -1068,7 +1053,8 @@ mod tests {
         assert_eq!(f.engine.end_instance("claude-1", &me()).unwrap(), vec![a.port]);
         assert!(f.engine.state().allocations.is_empty());
 
-        let short = RegisterInstanceRequest { instance_id: Some("brief".into()), ttl_secs: Some(1), ..Default::default() };
+        let short =
+            RegisterInstanceRequest { instance_id: Some("brief".into()), ttl_secs: Some(1), ..Default::default() };
         f.engine.register_instance(&short, &me()).unwrap();
         r.instance_id = Some("brief".into());
         f.engine.allocate(&r, &me()).unwrap();
@@ -1094,16 +1080,14 @@ mod tests {
         held.service_name = Some("backend".into());
         f.engine.allocate(&held, &me()).unwrap();
         f.kernel.bind(8000);
-        let mv = AllocateRequest {
-            preferred_port: Some(json!(8000)),
-            source: Some(Source::Preload),
-            ..Default::default()
-        };
+        let mv =
+            AllocateRequest { preferred_port: Some(json!(8000)), source: Some(Source::Preload), ..Default::default() };
         let r = f.engine.allocate(&mv, &me()).unwrap();
         assert_eq!((r.port, r.requested_port, r.service_type.as_str()), (8001, Some(8000), "api"));
         assert_eq!(r.requested_port_holder.unwrap().service_name.as_deref(), Some("backend"));
 
-        let far = AllocateRequest { preferred_port: Some(json!(20000)), source: Some(Source::Preload), ..Default::default() };
+        let far =
+            AllocateRequest { preferred_port: Some(json!(20000)), source: Some(Source::Preload), ..Default::default() };
         f.kernel.bind(20000);
         let r = f.engine.allocate(&far, &me()).unwrap();
         assert_eq!((r.port, r.service_type.as_str()), (20001, UNMANAGED_TYPE));

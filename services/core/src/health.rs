@@ -248,7 +248,8 @@ fn start_times(processes: &dyn Processes, pids: &[u32]) -> HashMap<u32, Option<u
         return read(pids).into_iter().collect();
     }
     std::thread::scope(|scope| {
-        let parts: Vec<_> = pids.chunks(pids.len().div_ceil(threads)).map(|chunk| scope.spawn(move || read(chunk))).collect();
+        let parts: Vec<_> =
+            pids.chunks(pids.len().div_ceil(threads)).map(|chunk| scope.spawn(move || read(chunk))).collect();
         // A part that failed is read again when asked (see `Known`).
         parts.into_iter().flat_map(|part| part.join().unwrap_or_default()).collect()
     })
@@ -256,12 +257,8 @@ fn start_times(processes: &dyn Processes, pids: &[u32]) -> HashMap<u32, Option<u
 
 /// Checks every allocation of `state`. Writes nothing.
 pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: Option<&Listening>) -> Report {
-    let mut owners: Vec<u32> = state
-        .allocations
-        .values()
-        .filter(|a| a.lease == LeaseKind::Process)
-        .filter_map(|a| a.owner.pid)
-        .collect();
+    let mut owners: Vec<u32> =
+        state.allocations.values().filter(|a| a.lease == LeaseKind::Process).filter_map(|a| a.owner.pid).collect();
     owners.sort_unstable();
     owners.dedup();
     let processes = &Known { processes, start_times: start_times(processes, &owners) };
@@ -276,7 +273,8 @@ pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: O
             record.then(|| Finding { port: a.port, lock_id: a.lock_id.clone(), failure })
         })
         .collect();
-    let expired_instances = state.instances.values().filter(|i| i.expired(now)).map(|i| i.instance_id.clone()).collect();
+    let expired_instances =
+        state.instances.values().filter(|i| i.expired(now)).map(|i| i.instance_id.clone()).collect();
     Report { findings, expired_instances }
 }
 
@@ -293,11 +291,8 @@ pub struct Released {
 /// it gone too (the report may be a few milliseconds old), and a listening
 /// failure is only counted until `health.max_failures` is reached.
 pub fn apply(engine: &mut Engine, report: &Report) -> Result<Vec<Released>, EngineError> {
-    let reported: HashMap<&str, Failure> = report
-        .findings
-        .iter()
-        .filter_map(|f| Some((f.lock_id.as_str(), f.failure?)))
-        .collect();
+    let reported: HashMap<&str, Failure> =
+        report.findings.iter().filter_map(|f| Some((f.lock_id.as_str(), f.failure?))).collect();
     let mut released = Vec::new();
     if reported.values().any(|f| f.is_final()) || !report.expired_instances.is_empty() {
         for a in engine.reap()? {
@@ -471,7 +466,10 @@ mod tests {
         a.health_failures = 2;
         let state = state_with(vec![a]);
         let report = check(&state, NOW, &procs, Some(&Listening::new([(3000, UID)])));
-        assert_eq!(report.findings, vec![Finding { port: 3000, lock_id: state.allocations[&3000].lock_id.clone(), failure: None }]);
+        assert_eq!(
+            report.findings,
+            vec![Finding { port: 3000, lock_id: state.allocations[&3000].lock_id.clone(), failure: None }]
+        );
         assert!(check(&state, NOW, &procs, None).is_empty(), "no dump: the count stands");
     }
 
@@ -517,7 +515,8 @@ mod tests {
         assert!(apply(&mut engine, &failing).unwrap().is_empty());
         assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 2, "counted in the state");
 
-        let healthy = Report { findings: vec![Finding { failure: None, ..failing.findings[0].clone() }], ..failing.clone() };
+        let healthy =
+            Report { findings: vec![Finding { failure: None, ..failing.findings[0].clone() }], ..failing.clone() };
         apply(&mut engine, &healthy).unwrap();
         assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 0, "a healthy check resets the count");
 

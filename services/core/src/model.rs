@@ -13,10 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub type Millis = u64;
 
 pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Who holds an allocation: a Unix user, and for process leases the process

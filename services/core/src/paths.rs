@@ -47,9 +47,7 @@ pub fn user_state_dir() -> PathBuf {
     }
     match env_path("XDG_STATE_HOME") {
         Some(d) => d.join("styxy"),
-        None => home()
-            .unwrap_or_else(|| user_runtime_dir().join("state"))
-            .join(".local/state/styxy"),
+        None => home().unwrap_or_else(|| user_runtime_dir().join("state")).join(".local/state/styxy"),
     }
 }
 
@@ -75,10 +73,7 @@ pub fn socket_candidates() -> Vec<PathBuf> {
 
 /// The port map lives beside its socket.
 pub fn port_map_for(socket: &std::path::Path) -> PathBuf {
-    socket
-        .parent()
-        .map(|p| p.join(PORT_MAP_NAME))
-        .unwrap_or_else(|| PathBuf::from(PORT_MAP_NAME))
+    socket.parent().map(|p| p.join(PORT_MAP_NAME)).unwrap_or_else(|| PathBuf::from(PORT_MAP_NAME))
 }
 
 /// `/etc/styxy/config.toml` (or `$STYXY_SYSTEM_CONFIG`).
@@ -91,7 +86,5 @@ pub fn user_config_file() -> Option<PathBuf> {
     if let Some(p) = env_path(ENV_CONFIG) {
         return Some(p);
     }
-    env_path("XDG_CONFIG_HOME")
-        .or_else(|| home().map(|h| h.join(".config")))
-        .map(|d| d.join("styxy/config.toml"))
+    env_path("XDG_CONFIG_HOME").or_else(|| home().map(|h| h.join(".config"))).map(|d| d.join("styxy/config.toml"))
 }

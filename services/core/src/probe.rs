@@ -20,10 +20,7 @@ impl PortUse {
 /// so TIME_WAIT leftovers do not count; listeners do). No listen, so nobody
 /// can connect to the probe.
 pub fn port_use(port: u16) -> PortUse {
-    PortUse {
-        v4: bind_fails(libc::AF_INET, port),
-        v6: bind_fails(libc::AF_INET6, port),
-    }
+    PortUse { v4: bind_fails(libc::AF_INET, port), v6: bind_fails(libc::AF_INET6, port) }
 }
 
 pub fn is_free(port: u16) -> bool {

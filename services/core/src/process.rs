@@ -51,19 +51,14 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 
 /// Short command name (/proc/PID/comm).
 pub fn comm(pid: u32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|s| s.trim_end().to_string())
+    fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_string())
 }
 
 /// Command line split on NULs (empty for kernel threads or when unreadable).
 pub fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
+            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
         })
         .unwrap_or_default()
 }
@@ -80,9 +75,7 @@ pub fn exe(pid: u32) -> Option<PathBuf> {
 
 /// This boot's id; allocations bound to processes of another boot are void.
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// Clock ticks per second, for turning start times into wall time.

@@ -77,7 +77,12 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::PortClaimedTwice { port, kept, dropped } => {
-                write!(f, "port {port} was claimed by {} allocations; kept {kept}, dropped {}", dropped.len() + 1, dropped.join(", "))
+                write!(
+                    f,
+                    "port {port} was claimed by {} allocations; kept {kept}, dropped {}",
+                    dropped.len() + 1,
+                    dropped.join(", ")
+                )
             }
             Problem::Misfiled { key, port, lock_id } => {
                 write!(f, "allocation {lock_id} for port {port} was filed under port {key}; refiled")
@@ -99,10 +104,9 @@ impl fmt::Display for Problem {
                 "auto-allocated type {service_type} ({}-{}) overlapped {overlaps}; type removed",
                 range[0], range[1]
             ),
-            Problem::GenerationBehind { generation, newest_backup } => write!(
-                f,
-                "generation {generation} was behind backup generation {newest_backup}; moved ahead"
-            ),
+            Problem::GenerationBehind { generation, newest_backup } => {
+                write!(f, "generation {generation} was behind backup generation {newest_backup}; moved ahead")
+            }
         }
     }
 }
@@ -200,7 +204,8 @@ impl Work {
         for (lock_id, mut holders) in duplicates {
             holders.sort_by_key(|a| (a.allocated_at, a.port));
             let kept = holders.remove(0).port;
-            let changes = holders.iter().map(|a| Change::RemoveAllocation { port: a.port, lock_id: lock_id.clone() }).collect();
+            let changes =
+                holders.iter().map(|a| Change::RemoveAllocation { port: a.port, lock_id: lock_id.clone() }).collect();
             let dropped = holders.iter().map(|a| a.port).collect();
             self.fix(Problem::DuplicateLockId { lock_id, kept, dropped }, changes);
         }
@@ -503,7 +508,9 @@ mod tests {
         s.allocations.insert(3000, allocation(1, 3000, "dev", 10, 5));
         s.allocations.insert(3005, allocation(1, 3005, "dev", 10, 1));
         let repair = examine(&s, &Config::builtin(), &cx(&procs));
-        assert!(matches!(&repair.problems[..], [Problem::DuplicateLockId { kept: 3005, dropped, .. }] if dropped == &vec![3000]));
+        assert!(
+            matches!(&repair.problems[..], [Problem::DuplicateLockId { kept: 3005, dropped, .. }] if dropped == &vec![3000])
+        );
         assert_eq!(repaired(&s, &repair).allocations.keys().collect::<Vec<_>>(), vec![&3005]);
     }
 
@@ -536,7 +543,11 @@ mod tests {
         );
         let after = repaired(&s, &repair);
         assert_eq!(after.boot_id, BOOT);
-        assert_eq!(after.allocations.keys().collect::<Vec<_>>(), vec![&3001], "the pid 10 of another boot is not our pid 10");
+        assert_eq!(
+            after.allocations.keys().collect::<Vec<_>>(),
+            vec![&3001],
+            "the pid 10 of another boot is not our pid 10"
+        );
         assert!(after.instances.is_empty());
 
         let unknown = Context { boot_id: String::new(), ..cx(&procs) };
@@ -667,7 +678,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut store, _) = Store::open(dir.path()).unwrap();
-            store.commit(&[Change::SetBootId("old-boot".into()), Change::PutAllocation(allocation(1, 3000, "dev", 1, 1))]).unwrap();
+            store
+                .commit(&[
+                    Change::SetBootId("old-boot".into()),
+                    Change::PutAllocation(allocation(1, 3000, "dev", 1, 1)),
+                ])
+                .unwrap();
         }
         let outcome = recover_dir(dir.path(), &Config::builtin(), Duration::ZERO).unwrap();
         assert!(matches!(outcome.problems[..], [Problem::PreviousBoot { allocations: 1, .. }]), "{outcome:?}");
@@ -700,10 +716,7 @@ mod tests {
     fn a_held_directory_is_left_to_its_writer() {
         let dir = directory_with_backups();
         let _writer = Store::open(dir.path()).unwrap();
-        assert!(matches!(
-            recover_dir(dir.path(), &Config::builtin(), Duration::ZERO),
-            Err(StoreError::Locked { .. })
-        ));
+        assert!(matches!(recover_dir(dir.path(), &Config::builtin(), Duration::ZERO), Err(StoreError::Locked { .. })));
     }
 
     #[test]

@@ -63,11 +63,7 @@ pub enum StoreError {
     #[error("{} is corrupt: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("{} has schema {found}, newer than the supported {supported}", path.display())]
-    FutureSchema {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    FutureSchema { path: PathBuf, found: u32, supported: u32 },
     #[error("cannot encode the state for {}: {source}", path.display())]
     Encode {
         path: PathBuf,
@@ -100,10 +96,7 @@ pub struct CompactionPolicy {
 
 impl Default for CompactionPolicy {
     fn default() -> Self {
-        CompactionPolicy {
-            max_records: 4096,
-            max_bytes: 4 << 20,
-        }
+        CompactionPolicy { max_records: 4096, max_bytes: 4 << 20 }
     }
 }
 
@@ -213,18 +206,15 @@ impl Store {
     /// moment. On error nothing changed, in memory or on disk.
     pub fn commit(&mut self, changes: &[Change]) -> Result<u64, StoreError> {
         let generation = self.state.generation + 1;
-        wal::encode(&mut self.line, generation, changes).map_err(|source| StoreError::Encode {
-            path: self.wal_path(),
-            source,
-        })?;
+        wal::encode(&mut self.line, generation, changes)
+            .map_err(|source| StoreError::Encode { path: self.wal_path(), source })?;
         self.append()?;
         for change in changes {
             self.state.apply(change);
         }
         self.state.generation = generation;
 
-        let over =
-            self.wal_records >= self.policy.max_records || self.wal_len >= self.policy.max_bytes;
+        let over = self.wal_records >= self.policy.max_records || self.wal_len >= self.policy.max_bytes;
         if over && self.wal_records >= self.compaction_retry_at {
             // The commit is already durable: a failed compaction is retried
             // after another threshold's worth of records, not reported.
@@ -240,9 +230,7 @@ impl Store {
     /// all of it or a tail that is dropped as torn.
     fn append(&mut self) -> Result<(), StoreError> {
         if self.wal_needs_trim {
-            self.wal
-                .set_len(self.wal_len)
-                .map_err(io_error("truncate", &self.wal_path()))?;
+            self.wal.set_len(self.wal_len).map_err(io_error("truncate", &self.wal_path()))?;
             self.wal_needs_trim = false;
         }
         let written = loop {
@@ -259,9 +247,8 @@ impl Store {
             }
             outcome => {
                 self.wal_needs_trim = true;
-                let source = outcome.err().unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::WriteZero, "short write to the log")
-                });
+                let source =
+                    outcome.err().unwrap_or_else(|| io::Error::new(io::ErrorKind::WriteZero, "short write to the log"));
                 Err(io_error("append to", &self.wal_path())(source))
             }
         }
@@ -271,9 +258,7 @@ impl Store {
     /// shutdown.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.compact()?;
-        self.wal
-            .sync_all()
-            .map_err(io_error("fsync", &self.wal_path()))
+        self.wal.sync_all().map_err(io_error("fsync", &self.wal_path()))
     }
 
     /// For a writer whose files were damaged or replaced behind its back,
@@ -331,9 +316,7 @@ impl Store {
         // Every record is now in the snapshot; a crash before this line
         // leaves records that replay skips by generation.
         if self.wal_len > 0 || self.wal_needs_trim {
-            self.wal
-                .set_len(0)
-                .map_err(io_error("truncate", &self.wal_path()))?;
+            self.wal.set_len(0).map_err(io_error("truncate", &self.wal_path()))?;
             self.wal_len = 0;
             self.wal_records = 0;
             self.wal_needs_trim = false;
@@ -362,44 +345,26 @@ pub fn read_state(dir: &Path) -> Result<State, StoreError> {
     // A torn tail here may be a commit in progress: ignore it.
     let scan = wal::scan(&files::read_optional(&wal_path)?.unwrap_or_default());
     if let Some(reason) = scan.garbage() {
-        return Err(StoreError::Corrupt {
-            path: wal_path,
-            reason,
-        });
+        return Err(StoreError::Corrupt { path: wal_path, reason });
     }
     let snapshot_path = snapshot::path(dir);
     let mut state = match snapshot::read(&snapshot_path)? {
         Snapshot::Valid(state) => state,
-        Snapshot::Missing if snapshot::backups(dir)?.is_empty() => {
-            State::new(crate::process::boot_id())
-        }
+        Snapshot::Missing if snapshot::backups(dir)?.is_empty() => State::new(crate::process::boot_id()),
         Snapshot::Missing => {
             let reason = "missing, but backups exist".to_string();
-            return Err(StoreError::Corrupt {
-                path: snapshot_path,
-                reason,
-            });
+            return Err(StoreError::Corrupt { path: snapshot_path, reason });
         }
         Snapshot::Corrupt(reason) => {
-            return Err(StoreError::Corrupt {
-                path: snapshot_path,
-                reason,
-            });
+            return Err(StoreError::Corrupt { path: snapshot_path, reason });
         }
         Snapshot::Future(found) => {
             let supported = crate::model::SCHEMA_VERSION;
-            return Err(StoreError::FutureSchema {
-                path: snapshot_path,
-                found,
-                supported,
-            });
+            return Err(StoreError::FutureSchema { path: snapshot_path, found, supported });
         }
     };
     if let Some(reason) = wal::sequence_problem(state.generation, &scan.records) {
-        return Err(StoreError::Corrupt {
-            path: wal_path,
-            reason,
-        });
+        return Err(StoreError::Corrupt { path: wal_path, reason });
     }
     wal::replay(&mut state, &scan.records);
     Ok(state)
@@ -421,16 +386,12 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
         Err(e) => (wal::Scan::default(), true, Some(e.to_string())),
     };
     let snapshot_path = snapshot::path(dir);
-    let snapshot =
-        snapshot::read(&snapshot_path).unwrap_or_else(|e| Snapshot::Corrupt(e.to_string()));
+    let snapshot = snapshot::read(&snapshot_path).unwrap_or_else(|e| Snapshot::Corrupt(e.to_string()));
     let backups = snapshot::backups(dir).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot list state backups");
         Vec::new()
     });
-    let mut report = OpenReport {
-        dropped_torn_tail: scan.torn_tail,
-        ..OpenReport::default()
-    };
+    let mut report = OpenReport { dropped_torn_tail: scan.torn_tail, ..OpenReport::default() };
 
     let snapshot_problem = match &snapshot {
         Snapshot::Valid(_) => None,
@@ -462,15 +423,10 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
 
     let wal_problem = unreadable_wal
         .or_else(|| scan.garbage())
-        .or_else(|| {
-            wal_from_the_future.then(|| "it continues a snapshot from a newer schema".to_string())
-        })
+        .or_else(|| wal_from_the_future.then(|| "it continues a snapshot from a newer schema".to_string()))
         .or_else(|| {
             // After a restore the log is not expected to follow the base.
-            snapshot_problem
-                .is_none()
-                .then(|| wal::sequence_problem(state.generation, &scan.records))
-                .flatten()
+            snapshot_problem.is_none().then(|| wal::sequence_problem(state.generation, &scan.records)).flatten()
         });
     if let Some(reason) = &wal_problem {
         tracing::error!(path = %wal_path.display(), reason, "state log is damaged");
@@ -539,17 +495,9 @@ fn install(dir: &Path, recovered: &Recovered) -> Result<(File, OnDisk), StoreErr
         (0, 0)
     } else {
         if recovered.scan.torn_tail {
-            wal.set_len(recovered.scan.tail_start)
-                .map_err(io_error("truncate", &wal_path))?;
+            wal.set_len(recovered.scan.tail_start).map_err(io_error("truncate", &wal_path))?;
         }
         (recovered.scan.tail_start, recovered.scan.records.len())
     };
-    Ok((
-        wal,
-        OnDisk {
-            snapshot_generation,
-            wal_len,
-            wal_records,
-        },
-    ))
+    Ok((wal, OnDisk { snapshot_generation, wal_len, wal_records }))
 }

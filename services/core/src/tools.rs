@@ -15,26 +15,17 @@ pub enum PortSyntax {
     /// `--port N`, `--port=N` or a short alias (`-p N`, `-pN`). The first
     /// name is the one a rewrite adds. `joined`: the value must be attached
     /// with `=` (`esbuild --serve=N`), a bare flag means the default port.
-    Flag {
-        names: &'static [&'static str],
-        joined: bool,
-    },
+    Flag { names: &'static [&'static str], joined: bool },
     /// A flag whose value is `HOST:PORT` (`gunicorn -b 127.0.0.1:8000`,
     /// `php -S localhost:8000`); a rewrite adds `default_host:N`.
-    HostPortFlag {
-        names: &'static [&'static str],
-        default_host: &'static str,
-    },
+    HostPortFlag { names: &'static [&'static str], default_host: &'static str },
     /// The first positional argument after the subcommand, `PORT` or
     /// `ADDR:PORT` (`python3 -m http.server 8000`, `manage.py runserver 0:8000`).
     Positional,
     /// An environment variable holding the port (`PORT=3001 react-scripts start`).
     Env(&'static str),
     /// An environment variable holding `HOST:PORT` (`OLLAMA_HOST`).
-    EnvHostPort {
-        name: &'static str,
-        default_host: &'static str,
-    },
+    EnvHostPort { name: &'static str, default_host: &'static str },
     /// Only a configuration file sets the port (firebase.json, grafana.ini).
     ConfigFile,
     /// `docker run -p HOST:CONTAINER`: handled by the shell recogniser.
@@ -97,10 +88,7 @@ const BASE: Tool = Tool {
     requires: &[],
     service_type: "dev",
     default_port: None,
-    port: PortSyntax::Flag {
-        names: &["--port"],
-        joined: false,
-    },
+    port: PortSyntax::Flag { names: &["--port"], joined: false },
     port_env: None,
     strict_flag: None,
     value_flags: &[],
@@ -109,10 +97,7 @@ const BASE: Tool = Tool {
 };
 
 const fn flag(names: &'static [&'static str]) -> PortSyntax {
-    PortSyntax::Flag {
-        names,
-        joined: false,
-    }
+    PortSyntax::Flag { names, joined: false }
 }
 
 const PORT_FLAGS: PortSyntax = flag(&["--port", "-p"]);
@@ -128,16 +113,7 @@ pub static TOOLS: &[Tool] = &[
         subcommand: Subcommand::NoneOf(&["build", "optimize", "preview"]),
         default_port: Some(5173),
         strict_flag: Some("--strictPort"),
-        value_flags: &[
-            "--host",
-            "--config",
-            "-c",
-            "--mode",
-            "-m",
-            "--base",
-            "--logLevel",
-            "-l",
-        ],
+        value_flags: &["--host", "--config", "-c", "--mode", "-m", "--base", "--logLevel", "-l"],
         ..BASE
     },
     Tool {
@@ -262,14 +238,7 @@ pub static TOOLS: &[Tool] = &[
         subcommand: Subcommand::NoneOf(&["build", "watch", "help"]),
         default_port: Some(1234),
         port: PORT_FLAGS,
-        value_flags: &[
-            "--dist-dir",
-            "-d",
-            "--public-url",
-            "--target",
-            "--host",
-            "--config",
-        ],
+        value_flags: &["--dist-dir", "-d", "--public-url", "--target", "--host", "--config"],
         ..BASE
     },
     Tool {
@@ -277,10 +246,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["esbuild"],
         requires: &["--serve"],
         default_port: Some(8000),
-        port: PortSyntax::Flag {
-            names: &["--serve"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--serve"], joined: true },
         ..BASE
     },
     Tool {
@@ -325,10 +291,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["cargo-leptos"],
         subcommand: Subcommand::OneOf(&["watch", "serve"]),
         default_port: Some(3000),
-        port: PortSyntax::EnvHostPort {
-            name: "LEPTOS_SITE_ADDR",
-            default_host: "127.0.0.1",
-        },
+        port: PortSyntax::EnvHostPort { name: "LEPTOS_SITE_ADDR", default_host: "127.0.0.1" },
         ..BASE
     },
     // Static file servers from npm.
@@ -353,10 +316,7 @@ pub static TOOLS: &[Tool] = &[
         name: "live-server",
         programs: &["live-server"],
         default_port: Some(8080),
-        port: PortSyntax::Flag {
-            names: &["--port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--port"], joined: true },
         ..BASE
     },
     Tool {
@@ -370,14 +330,7 @@ pub static TOOLS: &[Tool] = &[
     },
     Tool {
         name: "jupyter",
-        programs: &[
-            "jupyter-notebook",
-            "jupyter-lab",
-            "jupyter-server",
-            "notebook",
-            "jupyterlab",
-            "jupyter_server",
-        ],
+        programs: &["jupyter-notebook", "jupyter-lab", "jupyter-server", "notebook", "jupyterlab", "jupyter_server"],
         default_port: Some(8888),
         port: flag(&["--port", "--ServerApp.port", "--NotebookApp.port"]),
         ..BASE
@@ -413,16 +366,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "api",
         default_port: Some(8000),
         port: LONG_PORT_FLAG,
-        value_flags: &[
-            "--host",
-            "--uds",
-            "--fd",
-            "--app-dir",
-            "--workers",
-            "--env-file",
-            "--log-level",
-            "--root-path",
-        ],
+        value_flags: &["--host", "--uds", "--fd", "--app-dir", "--workers", "--env-file", "--log-level", "--root-path"],
         ..BASE
     },
     Tool {
@@ -440,10 +384,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["gunicorn"],
         service_type: "api",
         default_port: Some(8000),
-        port: PortSyntax::HostPortFlag {
-            names: &["--bind", "-b"],
-            default_host: "127.0.0.1",
-        },
+        port: PortSyntax::HostPortFlag { names: &["--bind", "-b"], default_host: "127.0.0.1" },
         port_env: Some("PORT"),
         value_flags: &[
             "-w",
@@ -464,10 +405,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["hypercorn"],
         service_type: "api",
         default_port: Some(8000),
-        port: PortSyntax::HostPortFlag {
-            names: &["--bind", "-b"],
-            default_host: "127.0.0.1",
-        },
+        port: PortSyntax::HostPortFlag { names: &["--bind", "-b"], default_host: "127.0.0.1" },
         value_flags: &["-w", "--workers", "-k", "--worker-class", "-c", "--config"],
         ..BASE
     },
@@ -485,10 +423,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["waitress-serve"],
         service_type: "api",
         default_port: Some(8080),
-        port: PortSyntax::Flag {
-            names: &["--port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--port"], joined: true },
         ..BASE
     },
     Tool {
@@ -522,18 +457,7 @@ pub static TOOLS: &[Tool] = &[
         default_port: Some(3000),
         port: PORT_FLAGS,
         port_env: Some("PORT"),
-        value_flags: &[
-            "-b",
-            "--binding",
-            "-e",
-            "--environment",
-            "-u",
-            "--using",
-            "-c",
-            "--config",
-            "-P",
-            "--pid",
-        ],
+        value_flags: &["-b", "--binding", "-e", "--environment", "-u", "--using", "-c", "--config", "-P", "--pid"],
         ..BASE
     },
     Tool {
@@ -543,18 +467,7 @@ pub static TOOLS: &[Tool] = &[
         default_port: Some(9292),
         port: PORT_FLAGS,
         port_env: Some("PORT"),
-        value_flags: &[
-            "-b",
-            "--bind",
-            "-C",
-            "--config",
-            "-e",
-            "--environment",
-            "-w",
-            "--workers",
-            "-t",
-            "--threads",
-        ],
+        value_flags: &["-b", "--bind", "-C", "--config", "-e", "--environment", "-w", "--workers", "-t", "--threads"],
         ..BASE
     },
     Tool {
@@ -572,10 +485,7 @@ pub static TOOLS: &[Tool] = &[
         requires: &["-S"],
         service_type: "api",
         default_port: None,
-        port: PortSyntax::HostPortFlag {
-            names: &["-S"],
-            default_host: "localhost",
-        },
+        port: PortSyntax::HostPortFlag { names: &["-S"], default_host: "localhost" },
         value_flags: &["-t", "-c", "-d"],
         ..BASE
     },
@@ -595,9 +505,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "api",
         default_port: Some(3000),
         port: PORT_FLAGS,
-        value_flags: &[
-            "-H", "--host", "-s", "--static", "-r", "--routes", "-c", "--config",
-        ],
+        value_flags: &["-H", "--host", "-s", "--static", "-r", "--routes", "-c", "--config"],
         ..BASE
     },
     Tool {
@@ -655,14 +563,7 @@ pub static TOOLS: &[Tool] = &[
         // The Emulator UI; the other emulators' ports are in firebase.json.
         default_port: Some(4000),
         port: PortSyntax::ConfigFile,
-        value_flags: &[
-            "--only",
-            "--project",
-            "-P",
-            "--import",
-            "--export-on-exit",
-            "--config",
-        ],
+        value_flags: &["--only", "--project", "-P", "--import", "--export-on-exit", "--config"],
         ..BASE
     },
     Tool {
@@ -691,15 +592,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "functions",
         default_port: Some(8888),
         port: PORT_FLAGS,
-        value_flags: &[
-            "-c",
-            "--command",
-            "--target-port",
-            "-d",
-            "--dir",
-            "-f",
-            "--functions",
-        ],
+        value_flags: &["-c", "--command", "--target-port", "-d", "--dir", "-f", "--functions"],
         ..BASE
     },
     // ---- component workshops (storybook) ----
@@ -738,10 +631,7 @@ pub static TOOLS: &[Tool] = &[
         subcommand: Subcommand::OneOf(&["serve"]),
         service_type: "docs",
         default_port: Some(8000),
-        port: PortSyntax::HostPortFlag {
-            names: &["--dev-addr", "-a"],
-            default_host: "127.0.0.1",
-        },
+        port: PortSyntax::HostPortFlag { names: &["--dev-addr", "-a"], default_host: "127.0.0.1" },
         value_flags: &["-f", "--config-file", "-t", "--theme"],
         ..BASE
     },
@@ -752,15 +642,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "docs",
         default_port: Some(4000),
         port: flag(&["--port", "-P"]),
-        value_flags: &[
-            "-H",
-            "--host",
-            "-s",
-            "--source",
-            "-d",
-            "--destination",
-            "--config",
-        ],
+        value_flags: &["-H", "--host", "-s", "--source", "-d", "--destination", "--config"],
         ..BASE
     },
     Tool {
@@ -770,16 +652,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "docs",
         default_port: Some(1313),
         port: PORT_FLAGS,
-        value_flags: &[
-            "--bind",
-            "-s",
-            "--source",
-            "--config",
-            "-d",
-            "--destination",
-            "-b",
-            "--baseURL",
-        ],
+        value_flags: &["--bind", "-s", "--source", "--config", "-d", "--destination", "-b", "--baseURL"],
         ..BASE
     },
     Tool {
@@ -789,16 +662,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "docs",
         default_port: Some(1111),
         port: PORT_FLAGS,
-        value_flags: &[
-            "-i",
-            "--interface",
-            "-r",
-            "--root",
-            "-c",
-            "--config",
-            "-u",
-            "--base-url",
-        ],
+        value_flags: &["-i", "--interface", "-r", "--root", "-c", "--config", "-u", "--base-url"],
         ..BASE
     },
     Tool {
@@ -844,10 +708,7 @@ pub static TOOLS: &[Tool] = &[
         requires: &["--serve"],
         service_type: "docs",
         default_port: Some(8080),
-        port: PortSyntax::Flag {
-            names: &["--port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--port"], joined: true },
         ..BASE
     },
     // ---- test tools (test) ----
@@ -859,18 +720,7 @@ pub static TOOLS: &[Tool] = &[
         // Cypress serves the app under test on a random port unless told.
         default_port: None,
         port: PORT_FLAGS,
-        value_flags: &[
-            "-b",
-            "--browser",
-            "-s",
-            "--spec",
-            "-C",
-            "--config-file",
-            "-P",
-            "--project",
-            "-e",
-            "--env",
-        ],
+        value_flags: &["-b", "--browser", "-s", "--spec", "-C", "--config-file", "-P", "--project", "-e", "--env"],
         ..BASE
     },
     Tool {
@@ -889,10 +739,7 @@ pub static TOOLS: &[Tool] = &[
         requires: &["--ui", "--ui-port"],
         service_type: "test",
         default_port: None,
-        port: PortSyntax::Flag {
-            names: &["--ui-port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--ui-port"], joined: true },
         ..BASE
     },
     Tool {
@@ -901,10 +748,7 @@ pub static TOOLS: &[Tool] = &[
         requires: &["--ui"],
         service_type: "test",
         default_port: Some(51204),
-        port: PortSyntax::Flag {
-            names: &["--api.port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--api.port"], joined: true },
         ..BASE
     },
     // ---- databases and infrastructure ----
@@ -915,12 +759,7 @@ pub static TOOLS: &[Tool] = &[
         default_port: Some(5432),
         port: flag(&["-p"]),
         value_flags: &["-D", "-c", "-h", "-k", "-B", "-N"],
-        images: &[
-            "postgres",
-            "postgis/postgis",
-            "pgvector/pgvector",
-            "timescale/timescaledb",
-        ],
+        images: &["postgres", "postgis/postgis", "pgvector/pgvector", "timescale/timescaledb"],
         ..BASE
     },
     Tool {
@@ -928,10 +767,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["mysqld", "mariadbd", "mysqld_safe"],
         service_type: "database",
         default_port: Some(3306),
-        port: PortSyntax::Flag {
-            names: &["--port", "-P"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--port", "-P"], joined: true },
         images: &["mysql", "mariadb"],
         ..BASE
     },
@@ -941,14 +777,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "database",
         default_port: Some(27017),
         port: LONG_PORT_FLAG,
-        value_flags: &[
-            "--dbpath",
-            "--bind_ip",
-            "--config",
-            "-f",
-            "--replSet",
-            "--logpath",
-        ],
+        value_flags: &["--dbpath", "--bind_ip", "--config", "-f", "--replSet", "--logpath"],
         images: &["mongo", "mongodb/mongodb-community-server"],
         ..BASE
     },
@@ -961,12 +790,7 @@ pub static TOOLS: &[Tool] = &[
         default_port: Some(6379),
         port: LONG_PORT_FLAG,
         value_flags: &["--bind", "--dir", "--requirepass"],
-        images: &[
-            "redis",
-            "redis/redis-stack",
-            "redis/redis-stack-server",
-            "valkey/valkey",
-        ],
+        images: &["redis", "redis/redis-stack", "redis/redis-stack-server", "valkey/valkey"],
         ..BASE
     },
     Tool {
@@ -985,16 +809,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "messaging",
         default_port: Some(4222),
         port: PORT_FLAGS,
-        value_flags: &[
-            "-a",
-            "--addr",
-            "-c",
-            "--config",
-            "-m",
-            "--http_port",
-            "-n",
-            "--name",
-        ],
+        value_flags: &["-a", "--addr", "-c", "--config", "-m", "--http_port", "-n", "--name"],
         images: &["nats"],
         ..BASE
     },
@@ -1013,10 +828,7 @@ pub static TOOLS: &[Tool] = &[
         subcommand: Subcommand::OneOf(&["start-dev", "start"]),
         service_type: "auth",
         default_port: Some(8080),
-        port: PortSyntax::Flag {
-            names: &["--http-port"],
-            joined: true,
-        },
+        port: PortSyntax::Flag { names: &["--http-port"], joined: true },
         images: &["keycloak/keycloak"],
         ..BASE
     },
@@ -1027,10 +839,7 @@ pub static TOOLS: &[Tool] = &[
         subcommand: Subcommand::OneOf(&["serve", "runner"]),
         service_type: "ai",
         default_port: Some(11434),
-        port: PortSyntax::EnvHostPort {
-            name: "OLLAMA_HOST",
-            default_host: "127.0.0.1",
-        },
+        port: PortSyntax::EnvHostPort { name: "OLLAMA_HOST", default_host: "127.0.0.1" },
         images: &["ollama/ollama"],
         ..BASE
     },
@@ -1054,11 +863,7 @@ pub static TOOLS: &[Tool] = &[
         default_port: Some(3000),
         port: PortSyntax::Env("GF_SERVER_HTTP_PORT"),
         value_flags: &["--config", "--homepath"],
-        images: &[
-            "grafana/grafana",
-            "grafana/grafana-oss",
-            "grafana/grafana-enterprise",
-        ],
+        images: &["grafana/grafana", "grafana/grafana-oss", "grafana/grafana-enterprise"],
         ..BASE
     },
     Tool {
@@ -1066,10 +871,7 @@ pub static TOOLS: &[Tool] = &[
         programs: &["prometheus"],
         service_type: "monitoring",
         default_port: Some(9090),
-        port: PortSyntax::HostPortFlag {
-            names: &["--web.listen-address"],
-            default_host: "0.0.0.0",
-        },
+        port: PortSyntax::HostPortFlag { names: &["--web.listen-address"], default_host: "0.0.0.0" },
         value_flags: &["--config.file", "--storage.tsdb.path"],
         images: &["prom/prometheus"],
         ..BASE
@@ -1080,10 +882,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "monitoring",
         // The UI; the collector ports (4317, 4318, 14268) come with it.
         default_port: Some(16686),
-        port: PortSyntax::HostPortFlag {
-            names: &["--query.http-server.host-port"],
-            default_host: "",
-        },
+        port: PortSyntax::HostPortFlag { names: &["--query.http-server.host-port"], default_host: "" },
         images: &["jaegertracing/all-in-one"],
         ..BASE
     },
@@ -1113,14 +912,7 @@ pub static TOOLS: &[Tool] = &[
         service_type: "api",
         default_port: None,
         port: PortSyntax::Publish,
-        value_flags: &[
-            "-f",
-            "--file",
-            "-p",
-            "--project-name",
-            "--profile",
-            "--env-file",
-        ],
+        value_flags: &["-f", "--file", "-p", "--project-name", "--profile", "--env-file"],
         ..BASE
     },
 ];
@@ -1131,11 +923,7 @@ pub static TOOLS: &[Tool] = &[
 pub(crate) enum Launch {
     /// A known tool: `program` is the index of the word naming it (the
     /// script for `node …/vite.js`), `args` the index of its first argument.
-    Tool {
-        tool: &'static Tool,
-        program: usize,
-        args: usize,
-    },
+    Tool { tool: &'static Tool, program: usize, args: usize },
     /// A package-manager script run (`npm run dev`, `yarn dev`, `deno task x`).
     Script(ScriptCall),
     /// `sh -c STRING` and friends: `string` is the index of the script text.
@@ -1193,11 +981,7 @@ pub(crate) struct Resolved {
 pub(crate) fn resolve<S: AsRef<str>>(words: &[S]) -> Resolved {
     let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
     let mut env_words = Vec::new();
-    let launch = Resolver {
-        words: &words,
-        env: &mut env_words,
-    }
-    .from(0, 0);
+    let launch = Resolver { words: &words, env: &mut env_words }.from(0, 0);
     Resolved { launch, env_words }
 }
 
@@ -1231,11 +1015,7 @@ impl<'w> Resolver<'w, '_> {
 
     /// Continue at word `to` (a wrapper's command), if there is one.
     fn then(&mut self, from: usize, to: usize, depth: usize) -> Launch {
-        if to > from && depth < MAX_DEPTH {
-            self.from(to, depth + 1)
-        } else {
-            Launch::Other
-        }
+        if to > from && depth < MAX_DEPTH { self.from(to, depth + 1) } else { Launch::Other }
     }
 
     /// Resolve word `i`, whose program name is `name`.
@@ -1246,15 +1026,9 @@ impl<'w> Resolver<'w, '_> {
                 let j = skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir"]);
                 self.then(i, j, depth)
             }
-            "nohup" | "time" | "exec" | "command" | "builtin" | "unbuffer" => {
-                self.then(i, i + 1, depth)
-            }
+            "nohup" | "time" | "exec" | "command" | "builtin" | "unbuffer" => self.then(i, i + 1, depth),
             "sudo" | "doas" => {
-                let j = skip_options(
-                    words,
-                    i + 1,
-                    &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U"],
-                );
+                let j = skip_options(words, i + 1, &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U"]);
                 self.then(i, j, depth)
             }
             "nice" => {
@@ -1285,22 +1059,12 @@ impl<'w> Resolver<'w, '_> {
                 let j = skip_options(
                     words,
                     j,
-                    &[
-                        "-e",
-                        "-f",
-                        "-c",
-                        "--file",
-                        "-r",
-                        "--env-file",
-                        "-p",
-                        "--project",
-                        "--config",
-                    ],
+                    &["-e", "-f", "-c", "--file", "-r", "--env-file", "-p", "--project", "--config"],
                 );
                 self.then(i, j, depth)
             }
-            "bundle" | "poetry" | "pipenv" | "pdm" | "hatch" | "rye" | "uv" | "pixi" | "conda"
-            | "mamba" | "micromamba" => {
+            "bundle" | "poetry" | "pipenv" | "pdm" | "hatch" | "rye" | "uv" | "pixi" | "conda" | "mamba"
+            | "micromamba" => {
                 // `bundle exec X`, `poetry run X`, `uv run X`, `conda run -n env X`
                 if !matches!(self.word(i + 1), Some("exec" | "run")) {
                     return Launch::Other;
@@ -1367,8 +1131,7 @@ impl<'w> Resolver<'w, '_> {
             }
             _ if is_python(name) => self.python(i, depth),
             _ if is_versioned(name, "ruby") || name == "jruby" => {
-                let j =
-                    skip_interpreter_options(words, i + 1, &["-I", "-r", "-C", "-E"], &["-e", "-"]);
+                let j = skip_interpreter_options(words, i + 1, &["-I", "-r", "-C", "-E"], &["-e", "-"]);
                 self.script(i, j, depth)
             }
             _ if is_versioned(name, "php") => {
@@ -1390,39 +1153,21 @@ impl<'w> Resolver<'w, '_> {
                 Some(sub) if !sub.starts_with('-') => {
                     let program = format!("{name}-{sub}");
                     match lookup(&program, words, i + 2) {
-                        Some(tool) => Launch::Tool {
-                            tool,
-                            program: i,
-                            args: i + 2,
-                        },
+                        Some(tool) => Launch::Tool { tool, program: i, args: i + 2 },
                         None => Launch::Other,
                     }
                 }
                 _ => Launch::Other,
             },
-            "cargo-leptos" if self.word(i + 1) == Some("leptos") => {
-                match lookup(name, words, i + 2) {
-                    Some(tool) => Launch::Tool {
-                        tool,
-                        program: i,
-                        args: i + 2,
-                    },
-                    None => Launch::Other,
-                }
-            }
+            "cargo-leptos" if self.word(i + 1) == Some("leptos") => match lookup(name, words, i + 2) {
+                Some(tool) => Launch::Tool { tool, program: i, args: i + 2 },
+                None => Launch::Other,
+            },
             // `docker compose up`, `docker container run`
             "docker" | "podman" if matches!(self.word(i + 1), Some("compose" | "container")) => {
-                let program = if self.word(i + 1) == Some("compose") {
-                    "docker-compose"
-                } else {
-                    name
-                };
+                let program = if self.word(i + 1) == Some("compose") { "docker-compose" } else { name };
                 match lookup(program, words, i + 2) {
-                    Some(tool) => Launch::Tool {
-                        tool,
-                        program: i,
-                        args: i + 2,
-                    },
+                    Some(tool) => Launch::Tool { tool, program: i, args: i + 2 },
                     None => Launch::Other,
                 }
             }
@@ -1435,11 +1180,7 @@ impl<'w> Resolver<'w, '_> {
         let mut j = i + 1;
         while let Some(w) = self.word(j) {
             if w.starts_with('-') && !w.starts_with("--") && w.ends_with('c') {
-                return if j + 1 < self.words.len() {
-                    Launch::Shell { string: j + 1 }
-                } else {
-                    Launch::Other
-                };
+                return if j + 1 < self.words.len() { Launch::Shell { string: j + 1 } } else { Launch::Other };
             }
             if !w.starts_with('-') && name != "su" {
                 break;
@@ -1456,11 +1197,7 @@ impl<'w> Resolver<'w, '_> {
             return Launch::Other;
         };
         if let Some(tool) = child_script_tool(script) {
-            return Launch::Tool {
-                tool,
-                program: j,
-                args: j + 1,
-            };
+            return Launch::Tool { tool, program: j, args: j + 1 };
         }
         if j <= i || depth >= MAX_DEPTH {
             return Launch::Other;
@@ -1498,20 +1235,18 @@ impl<'w> Resolver<'w, '_> {
                 None => Launch::Other,
             },
             // `deno run -A npm:vite@5`, `deno run main.ts`
-            Some("run") => match first_non_option(
-                words,
-                i + 2,
-                &["--config", "-c", "--import-map", "--location", "--env-file"],
-            ) {
-                Some(s) => {
-                    let spec = words[s].strip_prefix("npm:").unwrap_or(words[s]);
-                    if depth >= MAX_DEPTH {
-                        return Launch::Other;
+            Some("run") => {
+                match first_non_option(words, i + 2, &["--config", "-c", "--import-map", "--location", "--env-file"]) {
+                    Some(s) => {
+                        let spec = words[s].strip_prefix("npm:").unwrap_or(words[s]);
+                        if depth >= MAX_DEPTH {
+                            return Launch::Other;
+                        }
+                        self.named(s, strip_version(script_program(spec)), depth + 1)
                     }
-                    self.named(s, strip_version(script_program(spec)), depth + 1)
+                    None => Launch::Other,
                 }
-                None => Launch::Other,
-            },
+            }
             _ => tool_launch("deno", words, i),
         }
     }
@@ -1544,14 +1279,7 @@ impl<'w> Resolver<'w, '_> {
         };
         let dir = option_value_index(words, i + 1, cmd, &["--prefix", "-C", "--dir", "--cwd"]);
         let script = |script: usize, name: &str| {
-            Launch::Script(ScriptCall {
-                manager,
-                program: i,
-                script,
-                name: name.to_string(),
-                extra: script + 1,
-                dir,
-            })
+            Launch::Script(ScriptCall { manager, program: i, script, name: name.to_string(), extra: script + 1, dir })
         };
         match (manager, words[cmd]) {
             (_, "run" | "run-script" | "rum" | "urn") => {
@@ -1562,9 +1290,7 @@ impl<'w> Resolver<'w, '_> {
             }
             (Manager::Npm, "start") => script(cmd, "start"),
             (Manager::Npm, "test" | "t" | "tst") => script(cmd, "test"),
-            (Manager::Npm, "exec" | "x")
-            | (Manager::Bun, "x")
-            | (Manager::Pnpm | Manager::Yarn, "exec" | "dlx") => {
+            (Manager::Npm, "exec" | "x") | (Manager::Bun, "x") | (Manager::Pnpm | Manager::Yarn, "exec" | "dlx") => {
                 let j = skip_npx_options(words, cmd + 1);
                 self.then(i, j, depth)
             }
@@ -1582,11 +1308,7 @@ impl<'w> Resolver<'w, '_> {
 /// The tool named by word `i` with its arguments after it.
 fn tool_launch(name: &str, words: &[&str], i: usize) -> Launch {
     match lookup(name, words, i + 1) {
-        Some(tool) => Launch::Tool {
-            tool,
-            program: i,
-            args: i + 1,
-        },
+        Some(tool) => Launch::Tool { tool, program: i, args: i + 1 },
         None => Launch::Program { at: i },
     }
 }
@@ -1638,8 +1360,8 @@ const PNPM_BUILTINS: &[&str] = &[
 
 /// `bun test` is Bun's own test runner, not a script.
 const BUN_BUILTINS: &[&str] = &[
-    "test", "build", "install", "i", "add", "a", "remove", "rm", "update", "upgrade", "link",
-    "unlink", "pm", "init", "create", "c", "outdated", "publish", "patch", "repl", "audit", "info",
+    "test", "build", "install", "i", "add", "a", "remove", "rm", "update", "upgrade", "link", "unlink", "pm", "init",
+    "create", "c", "outdated", "publish", "patch", "repl", "audit", "info",
 ];
 
 const YARN_BUILTINS: &[&str] = &[
@@ -1697,8 +1419,8 @@ fn skip_npx_options(words: &[&str], from: usize) -> usize {
     while let Some(w) = words.get(j) {
         match *w {
             "--" => return j + 1,
-            "-p" | "--package" | "--registry" | "--cache" | "--prefix" | "-C"
-            | "--node-options" | "--shell" | "--filter" | "-F" | "-w" | "--workspace" => j += 2,
+            "-p" | "--package" | "--registry" | "--cache" | "--prefix" | "-C" | "--node-options" | "--shell"
+            | "--filter" | "-F" | "-w" | "--workspace" => j += 2,
             _ if w.starts_with('-') => j += 1,
             _ => return j,
         }
@@ -1727,12 +1449,7 @@ fn skip_options(words: &[&str], from: usize, value_opts: &[&str]) -> usize {
 
 /// Interpreter options up to the script word; `code_opts` (`node -e`)
 /// mean there is no script, answered as an index past the end.
-fn skip_interpreter_options(
-    words: &[&str],
-    from: usize,
-    value_opts: &[&str],
-    code_opts: &[&str],
-) -> usize {
+fn skip_interpreter_options(words: &[&str], from: usize, value_opts: &[&str], code_opts: &[&str]) -> usize {
     let mut j = from;
     while let Some(w) = words.get(j) {
         if code_opts.contains(w) {
@@ -1801,11 +1518,7 @@ pub(crate) fn is_assignment(word: &str) -> bool {
 /// `redis-server *:6379`, `postgres: checkpointer`) has one argv word; its
 /// first token is the name.
 fn program_name(word: &str, only_word: bool) -> &str {
-    let word = if only_word && word.contains(' ') {
-        word.split(' ').next().unwrap_or(word)
-    } else {
-        word
-    };
+    let word = if only_word && word.contains(' ') { word.split(' ').next().unwrap_or(word) } else { word };
     let base = word.rsplit('/').next().unwrap_or(word);
     base.strip_suffix(':').unwrap_or(base)
 }
@@ -1833,9 +1546,7 @@ fn script_program(path: &str) -> &str {
 /// A node script that a tool runs in a child process, which is the one
 /// listening (`react-scripts/scripts/start.js`).
 fn child_script_tool(path: &str) -> Option<&'static Tool> {
-    TOOLS
-        .iter()
-        .find(|t| t.child_scripts.iter().any(|s| path.ends_with(s)))
+    TOOLS.iter().find(|t| t.child_scripts.iter().any(|s| path.ends_with(s)))
 }
 
 /// `vite@5.0.0` → `vite`; `@storybook/cli@latest` → `@storybook/cli`.
@@ -1847,8 +1558,7 @@ pub(crate) fn strip_version(spec: &str) -> &str {
 }
 
 fn is_node(name: &str) -> bool {
-    matches!(name, "node" | "nodejs" | "tsx" | "ts-node" | "ts-node-dev")
-        || is_versioned(name, "node")
+    matches!(name, "node" | "nodejs" | "tsx" | "ts-node" | "ts-node-dev") || is_versioned(name, "node")
 }
 
 fn is_python(name: &str) -> bool {
@@ -1857,8 +1567,7 @@ fn is_python(name: &str) -> bool {
 
 /// `python3.12` is `python`, `php8.2` is `php`.
 fn is_versioned(name: &str, base: &str) -> bool {
-    name.strip_prefix(base)
-        .is_some_and(|r| r.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    name.strip_prefix(base).is_some_and(|r| r.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 /// The tool a program name plus its arguments (from `args`) start.
@@ -1872,18 +1581,13 @@ fn lookup(program: &str, words: &[&str], args: usize) -> Option<&'static Tool> {
     TOOLS.iter().find(|tool| {
         tool.programs.contains(&program)
             && subcommand_matches(tool, rest)
-            && (tool.requires.is_empty()
-                || rest.iter().any(|a| tool.requires.contains(&option_name(a))))
+            && (tool.requires.is_empty() || rest.iter().any(|a| tool.requires.contains(&option_name(a))))
     })
 }
 
 /// `--port=3000` → `--port`.
 fn option_name(arg: &str) -> &str {
-    if arg.starts_with('-') {
-        arg.split_once('=').map_or(arg, |(n, _)| n)
-    } else {
-        arg
-    }
+    if arg.starts_with('-') { arg.split_once('=').map_or(arg, |(n, _)| n) } else { arg }
 }
 
 fn subcommand_matches(tool: &Tool, args: &[&str]) -> bool {
@@ -1920,11 +1624,7 @@ pub(crate) fn takes_value(tool: &Tool, arg: &str) -> bool {
         return false;
     }
     let port_names: &[&str] = match tool.port {
-        PortSyntax::Flag {
-            names,
-            joined: false,
-        }
-        | PortSyntax::HostPortFlag { names, .. } => names,
+        PortSyntax::Flag { names, joined: false } | PortSyntax::HostPortFlag { names, .. } => names,
         _ => &[],
     };
     port_names.contains(&arg) || tool.value_flags.contains(&arg)
@@ -1957,9 +1657,7 @@ pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
         Launch::Script(call) => {
             // `pnpm vite`, `yarn next dev` run a binary when there is no
             // such script.
-            find_tool(&argv[call.script..])
-                .map(|t| t.service_type)
-                .or_else(|| script_service_type(&call.name))
+            find_tool(&argv[call.script..]).map(|t| t.service_type).or_else(|| script_service_type(&call.name))
         }
         Launch::Shell { string } => crate::shellcmd::infer_from_script(argv[string].as_ref()),
         Launch::Program { .. } | Launch::Other => docker_proxy_service_type(argv),
@@ -1970,8 +1668,7 @@ pub fn infer_service_type<S: AsRef<str>>(argv: &[S]) -> Option<&'static str> {
 fn script_service_type(name: &str) -> Option<&'static str> {
     let base = name.split([':', '-']).next().unwrap_or(name);
     Some(match base {
-        "dev" | "start" | "serve" | "develop" | "preview" | "watch" | "web" | "frontend"
-        | "client" => "dev",
+        "dev" | "start" | "serve" | "develop" | "preview" | "watch" | "web" | "frontend" | "client" => "dev",
         "storybook" | "sb" => "storybook",
         "docs" | "doc" => "docs",
         "api" | "server" | "backend" => "api",
@@ -1984,10 +1681,7 @@ fn script_service_type(name: &str) -> Option<&'static str> {
 /// The service type of a container: from its image (`postgres:16`), else
 /// from a well-known container port (`-container-port 5432`): a port that
 /// is the default of exactly one tool, and that tool runs in containers.
-pub(crate) fn container_service_type(
-    image: Option<&str>,
-    container_port: Option<u16>,
-) -> Option<&'static str> {
+pub(crate) fn container_service_type(image: Option<&str>, container_port: Option<u16>) -> Option<&'static str> {
     let by_image = image.and_then(tool_for_image);
     let by_port = || {
         let port = container_port?;
@@ -2127,193 +1821,57 @@ mod tests {
         find_tool(&argv(words)).map(|t| t.name)
     }
 
-
-
     #[test]
     fn every_tool_has_a_built_in_type_and_a_unique_name() {
         let builtin = crate::config::Config::builtin();
         for (i, t) in TOOLS.iter().enumerate() {
-            assert!(
-                builtin.service_types.contains_key(t.service_type),
-                "{} has type {}",
-                t.name,
-                t.service_type
-            );
+            assert!(builtin.service_types.contains_key(t.service_type), "{} has type {}", t.name, t.service_type);
             assert!(!t.programs.is_empty(), "{} has no program", t.name);
-            assert!(
-                TOOLS[..i].iter().all(|o| o.name != t.name),
-                "duplicate {}",
-                t.name
-            );
+            assert!(TOOLS[..i].iter().all(|o| o.name != t.name), "duplicate {}", t.name);
         }
     }
 
     #[test]
     fn proc_cmdlines_of_python_servers() {
-        assert_eq!(
-            infer(&["/usr/bin/python3", "-m", "http.server", "8000"]),
-            Some("api")
-        );
-        assert_eq!(
-            tool(&["/usr/bin/python3", "-m", "http.server", "8000"]),
-            Some("http.server")
-        );
-        assert_eq!(
-            tool(&["python2.7", "-m", "SimpleHTTPServer"]),
-            Some("http.server")
-        );
+        assert_eq!(infer(&["/usr/bin/python3", "-m", "http.server", "8000"]), Some("api"));
+        assert_eq!(tool(&["/usr/bin/python3", "-m", "http.server", "8000"]), Some("http.server"));
+        assert_eq!(tool(&["python2.7", "-m", "SimpleHTTPServer"]), Some("http.server"));
         // The original needed the word "django" and missed this one.
         assert_eq!(infer(&["python3", "manage.py", "runserver"]), Some("api"));
-        assert_eq!(
-            infer(&[
-                "/usr/bin/python3",
-                "/srv/app/manage.py",
-                "runserver",
-                "0.0.0.0:8001"
-            ]),
-            Some("api")
-        );
+        assert_eq!(infer(&["/usr/bin/python3", "/srv/app/manage.py", "runserver", "0.0.0.0:8001"]), Some("api"));
         assert_eq!(infer(&["python3", "manage.py", "migrate"]), None);
         assert_eq!(
-            tool(&[
-                "/home/u/.venv/bin/python",
-                "/home/u/.venv/bin/uvicorn",
-                "main:app",
-                "--reload"
-            ]),
+            tool(&["/home/u/.venv/bin/python", "/home/u/.venv/bin/uvicorn", "main:app", "--reload"]),
             Some("uvicorn")
         );
-        assert_eq!(
-            tool(&["python", "-u", "-m", "uvicorn", "main:app"]),
-            Some("uvicorn")
-        );
-        assert_eq!(
-            tool(&[
-                "/usr/bin/python3",
-                "/usr/local/bin/gunicorn",
-                "-w",
-                "4",
-                "app:app"
-            ]),
-            Some("gunicorn")
-        );
+        assert_eq!(tool(&["python", "-u", "-m", "uvicorn", "main:app"]), Some("uvicorn"));
+        assert_eq!(tool(&["/usr/bin/python3", "/usr/local/bin/gunicorn", "-w", "4", "app:app"]), Some("gunicorn"));
         assert_eq!(tool(&["python3", "-m", "flask", "run"]), Some("flask"));
-        assert_eq!(
-            tool(&[
-                "/usr/bin/python3",
-                "/usr/local/bin/jupyter-lab",
-                "--no-browser"
-            ]),
-            Some("jupyter")
-        );
+        assert_eq!(tool(&["/usr/bin/python3", "/usr/local/bin/jupyter-lab", "--no-browser"]), Some("jupyter"));
         assert_eq!(tool(&["jupyter", "notebook"]), Some("jupyter"));
-        assert_eq!(
-            tool(&["/usr/bin/python3", "/home/u/.local/bin/mkdocs", "serve"]),
-            Some("mkdocs")
-        );
-        assert_eq!(
-            tool(&["/usr/bin/python3", "/home/u/.local/bin/mkdocs", "build"]),
-            None
-        );
-        assert_eq!(
-            infer(&[
-                "/opt/venv/bin/python",
-                "/opt/venv/bin/chroma",
-                "run",
-                "--path",
-                "/data"
-            ]),
-            Some("ai")
-        );
+        assert_eq!(tool(&["/usr/bin/python3", "/home/u/.local/bin/mkdocs", "serve"]), Some("mkdocs"));
+        assert_eq!(tool(&["/usr/bin/python3", "/home/u/.local/bin/mkdocs", "build"]), None);
+        assert_eq!(infer(&["/opt/venv/bin/python", "/opt/venv/bin/chroma", "run", "--path", "/data"]), Some("ai"));
         assert_eq!(infer(&["python3", "script.py"]), None);
         assert_eq!(infer(&["python3", "-c", "import http.server"]), None);
     }
 
     #[test]
     fn proc_cmdlines_of_node_servers() {
-        assert_eq!(
-            infer(&["node", "/home/u/app/node_modules/.bin/vite"]),
-            Some("dev")
-        );
-        assert_eq!(
-            tool(&[
-                "node",
-                "/home/u/app/node_modules/vite/bin/vite.js",
-                "--port",
-                "5174"
-            ]),
-            Some("vite")
-        );
-        assert_eq!(
-            tool(&[
-                "/usr/bin/node",
-                "/home/u/app/node_modules/.bin/vite",
-                "build"
-            ]),
-            None
-        );
-        assert_eq!(
-            tool(&[
-                "node",
-                "/app/node_modules/.pnpm/vite@5.2.0/node_modules/vite/bin/vite.js"
-            ]),
-            Some("vite")
-        );
-        assert_eq!(
-            tool(&["node", "/app/node_modules/react-scripts/scripts/start.js"]),
-            Some("react-scripts")
-        );
-        assert_eq!(
-            tool(&[
-                "node",
-                "/app/node_modules/next/dist/server/lib/start-server.js"
-            ]),
-            Some("next-server")
-        );
+        assert_eq!(infer(&["node", "/home/u/app/node_modules/.bin/vite"]), Some("dev"));
+        assert_eq!(tool(&["node", "/home/u/app/node_modules/vite/bin/vite.js", "--port", "5174"]), Some("vite"));
+        assert_eq!(tool(&["/usr/bin/node", "/home/u/app/node_modules/.bin/vite", "build"]), None);
+        assert_eq!(tool(&["node", "/app/node_modules/.pnpm/vite@5.2.0/node_modules/vite/bin/vite.js"]), Some("vite"));
+        assert_eq!(tool(&["node", "/app/node_modules/react-scripts/scripts/start.js"]), Some("react-scripts"));
+        assert_eq!(tool(&["node", "/app/node_modules/next/dist/server/lib/start-server.js"]), Some("next-server"));
         assert_eq!(tool(&["next-server (v14.2.3)"]), Some("next-server"));
-        assert_eq!(
-            tool(&["node", "/app/node_modules/.bin/next", "dev", "-p", "3001"]),
-            Some("next")
-        );
-        assert_eq!(
-            infer(&[
-                "node",
-                "/app/node_modules/.bin/storybook",
-                "dev",
-                "-p",
-                "6006"
-            ]),
-            Some("storybook")
-        );
-        assert_eq!(
-            infer(&[
-                "node",
-                "/app/node_modules/@storybook/cli/bin/index.js",
-                "dev"
-            ]),
-            Some("storybook")
-        );
-        assert_eq!(
-            infer(&["node", "/usr/local/bin/firebase", "emulators:start"]),
-            Some("functions")
-        );
-        assert_eq!(
-            infer(&["node", "/app/node_modules/.bin/docusaurus", "start"]),
-            Some("docs")
-        );
-        assert_eq!(
-            infer(&[
-                "node",
-                "/usr/lib/node_modules/http-server/bin/http-server",
-                "-p",
-                "8080"
-            ]),
-            Some("dev")
-        );
-        assert_eq!(
-            infer(&["node", "--inspect", "-r", "ts-node/register", "server.ts"]),
-            None
-        );
+        assert_eq!(tool(&["node", "/app/node_modules/.bin/next", "dev", "-p", "3001"]), Some("next"));
+        assert_eq!(infer(&["node", "/app/node_modules/.bin/storybook", "dev", "-p", "6006"]), Some("storybook"));
+        assert_eq!(infer(&["node", "/app/node_modules/@storybook/cli/bin/index.js", "dev"]), Some("storybook"));
+        assert_eq!(infer(&["node", "/usr/local/bin/firebase", "emulators:start"]), Some("functions"));
+        assert_eq!(infer(&["node", "/app/node_modules/.bin/docusaurus", "start"]), Some("docs"));
+        assert_eq!(infer(&["node", "/usr/lib/node_modules/http-server/bin/http-server", "-p", "8080"]), Some("dev"));
+        assert_eq!(infer(&["node", "--inspect", "-r", "ts-node/register", "server.ts"]), None);
         assert_eq!(infer(&["node", "server.js"]), None);
         assert_eq!(tool(&["node", "/usr/bin/npx", "vite"]), Some("vite"));
     }
@@ -2332,53 +1890,18 @@ mod tests {
         );
         assert_eq!(infer(&["postgres: checkpointer "]), Some("database"));
         assert_eq!(infer(&["redis-server *:6379"]), Some("infrastructure"));
-        assert_eq!(
-            infer(&["/usr/bin/mongod", "--config", "/etc/mongod.conf"]),
-            Some("database")
-        );
+        assert_eq!(infer(&["/usr/bin/mongod", "--config", "/etc/mongod.conf"]), Some("database"));
         assert_eq!(infer(&["/usr/local/bin/ollama", "serve"]), Some("ai"));
         assert_eq!(infer(&["ollama", "run", "llama3"]), None);
-        assert_eq!(
-            infer(&["puma 6.4.0 (tcp://0.0.0.0:3000) [myapp]"]),
-            Some("api")
-        );
+        assert_eq!(infer(&["puma 6.4.0 (tcp://0.0.0.0:3000) [myapp]"]), Some("api"));
         assert_eq!(infer(&["ruby", "bin/rails", "server"]), Some("api"));
-        assert_eq!(
-            infer(&[
-                "/usr/bin/ruby",
-                "/usr/local/bin/bundle",
-                "exec",
-                "rails",
-                "s",
-                "-p",
-                "3001"
-            ]),
-            Some("api")
-        );
-        assert_eq!(
-            infer(&[
-                "/usr/sbin/grafana-server",
-                "--config=/etc/grafana/grafana.ini"
-            ]),
-            Some("monitoring")
-        );
-        assert_eq!(
-            infer(&[
-                "/bin/prometheus",
-                "--config.file=/etc/prometheus/prometheus.yml"
-            ]),
-            Some("monitoring")
-        );
-        assert_eq!(
-            infer(&["php", "-S", "localhost:8000", "-t", "public"]),
-            Some("api")
-        );
+        assert_eq!(infer(&["/usr/bin/ruby", "/usr/local/bin/bundle", "exec", "rails", "s", "-p", "3001"]), Some("api"));
+        assert_eq!(infer(&["/usr/sbin/grafana-server", "--config=/etc/grafana/grafana.ini"]), Some("monitoring"));
+        assert_eq!(infer(&["/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml"]), Some("monitoring"));
+        assert_eq!(infer(&["php", "-S", "localhost:8000", "-t", "public"]), Some("api"));
         assert_eq!(infer(&["php", "artisan", "serve"]), Some("api"));
         assert_eq!(infer(&["php", "artisan", "migrate"]), None);
-        assert_eq!(
-            infer(&["/home/u/.cargo/bin/cargo-leptos", "leptos", "watch"]),
-            Some("dev")
-        );
+        assert_eq!(infer(&["/home/u/.cargo/bin/cargo-leptos", "leptos", "watch"]), Some("dev"));
         assert_eq!(
             infer(&[
                 "/usr/bin/docker-proxy",
@@ -2396,15 +1919,7 @@ mod tests {
             Some("database")
         );
         assert_eq!(
-            infer(&[
-                "/usr/bin/docker-proxy",
-                "-proto",
-                "tcp",
-                "-host-port",
-                "8080",
-                "-container-port",
-                "80"
-            ]),
+            infer(&["/usr/bin/docker-proxy", "-proto", "tcp", "-host-port", "8080", "-container-port", "80"]),
             None
         );
         assert_eq!(infer(&[]), None);
@@ -2412,49 +1927,21 @@ mod tests {
 
     #[test]
     fn wrappers_are_looked_through() {
+        assert_eq!(tool(&["env", "PORT=3001", "npx", "--yes", "next", "dev"]), Some("next"));
+        assert_eq!(tool(&["nohup", "timeout", "-s", "KILL", "60", "uvicorn", "app:app"]), Some("uvicorn"));
         assert_eq!(
-            tool(&["env", "PORT=3001", "npx", "--yes", "next", "dev"]),
-            Some("next")
-        );
-        assert_eq!(
-            tool(&["nohup", "timeout", "-s", "KILL", "60", "uvicorn", "app:app"]),
-            Some("uvicorn")
-        );
-        assert_eq!(
-            tool(&[
-                "sudo",
-                "-u",
-                "postgres",
-                "/usr/lib/postgresql/16/bin/postgres",
-                "-D",
-                "/data"
-            ]),
+            tool(&["sudo", "-u", "postgres", "/usr/lib/postgresql/16/bin/postgres", "-D", "/data"]),
             Some("postgres")
         );
-        assert_eq!(
-            tool(&["pnpm", "dlx", "http-server@14", "-p", "8081"]),
-            Some("http-server")
-        );
+        assert_eq!(tool(&["pnpm", "dlx", "http-server@14", "-p", "8081"]), Some("http-server"));
         assert_eq!(tool(&["bunx", "vite"]), Some("vite"));
         assert_eq!(tool(&["yarn", "dlx", "serve", "dist"]), Some("serve"));
-        assert_eq!(
-            tool(&["poetry", "run", "uvicorn", "app:app"]),
-            Some("uvicorn")
-        );
-        assert_eq!(
-            tool(&["uv", "run", "--with", "fastapi", "fastapi", "dev"]),
-            Some("fastapi")
-        );
+        assert_eq!(tool(&["poetry", "run", "uvicorn", "app:app"]), Some("uvicorn"));
+        assert_eq!(tool(&["uv", "run", "--with", "fastapi", "fastapi", "dev"]), Some("fastapi"));
         assert_eq!(tool(&["iex", "-S", "mix", "phx.server"]), Some("phoenix"));
-        assert_eq!(
-            tool(&["./mvnw", "-q", "clean", "spring-boot:run"]),
-            Some("spring-boot")
-        );
+        assert_eq!(tool(&["./mvnw", "-q", "clean", "spring-boot:run"]), Some("spring-boot"));
         assert_eq!(tool(&["deno", "run", "-A", "npm:vite@5"]), Some("vite"));
-        assert_eq!(
-            tool(&["docker", "compose", "up", "-d"]),
-            Some("docker-compose")
-        );
+        assert_eq!(tool(&["docker", "compose", "up", "-d"]), Some("docker-compose"));
         assert_eq!(tool(&["docker", "compose", "ps"]), None);
     }
 
@@ -2463,10 +1950,7 @@ mod tests {
         assert_eq!(infer(&["npm", "run", "dev"]), Some("dev"));
         assert_eq!(infer(&["npm", "run", "storybook"]), Some("storybook"));
         assert_eq!(infer(&["npm", "start"]), Some("dev"));
-        assert_eq!(
-            infer(&["/usr/bin/node", "/usr/bin/npm", "run", "docs:dev"]),
-            Some("docs")
-        );
+        assert_eq!(infer(&["/usr/bin/node", "/usr/bin/npm", "run", "docs:dev"]), Some("docs"));
         assert_eq!(infer(&["pnpm", "vite"]), Some("dev"));
         assert_eq!(infer(&["yarn", "start:api"]), Some("dev"));
         assert_eq!(infer(&["npm", "run", "build"]), None);
@@ -2476,14 +1960,8 @@ mod tests {
 
     #[test]
     fn shell_scripts_are_read() {
-        assert_eq!(
-            infer(&["/bin/sh", "-c", "cd web && vite --port 3000"]),
-            Some("dev")
-        );
-        assert_eq!(
-            infer(&["bash", "-lc", "exec uvicorn main:app"]),
-            Some("api")
-        );
+        assert_eq!(infer(&["/bin/sh", "-c", "cd web && vite --port 3000"]), Some("dev"));
+        assert_eq!(infer(&["bash", "-lc", "exec uvicorn main:app"]), Some("api"));
         assert_eq!(infer(&["sh", "-c", "echo vite"]), None);
     }
 
@@ -2497,22 +1975,7 @@ mod tests {
         assert_eq!(name("ollama/ollama"), Some("ollama"));
         assert_eq!(name("nginx:alpine"), None);
         assert_eq!(name("myorg/postgres-backup"), None);
-        assert_eq!(
-            infer(&[
-                "docker",
-                "run",
-                "-d",
-                "-p",
-                "5433:5432",
-                "--name",
-                "db",
-                "postgres:16"
-            ]),
-            Some("database")
-        );
-        assert_eq!(
-            infer(&["docker", "run", "-p", "8080:80", "nginx"]),
-            Some("api")
-        );
+        assert_eq!(infer(&["docker", "run", "-d", "-p", "5433:5432", "--name", "db", "postgres:16"]), Some("database"));
+        assert_eq!(infer(&["docker", "run", "-p", "8080:80", "nginx"]), Some("api"));
     }
 }

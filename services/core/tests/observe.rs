@@ -24,13 +24,10 @@ fn me() -> (u32, u32) {
 /// The login name of `uid` as /etc/passwd spells it, read independently of
 /// the code under test.
 fn passwd_name(uid: u32) -> Option<String> {
-    fs::read_to_string("/etc/passwd")
-        .ok()?
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.get(2)?.parse::<u32>().ok()? == uid).then(|| fields[0].to_string())
-        })
+    fs::read_to_string("/etc/passwd").ok()?.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2)?.parse::<u32>().ok()? == uid).then(|| fields[0].to_string())
+    })
 }
 
 #[test]
@@ -49,17 +46,11 @@ fn an_ipv4_listener_of_this_process_is_listed_with_its_owner() {
     assert_eq!(seen.uid, uid);
     assert_eq!(seen.user, passwd_name(uid));
     assert_eq!(seen.pid, Some(pid));
-    assert_eq!(
-        seen.process.as_deref(),
-        Some(fs::read_to_string("/proc/self/comm").unwrap().trim_end())
-    );
+    assert_eq!(seen.process.as_deref(), Some(fs::read_to_string("/proc/self/comm").unwrap().trim_end()));
     let argv: Vec<String> = std::env::args().collect();
     assert_eq!(seen.command, Some(argv.join(" ")));
 
-    assert!(
-        all.windows(2).all(|w| w[0].port <= w[1].port),
-        "listing is sorted by port"
-    );
+    assert!(all.windows(2).all(|w| w[0].port <= w[1].port), "listing is sorted by port");
     assert_eq!(observer.listeners_on(port).unwrap(), vec![seen.clone()]);
 }
 
@@ -78,20 +69,10 @@ fn v6_only_listener() -> io::Result<(OwnedFd, u16)> {
         let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
         addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
         let mut addr_len = std::mem::size_of_val(&addr) as libc::socklen_t;
-        if libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&one as *const libc::c_int).cast(),
-            len,
-        ) != 0
+        if libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&one as *const libc::c_int).cast(), len) != 0
             || libc::bind(fd, (&addr as *const libc::sockaddr_in6).cast(), addr_len) != 0
             || libc::listen(fd, 16) != 0
-            || libc::getsockname(
-                fd,
-                (&mut addr as *mut libc::sockaddr_in6).cast(),
-                &mut addr_len,
-            ) != 0
+            || libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in6).cast(), &mut addr_len) != 0
         {
             return Err(io::Error::last_os_error());
         }
@@ -112,16 +93,10 @@ fn an_ipv6_only_listener_is_listed_once_as_tcp6() {
     let mut observer = Observer::new().unwrap();
     let seen = observer.listeners_on(port).unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(
-        (seen[0].protocol.as_str(), seen[0].address.as_str()),
-        ("tcp6", "::")
-    );
+    assert_eq!((seen[0].protocol.as_str(), seen[0].address.as_str()), ("tcp6", "::"));
     assert_eq!(seen[0].pid, Some(me().0));
     let fd_link = fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).unwrap();
-    assert_eq!(
-        fd_link,
-        PathBuf::from(format!("socket:[{}]", seen[0].inode))
-    );
+    assert_eq!(fd_link, PathBuf::from(format!("socket:[{}]", seen[0].inode)));
 }
 
 #[test]
@@ -135,14 +110,9 @@ fn a_port_lookup_returns_each_family_and_nothing_else() {
     let _neighbour = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut observer = Observer::new().unwrap();
     let seen = observer.listeners_on(port).unwrap();
-    let shape: Vec<(u16, &str, &str)> = seen
-        .iter()
-        .map(|l| (l.port, l.protocol.as_str(), l.address.as_str()))
-        .collect();
-    assert_eq!(
-        shape,
-        vec![(port, "tcp", "127.0.0.1"), (port, "tcp6", "::1")]
-    );
+    let shape: Vec<(u16, &str, &str)> =
+        seen.iter().map(|l| (l.port, l.protocol.as_str(), l.address.as_str())).collect();
+    assert_eq!(shape, vec![(port, "tcp", "127.0.0.1"), (port, "tcp6", "::1")]);
     drop(v6);
     assert_eq!(observer.listeners_on(port).unwrap().len(), 1);
 }
@@ -172,27 +142,16 @@ impl Drop for Reaped {
 
 fn ensure_user(name: &str) -> (u32, u32) {
     let lookup = |name: &str| {
-        fs::read_to_string("/etc/passwd")
-            .unwrap()
-            .lines()
-            .find_map(|line| {
-                let fields: Vec<&str> = line.split(':').collect();
-                (fields[0] == name)
-                    .then(|| (fields[2].parse().unwrap(), fields[3].parse().unwrap()))
-            })
+        fs::read_to_string("/etc/passwd").unwrap().lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields[0] == name).then(|| (fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+        })
     };
     if let Some(ids) = lookup(name) {
         return ids;
     }
     let status = Command::new("useradd")
-        .args([
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
+        .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
         .status()
         .expect("run useradd");
     // A parallel run may have created it meanwhile; the lookup decides.
@@ -200,11 +159,7 @@ fn ensure_user(name: &str) -> (u32, u32) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_listener(observer: &mut Observer, port: u16, child: &mut Child) -> Listener {
@@ -216,10 +171,7 @@ fn wait_for_listener(observer: &mut Observer, port: u16, child: &mut Child) -> L
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the listener exited early: {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "nothing listened on {port} in time"
-        );
+        assert!(Instant::now() < deadline, "nothing listened on {port} in time");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -282,10 +234,7 @@ fn another_users_listener_has_their_uid_type_and_project_and_is_redacted_for_thi
     assert_eq!(seen.pid, Some(child.0.id()));
     assert_eq!(seen.command, Some(argv.join(" ")));
     let expected_type = infer_service_type(&argv);
-    assert!(
-        expected_type.is_some(),
-        "the tools table knows python3 -m http.server"
-    );
+    assert!(expected_type.is_some(), "the tools table knows python3 -m http.server");
     assert_eq!(seen.service_type.as_deref(), expected_type);
     assert_eq!(seen.project, Some(repo.to_string_lossy().into_owned()));
 
@@ -302,21 +251,11 @@ fn another_users_listener_has_their_uid_type_and_project_and_is_redacted_for_thi
     let mut shown = seen.clone();
     Observer::redact(&mut shown, uid + 1);
     assert_eq!(
-        (
-            shown.uid,
-            shown.user.as_deref(),
-            shown.service_type.as_deref()
-        ),
+        (shown.uid, shown.user.as_deref(), shown.service_type.as_deref()),
         (uid, Some(OTHER_USER), expected_type)
     );
-    assert_eq!(
-        (shown.port, &shown.protocol, &shown.address),
-        (port, &seen.protocol, &seen.address)
-    );
-    assert_eq!(
-        (shown.pid, shown.process, shown.command, shown.project),
-        (None, None, None, None)
-    );
+    assert_eq!((shown.port, &shown.protocol, &shown.address), (port, &seen.protocol, &seen.address));
+    assert_eq!((shown.pid, shown.process, shown.command, shown.project), (None, None, None, None));
 
     // Once it exits, its port is free again in the observer's eyes.
     drop(child);

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use styxy_core::shellcmd::{kill_targets, recognise, rewrite_port};
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 /// Non-comment rows of a tab-separated file, with their line numbers.
@@ -32,17 +30,10 @@ fn commands_table() {
     let table = rows("commands.tsv");
     for (line, cols) in &table {
         let [cwd, command, expected, rewrite] = cols.as_slice() else {
-            failures.push(format!(
-                "line {line}: expected 4 columns, got {}",
-                cols.len()
-            ));
+            failures.push(format!("line {line}: expected 4 columns, got {}", cols.len()));
             continue;
         };
-        let dir = if cwd == "." {
-            empty.path().to_path_buf()
-        } else {
-            data("projects").join(cwd)
-        };
+        let dir = if cwd == "." { empty.path().to_path_buf() } else { data("projects").join(cwd) };
         let starts = recognise(command, &dir);
         let got = if starts.is_empty() {
             "none".to_string()
@@ -51,18 +42,13 @@ fn commands_table() {
                 .iter()
                 .map(|s| {
                     let port = s.port.map_or("-".to_string(), |p| p.to_string());
-                    format!(
-                        "{}/{}/{}/{:?}",
-                        s.tool.name, s.service_type, port, s.port_source
-                    )
+                    format!("{}/{}/{}/{:?}", s.tool.name, s.service_type, port, s.port_source)
                 })
                 .collect::<Vec<_>>()
                 .join(" + ")
         };
         if &got != expected {
-            failures.push(format!(
-                "line {line}: `{command}`\n    expected {expected}\n    got      {got}"
-            ));
+            failures.push(format!("line {line}: `{command}`\n    expected {expected}\n    got      {got}"));
             continue;
         }
         if starts.is_empty() {
@@ -85,7 +71,10 @@ fn commands_table() {
                 // The rewritten command starts the same tool on the new port.
                 let again = recognise(r, &dir);
                 if !again.iter().any(|s| s.tool.name == first.tool.name && s.port == Some(new_port)) {
-                    failures.push(format!("line {line}: `{r}` is not recognised as {} on {new_port}: {again:?}", first.tool.name));
+                    failures.push(format!(
+                        "line {line}: `{r}` is not recognised as {} on {new_port}: {again:?}",
+                        first.tool.name
+                    ));
                 }
             }
             (got, want) => failures.push(format!(
@@ -94,36 +83,18 @@ fn commands_table() {
             )),
         }
         if first.can_rewrite() != rewrite.ne("!") {
-            failures.push(format!(
-                "line {line}: can_rewrite() disagrees with rewrite_port"
-            ));
+            failures.push(format!("line {line}: can_rewrite() disagrees with rewrite_port"));
         }
     }
-    println!(
-        "{} command lines: {positives} starts, {negatives} non-starts, {rewrites} rewrites",
-        table.len()
-    );
-    assert!(
-        table.len() >= 150,
-        "the table should hold at least 150 command lines"
-    );
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    println!("{} command lines: {positives} starts, {negatives} non-starts, {rewrites} rewrites", table.len());
+    assert!(table.len() >= 150, "the table should hold at least 150 command lines");
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn kills_table() {
-    let list = |s: &str| -> Vec<String> {
-        if s == "-" {
-            Vec::new()
-        } else {
-            s.split(',').map(str::to_string).collect()
-        }
-    };
+    let list =
+        |s: &str| -> Vec<String> { if s == "-" { Vec::new() } else { s.split(',').map(str::to_string).collect() } };
     let mut failures = Vec::new();
     let table = rows("kills.tsv");
     for (line, cols) in &table {
@@ -140,18 +111,11 @@ fn kills_table() {
         });
         let want = (ports != "none").then(|| (list(ports), list(pids), list(names)));
         if got != want {
-            failures.push(format!(
-                "line {line}: `{command}`\n    expected {want:?}\n    got      {got:?}"
-            ));
+            failures.push(format!("line {line}: `{command}`\n    expected {want:?}\n    got      {got:?}"));
         }
     }
     println!("{} kill command lines", table.len());
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Hook input is whatever the agent typed: every prefix of every command in
@@ -159,10 +123,7 @@ fn kills_table() {
 /// start found in it must rewrite within it.
 #[test]
 fn broken_input_is_read_without_panics() {
-    let mut commands: Vec<String> = rows("commands.tsv")
-        .into_iter()
-        .map(|(_, c)| c[1].clone())
-        .collect();
+    let mut commands: Vec<String> = rows("commands.tsv").into_iter().map(|(_, c)| c[1].clone()).collect();
     commands.extend(rows("kills.tsv").into_iter().map(|(_, c)| c[0].clone()));
     commands.extend(
         [

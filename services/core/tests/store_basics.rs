@@ -12,10 +12,7 @@ use styxy_core::model::{AutoType, Change, Instance, LeaseKind};
 use styxy_core::store::{self, BACKUPS_KEPT, CompactionPolicy, OpenReport, Store, StoreError};
 
 fn small_policy(max_records: usize) -> CompactionPolicy {
-    CompactionPolicy {
-        max_records,
-        max_bytes: u64::MAX,
-    }
+    CompactionPolicy { max_records, max_bytes: u64::MAX }
 }
 
 fn mixed_changes() -> Vec<Vec<Change>> {
@@ -39,28 +36,14 @@ fn mixed_changes() -> Vec<Vec<Change>> {
         created_by_uid: 1000,
     };
     vec![
-        vec![Change::PutAllocation(allocation(
-            3000,
-            "a",
-            LeaseKind::Process,
-        ))],
+        vec![Change::PutAllocation(allocation(3000, "a", LeaseKind::Process))],
         vec![
             Change::PutAllocation(allocation(3001, "b", LeaseKind::Session)),
             Change::PutAllocation(allocation(3002, "c", LeaseKind::Manual)),
         ],
         vec![Change::PutInstance(instance), Change::PutAutoType(auto)],
-        vec![
-            Change::RemoveAllocation {
-                port: 3000,
-                lock_id: "a".into(),
-            },
-            audit("release"),
-        ],
-        vec![Change::SetHealthFailures {
-            port: 3001,
-            lock_id: "b".into(),
-            failures: 2,
-        }],
+        vec![Change::RemoveAllocation { port: 3000, lock_id: "a".into() }, audit("release")],
+        vec![Change::SetHealthFailures { port: 3001, lock_id: "b".into(), failures: 2 }],
         vec![Change::SetBootId("other-boot".into())],
     ]
 }
@@ -75,14 +58,8 @@ fn a_fresh_directory_opens_empty_and_private() {
     assert!(store.state().allocations.is_empty());
     assert_eq!(store.state().boot_id, styxy_core::process::boot_id());
     assert_eq!(store.dir(), dir);
-    assert_eq!(
-        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
-    assert_eq!(
-        fs::metadata(wal(&dir)).unwrap().permissions().mode() & 0o077,
-        0
-    );
+    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(fs::metadata(wal(&dir)).unwrap().permissions().mode() & 0o077, 0);
 }
 
 #[test]
@@ -93,10 +70,7 @@ fn commits_survive_reopen_with_monotonic_generations() {
     for changes in mixed_changes() {
         generations.push(store.commit(&changes).unwrap());
     }
-    assert_eq!(
-        generations,
-        (1..=mixed_changes().len() as u64).collect::<Vec<_>>()
-    );
+    assert_eq!(generations, (1..=mixed_changes().len() as u64).collect::<Vec<_>>());
     let written = store.state().clone();
     assert_eq!(ports(&written), vec![3001, 3002]);
     assert_eq!(written.allocations[&3001].health_failures, 2);
@@ -108,10 +82,7 @@ fn commits_survive_reopen_with_monotonic_generations() {
     let (mut reopened, report) = Store::open(tmp.path()).unwrap();
     assert_eq!(report, OpenReport::default());
     assert_eq!(reopened.state(), &written);
-    assert_eq!(
-        reopened.commit(&[put(4000)]).unwrap(),
-        written.generation + 1
-    );
+    assert_eq!(reopened.commit(&[put(4000)]).unwrap(), written.generation + 1);
 }
 
 #[test]
@@ -122,10 +93,7 @@ fn a_second_writer_is_refused_while_the_first_lives() {
         Err(StoreError::Locked { path }) => assert_eq!(path, tmp.path().join("state.lock")),
         other => panic!("expected Locked, got {other:?}"),
     }
-    assert!(matches!(
-        Store::open_wait(tmp.path(), Duration::from_millis(50)),
-        Err(StoreError::Locked { .. })
-    ));
+    assert!(matches!(Store::open_wait(tmp.path(), Duration::from_millis(50)), Err(StoreError::Locked { .. })));
     let holder = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         drop(first);
@@ -147,16 +115,13 @@ fn compaction_keeps_the_log_short_and_five_backups() {
     assert_eq!(wal_lines(tmp.path()), 3);
 
     let backups = files_starting(&tmp.path().join("backups"), "state.json.");
-    let mut generations: Vec<u64> = backups
-        .iter()
-        .map(|p| p.extension().unwrap().to_str().unwrap().parse().unwrap())
-        .collect();
+    let mut generations: Vec<u64> =
+        backups.iter().map(|p| p.extension().unwrap().to_str().unwrap().parse().unwrap()).collect();
     generations.sort();
     assert_eq!(backups.len(), BACKUPS_KEPT);
     assert_eq!(generations, vec![50, 60, 70, 80, 90]);
     let newest: styxy_core::model::State =
-        serde_json::from_slice(&fs::read(tmp.path().join("backups/state.json.90")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&fs::read(tmp.path().join("backups/state.json.90")).unwrap()).unwrap();
     assert_eq!(newest.generation, 90);
     assert_eq!(ports(&newest), (1..=90).collect::<Vec<_>>());
 
@@ -171,16 +136,9 @@ fn records_left_behind_by_a_crash_after_the_snapshot_are_not_applied_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(tmp.path()).unwrap();
     for port in 1..=20u16 {
-        store
-            .commit(&[put(port), audit(&format!("allocate {port}"))])
-            .unwrap();
+        store.commit(&[put(port), audit(&format!("allocate {port}"))]).unwrap();
     }
-    store
-        .commit(&[Change::RemoveAllocation {
-            port: 5,
-            lock_id: lock_id(5),
-        }])
-        .unwrap();
+    store.commit(&[Change::RemoveAllocation { port: 5, lock_id: lock_id(5) }]).unwrap();
     let old_log = fs::read(wal(tmp.path())).unwrap();
     store.flush().unwrap();
     assert_eq!(fs::metadata(wal(tmp.path())).unwrap().len(), 0);
@@ -214,11 +172,7 @@ fn a_crash_before_the_snapshot_rename_leaves_a_temp_file_that_is_ignored() {
     store.commit(&[put(2)]).unwrap();
     let written = store.state().clone();
     drop(store);
-    fs::write(
-        tmp.path().join("state.json.tmp"),
-        b"{\"schema\":1,\"generat",
-    )
-    .unwrap();
+    fs::write(tmp.path().join("state.json.tmp"), b"{\"schema\":1,\"generat").unwrap();
 
     assert_eq!(store::read_state(tmp.path()).unwrap(), written);
     let (reopened, report) = Store::open(tmp.path()).unwrap();
@@ -233,17 +187,9 @@ fn flush_puts_everything_in_the_snapshot() {
     let (mut store, _) = Store::open(tmp.path()).unwrap();
     store.commit(&[put(1), put(2)]).unwrap();
     store.flush().unwrap();
-    let on_disk: styxy_core::model::State =
-        serde_json::from_slice(&fs::read(snapshot(tmp.path())).unwrap()).unwrap();
+    let on_disk: styxy_core::model::State = serde_json::from_slice(&fs::read(snapshot(tmp.path())).unwrap()).unwrap();
     assert_eq!(&on_disk, store.state());
-    assert_eq!(
-        fs::metadata(snapshot(tmp.path()))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o077,
-        0
-    );
+    assert_eq!(fs::metadata(snapshot(tmp.path())).unwrap().permissions().mode() & 0o077, 0);
     assert_eq!(wal_lines(tmp.path()), 0);
 }
 
@@ -257,18 +203,11 @@ fn reload_picks_up_an_external_repair_while_keeping_the_lock() {
     let mut repaired = store.state().clone();
     repaired.allocations.remove(&2);
     repaired.generation += 1;
-    fs::write(
-        snapshot(tmp.path()),
-        serde_json::to_vec_pretty(&repaired).unwrap(),
-    )
-    .unwrap();
+    fs::write(snapshot(tmp.path()), serde_json::to_vec_pretty(&repaired).unwrap()).unwrap();
 
     assert_eq!(store.reload().unwrap(), OpenReport::default());
     assert_eq!(store.state(), &repaired);
-    assert!(matches!(
-        Store::open(tmp.path()),
-        Err(StoreError::Locked { .. })
-    ));
+    assert!(matches!(Store::open(tmp.path()), Err(StoreError::Locked { .. })));
     assert_eq!(store.commit(&[put(3)]).unwrap(), repaired.generation + 1);
 }
 
@@ -284,16 +223,9 @@ fn readers_beside_a_compacting_writer_always_see_a_whole_state() {
         let mut reads = 0;
         while last < 600 {
             let state = store::read_state(&reader_dir).unwrap();
-            assert!(
-                state.generation >= last,
-                "generation went from {last} to {}",
-                state.generation
-            );
+            assert!(state.generation >= last, "generation went from {last} to {}", state.generation);
             // Every commit adds the port equal to its generation.
-            assert_eq!(
-                ports(&state),
-                (1..=state.generation as u16).collect::<Vec<_>>()
-            );
+            assert_eq!(ports(&state), (1..=state.generation as u16).collect::<Vec<_>>());
             last = state.generation;
             reads += 1;
         }
@@ -326,10 +258,7 @@ fn the_schema_1_fixture_opens() {
     assert_eq!(state.auto_types["temporal-worker"].range, [41000, 41009]);
 
     store
-        .commit(&[Change::RemoveAllocation {
-            port: 9229,
-            lock_id: state.allocations[&9229].lock_id.clone(),
-        }])
+        .commit(&[Change::RemoveAllocation { port: 9229, lock_id: state.allocations[&9229].lock_id.clone() }])
         .unwrap();
     store.flush().unwrap();
     drop(store);

@@ -22,10 +22,7 @@ const COMPACT_EVERY: usize = 512;
 /// killed, printing `ACK <generation> <port> <lock id>` after each commit.
 fn run_writer(dir: &Path) -> ! {
     let (mut store, _) = Store::open(dir).expect("child open");
-    store.set_compaction_policy(CompactionPolicy {
-        max_records: COMPACT_EVERY,
-        max_bytes: u64::MAX,
-    });
+    store.set_compaction_policy(CompactionPolicy { max_records: COMPACT_EVERY, max_bytes: u64::MAX });
     loop {
         let port = 1024 + store.generation() + 1;
         if port > u64::from(u16::MAX) {
@@ -40,11 +37,7 @@ fn run_writer(dir: &Path) -> ! {
 
 /// xorshift, seeded from the clock: a different kill moment every round.
 fn random_delays() -> impl Iterator<Item = Duration> {
-    let mut x = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut x = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     std::iter::repeat_with(move || {
         x ^= x << 13;
         x ^= x >> 7;
@@ -74,10 +67,7 @@ fn acknowledged_commits_survive_sigkill() {
         let mut first = Vec::new();
         while !first.starts_with(b"ACK ") {
             first.clear();
-            assert!(
-                out.read_until(b'\n', &mut first).unwrap() > 0,
-                "writer exited early"
-            );
+            assert!(out.read_until(b'\n', &mut first).unwrap() > 0, "writer exited early");
         }
         acked.push(first);
         std::thread::sleep(delay);
@@ -93,27 +83,18 @@ fn acknowledged_commits_survive_sigkill() {
 
         let (store, report) = Store::open(tmp.path()).unwrap();
         assert!(
-            report.moved_aside.is_empty()
-                && report.restored_from.is_none()
-                && !report.started_empty,
+            report.moved_aside.is_empty() && report.restored_from.is_none() && !report.started_empty,
             "round {round}: kill -9 caused a repair: {report:?}"
         );
         let state = store.state();
         let mut last_generation = 0;
-        for line in acked
-            .iter()
-            .filter(|l| l.starts_with(b"ACK ") && l.ends_with(b"\n"))
-        {
+        for line in acked.iter().filter(|l| l.starts_with(b"ACK ") && l.ends_with(b"\n")) {
             let text = String::from_utf8_lossy(line);
             let fields: Vec<&str> = text.split_whitespace().collect();
             let generation: u64 = fields[1].parse().unwrap();
             let port: u16 = fields[2].parse().unwrap();
             let holder = state.allocations.get(&port).map(|a| a.lock_id.as_str());
-            assert_eq!(
-                holder,
-                Some(fields[3]),
-                "round {round}: acknowledged generation {generation} lost"
-            );
+            assert_eq!(holder, Some(fields[3]), "round {round}: acknowledged generation {generation} lost");
             last_generation = generation;
             total_acked += 1;
         }

@@ -13,22 +13,14 @@ use styxy_core::store::{self, CompactionPolicy, OpenReport, Store, StoreError};
 /// Commits one allocation per port in `ports`, compacting every `every` records.
 fn populate(dir: &Path, every: usize, ports: impl IntoIterator<Item = u16>) {
     let (mut store, _) = Store::open(dir).unwrap();
-    store.set_compaction_policy(CompactionPolicy {
-        max_records: every,
-        max_bytes: u64::MAX,
-    });
+    store.set_compaction_policy(CompactionPolicy { max_records: every, max_bytes: u64::MAX });
     for port in ports {
         store.commit(&[put(port)]).unwrap();
     }
 }
 
 fn append(path: &Path, bytes: &[u8]) {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
+    OpenOptions::new().append(true).open(path).unwrap().write_all(bytes).unwrap();
 }
 
 fn aside_of(report: &OpenReport, name: &str) -> std::path::PathBuf {
@@ -36,12 +28,7 @@ fn aside_of(report: &OpenReport, name: &str) -> std::path::PathBuf {
     report
         .moved_aside
         .iter()
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&prefix)
-        })
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
         .unwrap_or_else(|| panic!("{name} not moved aside: {report:?}"))
         .clone()
 }
@@ -51,26 +38,14 @@ fn a_torn_last_record_is_dropped_and_earlier_ones_kept() {
     let tmp = tempfile::tempdir().unwrap();
     populate(tmp.path(), 1000, 1..=3);
     let intact_len = fs::metadata(wal(tmp.path())).unwrap().len();
-    append(
-        &wal(tmp.path()),
-        br#"{"generation":4,"changes":[{"put_alloc"#,
-    );
+    append(&wal(tmp.path()), br#"{"generation":4,"changes":[{"put_alloc"#);
 
     // A reader takes it for a commit in progress and changes nothing.
-    assert_eq!(
-        ports(&store::read_state(tmp.path()).unwrap()),
-        vec![1, 2, 3]
-    );
+    assert_eq!(ports(&store::read_state(tmp.path()).unwrap()), vec![1, 2, 3]);
     assert!(fs::metadata(wal(tmp.path())).unwrap().len() > intact_len);
 
     let (mut store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        report,
-        OpenReport {
-            dropped_torn_tail: true,
-            ..OpenReport::default()
-        }
-    );
+    assert_eq!(report, OpenReport { dropped_torn_tail: true, ..OpenReport::default() });
     assert_eq!(ports(store.state()), vec![1, 2, 3]);
     assert_eq!(store.generation(), 3);
     assert_eq!(fs::metadata(wal(tmp.path())).unwrap().len(), intact_len);
@@ -108,10 +83,7 @@ fn garbage_inside_the_log_is_kept_aside_and_every_parsable_record_salvaged() {
     assert_eq!(ports(store.state()), vec![1, 2, 4]);
     assert_eq!(store.generation(), 4);
     drop(store);
-    assert_eq!(
-        ports(&store::read_state(tmp.path()).unwrap()),
-        vec![1, 2, 4]
-    );
+    assert_eq!(ports(&store::read_state(tmp.path()).unwrap()), vec![1, 2, 4]);
     let (_, report) = Store::open(tmp.path()).unwrap();
     assert_eq!(report, OpenReport::default());
 }
@@ -134,10 +106,7 @@ fn a_hole_in_the_log_generations_is_damage() {
         Err(StoreError::Corrupt { reason, .. }) if reason.contains("generation 3 follows 1")
     ));
     let (store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        fs::read(aside_of(&report, "state.wal")).unwrap(),
-        without_second
-    );
+    assert_eq!(fs::read(aside_of(&report, "state.wal")).unwrap(), without_second);
     assert_eq!(ports(store.state()), vec![1, 3]);
 }
 
@@ -155,16 +124,10 @@ fn a_truncated_snapshot_is_replaced_by_the_newest_backup_plus_the_log() {
     );
 
     let (store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        report.restored_from,
-        Some(tmp.path().join("backups/state.json.5"))
-    );
+    assert_eq!(report.restored_from, Some(tmp.path().join("backups/state.json.5")));
     assert!(!report.started_empty);
     assert_eq!(report.moved_aside.len(), 1);
-    assert_eq!(
-        fs::read(aside_of(&report, "state.json")).unwrap(),
-        truncated
-    );
+    assert_eq!(fs::read(aside_of(&report, "state.json")).unwrap(), truncated);
     // 6..=10 lived only in the lost snapshot.
     assert_eq!(ports(store.state()), vec![1, 2, 3, 4, 5, 11, 12]);
     assert_eq!(store.generation(), 12);
@@ -184,10 +147,7 @@ fn an_invalid_backup_is_skipped_for_an_older_valid_one() {
     fs::write(snapshot(tmp.path()), b"{}").unwrap();
 
     let (mut store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        report.restored_from,
-        Some(tmp.path().join("backups/state.json.2"))
-    );
+    assert_eq!(report.restored_from, Some(tmp.path().join("backups/state.json.2")));
     assert_eq!(ports(store.state()), vec![1, 2]);
     // Generations stay ahead of every backup name, valid or not.
     assert_eq!(store.generation(), 4);
@@ -225,8 +185,7 @@ fn a_snapshot_from_a_newer_schema_is_kept_aside_unread_with_its_log() {
         SCHEMA_VERSION + 1
     );
     fs::write(snapshot(tmp.path()), &future).unwrap();
-    let future_log =
-        br#"{"generation":91,"changes":[{"remove_allocation":{"port":1,"lock_id":"lock-1"}}]}
+    let future_log = br#"{"generation":91,"changes":[{"remove_allocation":{"port":1,"lock_id":"lock-1"}}]}
 "#;
     fs::write(wal(tmp.path()), future_log).unwrap();
 
@@ -236,18 +195,9 @@ fn a_snapshot_from_a_newer_schema_is_kept_aside_unread_with_its_log() {
     ));
 
     let (store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        report.restored_from,
-        Some(tmp.path().join("backups/state.json.3"))
-    );
-    assert_eq!(
-        fs::read_to_string(aside_of(&report, "state.json")).unwrap(),
-        future
-    );
-    assert_eq!(
-        fs::read(aside_of(&report, "state.wal")).unwrap(),
-        future_log
-    );
+    assert_eq!(report.restored_from, Some(tmp.path().join("backups/state.json.3")));
+    assert_eq!(fs::read_to_string(aside_of(&report, "state.json")).unwrap(), future);
+    assert_eq!(fs::read(aside_of(&report, "state.wal")).unwrap(), future_log);
     // The future log's release of port 1 was not interpreted.
     assert_eq!(ports(store.state()), vec![1, 2, 3]);
     assert_eq!(store.state().schema, SCHEMA_VERSION);
@@ -259,15 +209,9 @@ fn a_missing_snapshot_beside_backups_is_restored() {
     populate(tmp.path(), 2, 1..=5);
     fs::remove_file(snapshot(tmp.path())).unwrap();
 
-    assert!(matches!(
-        store::read_state(tmp.path()),
-        Err(StoreError::Corrupt { .. })
-    ));
+    assert!(matches!(store::read_state(tmp.path()), Err(StoreError::Corrupt { .. })));
     let (store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(
-        report.restored_from,
-        Some(tmp.path().join("backups/state.json.2"))
-    );
+    assert_eq!(report.restored_from, Some(tmp.path().join("backups/state.json.2")));
     assert!(report.moved_aside.is_empty());
     assert_eq!(ports(store.state()), vec![1, 2, 5]);
 }
@@ -276,20 +220,13 @@ fn a_missing_snapshot_beside_backups_is_restored() {
 fn open_succeeds_whatever_a_writable_directory_holds() {
     let tmp = tempfile::tempdir().unwrap();
     fs::create_dir(snapshot(tmp.path())).unwrap();
-    fs::write(
-        tmp.path().join("backups"),
-        b"a file where a directory belongs",
-    )
-    .unwrap();
+    fs::write(tmp.path().join("backups"), b"a file where a directory belongs").unwrap();
     fs::write(wal(tmp.path()), b"\0\0\0\n\xff\xfe\n").unwrap();
 
     let (mut store, report) = Store::open(tmp.path()).unwrap();
     assert!(report.started_empty);
     assert!(aside_of(&report, "state.json").is_dir());
-    assert_eq!(
-        fs::read(aside_of(&report, "state.wal")).unwrap(),
-        b"\0\0\0\n\xff\xfe\n"
-    );
+    assert_eq!(fs::read(aside_of(&report, "state.wal")).unwrap(), b"\0\0\0\n\xff\xfe\n");
 
     store.commit(&[put(1)]).unwrap();
     store.flush().unwrap();

@@ -47,9 +47,7 @@ fn run(args: Args) -> Result<()> {
         std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
     });
     let state = store::read_state(&dir).with_context(|| format!("reading the state in {}", dir.display()))?;
-    let listening = Listening::dump()
-        .map_err(|e| tracing::warn!("checking without the listening test: {e}"))
-        .ok();
+    let listening = Listening::dump().map_err(|e| tracing::warn!("checking without the listening test: {e}")).ok();
     let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
     tracing::debug!(checked = state.allocations.len(), findings = report.findings.len(), "health pass");
     if report.is_empty() {
@@ -71,7 +69,8 @@ async fn send(report: &Report) -> Result<Vec<Released>> {
     released
         .into_iter()
         .map(|(port, lock_id, reason)| {
-            let reason = reason.parse::<Failure>().with_context(|| format!("the allocator's answer for port {port}"))?;
+            let reason =
+                reason.parse::<Failure>().with_context(|| format!("the allocator's answer for port {port}"))?;
             Ok(Released { port, lock_id, reason })
         })
         .collect()

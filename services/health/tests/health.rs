@@ -54,7 +54,12 @@ fn a_healthy_state_bothers_nobody() {
     let me = std::process::id();
     let (mut store, _) = Store::open(dir.path()).unwrap();
     let start = styxy_core::process::start_time(me).unwrap();
-    store.commit(&[Change::SetBootId(styxy_core::process::boot_id()), Change::PutAllocation(allocation(3000, me, start))]).unwrap();
+    store
+        .commit(&[
+            Change::SetBootId(styxy_core::process::boot_id()),
+            Change::PutAllocation(allocation(3000, me, start)),
+        ])
+        .unwrap();
     drop(store);
     // No bus to call: the pass must not need one.
     let run = health(dir.path(), NO_BUS, &[]);

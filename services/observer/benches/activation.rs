@@ -36,11 +36,8 @@ fn main() {
     unsafe { std::env::set_var("STYXY_LOG", "error") };
     let samples: usize = std::env::var("STYXY_BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let state = tempfile::tempdir().unwrap();
-    let exec = format!(
-        "{} --idle-timeout 1 --state-dir {}",
-        env!("CARGO_BIN_EXE_styxy-observer"),
-        state.path().display()
-    );
+    let exec =
+        format!("{} --idle-timeout 1 --state-dir {}", env!("CARGO_BIN_EXE_styxy-observer"), state.path().display());
     let bus = PrivateBus::start(&[("org.styxy.Observer1", exec)]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -37,11 +37,8 @@ fn setup() -> Setup {
     };
     store.commit(&[Change::SetBootId(styxy_core::process::boot_id()), Change::PutAllocation(held)]).unwrap();
     drop(store);
-    let exec = format!(
-        "{} --idle-timeout 1 --state-dir {}",
-        env!("CARGO_BIN_EXE_styxy-observer"),
-        state.path().display()
-    );
+    let exec =
+        format!("{} --idle-timeout 1 --state-dir {}", env!("CARGO_BIN_EXE_styxy-observer"), state.path().display());
     let bus = PrivateBus::start(&[("org.styxy.Observer1", exec)]).unwrap();
     Setup { bus, _state: state }
 }

@@ -23,9 +23,9 @@ use clap::Parser;
 use styxy_bus::Allocator1Proxy;
 use styxy_bus::logging::Tagged;
 use styxy_core::config::Config;
+use styxy_core::paths;
 use styxy_core::recovery::{self, Context, Outcome, VERDICT_MESSAGE_ID, Verdict};
 use styxy_core::store::{self, StoreError};
-use styxy_core::paths;
 
 /// The tracing target of the verdict line (tagged with the MESSAGE_ID).
 const VERDICT_TARGET: &str = "styxy_recovery::verdict";
@@ -90,10 +90,7 @@ impl Summary {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    styxy_bus::logging::init(
-        "styxy-recovery",
-        Some(Tagged { target: VERDICT_TARGET, message_id: VERDICT_MESSAGE_ID }),
-    );
+    styxy_bus::logging::init("styxy-recovery", Some(Tagged { target: VERDICT_TARGET, message_id: VERDICT_MESSAGE_ID }));
     let dir = args.state_dir.unwrap_or_else(|| {
         std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
     });
@@ -124,7 +121,12 @@ fn beside_the_allocator(dir: &Path, config: &Config, wait: Duration) -> Summary 
             };
             if problems.is_empty() {
                 let allocations = Some(state.allocations.len());
-                return Summary { verdict: Verdict::Clean, detail: String::new(), generation: Some(state.generation), allocations };
+                return Summary {
+                    verdict: Verdict::Clean,
+                    detail: String::new(),
+                    generation: Some(state.generation),
+                    allocations,
+                };
             }
             format!("{} problem(s)", problems.len())
         }
@@ -137,7 +139,9 @@ fn beside_the_allocator(dir: &Path, config: &Config, wait: Duration) -> Summary 
             // It may have been on its way out: try as the writer.
             match recovery::recover_dir(dir, config, wait) {
                 Ok(outcome) => Summary::of(&outcome),
-                Err(e) => Summary::failed(format!("the allocator did not repair ({asking}) and the state stayed locked ({e})")),
+                Err(e) => Summary::failed(format!(
+                    "the allocator did not repair ({asking}) and the state stayed locked ({e})"
+                )),
             }
         }
     }
@@ -148,6 +152,7 @@ async fn ask_allocator() -> anyhow::Result<Summary> {
     let allocator = Allocator1Proxy::new(&conn).await?;
     let (verdict, repairs) = allocator.repair().await?;
     let generation = allocator.generation().await.ok();
-    let detail = if repairs.is_empty() { String::new() } else { format!("{} (by the running allocator)", repairs.join("; ")) };
+    let detail =
+        if repairs.is_empty() { String::new() } else { format!("{} (by the running allocator)", repairs.join("; ")) };
     Ok(Summary { verdict: verdict.parse().map_err(anyhow::Error::msg)?, detail, generation, allocations: None })
 }

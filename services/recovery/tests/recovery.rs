@@ -56,7 +56,11 @@ fn directory() -> tempfile::TempDir {
 }
 
 fn kept_aside(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".corrupt-")).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+        .collect()
 }
 
 #[test]
@@ -86,7 +90,12 @@ fn a_previous_boot_is_repaired_and_the_second_run_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut store, _) = Store::open(dir.path()).unwrap();
-        store.commit(&[Change::SetBootId("another-boot".into()), Change::PutAllocation(allocation(1, 3000, LeaseKind::Process))]).unwrap();
+        store
+            .commit(&[
+                Change::SetBootId("another-boot".into()),
+                Change::PutAllocation(allocation(1, 3000, LeaseKind::Process)),
+            ])
+            .unwrap();
     }
     let run = recovery(dir.path(), None);
     assert!(run.success, "{}", run.log);

@@ -22,13 +22,8 @@ const ALWAYS: &[&str] = &[
 ];
 
 /// Wording that is a conflict when the line also speaks of a port.
-const WITH_PORT: &[&str] = &[
-    "already in use",
-    "in use by another",
-    "already allocated",
-    "is not available",
-    "not open on",
-];
+const WITH_PORT: &[&str] =
+    &["already in use", "in use by another", "already allocated", "is not available", "not open on"];
 
 /// A port conflict found in output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +45,7 @@ pub fn find_conflict(output: &str) -> Option<Conflict> {
         .take(1 + LINES_AFTER)
         .find_map(|l| port_in(l))
         .or_else(|| at.checked_sub(1).and_then(|i| port_in(lines[i])));
-    Some(Conflict {
-        line: lines[at].trim().to_string(),
-        port,
-    })
+    Some(Conflict { line: lines[at].trim().to_string(), port })
 }
 
 fn is_conflict_line(line: &str) -> bool {
@@ -68,9 +60,7 @@ fn is_conflict_line(line: &str) -> bool {
 /// tuple `('127.0.0.1', 8000)`.
 pub fn port_in(line: &str) -> Option<u16> {
     let lower = line.to_ascii_lowercase();
-    after_word_port(&lower)
-        .or_else(|| last_host_port(&lower))
-        .or_else(|| tuple_port(&lower))
+    after_word_port(&lower).or_else(|| last_host_port(&lower)).or_else(|| tuple_port(&lower))
 }
 
 /// A whole number starting at `at` (not part of a longer number or a
@@ -78,9 +68,7 @@ pub fn port_in(line: &str) -> Option<u16> {
 fn number_at(text: &str, at: usize) -> Option<u16> {
     let digits: &str = {
         let rest = &text[at..];
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         &rest[..end]
     };
     let mut rest = text[at + digits.len()..].chars();
@@ -101,11 +89,7 @@ fn number_at(text: &str, at: usize) -> Option<u16> {
 
 fn after_word_port(lower: &str) -> Option<u16> {
     lower.match_indices("port").find_map(|(i, _)| {
-        if lower[..i]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        {
+        if lower[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) {
             return None;
         }
         let rest = &lower[i + 4..];
@@ -121,9 +105,10 @@ fn after_word_port(lower: &str) -> Option<u16> {
 /// "listen tcp :8080").
 fn last_host_port(lower: &str) -> Option<u16> {
     lower.match_indices(':').rev().find_map(|(i, _)| {
-        let host_end = lower[..i].chars().next_back().is_none_or(|c| {
-            c.is_ascii_alphanumeric() || c.is_whitespace() || matches!(c, ']' | ':' | '*')
-        });
+        let host_end = lower[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || matches!(c, ']' | ':' | '*'));
         if !host_end || is_clock(lower, i) {
             return None;
         }
@@ -136,11 +121,9 @@ fn last_host_port(lower: &str) -> Option<u16> {
 fn is_clock(text: &str, at: usize) -> bool {
     let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
     let (before, after) = (&text[..at], &text[at + 1..]);
-    let last2 =
-        |s: &str| s.len() >= 2 && s.is_char_boundary(s.len() - 2) && digits(&s[s.len() - 2..]);
+    let last2 = |s: &str| s.len() >= 2 && s.is_char_boundary(s.len() - 2) && digits(&s[s.len() - 2..]);
     let first2 = |s: &str| s.get(..2).is_some_and(digits);
-    let first_colon =
-        last2(before) && first2(after) && after[2..].starts_with(':') && first2(&after[3..]);
+    let first_colon = last2(before) && first2(after) && after[2..].starts_with(':') && first2(&after[3..]);
     let second_colon = first2(after)
         && before.len() >= 5
         && before.is_char_boundary(before.len() - 5)
@@ -151,9 +134,7 @@ fn is_clock(text: &str, at: usize) -> bool {
 }
 
 fn tuple_port(lower: &str) -> Option<u16> {
-    lower
-        .match_indices("', ")
-        .find_map(|(i, _)| number_at(lower, i + 3))
+    lower.match_indices("', ").find_map(|(i, _)| number_at(lower, i + 3))
 }
 
 #[cfg(test)]
@@ -163,14 +144,8 @@ mod tests {
     /// Real messages of servers that found their port taken, and the port
     /// each names (None: the message does not say).
     const CONFLICTS: &[(&str, Option<u16>)] = &[
-        (
-            "Error: listen EADDRINUSE: address already in use :::3000",
-            Some(3000),
-        ),
-        (
-            "Error: listen EADDRINUSE: address already in use 127.0.0.1:8080",
-            Some(8080),
-        ),
+        ("Error: listen EADDRINUSE: address already in use :::3000", Some(3000)),
+        ("Error: listen EADDRINUSE: address already in use 127.0.0.1:8080", Some(8080)),
         ("OSError: [Errno 98] Address already in use", None),
         (
             "ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use",
@@ -181,61 +156,31 @@ mod tests {
             Some(5000),
         ),
         ("Error: That port is already in use.", None),
-        (
-            "Address already in use - bind(2) for \"127.0.0.1\" port 3000 (Errno::EADDRINUSE)",
-            Some(3000),
-        ),
+        ("Address already in use - bind(2) for \"127.0.0.1\" port 3000 (Errno::EADDRINUSE)", Some(3000)),
         ("listen tcp :8080: bind: address already in use", Some(8080)),
-        (
-            "2024/05/01 12:30:45 listen tcp 0.0.0.0:9090: bind: address already in use",
-            Some(9090),
-        ),
+        ("2024/05/01 12:30:45 listen tcp 0.0.0.0:9090: bind: address already in use", Some(9090)),
         (
             "docker: Error response from daemon: driver failed programming external connectivity on endpoint web: Bind for 0.0.0.0:8080 failed: port is already allocated.",
             Some(8080),
         ),
-        (
-            "Port 4200 is already in use. Use '--port' to specify a different port.",
-            Some(4200),
-        ),
-        (
-            "error when starting dev server:\nError: Port 5173 is already in use",
-            Some(5173),
-        ),
+        ("Port 4200 is already in use. Use '--port' to specify a different port.", Some(4200)),
+        ("error when starting dev server:\nError: Port 5173 is already in use", Some(5173)),
         ("Something is already running on port 3000.", Some(3000)),
-        (
-            "Web server failed to start. Port 8080 was already in use.",
-            Some(8080),
-        ),
+        ("Web server failed to start. Port 8080 was already in use.", Some(8080)),
         ("java.net.BindException: Address already in use", None),
         (
             "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\nHINT:  Is another postmaster already running on port 5432? If not, wait a few seconds and retry.",
             Some(5432),
         ),
-        (
-            "Could not create server TCP listening socket *:6379: bind: Address already in use",
-            Some(6379),
-        ),
-        (
-            "[Fri May 3 10:00:00 2024] Failed to listen on localhost:8000 (reason: Address already in use)",
-            Some(8000),
-        ),
-        (
-            "error: Failed to start server. Is port 3000 in use?",
-            Some(3000),
-        ),
-        (
-            "error: AddrInUse: Address already in use (os error 98)",
-            None,
-        ),
+        ("Could not create server TCP listening socket *:6379: bind: Address already in use", Some(6379)),
+        ("[Fri May 3 10:00:00 2024] Failed to listen on localhost:8000 (reason: Address already in use)", Some(8000)),
+        ("error: Failed to start server. Is port 3000 in use?", Some(3000)),
+        ("error: AddrInUse: Address already in use (os error 98)", None),
         (
             "** (RuntimeError) could not start the Cowboy/Ranch listener for MyAppWeb.Endpoint.HTTP because port 4000 is in use (:eaddrinuse)",
             Some(4000),
         ),
-        (
-            "nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)",
-            Some(80),
-        ),
+        ("nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)", Some(80)),
         ("Port 6006 is not available.", Some(6006)),
     ];
 
@@ -267,10 +212,7 @@ mod tests {
         let output = "> app@1.0.0 start\n> node server.js\n\nnode:events:497\n      throw er; // Unhandled 'error' event\n      ^\n\nError: listen EADDRINUSE: address already in use :::3000\n    at Server.setupListenHandle [as _listen2] (node:net:1817:16)\n";
         let found = find_conflict(output).unwrap();
         assert_eq!(found.port, Some(3000));
-        assert_eq!(
-            found.line,
-            "Error: listen EADDRINUSE: address already in use :::3000"
-        );
+        assert_eq!(found.line, "Error: listen EADDRINUSE: address already in use :::3000");
     }
 
     #[test]
@@ -286,8 +228,7 @@ mod tests {
 
     #[test]
     fn output_in_any_script_and_of_any_size_is_read_without_panic() {
-        let big =
-            "é".repeat(300_000) + "\nError: listen EADDRINUSE: address already in use :::4000\n";
+        let big = "é".repeat(300_000) + "\nError: listen EADDRINUSE: address already in use :::4000\n";
         assert_eq!(find_conflict(&big).and_then(|c| c.port), Some(4000));
         for text in ["port ", "port:", ":", "', ", "EADDRINUSE :"] {
             let _ = find_conflict(text);

@@ -56,39 +56,23 @@ pub struct Holder {
 
 impl Holder {
     /// One port's holder from the allocator's reservation and listeners.
-    pub fn new(
-        port: u16,
-        reservation: Option<&AllocationView>,
-        listeners: &[Listener],
-        belongs: Belongs,
-    ) -> Holder {
-        let listener = listeners
-            .iter()
-            .find(|l| l.pid.is_some())
-            .or(listeners.first());
+    pub fn new(port: u16, reservation: Option<&AllocationView>, listeners: &[Listener], belongs: Belongs) -> Holder {
+        let listener = listeners.iter().find(|l| l.pid.is_some()).or(listeners.first());
         let a = reservation.map(|v| &v.allocation);
         Holder {
             port,
             belongs,
-            reservation: a.map(|a| Reservation {
-                service_type: a.service_type.clone(),
-                service_name: a.service_name.clone(),
-            }),
+            reservation: a
+                .map(|a| Reservation { service_type: a.service_type.clone(), service_name: a.service_name.clone() }),
             // Busy in the kernel with neither a reservation nor a listener
             // the allocator can see (another network namespace): something
             // holds it.
             listening: listener.is_some() || reservation.is_none(),
             pid: listener.and_then(|l| l.pid).or(a.and_then(|a| a.owner.pid)),
-            process: listener
-                .and_then(|l| l.process.clone())
-                .or_else(|| reservation.and_then(|v| v.process.clone())),
+            process: listener.and_then(|l| l.process.clone()).or_else(|| reservation.and_then(|v| v.process.clone())),
             command: listener.and_then(|l| l.command.clone()),
-            project: listener
-                .and_then(|l| l.project.clone())
-                .or_else(|| a.and_then(|a| a.project_path.clone())),
-            user: listener
-                .and_then(|l| l.user.clone())
-                .or_else(|| reservation.and_then(|v| v.user.clone())),
+            project: listener.and_then(|l| l.project.clone()).or_else(|| a.and_then(|a| a.project_path.clone())),
+            user: listener.and_then(|l| l.user.clone()).or_else(|| reservation.and_then(|v| v.user.clone())),
         }
     }
 
@@ -109,11 +93,7 @@ impl Holder {
 
     /// "node (pid 4242, `next dev`)", "a process of user bob".
     fn what(&self) -> String {
-        let Some(name) = self
-            .process
-            .clone()
-            .or_else(|| self.pid.map(|p| format!("pid {p}")))
-        else {
+        let Some(name) = self.process.clone().or_else(|| self.pid.map(|p| format!("pid {p}"))) else {
             return match &self.user {
                 Some(user) => format!("a process of user {user}"),
                 None => "another process".into(),
@@ -126,21 +106,14 @@ impl Holder {
         if let Some(command) = &self.command {
             details.push(format!("`{}`", quoted(command)));
         }
-        if details.is_empty() {
-            name
-        } else {
-            format!("{name} ({})", details.join(", "))
-        }
+        if details.is_empty() { name } else { format!("{name} ({})", details.join(", ")) }
     }
 
     /// "in use by node (pid 4242) of another Claude Code session (…)".
     fn phrase(&self) -> String {
         let whose = match &self.belongs {
             Belongs::ThisSession => "started by this session".to_string(),
-            Belongs::OtherSession {
-                instance_id,
-                project,
-            } => match project {
+            Belongs::OtherSession { instance_id, project } => match project {
                 Some(p) => format!("of another Claude Code session ({instance_id}, project {p})"),
                 None => format!("of another Claude Code session ({instance_id})"),
             },
@@ -166,10 +139,7 @@ impl Holder {
 }
 
 fn quoted(command: &str) -> String {
-    let flat: String = command
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat: String = command.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     match flat.char_indices().nth(MAX_QUOTED) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
@@ -187,16 +157,10 @@ pub struct Plan {
 impl Plan {
     pub fn of(command: &str, cwd: &Path) -> Plan {
         if command.len() > MAX_COMMAND {
-            return Plan {
-                starts: Vec::new(),
-                kill: None,
-            };
+            return Plan { starts: Vec::new(), kill: None };
         }
         Plan {
-            starts: shellcmd::recognise(command, cwd)
-                .into_iter()
-                .filter(|s| s.port.is_some())
-                .collect(),
+            starts: shellcmd::recognise(command, cwd).into_iter().filter(|s| s.port.is_some()).collect(),
             kill: shellcmd::kill_targets(command)
                 .filter(|k| !(k.ports.is_empty() && k.pids.is_empty() && k.names.is_empty())),
         }
@@ -234,25 +198,12 @@ pub fn kill_victims<'a>(kill: &KillTarget, servers: &'a [Holder]) -> Vec<&'a Hol
 }
 
 /// The sentence that moves a start to `free_port`.
-fn alternative(
-    command: &str,
-    start: &ServerStart,
-    free_port: Option<u16>,
-) -> (String, Option<String>) {
+fn alternative(command: &str, start: &ServerStart, free_port: Option<u16>) -> (String, Option<String>) {
     let Some(free) = free_port else {
-        return (
-            format!(
-                "No free {} port was found; ask the user which port to use.",
-                start.service_type
-            ),
-            None,
-        );
+        return (format!("No free {} port was found; ask the user which port to use.", start.service_type), None);
     };
     match shellcmd::rewrite_port(command, start, free) {
-        Some(rewritten) => (
-            format!("Run this instead, on free port {free}: {rewritten}"),
-            Some(rewritten),
-        ),
+        Some(rewritten) => (format!("Run this instead, on free port {free}: {rewritten}"), Some(rewritten)),
         None => (
             format!(
                 "Port {free} is free; {} takes its port from its configuration file here, so set it there.",
@@ -287,15 +238,9 @@ pub fn pre_tool_use(
         }
         let (advice, rewritten) = alternative(command, start, check.free_port);
         if holder.is_foreign() {
-            context.push(format!(
-                "styxy: port {port} is {}; do not stop it. {advice}",
-                holder.phrase()
-            ));
+            context.push(format!("styxy: port {port} is {}; do not stop it. {advice}", holder.phrase()));
             notices.push(match check.free_port {
-                Some(free) => format!(
-                    "port {port} is taken by {}; suggested {free}",
-                    holder.what()
-                ),
+                Some(free) => format!("port {port} is taken by {}; suggested {free}", holder.what()),
                 None => format!("port {port} is taken by {}", holder.what()),
             });
             moves.push((port, check.free_port, rewritten, holder));
@@ -316,21 +261,15 @@ pub fn pre_tool_use(
         .into_iter()
         .filter(|h| h.is_foreign())
         .collect();
-    let mut reasons: Vec<String> = victims
-        .iter()
-        .take(MAX_LISTED)
-        .map(|h| format!("port {}: {}", h.port, h.phrase()))
-        .collect();
+    let mut reasons: Vec<String> =
+        victims.iter().take(MAX_LISTED).map(|h| format!("port {}: {}", h.port, h.phrase())).collect();
     if !victims.is_empty() {
         context.push(format!(
             "styxy: this command stops servers this session did not start ({}). \
              Do not stop other sessions' or the user's servers; start yours on a free port instead.",
             reasons.join("; ")
         ));
-        reasons = vec![format!(
-            "styxy: this stops servers this session did not start: {}",
-            reasons.join("; ")
-        )];
+        reasons = vec![format!("styxy: this stops servers this session did not start: {}", reasons.join("; "))];
     }
 
     let mut updated_input = None;
@@ -354,8 +293,7 @@ pub fn pre_tool_use(
     }
     let ask = !reasons.is_empty();
     Some(Reply {
-        system_message: (!ask && !notices.is_empty())
-            .then(|| format!("styxy: {}", notices.join("; "))),
+        system_message: (!ask && !notices.is_empty()).then(|| format!("styxy: {}", notices.join("; "))),
         hook_specific_output: SpecificOutput {
             hook_event_name: EventKind::PreToolUse.wire_name(),
             permission_decision: ask.then_some(Decision::Ask),
@@ -389,12 +327,7 @@ impl Failure {
             None => starts.first().cloned(),
         };
         let port = conflict.port.or(start.as_ref().and_then(|s| s.port));
-        Some(Failure {
-            conflict,
-            port,
-            command: command.map(str::to_string),
-            start,
-        })
+        Some(Failure { conflict, port, command: command.map(str::to_string), start })
     }
 
     /// The service type to find a free port in.
@@ -402,40 +335,25 @@ impl Failure {
         self.start
             .as_ref()
             .map(|s| s.service_type.to_string())
-            .or_else(|| {
-                holder
-                    .and_then(|h| h.reservation.as_ref())
-                    .map(|r| r.service_type.clone())
-            })
+            .or_else(|| holder.and_then(|h| h.reservation.as_ref()).map(|r| r.service_type.clone()))
             .unwrap_or_else(|| "dev".to_string())
     }
 }
 
 /// PostToolUse / PostToolUseFailure (Bash): a conflict in the output is
 /// explained as one, with its holder and a command on a free port.
-pub fn post_tool_use(
-    kind: EventKind,
-    failure: &Failure,
-    holder: Option<&Holder>,
-    free_port: Option<u16>,
-) -> Reply {
+pub fn post_tool_use(kind: EventKind, failure: &Failure, holder: Option<&Holder>, free_port: Option<u16>) -> Reply {
     let mut text = format!(
         "styxy: this failure is a port conflict, not a bug in the code (\"{}\").",
         quoted(&failure.conflict.line)
     );
     let Some(port) = failure.port else {
-        text.push_str(
-            " The output does not say which port; `styxy list --all` shows who listens where.",
-        );
+        text.push_str(" The output does not say which port; `styxy list --all` shows who listens where.");
         return Reply::context(kind, text);
     };
     match holder {
-        None => text.push_str(&format!(
-            " Port {port} was taken when the command ran and is free now; run it again."
-        )),
-        Some(h) if h.is_foreign() => {
-            text.push_str(&format!(" Port {port} is {}; do not stop it.", h.phrase()))
-        }
+        None => text.push_str(&format!(" Port {port} was taken when the command ran and is free now; run it again.")),
+        Some(h) if h.is_foreign() => text.push_str(&format!(" Port {port} is {}; do not stop it.", h.phrase())),
         Some(h) => text.push_str(&format!(
             " Port {port} is {}: a server of yours still runs there; reuse it, or stop it first to restart it.",
             h.phrase()
@@ -457,50 +375,30 @@ pub fn post_tool_use(
 }
 
 /// SessionStart: the ports this project holds and those of other sessions.
-pub fn session_start(
-    instance_id: &str,
-    project: Option<&str>,
-    servers: &[Holder],
-    preload: bool,
-) -> Reply {
-    let in_project = |h: &Holder| {
-        project.is_some_and(|root| {
-            h.project
-                .as_deref()
-                .is_some_and(|p| Path::new(p).starts_with(root))
-        })
-    };
-    let others: Vec<&Holder> = servers
-        .iter()
-        .filter(|h| matches!(h.belongs, Belongs::OtherSession { .. }))
-        .collect();
+pub fn session_start(instance_id: &str, project: Option<&str>, servers: &[Holder], preload: bool) -> Reply {
+    let in_project =
+        |h: &Holder| project.is_some_and(|root| h.project.as_deref().is_some_and(|p| Path::new(p).starts_with(root)));
+    let others: Vec<&Holder> = servers.iter().filter(|h| matches!(h.belongs, Belongs::OtherSession { .. })).collect();
     let ours: Vec<&Holder> = servers
         .iter()
         .filter(|h| !matches!(h.belongs, Belongs::OtherSession { .. }))
         .filter(|h| h.belongs == Belongs::ThisSession || in_project(h))
         .collect();
 
-    let mut text =
-        format!("styxy coordinates ports on this machine (this session is {instance_id}).");
+    let mut text = format!("styxy coordinates ports on this machine (this session is {instance_id}).");
     if !ours.is_empty() {
-        text.push_str(&format!(
-            " Ports this project already holds: {}.",
-            list(&ours, false)
-        ));
+        text.push_str(&format!(" Ports this project already holds: {}.", list(&ours, false)));
     }
     if others.is_empty() {
         text.push_str(" No other session holds a port.");
     } else {
-        text.push_str(&format!(
-            " Ports held by other sessions: {}; do not stop them.",
-            list(&others, true)
-        ));
+        text.push_str(&format!(" Ports held by other sessions: {}; do not stop them.", list(&others, true)));
     }
-    text.push_str(
-        " For a server of your own, `styxy allocate -s TYPE` reserves a free port for this session",
-    );
+    text.push_str(" For a server of your own, `styxy allocate -s TYPE` reserves a free port for this session");
     if preload {
-        text.push_str(", and a server that finds its port busy moves to a free one by itself (one stderr line says where)");
+        text.push_str(
+            ", and a server that finds its port busy moves to a free one by itself (one stderr line says where)",
+        );
     }
     text.push('.');
     Reply::context(EventKind::SessionStart, text)
@@ -527,11 +425,7 @@ fn list(holders: &[&Holder], with_project: bool) -> String {
             if let Some(p) = project.filter(|_| with_project) {
                 parts.push(p.clone());
             }
-            if parts.is_empty() {
-                h.port.to_string()
-            } else {
-                format!("{} ({})", h.port, parts.join(", "))
-            }
+            if parts.is_empty() { h.port.to_string() } else { format!("{} ({})", h.port, parts.join(", ")) }
         })
         .collect();
     if holders.len() > MAX_LISTED {
@@ -546,10 +440,7 @@ mod tests {
     use serde_json::json;
 
     fn other_session() -> Belongs {
-        Belongs::OtherSession {
-            instance_id: "claude-b".into(),
-            project: Some("/home/u/other".into()),
-        }
+        Belongs::OtherSession { instance_id: "claude-b".into(), project: Some("/home/u/other".into()) }
     }
 
     fn server(port: u16, belongs: Belongs) -> Holder {
@@ -573,57 +464,33 @@ mod tests {
             .clone()
     }
 
-    fn decide(
-        command: &str,
-        checks: Vec<StartCheck>,
-        servers: &[Holder],
-        rewrite: bool,
-    ) -> Option<Reply> {
+    fn decide(command: &str, checks: Vec<StartCheck>, servers: &[Holder], rewrite: bool) -> Option<Reply> {
         let plan = Plan::of(command, Path::new("/"));
         pre_tool_use(&input(command), command, &plan, &checks, servers, rewrite)
     }
 
     fn taken(belongs: Belongs, free_port: Option<u16>) -> StartCheck {
-        StartCheck {
-            holder: Some(server(3000, belongs)),
-            free_port,
-        }
+        StartCheck { holder: Some(server(3000, belongs)), free_port }
     }
 
     fn context(reply: &Reply) -> &str {
-        reply
-            .hook_specific_output
-            .additional_context
-            .as_deref()
-            .unwrap()
+        reply.hook_specific_output.additional_context.as_deref().unwrap()
     }
 
     #[test]
     fn a_free_port_or_a_command_that_starts_nothing_gets_no_reply() {
-        let free = StartCheck {
-            holder: None,
-            free_port: Some(3001),
-        };
+        let free = StartCheck { holder: None, free_port: Some(3001) };
         assert_eq!(decide("next dev", vec![free], &[], false), None);
         assert_eq!(decide("ls -la", vec![], &[], false), None);
     }
 
     #[test]
     fn a_port_taken_by_another_session_names_the_holder_and_the_command_on_a_free_port() {
-        let reply = decide(
-            "next dev",
-            vec![taken(other_session(), Some(3001))],
-            &[],
-            false,
-        )
-        .unwrap();
+        let reply = decide("next dev", vec![taken(other_session(), Some(3001))], &[], false).unwrap();
         let text = context(&reply);
         assert!(text.contains("port 3000 is in use by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`) of another Claude Code session (claude-b, project /home/u/other)"), "{text}");
         assert!(text.contains("do not stop it"), "{text}");
-        assert!(
-            text.contains("Run this instead, on free port 3001: next dev -p 3001"),
-            "{text}"
-        );
+        assert!(text.contains("Run this instead, on free port 3001: next dev -p 3001"), "{text}");
         // Advice only: the normal permission flow decides.
         assert_eq!(reply.hook_specific_output.permission_decision, None);
         assert_eq!(reply.hook_specific_output.updated_input, None);
@@ -637,45 +504,22 @@ mod tests {
 
     #[test]
     fn with_rewrite_the_command_comes_back_on_the_free_port_for_confirmation() {
-        let reply = decide(
-            "vite --port 3000",
-            vec![taken(Belongs::Outside, Some(3001))],
-            &[],
-            true,
-        )
-        .unwrap();
+        let reply = decide("vite --port 3000", vec![taken(Belongs::Outside, Some(3001))], &[], true).unwrap();
         let out = &reply.hook_specific_output;
         assert_eq!(out.permission_decision, Some(Decision::Ask));
         let updated = out.updated_input.as_ref().unwrap();
         assert_eq!(updated["command"], "vite --port 3001 --strictPort");
-        assert_eq!(
-            updated["description"], "Start the dev server",
-            "other fields are kept"
-        );
+        assert_eq!(updated["description"], "Start the dev server", "other fields are kept");
         assert_eq!(updated["timeout"], 120000);
-        assert!(
-            out.permission_decision_reason
-                .as_deref()
-                .unwrap()
-                .contains("free port 3001")
-        );
+        assert!(out.permission_decision_reason.as_deref().unwrap().contains("free port 3001"));
         assert!(context(&reply).contains("the server will listen there, not on 3000"));
     }
 
     #[test]
     fn this_sessions_own_server_is_named_as_such_and_never_rewritten() {
-        let reply = decide(
-            "next dev",
-            vec![taken(Belongs::ThisSession, Some(3001))],
-            &[],
-            true,
-        )
-        .unwrap();
+        let reply = decide("next dev", vec![taken(Belongs::ThisSession, Some(3001))], &[], true).unwrap();
         let text = context(&reply);
-        assert!(
-            text.contains("a server of yours still runs there"),
-            "{text}"
-        );
+        assert!(text.contains("a server of yours still runs there"), "{text}");
         assert!(text.contains("started by this session"), "{text}");
         assert_eq!(reply.hook_specific_output.updated_input, None);
         assert_eq!(reply.hook_specific_output.permission_decision, None);
@@ -685,10 +529,7 @@ mod tests {
     fn a_reservation_of_this_session_without_a_listener_is_where_its_server_goes() {
         let mut mine = server(3000, Belongs::ThisSession);
         mine.listening = false;
-        let check = StartCheck {
-            holder: Some(mine),
-            free_port: Some(3001),
-        };
+        let check = StartCheck { holder: Some(mine), free_port: Some(3001) };
         assert_eq!(decide("next dev", vec![check], &[], false), None);
     }
 
@@ -699,18 +540,14 @@ mod tests {
         reserved.command = None;
         reserved.process = Some("bash".into());
         reserved.pid = Some(77);
-        reserved.reservation = Some(Reservation {
-            service_type: "dev".into(),
-            service_name: "web".into(),
-        });
-        let check = StartCheck {
-            holder: Some(reserved),
-            free_port: Some(3001),
-        };
+        reserved.reservation = Some(Reservation { service_type: "dev".into(), service_name: "web".into() });
+        let check = StartCheck { holder: Some(reserved), free_port: Some(3001) };
         let reply = decide("next dev", vec![check], &[], false).unwrap();
         let text = context(&reply);
         assert!(
-            text.contains("port 3000 is reserved for dev service 'web' by bash (pid 77) of another Claude Code session"),
+            text.contains(
+                "port 3000 is reserved for dev service 'web' by bash (pid 77) of another Claude Code session"
+            ),
             "{text}"
         );
     }
@@ -718,68 +555,39 @@ mod tests {
     #[test]
     fn no_free_port_and_config_file_ports_are_said_plainly() {
         let reply = decide("next dev", vec![taken(Belongs::Outside, None)], &[], true).unwrap();
-        assert!(
-            context(&reply).contains("No free dev port was found"),
-            "{}",
-            context(&reply)
-        );
+        assert!(context(&reply).contains("No free dev port was found"), "{}", context(&reply));
         assert_eq!(reply.hook_specific_output.updated_input, None);
     }
 
     #[test]
     fn killing_another_sessions_server_asks_and_killing_ones_own_does_not() {
-        let servers = [
-            server(3000, other_session()),
-            server(5173, Belongs::ThisSession),
-        ];
-        for command in [
-            "kill $(lsof -ti:3000)",
-            "fuser -k 3000/tcp",
-            "kill 4242",
-            "pkill -f next",
-            "npx kill-port 3000",
-        ] {
-            let reply = decide(command, vec![], &servers[..1], false)
-                .unwrap_or_else(|| panic!("{command}: no reply"));
+        let servers = [server(3000, other_session()), server(5173, Belongs::ThisSession)];
+        for command in
+            ["kill $(lsof -ti:3000)", "fuser -k 3000/tcp", "kill 4242", "pkill -f next", "npx kill-port 3000"]
+        {
+            let reply = decide(command, vec![], &servers[..1], false).unwrap_or_else(|| panic!("{command}: no reply"));
             let out = &reply.hook_specific_output;
             assert_eq!(out.permission_decision, Some(Decision::Ask), "{command}");
             let reason = out.permission_decision_reason.as_deref().unwrap();
             assert!(reason.contains("port 3000"), "{command}: {reason}");
             assert!(reason.contains("claude-b"), "{command}: {reason}");
         }
-        assert_eq!(
-            decide("kill $(lsof -ti:5173)", vec![], &servers[1..], false),
-            None
-        );
-        assert_eq!(
-            decide("pkill -f webpack", vec![], &servers[..1], false),
-            None
-        );
+        assert_eq!(decide("kill $(lsof -ti:5173)", vec![], &servers[1..], false), None);
+        assert_eq!(decide("pkill -f webpack", vec![], &servers[..1], false), None);
         assert_eq!(decide("kill %1", vec![], &servers, false), None);
     }
 
     #[test]
     fn a_reply_for_a_kill_and_a_start_asks_once_with_both_reasons() {
         let servers = [server(3000, other_session())];
-        let reply = decide(
-            "kill $(lsof -ti:3000); next dev",
-            vec![taken(other_session(), Some(3001))],
-            &servers,
-            true,
-        )
-        .unwrap();
+        let reply = decide("kill $(lsof -ti:3000); next dev", vec![taken(other_session(), Some(3001))], &servers, true)
+            .unwrap();
         let out = &reply.hook_specific_output;
         assert_eq!(out.permission_decision, Some(Decision::Ask));
         let reason = out.permission_decision_reason.as_deref().unwrap();
-        assert!(
-            reason.contains("stops servers this session did not start"),
-            "{reason}"
-        );
+        assert!(reason.contains("stops servers this session did not start"), "{reason}");
         assert!(reason.contains("free port 3001"), "{reason}");
-        assert_eq!(
-            out.updated_input.as_ref().unwrap()["command"],
-            "kill $(lsof -ti:3000); next dev -p 3001"
-        );
+        assert_eq!(out.updated_input.as_ref().unwrap()["command"], "kill $(lsof -ti:3000); next dev -p 3001");
         assert_eq!(reply.system_message, None);
     }
 
@@ -795,18 +603,12 @@ mod tests {
 
     #[test]
     fn a_conflict_in_the_output_names_the_holder_and_the_fix() {
-        let f = failure(
-            "next dev",
-            "Error: listen EADDRINUSE: address already in use :::3000",
-        );
+        let f = failure("next dev", "Error: listen EADDRINUSE: address already in use :::3000");
         assert_eq!(f.port, Some(3000));
         let holder = server(3000, other_session());
         let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
         let text = context(&reply);
-        assert!(
-            text.starts_with("styxy: this failure is a port conflict, not a bug in the code"),
-            "{text}"
-        );
+        assert!(text.starts_with("styxy: this failure is a port conflict, not a bug in the code"), "{text}");
         assert!(text.contains("claude-b, project /home/u/other"), "{text}");
         assert!(text.contains("next dev -p 3001"), "{text}");
         assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUse");
@@ -814,19 +616,11 @@ mod tests {
 
     #[test]
     fn a_conflict_without_a_port_in_the_output_uses_the_commands_port() {
-        let f = failure(
-            "python3 manage.py runserver 8000",
-            "Error: That port is already in use.",
-        );
+        let f = failure("python3 manage.py runserver 8000", "Error: That port is already in use.");
         assert_eq!(f.port, Some(8000));
         let reply = post_tool_use(EventKind::PostToolUseFailure, &f, None, Some(8001));
-        assert!(
-            context(&reply).contains("Port 8000 was taken when the command ran and is free now")
-        );
-        assert_eq!(
-            reply.hook_specific_output.hook_event_name,
-            "PostToolUseFailure"
-        );
+        assert!(context(&reply).contains("Port 8000 was taken when the command ran and is free now"));
+        assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUseFailure");
         let f = failure("./run-server", "OSError: [Errno 98] Address already in use");
         assert_eq!(f.port, None);
         let reply = post_tool_use(EventKind::PostToolUse, &f, None, None);
@@ -841,14 +635,8 @@ mod tests {
         let holder = server(3000, other_session());
         let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
         let text = context(&reply);
-        assert!(
-            text.contains("of another Claude Code session (claude-b"),
-            "{text}"
-        );
-        assert!(
-            text.contains("Port 3001 is free; start the server there"),
-            "{text}"
-        );
+        assert!(text.contains("of another Claude Code session (claude-b"), "{text}");
+        assert!(text.contains("Port 3001 is free; start the server there"), "{text}");
     }
 
     #[test]
@@ -857,31 +645,18 @@ mod tests {
         mine.project = Some("/home/u/app/web".into());
         let mut reserved = server(8000, Belongs::ThisSession);
         reserved.listening = false;
-        reserved.reservation = Some(Reservation {
-            service_type: "api".into(),
-            service_name: "backend".into(),
-        });
+        reserved.reservation = Some(Reservation { service_type: "api".into(), service_name: "backend".into() });
         let mut theirs = server(3000, other_session());
-        theirs.reservation = Some(Reservation {
-            service_type: "dev".into(),
-            service_name: "web".into(),
-        });
+        theirs.reservation = Some(Reservation { service_type: "dev".into(), service_name: "web".into() });
         let unrelated = server(9000, Belongs::Outside);
-        let reply = session_start(
-            "claude-a",
-            Some("/home/u/app"),
-            &[mine, reserved, theirs, unrelated],
-            true,
-        );
+        let reply = session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true);
         let text = context(&reply);
         assert!(text.contains("this session is claude-a"), "{text}");
+        assert!(text.contains("Ports this project already holds: 5173 (node), 8000 (api backend, node)."), "{text}");
         assert!(
-            text.contains(
-                "Ports this project already holds: 5173 (node), 8000 (api backend, node)."
-            ),
+            text.contains("Ports held by other sessions: 3000 (dev web, node, /home/u/other); do not stop them."),
             "{text}"
         );
-        assert!(text.contains("Ports held by other sessions: 3000 (dev web, node, /home/u/other); do not stop them."), "{text}");
         assert!(!text.contains("9000"), "{text}");
         assert!(text.contains("moves to a free one by itself"), "{text}");
         let reply = session_start("claude-a", None, &[], false);

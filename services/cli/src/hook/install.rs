@@ -38,16 +38,8 @@ pub fn settings_path(scope: HookScope) -> Result<PathBuf, Failure> {
 
 /// The command Claude Code runs for `kind`.
 pub fn hook_command(exe: &Path, kind: EventKind, rewrite: bool) -> String {
-    let flag = if rewrite && kind == EventKind::PreToolUse {
-        " --rewrite"
-    } else {
-        ""
-    };
-    format!(
-        "{} hook {}{flag}",
-        sh_quote(&exe.to_string_lossy()),
-        kind.subcommand()
-    )
+    let flag = if rewrite && kind == EventKind::PreToolUse { " --rewrite" } else { "" };
+    format!("{} hook {}{flag}", sh_quote(&exe.to_string_lossy()), kind.subcommand())
 }
 
 /// Words of a command line, with single quotes, double quotes and
@@ -59,9 +51,7 @@ fn words(command: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             c if c.is_whitespace() => words.extend(word.take()),
-            '\'' => word
-                .get_or_insert_default()
-                .extend(chars.by_ref().take_while(|c| *c != '\'')),
+            '\'' => word.get_or_insert_default().extend(chars.by_ref().take_while(|c| *c != '\'')),
             '"' => {
                 let w = word.get_or_insert_default();
                 while let Some(c) = chars.next() {
@@ -98,17 +88,11 @@ fn program_exists(command: &str) -> bool {
     let Some(program) = words.first() else {
         return false;
     };
-    if program.contains('/') {
-        is_executable(Path::new(program))
-    } else {
-        search_path(program).is_some()
-    }
+    if program.contains('/') { is_executable(Path::new(program)) } else { search_path(program).is_some() }
 }
 
 fn is_ours(hook: &Value) -> bool {
-    hook.get("command")
-        .and_then(Value::as_str)
-        .is_some_and(|c| styxy_hook(c).is_some())
+    hook.get("command").and_then(Value::as_str).is_some_and(|c| styxy_hook(c).is_some())
 }
 
 /// Settings that are not shaped as Claude Code reads them.
@@ -224,16 +208,8 @@ pub fn installed(settings: &Value) -> Result<Vec<Installed>, ShapeError> {
     let mut found = Vec::new();
     for (event, groups) in hooks_of(settings)?.into_iter().flatten() {
         for group in groups.as_array().into_iter().flatten() {
-            let matcher = group
-                .get("matcher")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            for hook in group
-                .get("hooks")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            let matcher = group.get("matcher").and_then(Value::as_str).map(str::to_string);
+            for hook in group.get("hooks").and_then(Value::as_array).into_iter().flatten() {
                 let Some(command) = hook.get("command").and_then(Value::as_str) else {
                     continue;
                 };
@@ -258,10 +234,7 @@ fn load(path: &Path) -> Result<Option<Value>, Failure> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Failure::local(
-                "io",
-                format!("cannot read {}: {e}", path.display()),
-            ));
+            return Err(Failure::local("io", format!("cannot read {}: {e}", path.display())));
         }
     };
     if text.trim().is_empty() {
@@ -270,12 +243,7 @@ fn load(path: &Path) -> Result<Option<Value>, Failure> {
     let value: Value = serde_json::from_str(&text).map_err(|e| {
         Failure::local(
             "invalid_json",
-            format!(
-                "{}:{}:{}: not valid JSON ({e}); nothing was changed",
-                path.display(),
-                e.line(),
-                e.column()
-            ),
+            format!("{}:{}:{}: not valid JSON ({e}); nothing was changed", path.display(), e.line(), e.column()),
         )
     })?;
     hooks_of(&value).map_err(|e| shape_failure(path, &e))?;
@@ -283,46 +251,27 @@ fn load(path: &Path) -> Result<Option<Value>, Failure> {
 }
 
 fn shape_failure(path: &Path, e: &ShapeError) -> Failure {
-    Failure::local(
-        "invalid_field",
-        format!("{}: {e}; nothing was changed", path.display()),
-    )
+    Failure::local("invalid_field", format!("{}: {e}; nothing was changed", path.display()))
 }
 
 /// Writes `value` to the settings at `path` atomically, after copying the
 /// current file aside. Returns the backup.
 fn save(path: &Path, value: &Value, existed: bool) -> Result<Option<PathBuf>, Failure> {
     // A symlinked settings file (dotfiles) is written at its target.
-    let target = if existed {
-        fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-    } else {
-        path.to_path_buf()
-    };
+    let target =
+        if existed { fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()) } else { path.to_path_buf() };
     let io_error = |what: &str, p: &Path, e: std::io::Error| {
-        Failure::local(
-            "io",
-            format!("cannot {what} {}: {e}; nothing was changed", p.display()),
-        )
+        Failure::local("io", format!("cannot {what} {}: {e}; nothing was changed", p.display()))
     };
     let dir = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "settings.json".into());
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "settings.json".into());
 
     let backup = if existed {
         let stamp = styxy_core::model::now_millis();
         let backup = (0..)
             .map(|n| {
-                dir.join(format!(
-                    "{name}.styxy-backup-{stamp}{}",
-                    if n == 0 {
-                        String::new()
-                    } else {
-                        format!("-{n}")
-                    }
-                ))
+                dir.join(format!("{name}.styxy-backup-{stamp}{}", if n == 0 { String::new() } else { format!("-{n}") }))
             })
             .find(|b| !b.exists())
             .unwrap_or_else(|| dir.join(format!("{name}.styxy-backup")));
@@ -375,11 +324,7 @@ pub fn install_command(ctx: &Ctx, scope: HookScope, rewrite: bool) -> Result<u8,
     let before = current.clone().unwrap_or_else(|| json!({}));
     let after = install(&before, &current_exe()?, rewrite).map_err(|e| shape_failure(&path, &e))?;
     let changed = current.as_ref() != Some(&after);
-    let backup = if changed {
-        save(&path, &after, current.is_some())?
-    } else {
-        None
-    };
+    let backup = if changed { save(&path, &after, current.is_some())? } else { None };
     let hooks = installed(&after).map_err(|e| shape_failure(&path, &e))?;
     if ctx.json {
         print_json(&json!({
@@ -388,24 +333,15 @@ pub fn install_command(ctx: &Ctx, scope: HookScope, rewrite: bool) -> Result<u8,
         return Ok(EXIT_OK);
     }
     let mut out = if changed {
-        format!(
-            "Installed styxy's Claude Code hooks in {}: {}\n",
-            path.display(),
-            list_events(&hooks)
-        )
+        format!("Installed styxy's Claude Code hooks in {}: {}\n", path.display(), list_events(&hooks))
     } else {
-        format!(
-            "styxy's hooks are already installed in {}; nothing changed\n",
-            path.display()
-        )
+        format!("styxy's hooks are already installed in {}; nothing changed\n", path.display())
     };
     if let Some(b) = backup {
         out.push_str(&format!("Backup of the previous file: {}\n", b.display()));
     }
     if rewrite {
-        out.push_str(
-            "PreToolUse rewrites a server start whose port is taken and asks you to confirm it.\n",
-        );
+        out.push_str("PreToolUse rewrites a server start whose port is taken and asks you to confirm it.\n");
     }
     print(&out);
     Ok(EXIT_OK)
@@ -437,11 +373,7 @@ pub fn uninstall_command(ctx: &Ctx, scope: HookScope) -> Result<u8, Failure> {
     let mut out = if removed.is_empty() {
         format!("No styxy hooks in {}; nothing changed\n", path.display())
     } else {
-        format!(
-            "Removed styxy's hooks from {}: {}\n",
-            path.display(),
-            list_events(&removed)
-        )
+        format!("Removed styxy's hooks from {}: {}\n", path.display(), list_events(&removed))
     };
     if let Some(b) = backup {
         out.push_str(&format!("Backup of the previous file: {}\n", b.display()));
@@ -463,11 +395,7 @@ pub fn status_command(ctx: &Ctx, scopes: &[HookScope]) -> Result<u8, Failure> {
         };
         let missing: Vec<&str> = EventKind::ALL
             .iter()
-            .filter(|k| {
-                !hooks
-                    .iter()
-                    .any(|h| h.answers == k.wire_name() && h.event == k.wire_name())
-            })
+            .filter(|k| !hooks.iter().any(|h| h.answers == k.wire_name() && h.event == k.wire_name()))
             .map(|k| k.wire_name())
             .collect();
         let scope_name = match scope {
@@ -483,20 +411,9 @@ pub fn status_command(ctx: &Ctx, scopes: &[HookScope]) -> Result<u8, Failure> {
             text.push_str("  styxy hooks: not installed\n");
         }
         for h in &hooks {
-            let matcher = h
-                .matcher
-                .as_deref()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default();
-            let runnable = if program_exists(&h.command) {
-                ""
-            } else {
-                " (program not found)"
-            };
-            text.push_str(&format!(
-                "  {}{matcher}: {}{runnable}\n",
-                h.event, h.command
-            ));
+            let matcher = h.matcher.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
+            let runnable = if program_exists(&h.command) { "" } else { " (program not found)" };
+            text.push_str(&format!("  {}{matcher}: {}{runnable}\n", h.event, h.command));
         }
         if !hooks.is_empty() && !missing.is_empty() {
             text.push_str(&format!("  missing: {}\n", missing.join(", ")));
@@ -543,10 +460,7 @@ mod tests {
         assert_eq!(after["env"], before["env"]);
         assert_eq!(after["hooks"]["Stop"], before["hooks"]["Stop"]);
         let pre = after["hooks"]["PreToolUse"].as_array().unwrap();
-        assert_eq!(
-            pre[..2],
-            before["hooks"]["PreToolUse"].as_array().unwrap()[..]
-        );
+        assert_eq!(pre[..2], before["hooks"]["PreToolUse"].as_array().unwrap()[..]);
         assert_eq!(
             pre[2],
             json!({"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/bin/styxy hook pre-tool-use", "timeout": 5}]})
@@ -567,10 +481,7 @@ mod tests {
     fn installing_twice_changes_nothing_and_uninstall_restores_the_original() {
         let once = install(&others(), Path::new(EXE), false).unwrap();
         let twice = install(&once, Path::new(EXE), false).unwrap();
-        assert_eq!(
-            serde_json::to_string(&once).unwrap(),
-            serde_json::to_string(&twice).unwrap()
-        );
+        assert_eq!(serde_json::to_string(&once).unwrap(), serde_json::to_string(&twice).unwrap());
         assert_eq!(uninstall(&twice).unwrap(), others());
         let fresh = install(&json!({}), Path::new(EXE), true).unwrap();
         assert_eq!(uninstall(&fresh).unwrap(), json!({}));
@@ -579,12 +490,8 @@ mod tests {
     #[test]
     fn rewrite_is_on_the_pre_tool_use_command_only_and_reinstalling_switches_it() {
         let with = install(&json!({}), Path::new(EXE), true).unwrap();
-        let rewriting: Vec<&str> = installed(&with)
-            .unwrap()
-            .into_iter()
-            .filter(|h| h.rewrite)
-            .map(|h| h.answers)
-            .collect();
+        let rewriting: Vec<&str> =
+            installed(&with).unwrap().into_iter().filter(|h| h.rewrite).map(|h| h.answers).collect();
         assert_eq!(rewriting, ["PreToolUse"]);
         let without = install(&with, Path::new(EXE), false).unwrap();
         assert!(installed(&without).unwrap().iter().all(|h| !h.rewrite));
@@ -602,53 +509,30 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].rewrite);
         let after = uninstall(&mixed).unwrap();
-        assert_eq!(
-            after["hooks"]["PreToolUse"][0]["hooks"]
-                .as_array()
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(after["hooks"]["PreToolUse"][0]["hooks"].as_array().unwrap().len(), 2);
         assert_eq!(after["hooks"]["PreToolUse"][0]["matcher"], "Bash");
     }
 
     #[test]
     fn a_hook_whose_program_is_gone_is_told_apart() {
         let exe = std::env::current_exe().unwrap();
-        assert!(program_exists(&hook_command(
-            &exe,
-            EventKind::SessionEnd,
-            false
-        )));
+        assert!(program_exists(&hook_command(&exe, EventKind::SessionEnd, false)));
         assert!(program_exists("sh -c true"));
         assert!(!program_exists("/nonexistent/styxy hook session-end"));
     }
 
     #[test]
     fn commands_quote_paths_that_need_it() {
-        let command = hook_command(
-            Path::new("/opt/my tools/styxy"),
-            EventKind::PreToolUse,
-            true,
-        );
+        let command = hook_command(Path::new("/opt/my tools/styxy"), EventKind::PreToolUse, true);
         assert_eq!(command, "'/opt/my tools/styxy' hook pre-tool-use --rewrite");
         assert_eq!(styxy_hook(&command), Some((EventKind::PreToolUse, true)));
-        assert_eq!(
-            words(r#"a "b c\"d" 'e f'g \h"#),
-            ["a", "b c\"d", "e fg", "h"]
-        );
+        assert_eq!(words(r#"a "b c\"d" 'e f'g \h"#), ["a", "b c\"d", "e fg", "h"]);
     }
 
     #[test]
     fn badly_shaped_settings_are_refused() {
-        assert_eq!(
-            install(&json!([]), Path::new(EXE), false),
-            Err(ShapeError::NotAnObject)
-        );
-        assert_eq!(
-            install(&json!({"hooks": []}), Path::new(EXE), false),
-            Err(ShapeError::HooksNotAnObject)
-        );
+        assert_eq!(install(&json!([]), Path::new(EXE), false), Err(ShapeError::NotAnObject));
+        assert_eq!(install(&json!({"hooks": []}), Path::new(EXE), false), Err(ShapeError::HooksNotAnObject));
         assert_eq!(
             uninstall(&json!({"hooks": {"PreToolUse": {"matcher": "Bash"}}})),
             Err(ShapeError::EventNotAList("PreToolUse".into()))
@@ -665,23 +549,10 @@ mod tests {
         let link = dir.path().join("settings.json");
         std::os::unix::fs::symlink(&real, &link).unwrap();
 
-        let backup = save(&link, &json!({"model": "sonnet"}), true)
-            .unwrap()
-            .unwrap();
-        assert!(
-            fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        let backup = save(&link, &json!({"model": "sonnet"}), true).unwrap().unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(load(&link).unwrap(), Some(json!({"model": "sonnet"})));
-        assert_eq!(
-            fs::read_to_string(&backup).unwrap(),
-            "{\"model\": \"opus\"}"
-        );
-        assert_eq!(
-            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::read_to_string(&backup).unwrap(), "{\"model\": \"opus\"}");
+        assert_eq!(fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -31,8 +31,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use styxy_core::api::{
-    AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener,
-    RegisterInstanceRequest,
+    AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener, RegisterInstanceRequest,
 };
 use styxy_core::client::{Client, ClientError, Method};
 use styxy_core::observe::project::project_root;
@@ -57,17 +56,10 @@ pub fn hook(ctx: &Ctx, kind: EventKind, rewrite: bool) -> u8 {
     std::thread::spawn(move || {
         std::thread::sleep(budget);
         let _writing = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-        warn(&format!(
-            "hook {}: no answer within {} ms",
-            kind.subcommand(),
-            budget.as_millis()
-        ));
+        warn(&format!("hook {}: no answer within {} ms", kind.subcommand(), budget.as_millis()));
         std::process::exit(EXIT_OK.into());
     });
-    let discovery = Discovery {
-        timeout: ctx.discovery.timeout.min(budget),
-        ..ctx.discovery.clone()
-    };
+    let discovery = Discovery { timeout: ctx.discovery.timeout.min(budget), ..ctx.discovery.clone() };
     match answer(&discovery, kind, rewrite) {
         Ok(Some(reply)) => {
             let _writing = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,17 +81,10 @@ fn read_event() -> Result<Event, Failure> {
         .read_to_end(&mut raw)
         .map_err(|e| Failure::local("io", format!("cannot read the event on stdin: {e}")))?;
     if raw.len() as u64 > MAX_EVENT {
-        return Err(Failure::local(
-            "payload_too_large",
-            format!("the event is larger than {MAX_EVENT} bytes"),
-        ));
+        return Err(Failure::local("payload_too_large", format!("the event is larger than {MAX_EVENT} bytes")));
     }
-    serde_json::from_slice(&raw).map_err(|e| {
-        Failure::local(
-            "invalid_json",
-            format!("the event is not a hook event: {e}"),
-        )
-    })
+    serde_json::from_slice(&raw)
+        .map_err(|e| Failure::local("invalid_json", format!("the event is not a hook event: {e}")))
 }
 
 /// The session an event comes from.
@@ -120,11 +105,7 @@ impl Session {
         };
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let project = project_root(&cwd, home.as_deref());
-        Ok(Session {
-            instance_id,
-            cwd,
-            project,
-        })
+        Ok(Session { instance_id, cwd, project })
     }
 }
 
@@ -143,11 +124,7 @@ fn answer(discovery: &Discovery, kind: EventKind, rewrite: bool) -> Result<Optio
     if event.hook_event_name != kind.wire_name() {
         return Err(Failure::local(
             "invalid_field",
-            format!(
-                "the event is {:?}, not {}",
-                event.hook_event_name,
-                kind.wire_name()
-            ),
+            format!("the event is {:?}, not {}", event.hook_event_name, kind.wire_name()),
         ));
     }
     let session = Session::of(&event)?;
@@ -155,20 +132,14 @@ fn answer(discovery: &Discovery, kind: EventKind, rewrite: bool) -> Result<Optio
         EventKind::SessionStart => session_start(discovery, &event, &session),
         EventKind::SessionEnd => session_end(discovery, &session),
         EventKind::PreToolUse => pre_tool_use(discovery, &event, &session, rewrite),
-        EventKind::PostToolUse | EventKind::PostToolUseFailure => {
-            post_tool_use(discovery, kind, &event, &session)
-        }
+        EventKind::PostToolUse | EventKind::PostToolUseFailure => post_tool_use(discovery, kind, &event, &session),
     }
 }
 
 /// The allocator, if one answers now; else, when `matters` and starting is
 /// allowed, one is started for the next call and this one gets nothing.
 fn reachable(discovery: &Discovery, matters: bool) -> Option<Client> {
-    let found = Discovery {
-        autostart: false,
-        ..discovery.clone()
-    }
-    .find();
+    let found = Discovery { autostart: false, ..discovery.clone() }.find();
     if found.is_none()
         && matters
         && discovery.autostart
@@ -179,11 +150,7 @@ fn reachable(discovery: &Discovery, matters: bool) -> Option<Client> {
     found
 }
 
-fn session_start(
-    discovery: &Discovery,
-    event: &Event,
-    session: &Session,
-) -> Result<Option<Reply>, Failure> {
+fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Result<Option<Reply>, Failure> {
     let world = World::new(discovery.connect()?, session);
     world.register(session, event.source.as_deref())?;
     let preload = match std::env::var_os(ENV_FILE).filter(|v| !v.is_empty()) {
@@ -192,35 +159,24 @@ fn session_start(
     };
     let servers = world.servers()?;
     let project = session.project.as_ref().map(|p| p.to_string_lossy());
-    Ok(Some(decide::session_start(
-        &session.instance_id,
-        project.as_deref(),
-        &servers,
-        preload,
-    )))
+    Ok(Some(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload)))
 }
 
 /// Appends `STYXY_SESSION` and the preload activation to Claude Code's
 /// environment file (once). Returns whether the preload library is in it.
 fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
-    let io_error =
-        |e: std::io::Error| Failure::local("io", format!("cannot write {}: {e}", file.display()));
+    let io_error = |e: std::io::Error| Failure::local("io", format!("cannot write {}: {e}", file.display()));
     let session_line = format!("export {ENV_SESSION}={}\n", sh_quote(instance_id));
     let existing = std::fs::read_to_string(file).unwrap_or_default();
     let lib = find_preload().ok().filter(|lib| preloadable(lib));
     if existing.contains(&session_line) {
         return Ok(lib.is_some_and(|l| existing.contains(&posix_preload_lines(&l))));
     }
-    let mut lines =
-        format!("# styxy: this session's id, and the bind() interposer\n{session_line}");
+    let mut lines = format!("# styxy: this session's id, and the bind() interposer\n{session_line}");
     if let Some(lib) = &lib {
         lines.push_str(&posix_preload_lines(lib));
     }
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .map_err(io_error)?;
+    let mut out = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(io_error)?;
     if !existing.is_empty() && !existing.ends_with('\n') {
         lines.insert(0, '\n');
     }
@@ -231,10 +187,7 @@ fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
 fn session_end(discovery: &Discovery, session: &Session) -> Result<Option<Reply>, Failure> {
     if let Some(client) = reachable(discovery, false) {
         // An unknown instance (never registered, already expired) is fine.
-        client.send(
-            Method::Delete,
-            &format!("/instance/{}", session.instance_id),
-        )?;
+        client.send(Method::Delete, &format!("/instance/{}", session.instance_id))?;
     }
     Ok(None)
 }
@@ -273,17 +226,13 @@ fn pre_tool_use(
         checks.push(StartCheck { holder, free_port });
     }
     let servers = match &plan.kill {
-        Some(kill) if kill.pids.is_empty() && kill.names.is_empty() => kill
-            .ports
-            .iter()
-            .filter_map(|p| world.holder(*p).transpose())
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(kill) if kill.pids.is_empty() && kill.names.is_empty() => {
+            kill.ports.iter().filter_map(|p| world.holder(*p).transpose()).collect::<Result<Vec<_>, _>>()?
+        }
         Some(_) => world.servers()?,
         None => Vec::new(),
     };
-    Ok(decide::pre_tool_use(
-        tool_input, command, &plan, &checks, &servers, rewrite,
-    ))
+    Ok(decide::pre_tool_use(tool_input, command, &plan, &checks, &servers, rewrite))
 }
 
 fn post_tool_use(
@@ -310,12 +259,7 @@ fn post_tool_use(
         Some(port) => world.free_port(&failure.service_type(holder.as_ref()), &[port])?,
         None => None,
     };
-    Ok(Some(decide::post_tool_use(
-        kind,
-        &failure,
-        holder.as_ref(),
-        free_port,
-    )))
+    Ok(Some(decide::post_tool_use(kind, &failure, holder.as_ref(), free_port)))
 }
 
 /// What the allocator knows, asked lazily.
@@ -328,31 +272,19 @@ struct World {
 
 impl World {
     fn new(client: Client, session: &Session) -> World {
-        World {
-            client,
-            instance_id: session.instance_id.clone(),
-            agent: owner::agent_pid(),
-            sessions: OnceCell::new(),
-        }
+        World { client, instance_id: session.instance_id.clone(), agent: owner::agent_pid(), sessions: OnceCell::new() }
     }
 
     fn register(&self, session: &Session, source: Option<&str>) -> Result<(), Failure> {
-        let session_id = self
-            .instance_id
-            .strip_prefix(INSTANCE_PREFIX)
-            .unwrap_or(&self.instance_id);
+        let session_id = self.instance_id.strip_prefix(INSTANCE_PREFIX).unwrap_or(&self.instance_id);
         let request = RegisterInstanceRequest {
             instance_id: Some(self.instance_id.clone()),
             working_directory: Some(session.cwd.to_string_lossy().into_owned()),
-            project_root: session
-                .project
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()),
+            project_root: session.project.as_ref().map(|p| p.to_string_lossy().into_owned()),
             ttl_secs: Some(SESSION_TTL_SECS),
             metadata: Some(owner::registration_metadata(session_id, source, self.agent)),
         };
-        self.client
-            .call_json(Method::Post, "/instance/register", &request)?;
+        self.client.call_json(Method::Post, "/instance/register", &request)?;
         Ok(())
     }
 
@@ -371,9 +303,7 @@ impl World {
             return Ok(sessions);
         }
         let list: InstancesResponse = self.client.get("/instance/list")?;
-        Ok(self
-            .sessions
-            .get_or_init(|| Sessions::new(self.instance_id.clone(), self.agent, list.instances)))
+        Ok(self.sessions.get_or_init(|| Sessions::new(self.instance_id.clone(), self.agent, list.instances)))
     }
 
     fn classify(
@@ -383,9 +313,7 @@ impl World {
         listeners: &[Listener],
     ) -> Result<Holder, Failure> {
         let tag = reservation.map(|v| v.allocation.instance_id.as_str());
-        let belongs = self
-            .sessions()?
-            .belongs(tag, &Holder::pids(reservation, listeners));
+        let belongs = self.sessions()?.belongs(tag, &Holder::pids(reservation, listeners));
         Ok(Holder::new(port, reservation, listeners, belongs))
     }
 
@@ -396,8 +324,7 @@ impl World {
             return Ok(None);
         }
         let listeners = check.system_usage.unwrap_or_default();
-        self.classify(port, check.allocated_to.as_ref(), &listeners)
-            .map(Some)
+        self.classify(port, check.allocated_to.as_ref(), &listeners).map(Some)
     }
 
     /// Every reserved or listened-on port.
@@ -414,9 +341,7 @@ impl World {
         }
         by_port
             .iter()
-            .map(|(port, (reservation, listeners))| {
-                self.classify(*port, reservation.as_ref(), listeners)
-            })
+            .map(|(port, (reservation, listeners))| self.classify(*port, reservation.as_ref(), listeners))
             .collect()
     }
 
@@ -448,10 +373,7 @@ mod tests {
         );
         assert_eq!(instance_id("a b/c").as_deref(), Some("claude-abc"));
         assert_eq!(instance_id("///"), None);
-        assert_eq!(
-            instance_id(&"x".repeat(500)).map(|i| i.len()),
-            Some(MAX_INSTANCE_ID)
-        );
+        assert_eq!(instance_id(&"x".repeat(500)).map(|i| i.len()), Some(MAX_INSTANCE_ID));
     }
 
     #[test]
@@ -462,22 +384,12 @@ mod tests {
         write_env_file(&file, "claude-abc").unwrap();
         write_env_file(&file, "claude-abc").unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(
-            text.starts_with("export NODE_ENV=development\n# styxy"),
-            "{text}"
-        );
-        assert_eq!(
-            text.matches("export STYXY_SESSION=claude-abc\n").count(),
-            1,
-            "{text}"
-        );
+        assert!(text.starts_with("export NODE_ENV=development\n# styxy"), "{text}");
+        assert_eq!(text.matches("export STYXY_SESSION=claude-abc\n").count(), 1, "{text}");
         // The lines are valid shell that sets the variable.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!(
-                ". {} && printf %s \"$STYXY_SESSION\"",
-                file.display()
-            ))
+            .arg(format!(". {} && printf %s \"$STYXY_SESSION\"", file.display()))
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "claude-abc");

@@ -26,9 +26,7 @@ use crate::ports::ENV_SESSION;
 const AGENT_PID: &str = "agent_pid";
 const AGENT_START: &str = "agent_start_time";
 /// Processes between Claude Code and the hook that are not Claude Code.
-const SHELLS: &[&str] = &[
-    "sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox",
-];
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
 /// Process trees deeper than this are not walked further.
 const MAX_DEPTH: usize = 64;
 
@@ -86,11 +84,8 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(ours: String, our_agent: Option<u32>, instances: Vec<Instance>) -> Sessions {
-        let others: HashMap<String, Instance> = instances
-            .into_iter()
-            .filter(|i| i.instance_id != ours)
-            .map(|i| (i.instance_id.clone(), i))
-            .collect();
+        let others: HashMap<String, Instance> =
+            instances.into_iter().filter(|i| i.instance_id != ours).map(|i| (i.instance_id.clone(), i)).collect();
         let other_agents = others
             .values()
             .filter_map(|i| {
@@ -99,12 +94,7 @@ impl Sessions {
                 process::is_alive(pid, start).then(|| (pid, i.instance_id.clone()))
             })
             .collect();
-        Sessions {
-            ours,
-            our_agent: our_agent.filter(|p| *p > 1),
-            others,
-            other_agents,
-        }
+        Sessions { ours, our_agent: our_agent.filter(|p| *p > 1), others, other_agents }
     }
 
     /// The session an instance id names, when it is a registered one.
@@ -114,10 +104,7 @@ impl Sessions {
         }
         self.others.get(id).map(|i| Belongs::OtherSession {
             instance_id: i.instance_id.clone(),
-            project: i
-                .project_root
-                .clone()
-                .or_else(|| i.working_directory.clone()),
+            project: i.project_root.clone().or_else(|| i.working_directory.clone()),
         })
     }
 
@@ -141,11 +128,7 @@ impl Sessions {
                 if Some(current) == self.our_agent {
                     return Belongs::ThisSession;
                 }
-                if let Some(b) = self
-                    .other_agents
-                    .get(&current)
-                    .and_then(|id| self.session(id))
-                {
+                if let Some(b) = self.other_agents.get(&current).and_then(|id| self.session(id)) {
                     return b;
                 }
                 match process::parent_of(current) {
@@ -177,27 +160,14 @@ mod tests {
     }
 
     fn other(id: &str) -> Belongs {
-        Belongs::OtherSession {
-            instance_id: id.into(),
-            project: Some("/p/other".into()),
-        }
+        Belongs::OtherSession { instance_id: id.into(), project: Some("/p/other".into()) }
     }
 
     #[test]
     fn a_session_tag_decides_first_and_only_registered_ids_count() {
-        let sessions = Sessions::new(
-            "claude-me".into(),
-            None,
-            vec![instance("claude-other", "/p/other", json!({}))],
-        );
-        assert_eq!(
-            sessions.belongs(Some("claude-me"), &[]),
-            Belongs::ThisSession
-        );
-        assert_eq!(
-            sessions.belongs(Some("claude-other"), &[]),
-            other("claude-other")
-        );
+        let sessions = Sessions::new("claude-me".into(), None, vec![instance("claude-other", "/p/other", json!({}))]);
+        assert_eq!(sessions.belongs(Some("claude-me"), &[]), Belongs::ThisSession);
+        assert_eq!(sessions.belongs(Some("claude-other"), &[]), other("claude-other"));
         assert_eq!(sessions.belongs(Some("default"), &[]), Belongs::Outside);
         assert_eq!(sessions.belongs(None, &[]), Belongs::Outside);
     }
@@ -224,22 +194,15 @@ mod tests {
         let mut tagged = spawn(Some("claude-other"));
         let mut plain = spawn(None);
 
-        let as_ours = Sessions::new(
-            "claude-me".into(),
-            Some(me),
-            vec![instance("claude-other", "/p/other", json!({}))],
-        );
+        let as_ours =
+            Sessions::new("claude-me".into(), Some(me), vec![instance("claude-other", "/p/other", json!({}))]);
         assert_eq!(as_ours.belongs(None, &[tagged.id()]), other("claude-other"));
         assert_eq!(as_ours.belongs(None, &[plain.id()]), Belongs::ThisSession);
 
         // Seen from a third session, the test process is claude-other's
         // Claude Code process, as its registration says.
         let metadata = registration_metadata("other", Some("startup"), Some(me));
-        let as_third = Sessions::new(
-            "claude-third".into(),
-            None,
-            vec![instance("claude-other", "/p/other", metadata)],
-        );
+        let as_third = Sessions::new("claude-third".into(), None, vec![instance("claude-other", "/p/other", metadata)]);
         assert_eq!(as_third.belongs(None, &[plain.id()]), other("claude-other"));
         let nobodys = Sessions::new("claude-third".into(), None, vec![]);
         assert_eq!(nobodys.belongs(None, &[plain.id()]), Belongs::Outside);
@@ -255,11 +218,7 @@ mod tests {
         let me = std::process::id();
         let mut metadata = registration_metadata("other", None, Some(me));
         metadata[AGENT_START] = json!(1);
-        let sessions = Sessions::new(
-            "claude-third".into(),
-            None,
-            vec![instance("claude-other", "/p/other", metadata)],
-        );
+        let sessions = Sessions::new("claude-third".into(), None, vec![instance("claude-other", "/p/other", metadata)]);
         assert_eq!(sessions.belongs(None, &[me]), Belongs::Outside);
     }
 }

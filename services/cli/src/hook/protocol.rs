@@ -73,9 +73,7 @@ impl EventKind {
     pub fn matcher(self) -> Option<&'static str> {
         match self {
             EventKind::PreToolUse => Some("Bash"),
-            EventKind::PostToolUse | EventKind::PostToolUseFailure => {
-                Some("Bash|BashOutput|TaskOutput")
-            }
+            EventKind::PostToolUse | EventKind::PostToolUseFailure => Some("Bash|BashOutput|TaskOutput"),
             EventKind::SessionStart | EventKind::SessionEnd => None,
         }
     }
@@ -142,9 +140,7 @@ impl Event {
     pub fn shell_command(&self) -> Option<&str> {
         match self.tool_name.as_deref()? {
             "Bash" => self.bash_command(),
-            name if OUTPUT_TOOLS.contains(&name) => {
-                self.tool_response.as_ref()?.get("command")?.as_str()
-            }
+            name if OUTPUT_TOOLS.contains(&name) => self.tool_response.as_ref()?.get("command")?.as_str(),
             _ => None,
         }
     }
@@ -157,10 +153,7 @@ impl Event {
             return None;
         }
         let mut parts: Vec<&str> = match &self.tool_response {
-            Some(Value::Object(response)) => TEXT_FIELDS
-                .iter()
-                .filter_map(|k| response.get(*k)?.as_str())
-                .collect(),
+            Some(Value::Object(response)) => TEXT_FIELDS.iter().filter_map(|k| response.get(*k)?.as_str()).collect(),
             Some(Value::String(s)) => vec![s.as_str()],
             _ => Vec::new(),
         };

@@ -18,9 +18,7 @@ pub fn allocator() -> &'static Path {
         if !allocator.exists() {
             let release = styxy.parent().and_then(|d| d.file_name()) == Some("release".as_ref());
             let mut build = Command::new(env!("CARGO"));
-            build
-                .args(["build", "-p", "styxy-allocator"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            build.args(["build", "-p", "styxy-allocator"]).current_dir(env!("CARGO_MANIFEST_DIR"));
             if release {
                 build.arg("--release");
             }
@@ -37,9 +35,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -76,21 +72,9 @@ impl Sandbox {
 
     /// Runs `styxy --json ARGS`, expecting success, and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let o = self
-            .styxy()
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("run styxy");
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "styxy --json {args:?}: {}{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o.stdout)))
+        let o = self.styxy().arg("--json").args(args).output().expect("run styxy");
+        assert_eq!(o.status.code(), Some(0), "styxy --json {args:?}: {}{}", text(&o.stdout), text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o.stdout)))
     }
 
     /// Pids of allocators serving this sandbox's socket.
@@ -113,10 +97,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let _ = self
-            .styxy()
-            .args(["--no-autostart", "daemon", "stop"])
-            .output();
+        let _ = self.styxy().args(["--no-autostart", "daemon", "stop"]).output();
     }
 }
 

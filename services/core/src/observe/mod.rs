@@ -31,15 +31,9 @@ use crate::{process, tools};
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("sock_diag netlink {operation} failed: {source}")]
-    Netlink {
-        operation: &'static str,
-        source: io::Error,
-    },
+    Netlink { operation: &'static str, source: io::Error },
     #[error("the kernel refused the sock_diag dump of {family}: {source}")]
-    Kernel {
-        family: &'static str,
-        source: io::Error,
-    },
+    Kernel { family: &'static str, source: io::Error },
     #[error("malformed sock_diag answer: {0}")]
     Malformed(String),
     #[error("cannot read {}: {source}", path.display())]
@@ -120,10 +114,7 @@ impl Observer {
         let raw = self.diag.tcp_listeners()?;
         let listeners = self.describe(raw, Lookup::Everything)?;
         // Forget processes that no longer hold a listener.
-        let pids: IntSet<u32> = listeners
-            .iter()
-            .filter_map(|listener| listener.pid)
-            .collect();
+        let pids: IntSet<u32> = listeners.iter().filter_map(|listener| listener.pid).collect();
         self.processes.retain(|pid, _| pids.contains(pid));
         self.pruned();
         Ok(listeners)
@@ -160,11 +151,7 @@ impl Observer {
         listener.project = None;
     }
 
-    fn describe(
-        &mut self,
-        mut raw: Vec<RawListener>,
-        lookup: Lookup,
-    ) -> Result<Vec<Listener>, ObserveError> {
+    fn describe(&mut self, mut raw: Vec<RawListener>, lookup: Lookup) -> Result<Vec<Listener>, ObserveError> {
         // By port, then IPv4 before IPv6 (as "tcp" sorts before "tcp6").
         raw.sort_unstable_by_key(|listener| (listener.port, listener.address));
         let inodes: Vec<u64> = raw.iter().map(|listener| listener.inode).collect();
@@ -203,10 +190,7 @@ impl Observer {
     /// The details of an owner's process, read from /proc unless known for
     /// this pid and start time.
     fn details(&mut self, owner: &SocketOwner) -> &ProcessDetails {
-        let known = self
-            .processes
-            .get(&owner.pid)
-            .is_some_and(|d| d.start_time == owner.start_time);
+        let known = self.processes.get(&owner.pid).is_some_and(|d| d.start_time == owner.start_time);
         if !known {
             let details = Self::read_details(owner);
             self.processes.insert(owner.pid, details);

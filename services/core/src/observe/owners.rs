@@ -56,11 +56,7 @@ impl OwnerCache {
     /// The owner of each of `inodes`, in order. Cached owners are confirmed as
     /// `lookup` says; the others are looked for in one pass over /proc. `None`
     /// for sockets no readable process holds.
-    pub fn resolve(
-        &mut self,
-        inodes: &[u64],
-        lookup: Lookup,
-    ) -> Result<Vec<Option<SocketOwner>>, ObserveError> {
+    pub fn resolve(&mut self, inodes: &[u64], lookup: Lookup) -> Result<Vec<Option<SocketOwner>>, ObserveError> {
         let mut start_times = IntMap::default();
         let mut missing = IntSet::default();
         let mut resolved: Vec<Option<SocketOwner>> = inodes
@@ -74,11 +70,7 @@ impl OwnerCache {
                 }
             })
             .collect();
-        let found = if missing.is_empty() {
-            IntMap::default()
-        } else {
-            scan_proc(&missing)?
-        };
+        let found = if missing.is_empty() { IntMap::default() } else { scan_proc(&missing)? };
         for (slot, inode) in resolved.iter_mut().zip(inodes) {
             if let Some(owner) = found.get(inode) {
                 *slot = Some(*owner);
@@ -88,8 +80,7 @@ impl OwnerCache {
         // did not find was looked for in every readable fd table.
         match lookup {
             Lookup::Everything => {
-                let unchanged =
-                    missing.is_empty() && self.owners.len() + self.unowned.len() == inodes.len();
+                let unchanged = missing.is_empty() && self.owners.len() + self.unowned.len() == inodes.len();
                 if !unchanged {
                     self.owners.clear();
                     self.unowned.clear();
@@ -138,20 +129,12 @@ impl OwnerCache {
 /// True when the cached owner still runs (same start time) and, for a
 /// [`Lookup::Few`], still has the socket on the same descriptor. Start times
 /// are read once per pid per call.
-fn confirm(
-    owner: &SocketOwner,
-    inode: u64,
-    lookup: Lookup,
-    start_times: &mut IntMap<u32, Option<u64>>,
-) -> bool {
-    let now = *start_times
-        .entry(owner.pid)
-        .or_insert_with(|| process::start_time(owner.pid));
+fn confirm(owner: &SocketOwner, inode: u64, lookup: Lookup, start_times: &mut IntMap<u32, Option<u64>>) -> bool {
+    let now = *start_times.entry(owner.pid).or_insert_with(|| process::start_time(owner.pid));
     now == Some(owner.start_time)
         && (lookup == Lookup::Everything
-            || fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.fd)).is_ok_and(|target| {
-                socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode)
-            }))
+            || fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.fd))
+                .is_ok_and(|target| socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode)))
 }
 
 /// One pass over /proc/*/fd looking for `wanted`; stops once all are found.
@@ -159,10 +142,7 @@ fn confirm(
 /// dev server started a moment ago, not a daemon from boot.
 /// Processes that vanish or refuse access (EACCES) mid-scan are skipped.
 fn scan_proc(wanted: &IntSet<u64>) -> Result<IntMap<u64, SocketOwner>, ObserveError> {
-    let proc_error = |source: io::Error| ObserveError::Proc {
-        path: "/proc".into(),
-        source,
-    };
+    let proc_error = |source: io::Error| ObserveError::Proc { path: "/proc".into(), source };
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").map_err(proc_error)? {
         let entry = entry.map_err(proc_error)?;
@@ -200,14 +180,7 @@ fn scan_process(pid: u32, wanted: &IntSet<u64>, found: &mut IntMap<u64, SocketOw
         let Some(start_time) = start_time else {
             return;
         };
-        found.insert(
-            inode,
-            SocketOwner {
-                pid,
-                start_time,
-                fd,
-            },
-        );
+        found.insert(inode, SocketOwner { pid, start_time, fd });
     }
 }
 
@@ -237,18 +210,11 @@ impl FdDir {
                     return None;
                 }
                 let name = CStr::from_ptr((*entry).d_name.as_ptr());
-                let Some(fd) = std::str::from_utf8(name.to_bytes())
-                    .ok()
-                    .and_then(|n| n.parse::<u32>().ok())
-                else {
+                let Some(fd) = std::str::from_utf8(name.to_bytes()).ok().and_then(|n| n.parse::<u32>().ok()) else {
                     continue;
                 };
-                let len = libc::readlinkat(
-                    libc::dirfd(self.0),
-                    name.as_ptr(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                );
+                let len =
+                    libc::readlinkat(libc::dirfd(self.0), name.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len());
                 (fd, len)
             };
             if len > 0 {
@@ -279,9 +245,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn inode_of(listener: &TcpListener) -> u64 {
-        fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
-            .unwrap()
-            .ino()
+        fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap().ino()
     }
 
     #[test]
@@ -317,11 +281,7 @@ mod tests {
         let real_start = process::start_time(me).unwrap();
         let mut cache = OwnerCache::new();
         // As if an earlier process with our pid had held this inode.
-        let stale = SocketOwner {
-            pid: me,
-            start_time: real_start + 1,
-            fd: listener.as_raw_fd() as u32,
-        };
+        let stale = SocketOwner { pid: me, start_time: real_start + 1, fd: listener.as_raw_fd() as u32 };
         cache.owners.insert(inode, stale);
         let owners = cache.resolve(&[inode], Lookup::Everything).unwrap();
         assert_eq!(owners[0].map(|o| o.start_time), Some(real_start));
@@ -335,11 +295,8 @@ mod tests {
         let me = std::process::id();
         let mut cache = OwnerCache::new();
         let null = fs::File::open("/dev/null").unwrap();
-        let wrong_fd = SocketOwner {
-            pid: me,
-            start_time: process::start_time(me).unwrap(),
-            fd: null.as_raw_fd() as u32,
-        };
+        let wrong_fd =
+            SocketOwner { pid: me, start_time: process::start_time(me).unwrap(), fd: null.as_raw_fd() as u32 };
         cache.owners.insert(inode, wrong_fd);
         let owners = cache.resolve(&[inode], Lookup::Few).unwrap();
         assert_eq!(owners[0].map(|o| o.fd), Some(listener.as_raw_fd() as u32));
@@ -361,9 +318,7 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap();
         let (kept_inode, closed_inode) = (inode_of(&kept), inode_of(&closed));
         let mut cache = OwnerCache::new();
-        cache
-            .resolve(&[kept_inode, closed_inode], Lookup::Everything)
-            .unwrap();
+        cache.resolve(&[kept_inode, closed_inode], Lookup::Everything).unwrap();
         assert_eq!(cache.len(), 2);
         drop(closed);
         let owners = cache.resolve(&[kept_inode], Lookup::Everything).unwrap();

@@ -43,10 +43,7 @@ pub fn project_root(cwd: &Path, home: Option<&Path>) -> Option<PathBuf> {
         if dir.join(".git").symlink_metadata().is_ok() {
             return Some(dir.to_path_buf());
         }
-        if PROJECT_MARKERS
-            .iter()
-            .any(|marker| dir.join(marker).exists())
-        {
+        if PROJECT_MARKERS.iter().any(|marker| dir.join(marker).exists()) {
             top_most_manifest = Some(dir);
         }
     }
@@ -71,9 +68,7 @@ mod tests {
 
     #[test]
     fn home_comes_from_the_process_environment() {
-        let expected = std::env::var_os("HOME")
-            .filter(|h| h.len() > 1)
-            .map(PathBuf::from);
+        let expected = std::env::var_os("HOME").filter(|h| h.len() > 1).map(PathBuf::from);
         assert_eq!(home_of(std::process::id()), expected);
     }
 
@@ -94,10 +89,7 @@ mod tests {
         let worktree = tmp.path().join("wt");
         fs::create_dir_all(worktree.join("src")).unwrap();
         fs::write(worktree.join(".git"), "gitdir: /elsewhere\n").unwrap();
-        assert_eq!(
-            project_root(&worktree.join("src"), Some(tmp.path())),
-            Some(worktree)
-        );
+        assert_eq!(project_root(&worktree.join("src"), Some(tmp.path())), Some(worktree));
     }
 
     #[test]

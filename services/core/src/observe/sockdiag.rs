@@ -104,13 +104,8 @@ pub fn tcp_listeners() -> Result<Vec<RawListener>, ObserveError> {
 impl SockDiag {
     pub fn open() -> Result<Self, ObserveError> {
         // SAFETY: socket() has no memory preconditions; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
+        let fd =
+            unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
         if fd < 0 {
             return Err(netlink_error("socket(AF_NETLINK, NETLINK_SOCK_DIAG)"));
         }
@@ -145,12 +140,7 @@ impl SockDiag {
         Ok(found)
     }
 
-    fn dump(
-        &mut self,
-        family: u8,
-        port: u16,
-        found: &mut Vec<RawListener>,
-    ) -> Result<(), ObserveError> {
+    fn dump(&mut self, family: u8, port: u16, found: &mut Vec<RawListener>) -> Result<(), ObserveError> {
         self.sequence = self.sequence.wrapping_add(1);
         self.send_request(family, port)?;
         loop {
@@ -185,10 +175,7 @@ impl SockDiag {
                 family,
                 protocol: libc::IPPROTO_TCP as u8,
                 states: TCPF_LISTEN,
-                id: InetDiagSockId {
-                    sport: port.to_be(),
-                    ..InetDiagSockId::default()
-                },
+                id: InetDiagSockId { sport: port.to_be(), ..InetDiagSockId::default() },
                 ..InetDiagReqV2::default()
             },
         };
@@ -215,23 +202,13 @@ impl SockDiag {
     fn receive(&mut self) -> Result<usize, ObserveError> {
         loop {
             // SAFETY: the buffer is valid for writes of its full length.
-            let got = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buffer.as_mut_ptr().cast(),
-                    self.buffer.len(),
-                    0,
-                )
-            };
+            let got = unsafe { libc::recv(self.fd.as_raw_fd(), self.buffer.as_mut_ptr().cast(), self.buffer.len(), 0) };
             if got >= 0 {
                 return Ok(got as usize);
             }
             let error = io::Error::last_os_error();
             if error.kind() != io::ErrorKind::Interrupted {
-                return Err(ObserveError::Netlink {
-                    operation: "recv",
-                    source: error,
-                });
+                return Err(ObserveError::Netlink { operation: "recv", source: error });
             }
         }
     }
@@ -247,21 +224,14 @@ enum Batch {
 
 /// Walks the netlink messages of one datagram, appending listeners. Messages of
 /// another sequence (left over from an interrupted earlier dump) are skipped.
-fn parse_batch(
-    mut bytes: &[u8],
-    sequence: u32,
-    found: &mut Vec<RawListener>,
-) -> Result<Batch, ObserveError> {
+fn parse_batch(mut bytes: &[u8], sequence: u32, found: &mut Vec<RawListener>) -> Result<Batch, ObserveError> {
     const HEADER: usize = size_of::<libc::nlmsghdr>();
     while bytes.len() >= HEADER {
         // SAFETY: at least HEADER bytes remain; read_unaligned has no alignment needs.
         let header: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
         let len = header.nlmsg_len as usize;
         if len < HEADER || len > bytes.len() {
-            return Err(ObserveError::Malformed(format!(
-                "message length {len} with {} bytes left",
-                bytes.len()
-            )));
+            return Err(ObserveError::Malformed(format!("message length {len} with {} bytes left", bytes.len())));
         }
         let payload = &bytes[HEADER..len];
         if header.nlmsg_seq == sequence {
@@ -273,11 +243,7 @@ fn parse_batch(
                         .get(..4)
                         .map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                         .ok_or_else(|| ObserveError::Malformed("short NLMSG_ERROR".into()))?;
-                    return Ok(if errno == 0 {
-                        Batch::Done
-                    } else {
-                        Batch::Failed(errno)
-                    });
+                    return Ok(if errno == 0 { Batch::Done } else { Batch::Failed(errno) });
                 }
                 t if t == i32::from(SOCK_DIAG_BY_FAMILY) => found.push(parse_socket(payload)?),
                 _ => {}
@@ -292,10 +258,7 @@ fn parse_batch(
 
 fn parse_socket(payload: &[u8]) -> Result<RawListener, ObserveError> {
     if payload.len() < size_of::<InetDiagMsg>() {
-        return Err(ObserveError::Malformed(format!(
-            "inet_diag_msg of {} bytes",
-            payload.len()
-        )));
+        return Err(ObserveError::Malformed(format!("inet_diag_msg of {} bytes", payload.len())));
     }
     // SAFETY: the length was checked; read_unaligned has no alignment needs.
     let msg: InetDiagMsg = unsafe { std::ptr::read_unaligned(payload.as_ptr().cast()) };
@@ -310,27 +273,15 @@ fn parse_socket(payload: &[u8]) -> Result<RawListener, ObserveError> {
         libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(octets)),
         other => return Err(ObserveError::Malformed(format!("address family {other}"))),
     };
-    Ok(RawListener {
-        address,
-        port: u16::from_be(msg.id.sport),
-        uid: msg.uid,
-        inode: u64::from(msg.inode),
-    })
+    Ok(RawListener { address, port: u16::from_be(msg.id.sport), uid: msg.uid, inode: u64::from(msg.inode) })
 }
 
 fn family_name(family: u8) -> &'static str {
-    if i32::from(family) == libc::AF_INET6 {
-        "AF_INET6"
-    } else {
-        "AF_INET"
-    }
+    if i32::from(family) == libc::AF_INET6 { "AF_INET6" } else { "AF_INET" }
 }
 
 fn netlink_error(operation: &'static str) -> ObserveError {
-    ObserveError::Netlink {
-        operation,
-        source: io::Error::last_os_error(),
-    }
+    ObserveError::Netlink { operation, source: io::Error::last_os_error() }
 }
 
 #[cfg(test)]
@@ -360,11 +311,7 @@ mod tests {
             state: 10,
             timer: 0,
             retrans: 0,
-            id: InetDiagSockId {
-                sport: port.to_be(),
-                src,
-                ..InetDiagSockId::default()
-            },
+            id: InetDiagSockId { sport: port.to_be(), src, ..InetDiagSockId::default() },
             expires: 0,
             rqueue: 0,
             wqueue: 0,
@@ -372,13 +319,8 @@ mod tests {
             inode,
         };
         // SAFETY: InetDiagMsg is plain data without padding.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&msg as *const InetDiagMsg).cast::<u8>(),
-                size_of::<InetDiagMsg>(),
-            )
-        }
-        .to_vec()
+        unsafe { std::slice::from_raw_parts((&msg as *const InetDiagMsg).cast::<u8>(), size_of::<InetDiagMsg>()) }
+            .to_vec()
     }
 
     #[test]
@@ -386,34 +328,16 @@ mod tests {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&[127, 0, 0, 1]);
         let v6 = Ipv6Addr::LOCALHOST.octets();
-        let mut bytes = message(
-            SOCK_DIAG_BY_FAMILY,
-            7,
-            &socket_payload(libc::AF_INET as u8, v4, 8080, 1000, 42),
-        );
-        bytes.extend(message(
-            SOCK_DIAG_BY_FAMILY,
-            7,
-            &socket_payload(libc::AF_INET6 as u8, v6, 443, 0, 43),
-        ));
+        let mut bytes = message(SOCK_DIAG_BY_FAMILY, 7, &socket_payload(libc::AF_INET as u8, v4, 8080, 1000, 42));
+        bytes.extend(message(SOCK_DIAG_BY_FAMILY, 7, &socket_payload(libc::AF_INET6 as u8, v6, 443, 0, 43)));
         bytes.extend(message(libc::NLMSG_DONE as u16, 7, &[0; 4]));
         let mut found = Vec::new();
         assert_eq!(parse_batch(&bytes, 7, &mut found).unwrap(), Batch::Done);
         assert_eq!(
             found,
             vec![
-                RawListener {
-                    address: "127.0.0.1".parse().unwrap(),
-                    port: 8080,
-                    uid: 1000,
-                    inode: 42
-                },
-                RawListener {
-                    address: "::1".parse().unwrap(),
-                    port: 443,
-                    uid: 0,
-                    inode: 43
-                },
+                RawListener { address: "127.0.0.1".parse().unwrap(), port: 8080, uid: 1000, inode: 42 },
+                RawListener { address: "::1".parse().unwrap(), port: 443, uid: 0, inode: 43 },
             ]
         );
         assert_eq!(found[0].protocol(), "tcp");
@@ -433,21 +357,12 @@ mod tests {
     #[test]
     fn kernel_errors_and_truncated_messages_are_reported() {
         let error = message(libc::NLMSG_ERROR as u16, 1, &(-libc::EPERM).to_ne_bytes());
-        assert_eq!(
-            parse_batch(&error, 1, &mut Vec::new()).unwrap(),
-            Batch::Failed(libc::EPERM)
-        );
+        assert_eq!(parse_batch(&error, 1, &mut Vec::new()).unwrap(), Batch::Failed(libc::EPERM));
 
         let mut truncated = message(SOCK_DIAG_BY_FAMILY, 1, &[0; 8]);
         truncated.truncate(20);
-        assert!(matches!(
-            parse_batch(&truncated, 1, &mut Vec::new()),
-            Err(ObserveError::Malformed(_))
-        ));
+        assert!(matches!(parse_batch(&truncated, 1, &mut Vec::new()), Err(ObserveError::Malformed(_))));
         let short_socket = message(SOCK_DIAG_BY_FAMILY, 1, &[0; 8]);
-        assert!(matches!(
-            parse_batch(&short_socket, 1, &mut Vec::new()),
-            Err(ObserveError::Malformed(_))
-        ));
+        assert!(matches!(parse_batch(&short_socket, 1, &mut Vec::new()), Err(ObserveError::Malformed(_))));
     }
 }

@@ -9,11 +9,7 @@ use crate::tools::{self, Tool};
 
 /// One start per TCP port `docker run` publishes (`-p`, `--publish`,
 /// `-pH:C`, `--publish=H:C`). `args` start at `run`.
-pub(super) fn run_starts(
-    tool: &'static Tool,
-    args: &[Word],
-    span: Range<usize>,
-) -> Vec<ServerStart> {
+pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>) -> Vec<ServerStart> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let end = tools::docker_run_image(&texts).unwrap_or(args.len());
     let image = texts.get(end).copied();
@@ -30,20 +26,14 @@ pub(super) fn run_starts(
         if let Some((word, offset)) = value
             && let Some(p) = parse_publish(&word.text[offset..])
         {
-            let service_type =
-                tools::container_service_type(image, p.container).unwrap_or(tool.service_type);
+            let service_type = tools::container_service_type(image, p.container).unwrap_or(tool.service_type);
             let plan = match (&p.host, word.src) {
                 (Host::Port(_, range), 0) => word
                     .source_range(offset + range.start..offset + range.end)
                     .map_or(Plan::None, |r| Plan::Edit(vec![Edit::port_at(r)])),
                 (Host::Random, 0) if !word.text[offset..].contains(':') => {
                     word.source_range(offset..offset).map_or(Plan::None, |r| {
-                        Plan::Edit(vec![Edit::insert(
-                            r.start,
-                            String::new(),
-                            true,
-                            ":".to_string(),
-                        )])
+                        Plan::Edit(vec![Edit::insert(r.start, String::new(), true, ":".to_string())])
                     })
                 }
                 _ => Plan::None,
@@ -52,20 +42,9 @@ pub(super) fn run_starts(
                 Host::Port(port, _) => (Some(port), PortSource::Flag),
                 Host::Random | Host::Range => (None, PortSource::Unknown),
             };
-            starts.push(ServerStart {
-                tool,
-                service_type,
-                port,
-                port_source,
-                span: span.clone(),
-                plan,
-            });
+            starts.push(ServerStart { tool, service_type, port, port_source, span: span.clone(), plan });
         }
-        j += if matches!(t, "-p" | "--publish") || tools::docker_run_takes_value(t) {
-            2
-        } else {
-            1
-        };
+        j += if matches!(t, "-p" | "--publish") || tools::docker_run_takes_value(t) { 2 } else { 1 };
     }
     starts
 }
@@ -94,10 +73,7 @@ fn parse_publish(value: &str) -> Option<Publish> {
         return None;
     }
     let Some(colon) = spec.rfind(':') else {
-        return Some(Publish {
-            host: Host::Random,
-            container: digits(spec),
-        });
+        return Some(Publish { host: Host::Random, container: digits(spec) });
     };
     let container = digits(&spec[colon + 1..]);
     let rest = &spec[..colon];
@@ -138,25 +114,15 @@ pub(super) fn compose_starts(
     while j < sub {
         match texts[j] {
             "-f" | "--file" => files.extend(texts.get(j + 1).map(PathBuf::from)),
-            "--project-directory" => {
-                project_dir = texts.get(j + 1).zip(cwd).map(|(d, c)| c.join(d))
-            }
+            "--project-directory" => project_dir = texts.get(j + 1).zip(cwd).map(|(d, c)| c.join(d)),
             t if t.starts_with("--file=") => files.push(PathBuf::from(&t["--file=".len()..])),
             _ => {}
         }
         j += 1;
     }
     // Services named after `up`: positionals, skipping option values.
-    const VALUE: &[&str] = &[
-        "--scale",
-        "-t",
-        "--timeout",
-        "--exit-code-from",
-        "--attach",
-        "--no-attach",
-        "--pull",
-        "--wait-timeout",
-    ];
+    const VALUE: &[&str] =
+        &["--scale", "-t", "--timeout", "--exit-code-from", "--attach", "--no-attach", "--pull", "--wait-timeout"];
     let mut services = Vec::new();
     let mut k = sub + 1;
     while let Some(t) = texts.get(k) {
@@ -200,15 +166,8 @@ pub(super) fn compose_starts(
 
 /// Compose looks in the working directory, then its parents.
 fn default_compose_file(dir: &Path) -> Option<PathBuf> {
-    const NAMES: &[&str] = &[
-        "compose.yaml",
-        "compose.yml",
-        "docker-compose.yaml",
-        "docker-compose.yml",
-    ];
-    dir.ancestors()
-        .flat_map(|d| NAMES.iter().map(move |n| d.join(n)))
-        .find(|p| p.is_file())
+    const NAMES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+    dir.ancestors().flat_map(|d| NAMES.iter().map(move |n| d.join(n))).find(|p| p.is_file())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -232,8 +191,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
     let mut ports_indent: Option<usize> = None;
     let mut long: Option<(Option<String>, Option<u16>, bool)> = None; // published, target, udp
 
-    let flush_long = |long: &mut Option<(Option<String>, Option<u16>, bool)>,
-                      pending: &mut Vec<Publish>| {
+    let flush_long = |long: &mut Option<(Option<String>, Option<u16>, bool)>, pending: &mut Vec<Publish>| {
         if let Some((published, target, udp)) = long.take()
             && !udp
         {
@@ -243,10 +201,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
                 Some(p) => digits(&p).map_or(Host::Random, |port| Host::Port(port, 0..0)),
                 None => Host::Random,
             };
-            pending.push(Publish {
-                host,
-                container: target,
-            });
+            pending.push(Publish { host, container: target });
         }
     };
     let finish_service = |service: &mut Option<String>,
@@ -255,11 +210,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
                           out: &mut Vec<ComposePort>| {
         if let Some(name) = service.take() {
             for publish in pending.drain(..) {
-                out.push(ComposePort {
-                    service: name.clone(),
-                    image: image.clone(),
-                    publish,
-                });
+                out.push(ComposePort { service: name.clone(), image: image.clone(), publish });
             }
         }
         *image = None;
@@ -295,9 +246,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
         }
         let ci = *child_indent.get_or_insert(indent);
         if let Some(pi) = ports_indent {
-            let item = content
-                .strip_prefix("- ")
-                .or_else(|| (content == "-").then_some(""));
+            let item = content.strip_prefix("- ").or_else(|| (content == "-").then_some(""));
             if indent > pi || (indent == pi && item.is_some()) {
                 match item {
                     Some(item) if is_mapping(item) => {
@@ -307,11 +256,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
                     }
                     Some(item) => {
                         flush_long(&mut long, &mut pending);
-                        pending.extend(
-                            interpolate(unquote(item))
-                                .as_deref()
-                                .and_then(parse_publish),
-                        );
+                        pending.extend(interpolate(unquote(item)).as_deref().and_then(parse_publish));
                     }
                     None => long_key(content, &mut long),
                 }
@@ -325,11 +270,7 @@ fn compose_ports(text: &str) -> Vec<ComposePort> {
         }
         if content == "ports:" {
             ports_indent = Some(indent);
-        } else if let Some(list) = content
-            .strip_prefix("ports:")
-            .map(str::trim)
-            .and_then(|l| l.strip_prefix('['))
-        {
+        } else if let Some(list) = content.strip_prefix("ports:").map(str::trim).and_then(|l| l.strip_prefix('[')) {
             let list = list.trim_end_matches(']');
             pending.extend(
                 list.split(',')
@@ -458,11 +399,7 @@ volumes:
             vec![
                 ("web".to_string(), None, Some(3000)),
                 ("web".to_string(), None, Some(9229)),
-                (
-                    "db".to_string(),
-                    Some("postgres:16".to_string()),
-                    Some(5433)
-                ),
+                ("db".to_string(), Some("postgres:16".to_string()), Some(5433)),
                 ("cache".to_string(), Some("redis:7".to_string()), Some(6380)),
             ]
         );

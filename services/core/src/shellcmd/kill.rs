@@ -48,38 +48,18 @@ fn scan(src: &str, commands: &[Command], target: &mut KillTarget) -> bool {
             }
             "killall" => {
                 found = true;
-                let value_opts = [
-                    "-s",
-                    "--signal",
-                    "-u",
-                    "--user",
-                    "-y",
-                    "--younger-than",
-                    "-o",
-                    "--older-than",
-                    "-Z",
-                    "--context",
-                ];
-                target.names.extend(
-                    positionals(args, &value_opts)
-                        .into_iter()
-                        .map(|w| w.text.clone()),
-                );
+                let value_opts =
+                    ["-s", "--signal", "-u", "--user", "-y", "--younger-than", "-o", "--older-than", "-Z", "--context"];
+                target.names.extend(positionals(args, &value_opts).into_iter().map(|w| w.text.clone()));
             }
-            "fuser"
-                if args
-                    .iter()
-                    .any(|a| is_short_flag(&a.text, 'k') || a.text == "--kill") =>
-            {
+            "fuser" if args.iter().any(|a| is_short_flag(&a.text, 'k') || a.text == "--kill") => {
                 found = true;
                 fuser_ports(args, target);
             }
             "kill-port" => {
                 found = true;
                 for w in args {
-                    target
-                        .ports
-                        .extend(w.text.split(',').filter_map(|p| p.parse::<u16>().ok()));
+                    target.ports.extend(w.text.split(',').filter_map(|p| p.parse::<u16>().ok()));
                 }
             }
             "xargs" if xargs_kills(args) => {
@@ -147,8 +127,24 @@ fn kill(src: &str, args: &[Word], target: &mut KillTarget) -> bool {
 /// Options of pkill and pgrep (procps) that take a value, so the pattern is
 /// the first word that is none of them nor their value.
 const PROCPS_VALUE_OPTIONS: &[&str] = &[
-    "-u", "-U", "-g", "-G", "-P", "-s", "-t", "-d", "-F", "--signal", "--delimiter", "--pidfile", "--euid",
-    "--uid", "--group", "--parent", "--session", "--terminal",
+    "-u",
+    "-U",
+    "-g",
+    "-G",
+    "-P",
+    "-s",
+    "-t",
+    "-d",
+    "-F",
+    "--signal",
+    "--delimiter",
+    "--pidfile",
+    "--euid",
+    "--uid",
+    "--group",
+    "--parent",
+    "--session",
+    "--terminal",
 ];
 
 /// The process-name pattern of a pkill or pgrep command.
@@ -164,15 +160,9 @@ fn produce(c: &Command, target: &mut KillTarget) {
         "lsof" => lsof_ports(args, target),
         "fuser" => fuser_ports(args, target),
         "pgrep" => procps_pattern(args, target),
-        "pidof" => target.names.extend(
-            positionals(args, &["-o"])
-                .into_iter()
-                .map(|w| w.text.clone()),
-        ),
+        "pidof" => target.names.extend(positionals(args, &["-o"]).into_iter().map(|w| w.text.clone())),
         "grep" | "egrep" | "rg" if !args.iter().any(|a| is_short_flag(&a.text, 'v')) => {
-            let pattern = positionals(args, &["-e", "-f", "-m", "-A", "-B", "-C"])
-                .into_iter()
-                .next();
+            let pattern = positionals(args, &["-e", "-f", "-m", "-A", "-B", "-C"]).into_iter().next();
             target.names.extend(pattern.map(|w| unbracket(&w.text)));
         }
         _ => {}
@@ -189,22 +179,8 @@ fn unbracket(pattern: &str) -> String {
 
 /// `xargs [opts] kill …`.
 fn xargs_kills(args: &[Word]) -> bool {
-    let value_opts = [
-        "-n",
-        "-I",
-        "-P",
-        "-L",
-        "-d",
-        "-E",
-        "-s",
-        "-a",
-        "--max-args",
-        "--max-procs",
-        "--delimiter",
-    ];
-    positionals(args, &value_opts)
-        .first()
-        .is_some_and(|w| matches!(w.text.rsplit('/').next(), Some("kill" | "pkill")))
+    let value_opts = ["-n", "-I", "-P", "-L", "-d", "-E", "-s", "-a", "--max-args", "--max-procs", "--delimiter"];
+    positionals(args, &value_opts).first().is_some_and(|w| matches!(w.text.rsplit('/').next(), Some("kill" | "pkill")))
 }
 
 fn is_short_flag(arg: &str, flag: char) -> bool {
@@ -258,18 +234,14 @@ fn lsof_ports(args: &[Word], target: &mut KillTarget) {
             rest => rest,
         };
         if let Some((_, ports)) = spec.rsplit_once(':') {
-            target
-                .ports
-                .extend(ports.split(',').filter_map(|p| p.parse::<u16>().ok()));
+            target.ports.extend(ports.split(',').filter_map(|p| p.parse::<u16>().ok()));
         }
     }
 }
 
 /// `fuser -k 3000/tcp`, `fuser -k -n tcp 3000`.
 fn fuser_ports(args: &[Word], target: &mut KillTarget) {
-    let tcp_namespace = args
-        .windows(2)
-        .any(|p| p[0].text == "-n" && p[1].text == "tcp");
+    let tcp_namespace = args.windows(2).any(|p| p[0].text == "-n" && p[1].text == "tcp");
     for w in positionals(args, &["-n", "--namespace", "-s", "--signal"]) {
         let t = w.text.as_str();
         let port: Option<u16> = match t.split_once('/') {

@@ -89,11 +89,7 @@ pub(crate) fn remap(commands: Vec<Command>, outer: &Word) -> Vec<Command> {
                 .map(|w| Word {
                     map: w.map.iter().map(|&k| at(k)).collect(),
                     raw: at(w.raw.start)..at(w.raw.end),
-                    substitutions: w
-                        .substitutions
-                        .iter()
-                        .map(|r| at(r.start)..at(r.end))
-                        .collect(),
+                    substitutions: w.substitutions.iter().map(|r| at(r.start)..at(r.end)).collect(),
                     src: outer.src,
                     ..w
                 })
@@ -105,9 +101,7 @@ pub(crate) fn remap(commands: Vec<Command>, outer: &Word) -> Vec<Command> {
 }
 
 /// Words that open or close compound commands; they are not programs.
-const RESERVED_PREFIX: &[&str] = &[
-    "if", "then", "else", "elif", "do", "while", "until", "!", "{",
-];
+const RESERVED_PREFIX: &[&str] = &["if", "then", "else", "elif", "do", "while", "until", "!", "{"];
 const RESERVED_ALONE: &[&str] = &["fi", "done", "esac", "}"];
 /// Compound commands whose words are not a program and its arguments.
 const RESERVED_SKIP: &[&str] = &["for", "case", "select", "function", "[[", "[", "test"];
@@ -138,15 +132,11 @@ impl Lexer<'_> {
     fn finish(&mut self, next: Connector) {
         let mut words = std::mem::take(&mut self.words);
         let span = self.span.take();
-        while words
-            .first()
-            .is_some_and(|w| RESERVED_PREFIX.contains(&w.text.as_str()) && !w.dynamic)
-        {
+        while words.first().is_some_and(|w| RESERVED_PREFIX.contains(&w.text.as_str()) && !w.dynamic) {
             words.remove(0);
         }
         let skip = words.first().is_some_and(|w| {
-            RESERVED_SKIP.contains(&w.text.as_str())
-                || (words.len() == 1 && RESERVED_ALONE.contains(&w.text.as_str()))
+            RESERVED_SKIP.contains(&w.text.as_str()) || (words.len() == 1 && RESERVED_ALONE.contains(&w.text.as_str()))
         });
         if let Some(span) = span
             && !words.is_empty()
@@ -229,14 +219,9 @@ impl Lexer<'_> {
             self.pos += 1;
         }
         let op_start = self.pos;
-        while self.pos < self.b.len()
-            && matches!(self.b[self.pos], b'<' | b'>' | b'&' | b'|' | b'-')
-        {
+        while self.pos < self.b.len() && matches!(self.b[self.pos], b'<' | b'>' | b'&' | b'|' | b'-') {
             // `>&-` closes a descriptor; `<<-` strips tabs; `>|` clobbers.
-            if self.b[self.pos] == b'-'
-                && self.pos > op_start
-                && !matches!(self.b[self.pos - 1], b'<' | b'&')
-            {
+            if self.b[self.pos] == b'-' && self.pos > op_start && !matches!(self.b[self.pos - 1], b'<' | b'&') {
                 break;
             }
             self.pos += 1;
@@ -249,9 +234,7 @@ impl Lexer<'_> {
         while matches!(self.peek(0), Some(b' ' | b'\t')) {
             self.pos += 1;
         }
-        if self.pos >= self.b.len()
-            || matches!(self.b[self.pos], b'\n' | b';' | b'&' | b'|' | b'(' | b')')
-        {
+        if self.pos >= self.b.len() || matches!(self.b[self.pos], b'\n' | b';' | b'&' | b'|' | b'(' | b')') {
             return;
         }
         let target = self.read_word();
@@ -264,15 +247,9 @@ impl Lexer<'_> {
     fn skip_heredocs(&mut self) {
         for (delimiter, strip_tabs) in std::mem::take(&mut self.heredocs) {
             while self.pos < self.b.len() {
-                let end = self.src[self.pos..]
-                    .find('\n')
-                    .map_or(self.b.len(), |e| self.pos + e);
+                let end = self.src[self.pos..].find('\n').map_or(self.b.len(), |e| self.pos + e);
                 let line = &self.src[self.pos..end];
-                let line = if strip_tabs {
-                    line.trim_start_matches('\t')
-                } else {
-                    line
-                };
+                let line = if strip_tabs { line.trim_start_matches('\t') } else { line };
                 self.pos = (end + 1).min(self.b.len());
                 if line == delimiter {
                     break;
@@ -403,11 +380,7 @@ impl Lexer<'_> {
                 let end = self.balanced(self.pos + 1);
                 if self.peek(2) != Some(b'(') {
                     // Unbalanced `$(…` runs to the end of the text.
-                    let inner_end = if self.b[end - 1] == b')' {
-                        end - 1
-                    } else {
-                        end
-                    };
+                    let inner_end = if self.b[end - 1] == b')' { end - 1 } else { end };
                     w.substitutions.push(start + 2..inner_end.max(start + 2));
                 }
                 end
@@ -430,9 +403,7 @@ impl Lexer<'_> {
                 if c.is_ascii_digit() {
                     k += 1;
                 } else {
-                    while k < self.b.len()
-                        && (self.b[k].is_ascii_alphanumeric() || self.b[k] == b'_')
-                    {
+                    while k < self.b.len() && (self.b[k].is_ascii_alphanumeric() || self.b[k] == b'_') {
                         k += 1;
                     }
                 }
@@ -510,9 +481,7 @@ impl WordBuilder {
     /// Push the character at `at` in `src`; answers its length in bytes.
     fn push_char(&mut self, src: &str, at: usize) -> usize {
         let len = char_len(src.as_bytes()[at]).min(src.len() - at);
-        let end = (at + len..=src.len())
-            .find(|&e| src.is_char_boundary(e))
-            .unwrap_or(src.len());
+        let end = (at + len..=src.len()).find(|&e| src.is_char_boundary(e)).unwrap_or(src.len());
         self.text.push_str(&src[at..end]);
         self.map.extend(at..end);
         self.quote_end = None;
@@ -545,14 +514,7 @@ impl WordBuilder {
             (None, None) => raw.end,
         };
         self.map.push(end);
-        Word {
-            text: self.text,
-            map: self.map,
-            raw,
-            dynamic: self.dynamic,
-            substitutions: self.substitutions,
-            src: 0,
-        }
+        Word { text: self.text, map: self.map, raw, dynamic: self.dynamic, substitutions: self.substitutions, src: 0 }
     }
 }
 
@@ -561,10 +523,7 @@ mod tests {
     use super::*;
 
     fn texts(src: &str) -> Vec<Vec<String>> {
-        parse(src)
-            .into_iter()
-            .map(|c| c.words.into_iter().map(|w| w.text).collect())
-            .collect()
+        parse(src).into_iter().map(|c| c.words.into_iter().map(|w| w.text).collect()).collect()
     }
 
     #[test]
@@ -579,23 +538,11 @@ mod tests {
             ]
         );
         assert_eq!(texts("vite > log 2>&1 &"), vec![vec!["vite"]]);
-        assert_eq!(
-            texts("(cd web && vite) &"),
-            vec![vec!["cd", "web"], vec!["vite"]]
-        );
-        assert_eq!(
-            texts("if true; then vite; fi"),
-            vec![vec!["true"], vec!["vite"]]
-        );
-        assert_eq!(
-            texts("cat <<EOF\nvite --port 1\nEOF\nls"),
-            vec![vec!["cat"], vec!["ls"]]
-        );
+        assert_eq!(texts("(cd web && vite) &"), vec![vec!["cd", "web"], vec!["vite"]]);
+        assert_eq!(texts("if true; then vite; fi"), vec![vec!["true"], vec!["vite"]]);
+        assert_eq!(texts("cat <<EOF\nvite --port 1\nEOF\nls"), vec![vec!["cat"], vec!["ls"]]);
         assert_eq!(texts("echo $'a\\tb' # vite"), vec![vec!["echo", "a\tb"]]);
-        assert_eq!(
-            texts("for p in 1 2; do kill $p; done"),
-            vec![vec!["kill", "$p"]]
-        );
+        assert_eq!(texts("for p in 1 2; do kill $p; done"), vec![vec!["kill", "$p"]]);
     }
 
     #[test]

@@ -18,16 +18,12 @@ impl Manifest {
 
     /// Scripts an npm-run-all pattern names: `dev:*` is one level below
     /// `dev:`, `dev:**` any depth, anything else exactly one script.
-    pub fn matching<'a>(
-        &'a self,
-        pattern: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.scripts.iter().filter_map(move |(name, body)| {
             let hit = if let Some(prefix) = pattern.strip_suffix("**") {
                 name.starts_with(prefix)
             } else if let Some(prefix) = pattern.strip_suffix('*') {
-                name.strip_prefix(prefix)
-                    .is_some_and(|rest| !rest.contains(':'))
+                name.strip_prefix(prefix).is_some_and(|rest| !rest.contains(':'))
             } else {
                 name == pattern
             };
@@ -45,19 +41,12 @@ pub(super) fn find(dir: &Path, manager: Manager) -> Option<Manifest> {
         Manager::Deno => &["deno.json", "deno.jsonc"],
         _ => &["package.json"],
     };
-    let key = if manager == Manager::Deno {
-        "tasks"
-    } else {
-        "scripts"
-    };
+    let key = if manager == Manager::Deno { "tasks" } else { "scripts" };
     for d in dir.ancestors() {
         for name in names {
             let path = d.join(name);
             if let Ok(text) = std::fs::read_to_string(&path) {
-                return Some(Manifest {
-                    dir: d.to_path_buf(),
-                    scripts: parse_scripts(&text, key)?,
-                });
+                return Some(Manifest { dir: d.to_path_buf(), scripts: parse_scripts(&text, key)? });
             }
         }
         if d.join(".git").exists() {
@@ -75,9 +64,7 @@ fn parse_scripts(text: &str, key: &str) -> Option<BTreeMap<String, String>> {
         scripts
             .iter()
             .filter_map(|(name, body)| {
-                let body = body
-                    .as_str()
-                    .or_else(|| body.get("command").and_then(|c| c.as_str()))?;
+                let body = body.as_str().or_else(|| body.get("command").and_then(|c| c.as_str()))?;
                 Some((name.clone(), body.to_string()))
             })
             .collect(),
@@ -94,15 +81,8 @@ mod tests {
         let app = root.path().join("repo/apps/web");
         std::fs::create_dir_all(&app).unwrap();
         std::fs::create_dir_all(root.path().join("repo/.git")).unwrap();
-        std::fs::write(
-            root.path().join("package.json"),
-            r#"{"scripts":{"dev":"outside"}}"#,
-        )
-        .unwrap();
-        assert!(
-            find(&app, Manager::Npm).is_none(),
-            "must not look above the repository root"
-        );
+        std::fs::write(root.path().join("package.json"), r#"{"scripts":{"dev":"outside"}}"#).unwrap();
+        assert!(find(&app, Manager::Npm).is_none(), "must not look above the repository root");
         std::fs::write(
             root.path().join("repo/package.json"),
             r#"{"scripts":{"dev:web":"vite","dev:api":"uvicorn a:b","dev:api:x":"y"}}"#,

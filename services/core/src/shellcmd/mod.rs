@@ -74,12 +74,7 @@ enum Plan {
     /// directly through the package runner (`npx vite --port 5174`, the
     /// runner being one of the edits) in place of `replace` (`npm run
     /// dev`), followed by the extra arguments.
-    Body {
-        body: String,
-        edits: Vec<Edit>,
-        replace: Range<usize>,
-        extra: String,
-    },
+    Body { body: String, edits: Vec<Edit>, replace: Range<usize>, extra: String },
     /// The port is only in a configuration file, or out of reach.
     None,
 }
@@ -95,21 +90,11 @@ struct Edit {
 
 impl Edit {
     fn insert(at: usize, before: String, port: bool, after: String) -> Edit {
-        Edit {
-            range: at..at,
-            before,
-            port,
-            after,
-        }
+        Edit { range: at..at, before, port, after }
     }
 
     fn port_at(range: Range<usize>) -> Edit {
-        Edit {
-            range,
-            before: String::new(),
-            port: true,
-            after: String::new(),
-        }
+        Edit { range, before: String::new(), port: true, after: String::new() }
     }
 }
 
@@ -137,11 +122,7 @@ fn apply(text: &str, edits: &[Edit], port: u16) -> Option<String> {
 
 /// Recognise every server start in `command`, run from `cwd`.
 pub fn recognise(command: &str, cwd: &Path) -> Vec<ServerStart> {
-    let mut walker = Walker {
-        command,
-        bodies: Vec::new(),
-        starts: Vec::new(),
-    };
+    let mut walker = Walker { command, bodies: Vec::new(), starts: Vec::new() };
     let mut ctx = Ctx {
         cwd: Some(cwd.to_path_buf()),
         shell_cwd: Some(cwd.to_path_buf()),
@@ -164,12 +145,7 @@ pub fn recognise(command: &str, cwd: &Path) -> Vec<ServerStart> {
 pub fn rewrite_port(command: &str, start: &ServerStart, new_port: u16) -> Option<String> {
     match &start.plan {
         Plan::Edit(edits) => apply(command, edits, new_port),
-        Plan::Body {
-            body,
-            edits,
-            replace,
-            extra,
-        } => {
+        Plan::Body { body, edits, replace, extra } => {
             let text = format!("{}{extra}", apply(body, edits, new_port)?);
             let mut out = command.to_string();
             out.get(replace.clone())?;
@@ -291,9 +267,7 @@ impl Walker<'_> {
         let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         let resolved = tools::resolve(&texts);
         let mut env = ctx.env.clone();
-        env.extend(resolved.env_words.iter().map(|&i| Assign {
-            word: words[i].clone(),
-        }));
+        env.extend(resolved.env_words.iter().map(|&i| Assign { word: words[i].clone() }));
         match resolved.launch {
             Launch::Tool { tool, args, .. } if tool.port == PortSyntax::Publish => {
                 let cmd_span = self.report_span(span, ctx);
@@ -304,23 +278,14 @@ impl Walker<'_> {
                 };
                 self.starts.extend(starts);
             }
-            Launch::Tool {
-                tool,
-                program,
-                args,
-            } => self.tool_start(tool, words, span, program, args, &env, ctx),
+            Launch::Tool { tool, program, args } => self.tool_start(tool, words, span, program, args, &env, ctx),
             Launch::Script(call) => self.script(words, span, &call, env, ctx),
             Launch::Shell { string } => {
                 let inner = &words[string];
                 let commands = lex::remap(lex::parse(&inner.text), inner);
                 // Arguments appended to a script reach `bash`, not the
                 // commands of its script.
-                let mut inner_ctx = Ctx {
-                    env,
-                    append: false,
-                    top: false,
-                    ..ctx.clone()
-                };
+                let mut inner_ctx = Ctx { env, append: false, top: false, ..ctx.clone() };
                 self.list(commands, &mut inner_ctx);
             }
             Launch::Program { at } => self.builtin(words, at, env, ctx),
@@ -344,11 +309,9 @@ impl Walker<'_> {
                     ctx.shell_cwd = ctx.cwd.clone();
                 }
             }
-            "export" => ctx.env.extend(
-                args.iter()
-                    .filter(|w| tools::is_assignment(&w.text))
-                    .map(|w| Assign { word: w.clone() }),
-            ),
+            "export" => ctx
+                .env
+                .extend(args.iter().filter(|w| tools::is_assignment(&w.text)).map(|w| Assign { word: w.clone() })),
             "concurrently" => {
                 // Each positional argument is a command line of its own.
                 let value_opts = [
@@ -370,19 +333,10 @@ impl Walker<'_> {
                     "--default-input-target",
                 ];
                 let mut j = 0;
-                let mut inner_ctx = Ctx {
-                    env,
-                    append: false,
-                    top: false,
-                    ..ctx.clone()
-                };
+                let mut inner_ctx = Ctx { env, append: false, top: false, ..ctx.clone() };
                 while let Some(w) = args.get(j) {
                     if w.text.starts_with('-') {
-                        j += if value_opts.contains(&w.text.as_str()) {
-                            2
-                        } else {
-                            1
-                        };
+                        j += if value_opts.contains(&w.text.as_str()) { 2 } else { 1 };
                         continue;
                     }
                     let commands = lex::remap(lex::parse(&w.text), w);
@@ -391,20 +345,12 @@ impl Walker<'_> {
                 }
             }
             "run-p" | "run-s" | "npm-run-all" | "npm-run-all2" => {
-                let patterns: Vec<&str> = args
-                    .iter()
-                    .map(|w| w.text.as_str())
-                    .filter(|t| !t.starts_with('-'))
-                    .collect();
-                let Some(manifest) = ctx
-                    .cwd
-                    .as_deref()
-                    .and_then(|d| manifest::find(d, Manager::Npm))
-                else {
+                let patterns: Vec<&str> =
+                    args.iter().map(|w| w.text.as_str()).filter(|t| !t.starts_with('-')).collect();
+                let Some(manifest) = ctx.cwd.as_deref().and_then(|d| manifest::find(d, Manager::Npm)) else {
                     return;
                 };
-                let span =
-                    self.report_span(&(words[0].raw.start..words[words.len() - 1].raw.end), ctx);
+                let span = self.report_span(&(words[0].raw.start..words[words.len() - 1].raw.end), ctx);
                 for pattern in patterns {
                     for (_, body) in manifest.matching(pattern) {
                         let mut inner_ctx = Ctx {
@@ -441,14 +387,7 @@ impl Walker<'_> {
     }
 
     /// A package-manager script run: read the script and walk it.
-    fn script(
-        &mut self,
-        words: &[Word],
-        span: &Range<usize>,
-        run: &ScriptCall,
-        env: Vec<Assign>,
-        ctx: &mut Ctx,
-    ) {
+    fn script(&mut self, words: &[Word], span: &Range<usize>, run: &ScriptCall, env: Vec<Assign>, ctx: &mut Ctx) {
         if ctx.depth >= MAX_SCRIPT_DEPTH {
             return;
         }
@@ -501,9 +440,7 @@ impl Walker<'_> {
                     substitute,
                 }))
             }
-            Via::Script(outer) => Via::Nested {
-                span: outer.span.clone(),
-            },
+            Via::Script(outer) => Via::Nested { span: outer.span.clone() },
             Via::Nested { span } => Via::Nested { span: span.clone() },
         };
         let mut inner_ctx = Ctx {
@@ -521,27 +458,15 @@ impl Walker<'_> {
     /// `pnpm vite`, `yarn next dev`, `bun vite`: a binary of
     /// node_modules/.bin when there is no such script. npm has no such
     /// fallback.
-    fn script_binary(
-        &mut self,
-        words: &[Word],
-        span: &Range<usize>,
-        run: &ScriptCall,
-        env: &[Assign],
-        ctx: &Ctx,
-    ) {
-        if matches!(run.manager, Manager::Npm | Manager::Deno) || words[run.script].text != run.name
-        {
+    fn script_binary(&mut self, words: &[Word], span: &Range<usize>, run: &ScriptCall, env: &[Assign], ctx: &Ctx) {
+        if matches!(run.manager, Manager::Npm | Manager::Deno) || words[run.script].text != run.name {
             return;
         }
         let mut rest = run_env_words(words, run.program);
         let first = rest.len();
         rest.extend_from_slice(&words[run.script..]);
         let texts: Vec<&str> = rest.iter().map(|w| w.text.as_str()).collect();
-        if let Launch::Tool {
-            tool,
-            program,
-            args,
-        } = tools::resolve(&texts).launch
+        if let Launch::Tool { tool, program, args } = tools::resolve(&texts).launch
             && program == first
         {
             self.tool_start(tool, &rest, span, program, args, env, ctx);
@@ -575,14 +500,7 @@ impl Walker<'_> {
         // subcommand the dispatcher consumed (`jupyter lab`).
         let last = &words[args.clamp(program + 1, words.len()) - 1];
         let plan = self.plan(tool, words, last, arg_words, found.as_ref(), ctx);
-        self.starts.push(ServerStart {
-            tool,
-            service_type: tool.service_type,
-            port,
-            port_source,
-            span: report,
-            plan,
-        });
+        self.starts.push(ServerStart { tool, service_type: tool.service_type, port, port_source, span: report, plan });
     }
 
     /// How to move this start: edit the port where it is written, or add it
@@ -597,9 +515,7 @@ impl Walker<'_> {
         ctx: &Ctx,
     ) -> Plan {
         let strict = tool.strict_flag.filter(|f| {
-            !args
-                .iter()
-                .any(|a| a.text == *f || a.text.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+            !args.iter().any(|a| a.text == *f || a.text.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
         });
         let last = args.last().unwrap_or(last);
         // Where words are appended: after the tool's last argument when it
@@ -608,17 +524,8 @@ impl Walker<'_> {
             match &ctx.via {
                 Via::Direct => Some(Edit::insert(last.raw.end, text, port, after)),
                 Via::Script(run) if ctx.append => {
-                    let dashes = if run.manager.needs_double_dash() && !run.has_double_dash {
-                        " --"
-                    } else {
-                        ""
-                    };
-                    Some(Edit::insert(
-                        run.args_end,
-                        format!("{dashes}{text}"),
-                        port,
-                        after,
-                    ))
+                    let dashes = if run.manager.needs_double_dash() && !run.has_double_dash { " --" } else { "" };
+                    Some(Edit::insert(run.args_end, format!("{dashes}{text}"), port, after))
                 }
                 _ => None,
             }
@@ -659,38 +566,25 @@ impl Walker<'_> {
             }
             let body = &self.bodies[run.src - 1];
             let body_words: Vec<&Word> = words.iter().filter(|w| w.src == run.src).collect();
-            let Some(program_at) = body_words
-                .iter()
-                .find(|w| !tools::is_assignment(&w.text))
-                .map(|w| w.raw.start)
+            let Some(program_at) = body_words.iter().find(|w| !tools::is_assignment(&w.text)).map(|w| w.raw.start)
             else {
                 return Plan::None;
             };
             let Some(runner) = runner(run.manager) else {
                 return Plan::None;
             };
-            let mut edits = vec![
-                Edit::insert(program_at, format!("{runner} "), false, String::new()),
-                Edit::port_at(range),
-            ];
+            let mut edits =
+                vec![Edit::insert(program_at, format!("{runner} "), false, String::new()), Edit::port_at(range)];
             if strict.is_some() {
                 let body_end = body_words.last().map_or(body.len(), |w| w.raw.end);
                 edits.extend(strict_edit(Some(body_end)));
             }
-            return Plan::Body {
-                body: body.clone(),
-                edits,
-                replace: replace.clone(),
-                extra: extra.clone(),
-            };
+            return Plan::Body { body: body.clone(), edits, replace: replace.clone(), extra: extra.clone() };
         }
         let strict_after = strict.map(|f| format!(" {f}")).unwrap_or_default();
         let edit = match tool.port {
             // `esbuild --serve` means the default port: give it a value.
-            PortSyntax::Flag {
-                names,
-                joined: true,
-            } if args.iter().any(|a| a.text == names[0]) => args
+            PortSyntax::Flag { names, joined: true } if args.iter().any(|a| a.text == names[0]) => args
                 .iter()
                 .rfind(|a| a.text == names[0] && a.src == 0 && matches!(ctx.via, Via::Direct))
                 .and_then(|a| a.source_range(0..a.text.len()))
@@ -699,17 +593,16 @@ impl Walker<'_> {
                 let sep = if joined { "=" } else { " " };
                 append(format!(" {}{sep}", names[0]), true, strict_after)
             }
-            PortSyntax::HostPortFlag {
-                names,
-                default_host,
-            } => append(format!(" {} {default_host}:", names[0]), true, strict_after),
+            PortSyntax::HostPortFlag { names, default_host } => {
+                append(format!(" {} {default_host}:", names[0]), true, strict_after)
+            }
             PortSyntax::Positional => append(" ".to_string(), true, strict_after),
-            PortSyntax::Env(name) => self
+            PortSyntax::Env(name) => {
+                self.prefix(words, ctx).map(|at| Edit::insert(at, format!("{name}="), true, " ".to_string()))
+            }
+            PortSyntax::EnvHostPort { name, default_host } => self
                 .prefix(words, ctx)
-                .map(|at| Edit::insert(at, format!("{name}="), true, " ".to_string())),
-            PortSyntax::EnvHostPort { name, default_host } => self.prefix(words, ctx).map(|at| {
-                Edit::insert(at, format!("{name}={default_host}:"), true, " ".to_string())
-            }),
+                .map(|at| Edit::insert(at, format!("{name}={default_host}:"), true, " ".to_string())),
             PortSyntax::ConfigFile | PortSyntax::Publish => None,
         };
         edit.map_or(Plan::None, |e| Plan::Edit(vec![e]))
@@ -728,11 +621,7 @@ impl Walker<'_> {
 
 /// The assignments that came before the package manager word.
 fn run_env_words(words: &[Word], program: usize) -> Vec<Word> {
-    words[..program]
-        .iter()
-        .filter(|w| tools::is_assignment(&w.text))
-        .cloned()
-        .collect()
+    words[..program].iter().filter(|w| tools::is_assignment(&w.text)).cloned().collect()
 }
 
 /// The runner that executes a project binary the way the manager's
@@ -809,18 +698,12 @@ fn digits(text: &str) -> Option<u16> {
 fn value_port(word: &Word, offset: usize, kind: PortSource) -> Option<Found> {
     let text = &word.text[offset..];
     match port_in(text) {
-        Some((port, range)) => Some(Found {
-            port: Some(port),
-            kind,
-            word: word.clone(),
-            range: offset + range.start..offset + range.end,
-        }),
-        None if word.dynamic && text.starts_with('$') => Some(Found {
-            port: None,
-            kind,
-            word: word.clone(),
-            range: offset..word.text.len(),
-        }),
+        Some((port, range)) => {
+            Some(Found { port: Some(port), kind, word: word.clone(), range: offset + range.start..offset + range.end })
+        }
+        None if word.dynamic && text.starts_with('$') => {
+            Some(Found { port: None, kind, word: word.clone(), range: offset..word.text.len() })
+        }
         None => None,
     }
 }
@@ -829,9 +712,7 @@ fn value_port(word: &Word, offset: usize, kind: PortSource) -> Option<Found> {
 /// written winning, flags before the environment.
 fn find_port(tool: &Tool, args: &[Word], env: &[Assign]) -> Option<Found> {
     let from_args = match tool.port {
-        PortSyntax::Flag { names, .. } | PortSyntax::HostPortFlag { names, .. } => {
-            flag_port(names, args)
-        }
+        PortSyntax::Flag { names, .. } | PortSyntax::HostPortFlag { names, .. } => flag_port(names, args),
         PortSyntax::Positional => positional_port(tool, args),
         _ => None,
     };
@@ -856,10 +737,7 @@ fn flag_port(names: &[&str], args: &[Word]) -> Option<Found> {
         }
         for name in names {
             if t == *name {
-                if let Some(f) = args
-                    .get(k + 1)
-                    .and_then(|v| value_port(v, 0, PortSource::Flag))
-                {
+                if let Some(f) = args.get(k + 1).and_then(|v| value_port(v, 0, PortSource::Flag)) {
                     found = Some(f);
                 }
             } else if let Some(rest) = t.strip_prefix(name) {
@@ -880,9 +758,7 @@ fn positional_port(tool: &Tool, args: &[Word]) -> Option<Found> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let first = tools::first_positional(tool, &texts)?;
     let at = match tool.subcommand {
-        Subcommand::OneOf(_) | Subcommand::Goal(_) => {
-            first + 1 + tools::first_positional(tool, &texts[first + 1..])?
-        }
+        Subcommand::OneOf(_) | Subcommand::Goal(_) => first + 1 + tools::first_positional(tool, &texts[first + 1..])?,
         Subcommand::Any | Subcommand::NoneOf(_) => first,
     };
     value_port(&args[at], 0, PortSource::Positional)
@@ -902,10 +778,7 @@ mod tests {
     fn direct_starts_and_rewrites() {
         let cmd = "cd web && vite --host 2>&1 | tee log";
         let s = one(cmd);
-        assert_eq!(
-            (s.tool.name, s.port, s.port_source),
-            ("vite", Some(5173), PortSource::FrameworkDefault)
-        );
+        assert_eq!((s.tool.name, s.port, s.port_source), ("vite", Some(5173), PortSource::FrameworkDefault));
         assert_eq!(&cmd[s.span.clone()], "vite --host 2>&1");
         assert_eq!(
             rewrite_port(cmd, &s, 5174).unwrap(),
@@ -913,13 +786,7 @@ mod tests {
         );
         let cmd = "bash -c 'python3 -m http.server 8000'";
         let s = one(cmd);
-        assert_eq!(
-            (s.port, s.port_source),
-            (Some(8000), PortSource::Positional)
-        );
-        assert_eq!(
-            rewrite_port(cmd, &s, 8001).unwrap(),
-            "bash -c 'python3 -m http.server 8001'"
-        );
+        assert_eq!((s.port, s.port_source), (Some(8000), PortSource::Positional));
+        assert_eq!(rewrite_port(cmd, &s, 8001).unwrap(), "bash -c 'python3 -m http.server 8001'");
     }
 }

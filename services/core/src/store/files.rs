@@ -21,11 +21,7 @@ pub(super) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) 
 /// Creates `dir` (and parents) 0700 when missing; an existing directory keeps
 /// the mode its creator chose (systemd's StateDirectory, for one).
 pub(super) fn create_dir(dir: &Path) -> Result<(), StoreError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(io_error("create directory", dir))
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(io_error("create directory", dir))
 }
 
 /// Reads a whole file; `None` when it does not exist.
@@ -76,9 +72,7 @@ pub(super) fn lock(path: &Path, wait: Option<Duration>) -> Result<File, StoreErr
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
             _ => {
-                return Err(StoreError::Locked {
-                    path: path.to_path_buf(),
-                });
+                return Err(StoreError::Locked { path: path.to_path_buf() });
             }
         }
     }
@@ -86,9 +80,7 @@ pub(super) fn lock(path: &Path, wait: Option<Duration>) -> Result<File, StoreErr
 
 /// Makes renames and new links inside `dir` durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("fsync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error("fsync directory", dir))
 }
 
 /// Keeps a bad file under `<name>.corrupt-<unix-millis>` beside it and

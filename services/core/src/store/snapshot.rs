@@ -66,30 +66,13 @@ fn inconsistency(state: &State) -> Option<String> {
         return Some("schema 0 does not exist".into());
     }
     if let Some((port, a)) = state.allocations.iter().find(|(port, a)| **port != a.port) {
-        return Some(format!(
-            "allocation filed under port {port} is for port {}",
-            a.port
-        ));
+        return Some(format!("allocation filed under port {port} is for port {}", a.port));
     }
-    if let Some((key, i)) = state
-        .instances
-        .iter()
-        .find(|(key, i)| **key != i.instance_id)
-    {
-        return Some(format!(
-            "instance filed under {key:?} is {:?}",
-            i.instance_id
-        ));
+    if let Some((key, i)) = state.instances.iter().find(|(key, i)| **key != i.instance_id) {
+        return Some(format!("instance filed under {key:?} is {:?}", i.instance_id));
     }
-    if let Some((key, t)) = state
-        .auto_types
-        .iter()
-        .find(|(key, t)| **key != t.service_type)
-    {
-        return Some(format!(
-            "auto type filed under {key:?} is {:?}",
-            t.service_type
-        ));
+    if let Some((key, t)) = state.auto_types.iter().find(|(key, t)| **key != t.service_type) {
+        return Some(format!("auto type filed under {key:?} is {:?}", t.service_type));
     }
     None
 }
@@ -107,10 +90,7 @@ pub(super) fn backups(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     for entry in entries {
         let entry = entry.map_err(io_error("list backups", &backup_dir))?;
         let name = entry.file_name();
-        let generation = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|g| g.parse::<u64>().ok());
+        let generation = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|g| g.parse::<u64>().ok());
         if let Some(generation) = generation {
             found.push((generation, entry.path()));
         }
@@ -121,13 +101,11 @@ pub(super) fn backups(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 
 /// The newest backup that reads as a valid snapshot of a schema we know.
 pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Option<(PathBuf, State)> {
-    backups.iter().find_map(|(_, path)| {
-        match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
-            Ok(Some(Snapshot::Valid(state))) => Some((path.clone(), state)),
-            outcome => {
-                tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup");
-                None
-            }
+    backups.iter().find_map(|(_, path)| match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
+        Ok(Some(Snapshot::Valid(state))) => Some((path.clone(), state)),
+        outcome => {
+            tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup");
+            None
         }
     })
 }
@@ -136,16 +114,10 @@ pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Option<(PathBuf, State
 /// keep the current snapshot (of `current_generation`, if there is a valid
 /// one) in `backups/`, rename over, fsync the directory. A crash between any
 /// two steps leaves either the old or the new snapshot in place.
-pub(super) fn replace(
-    dir: &Path,
-    state: &State,
-    current_generation: Option<u64>,
-) -> Result<(), StoreError> {
+pub(super) fn replace(dir: &Path, state: &State, current_generation: Option<u64>) -> Result<(), StoreError> {
     let tmp = tmp_path(dir);
-    let mut bytes = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode {
-        path: tmp.clone(),
-        source,
-    })?;
+    let mut bytes =
+        serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode { path: tmp.clone(), source })?;
     bytes.push(b'\n');
     let mut file = OpenOptions::new()
         .write(true)
@@ -192,9 +164,7 @@ fn back_up(dir: &Path, snapshot: &Path, generation: u64) -> Result<(), StoreErro
 /// For file systems without hard links.
 fn copy_synced(from: &Path, to: &Path) -> Result<(), StoreError> {
     fs::copy(from, to).map_err(io_error("copy to backup", to))?;
-    fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .map_err(io_error("fsync", to))
+    fs::File::open(to).and_then(|f| f.sync_all()).map_err(io_error("fsync", to))
 }
 
 #[cfg(test)]

@@ -14,16 +14,9 @@ pub(super) struct Record<'a> {
 
 /// Fills `line` with the log line of one commit, newline included, so it can
 /// go out in a single write(2).
-pub(super) fn encode(
-    line: &mut Vec<u8>,
-    generation: u64,
-    changes: &[Change],
-) -> serde_json::Result<()> {
+pub(super) fn encode(line: &mut Vec<u8>, generation: u64, changes: &[Change]) -> serde_json::Result<()> {
     line.clear();
-    let record = Record {
-        generation,
-        changes: Cow::Borrowed(changes),
-    };
+    let record = Record { generation, changes: Cow::Borrowed(changes) };
     serde_json::to_writer(&mut *line, &record)?;
     line.push(b'\n');
     Ok(())
@@ -50,18 +43,12 @@ impl Scan {
     pub fn garbage(&self) -> Option<String> {
         let first = self.garbled.first()?;
         let error = self.first_error.as_deref().unwrap_or_default();
-        Some(format!(
-            "{} unparsable line(s) before the last, the first at line {first}: {error}",
-            self.garbled.len()
-        ))
+        Some(format!("{} unparsable line(s) before the last, the first at line {first}: {error}", self.garbled.len()))
     }
 }
 
 pub(super) fn scan(bytes: &[u8]) -> Scan {
-    let mut scan = Scan {
-        tail_start: bytes.len() as u64,
-        ..Scan::default()
-    };
+    let mut scan = Scan { tail_start: bytes.len() as u64, ..Scan::default() };
     let mut start = 0;
     let mut line_number = 0;
     while start < bytes.len() {
@@ -127,12 +114,7 @@ mod tests {
 
     fn line(generation: u64) -> Vec<u8> {
         let mut buf = Vec::new();
-        encode(
-            &mut buf,
-            generation,
-            &[Change::RemoveInstance(format!("i{generation}"))],
-        )
-        .unwrap();
+        encode(&mut buf, generation, &[Change::RemoveInstance(format!("i{generation}"))]).unwrap();
         buf
     }
 
@@ -182,21 +164,12 @@ mod tests {
     #[test]
     fn sequences_must_follow_the_base_without_holes() {
         let records = |gens: &[u64]| -> Vec<Record<'static>> {
-            gens.iter()
-                .map(|&g| Record {
-                    generation: g,
-                    changes: Cow::Owned(vec![]),
-                })
-                .collect()
+            gens.iter().map(|&g| Record { generation: g, changes: Cow::Owned(vec![]) }).collect()
         };
         assert_eq!(sequence_problem(5, &records(&[6, 7, 8])), None);
         assert_eq!(sequence_problem(5, &records(&[3, 4, 5, 6])), None);
         assert_eq!(sequence_problem(5, &records(&[])), None);
-        assert!(
-            sequence_problem(5, &records(&[7]))
-                .unwrap()
-                .contains("7 follows 5")
-        );
+        assert!(sequence_problem(5, &records(&[7])).unwrap().contains("7 follows 5"));
         assert!(sequence_problem(5, &records(&[6, 6])).is_some());
         assert!(sequence_problem(5, &records(&[6, 4])).is_some());
     }

@@ -14,11 +14,7 @@ pub fn allocation(port: u16, lock_id: &str, lease: LeaseKind) -> Allocation {
         service_name: format!("svc-{port}"),
         instance_id: "inst-1".into(),
         project_path: Some("/home/dev/project".into()),
-        owner: Owner {
-            uid: 1000,
-            pid: Some(4242),
-            start_time: Some(123_456),
-        },
+        owner: Owner { uid: 1000, pid: Some(4242), start_time: Some(123_456) },
         lease,
         source: Source::Cli,
         allocated_at: 1_736_000_000_000 + u64::from(port),
@@ -35,13 +31,7 @@ pub fn lock_id(port: u16) -> String {
 }
 
 pub fn audit(action: &str) -> Change {
-    Change::Audit(AuditEntry {
-        at: 1,
-        action: action.into(),
-        service_type: "dev".into(),
-        range: None,
-        uid: 0,
-    })
+    Change::Audit(AuditEntry { at: 1, action: action.into(), service_type: "dev".into(), range: None, uid: 0 })
 }
 
 pub fn wal(dir: &Path) -> PathBuf {
