@@ -15,6 +15,10 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::report;
+
 const RUNS: usize = 300;
 
 fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
@@ -32,18 +36,6 @@ fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
         .collect();
     times.sort_unstable();
     times
-}
-
-fn report(label: &str, times: &[Duration]) {
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
-    println!(
-        "{label:<34} n={}  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        times.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(1.0)
-    );
 }
 
 /// What `styxy hook EVENT` prints for `input`.
@@ -110,13 +102,13 @@ fn main() {
     assert!(answer(&sb, "pre-tool-use", &pre(&conflict)).contains("another Claude Code session"));
     assert!(answer(&sb, "post-tool-use-failure", &failed).contains("port conflict"));
 
-    report("styxy --version", &measure(&sb, &["--version"], ""));
-    report("pre-tool-use: git status", &measure(&sb, &["hook", "pre-tool-use"], &pre("git status")));
+    report("styxy --version", &mut measure(&sb, &["--version"], ""));
+    report("pre-tool-use: git status", &mut measure(&sb, &["hook", "pre-tool-use"], &pre("git status")));
     report(
         "pre-tool-use: start, port free",
-        &measure(&sb, &["hook", "pre-tool-use"], &pre(&format!("python3 -m http.server {free}"))),
+        &mut measure(&sb, &["hook", "pre-tool-use"], &pre(&format!("python3 -m http.server {free}"))),
     );
-    report("pre-tool-use: start, port held", &measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)));
-    report("post-tool-use-failure: conflict", &measure(&sb, &["hook", "post-tool-use-failure"], &failed));
+    report("pre-tool-use: start, port held", &mut measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)));
+    report("post-tool-use-failure: conflict", &mut measure(&sb, &["hook", "post-tool-use-failure"], &failed));
     drop(server);
 }

@@ -10,6 +10,10 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::report;
+
 const RUNS: usize = 300;
 
 fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
@@ -26,18 +30,6 @@ fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
     times
 }
 
-fn report(label: &str, times: &[Duration]) {
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
-    println!(
-        "{label:<22} n={}  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        times.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(1.0)
-    );
-}
-
 fn main() {
     let sb = common::Sandbox::new();
     std::fs::write(sb.config_file(), "[service_types.bulk]\nrange = [21000, 21999]\n").unwrap();
@@ -46,8 +38,8 @@ fn main() {
     }
     assert_eq!(sb.json(&["list"])["allocations"].as_array().map(Vec::len), Some(100));
 
-    report("styxy --version", &measure(&sb, &["--version"]));
-    report("styxy list", &measure(&sb, &["list"]));
-    report("styxy --json list", &measure(&sb, &["--json", "list"]));
-    report("styxy list -v", &measure(&sb, &["list", "-v"]));
+    report("styxy --version", &mut measure(&sb, &["--version"]));
+    report("styxy list", &mut measure(&sb, &["list"]));
+    report("styxy --json list", &mut measure(&sb, &["--json", "list"]));
+    report("styxy list -v", &mut measure(&sb, &["list", "-v"]));
 }

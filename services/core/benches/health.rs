@@ -11,28 +11,19 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use styxy_core::health::{self, Listening, Proc};
 use styxy_core::model::{Allocation, Change, LeaseKind, Owner, Source, now_millis};
 use styxy_core::process;
 use styxy_core::store::{self, Store};
 
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::report;
+
 const ALLOCATIONS: usize = 1000;
 const PASSES: usize = 300;
-
-fn report(label: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{label:<40} n={:<5} p50={:>9.2?} p90={:>9.2?} p99={:>9.2?} max={:>9.2?}",
-        samples.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        samples[samples.len() - 1]
-    );
-}
 
 fn main() {
     let listeners: Vec<TcpListener> =

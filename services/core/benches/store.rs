@@ -5,28 +5,19 @@
 mod store_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use store_support::{lock_id, put};
 use styxy_core::model::Change;
 use styxy_core::store::{CompactionPolicy, Store};
+
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::report;
 
 const CYCLES: usize = 100_000;
 /// Allocations held throughout, so snapshots have a realistic size.
 const HELD: u16 = 200;
 const WAL_RECORDS: usize = 10_000;
-
-fn report(label: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{label:<42} n={:<7} p50={:>9.2?} p99={:>9.2?} p999={:>9.2?} max={:>9.2?}",
-        samples.len(),
-        at(0.50),
-        at(0.99),
-        at(0.999),
-        samples[samples.len() - 1]
-    );
-}
 
 fn remove(port: u16) -> Change {
     Change::RemoveAllocation { port, lock_id: lock_id(port) }

@@ -17,18 +17,9 @@ use styxy_bus::Observer1Proxy;
 use styxy_bus::testing::PrivateBus;
 use zbus::fdo::DBusProxy;
 
-fn report(label: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{label:<34} n={:<4} p50={:>9.2?} p90={:>9.2?} p99={:>9.2?} max={:>9.2?}",
-        samples.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        samples[samples.len() - 1]
-    );
-}
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::report;
 
 fn main() {
     // SAFETY: no other thread exists yet. The observers the bus starts
