@@ -72,7 +72,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> EngineError {
 /// owner on TCP.
 fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
     match peer {
-        Peer::Unix { uid, pid } => Ok(Caller { uid, pid }),
+        Peer::Unix { uid, pid, start_time } => Ok(Caller { uid, pid, start_time }),
         Peer::Tcp => {
             let bearer =
                 headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -85,7 +85,7 @@ fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
             };
             let uid =
                 app.tokens.uid_for(key.trim()).ok_or_else(|| err(ErrorCode::Unauthorized, "invalid API token"))?;
-            Ok(Caller { uid, pid: None })
+            Ok(Caller { uid, pid: None, start_time: None })
         }
     }
 }

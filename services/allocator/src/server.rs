@@ -26,7 +26,12 @@ pub struct Listeners {
 /// present a token with every request.
 #[derive(Debug, Clone, Copy)]
 pub enum Peer {
-    Unix { uid: u32, pid: Option<u32> },
+    /// `start_time` pins the connecting process (see `styxy_core::engine::Caller`).
+    Unix {
+        uid: u32,
+        pid: Option<u32>,
+        start_time: Option<u64>,
+    },
     Tcp,
 }
 
@@ -45,7 +50,9 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
                 match l.accept().await {
                     Ok((stream, _)) => match stream.peer_cred() {
                         Ok(c) => {
-                            let peer = Peer::Unix { uid: c.uid(), pid: c.pid().map(|p| p as u32) };
+                            let pid = c.pid().map(|p| p as u32);
+                            let start_time = pid.and_then(styxy_core::process::start_time);
+                            let peer = Peer::Unix { uid: c.uid(), pid, start_time };
                             tokio::spawn(connection(stream, peer, app.clone(), permit));
                         }
                         Err(e) => tracing::warn!("no peer credentials on a Unix connection: {e}"),

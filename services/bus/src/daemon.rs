@@ -146,7 +146,7 @@ pub async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Bu
     let uid = credentials
         .unix_user_id()
         .ok_or_else(|| BusError::Unauthorized("the bus does not know the caller's uid".into()))?;
-    Ok(Caller { uid, pid: credentials.process_id() })
+    Ok(Caller { uid, pid: credentials.process_id(), start_time: None })
 }
 
 /// The callers a service trusts with its internals: root and its own user

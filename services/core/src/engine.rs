@@ -3,8 +3,11 @@
 //! singleton reuse and auto-allocated ranges are decided under the same lock
 //! as the allocation itself and concurrent callers agree.
 
+mod occupancy;
+
 use std::collections::HashSet;
 
+use occupancy::Occupancy;
 use serde_json::json;
 
 use crate::api::{
@@ -27,6 +30,10 @@ use crate::store::Store;
 pub struct Caller {
     pub uid: u32,
     pub pid: Option<u32>,
+    /// Start time of `pid` when it connected, when the transport pinned it:
+    /// spares a /proc read per request on a kept-alive connection, and names
+    /// the process that connected even if its pid is reused later.
+    pub start_time: Option<u64>,
 }
 
 impl Caller {
@@ -50,7 +57,7 @@ pub struct RealKernel;
 
 impl Kernel for RealKernel {
     fn port_busy(&self, port: u16) -> bool {
-        crate::probe::port_use(port).busy()
+        !crate::probe::is_free(port)
     }
 }
 
@@ -89,6 +96,8 @@ pub struct Engine {
     store: Store,
     map: Option<PortMap>,
     kernel: Box<dyn Kernel>,
+    /// Indexes over the allocations, kept in step with the state.
+    occupancy: Occupancy,
     /// Counts commits that added or removed allocations, so a caller can
     /// tell the allocation set changed (heartbeats move the generation too).
     allocation_edits: u64,
@@ -99,7 +108,8 @@ impl Engine {
     /// and session leases from a previous boot, for one), logging it.
     pub fn new(base: Config, store: Store, map: Option<PortMap>, kernel: Box<dyn Kernel>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
-        let mut engine = Engine { base, config, store, map, kernel, allocation_edits: 0 };
+        let occupancy = Occupancy::of(store.state());
+        let mut engine = Engine { base, config, store, map, kernel, occupancy, allocation_edits: 0 };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
         }
@@ -161,6 +171,7 @@ impl Engine {
     /// Derived views after the state changed under them wholesale.
     fn resync(&mut self) {
         self.config = self.base.with_auto_types(self.store.state().auto_types.values());
+        self.occupancy = Occupancy::of(self.store.state());
         if let Some(map) = &self.map {
             map.fill(self.store.state());
         }
@@ -181,7 +192,30 @@ impl Engine {
         if changes.is_empty() {
             return Ok(());
         }
-        self.store.commit(&changes).map_err(internal)?;
+        let mut touched: Vec<u16> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::PutAllocation(a) => Some(a.port),
+                Change::RemoveAllocation { port, .. } => Some(*port),
+                _ => None,
+            })
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for port in &touched {
+            if let Some(a) = self.store.state().allocations.get(port) {
+                self.occupancy.remove(a);
+            }
+        }
+        if let Err(e) = self.store.commit(&changes) {
+            self.occupancy = Occupancy::of(self.store.state());
+            return Err(internal(e));
+        }
+        for port in &touched {
+            if let Some(a) = self.store.state().allocations.get(port) {
+                self.occupancy.add(a);
+            }
+        }
         if let Some(map) = &self.map {
             map.apply(&changes);
         }
@@ -290,7 +324,7 @@ impl Engine {
         }
 
         if !caller.is_root() {
-            let held = self.state().allocations.values().filter(|a| a.owner.uid == caller.uid).count();
+            let held = self.occupancy.held_by(caller.uid);
             let limit = self.config.limits.max_allocations_per_user;
             if held >= limit {
                 return Err(EngineError::new(
@@ -371,6 +405,9 @@ impl Engine {
         let Some(pid) = pid.or(caller.pid) else {
             return Ok(Owner { uid: caller.uid, pid: None, start_time: None });
         };
+        if caller.pid == Some(pid) && caller.start_time.is_some() {
+            return Ok(Owner { uid: caller.uid, pid: Some(pid), start_time: caller.start_time });
+        }
         let start_time = process::start_time(pid)
             .ok_or_else(|| EngineError::new(ErrorCode::InvalidField, format!("pid {pid} does not exist")))?;
         let uid = process::uid_of(pid).unwrap_or(u32::MAX);
@@ -484,10 +521,10 @@ impl Engine {
         Ok(Candidates { first, runs: vec![start..=end] })
     }
 
-    /// The first usable candidate. Ranges are walked together with the held
-    /// ports in order, so a range full of allocations costs one ordered
-    /// pass, not a lookup per port. Dead holders met on the way are queued
-    /// in `reclaimed`.
+    /// The first usable candidate. Ranges are walked over the ports no manual
+    /// lease holds (a bitmap skips those), so a range crowded with them
+    /// costs little; other holders are checked as the walk meets them, and
+    /// dead ones are queued in `reclaimed`.
     fn first_free(&self, c: &Candidates, now: u64, reclaimed: &mut Vec<Allocation>) -> Option<u16> {
         let mut usable = |port: u16, holder: Option<&Allocation>| {
             if let Some(a) = holder {
@@ -502,16 +539,15 @@ impl Engine {
             return Some(p);
         }
         for run in &c.runs {
-            if run.is_empty() {
-                continue;
-            }
-            let mut held = self.state().allocations.range(run.clone()).peekable();
-            for port in run.clone() {
-                while held.next_if(|(h, _)| **h < port).is_some() {}
-                let holder = held.next_if(|(h, _)| **h == port).map(|(_, a)| a);
-                if !c.first.contains(&port) && usable(port, holder) {
+            let (mut from, to) = (*run.start(), *run.end());
+            while let Some(port) = self.occupancy.first_not_manual(from, to) {
+                if !c.first.contains(&port) && usable(port, self.state().allocations.get(&port)) {
                     return Some(port);
                 }
+                if port == to {
+                    break;
+                }
+                from = port + 1;
             }
         }
         None
@@ -879,11 +915,11 @@ mod tests {
     }
 
     fn me() -> Caller {
-        Caller { uid: crate::paths::uid(), pid: Some(std::process::id()) }
+        Caller { uid: crate::paths::uid(), pid: Some(std::process::id()), start_time: None }
     }
 
     fn other_user() -> Caller {
-        Caller { uid: 4242, pid: None }
+        Caller { uid: 4242, pid: None, start_time: None }
     }
 
     fn req(service_type: &str) -> AllocateRequest {
@@ -1019,12 +1055,12 @@ mod tests {
         let mut r = req("dev");
         r.lease = Some(LeaseKind::Manual);
         let theirs = f.engine.allocate(&r, &other_user()).unwrap();
-        let e = f.engine.release(&theirs.lock_id, &Caller { uid: 4343, pid: None }).unwrap_err();
+        let e = f.engine.release(&theirs.lock_id, &Caller { uid: 4343, pid: None, start_time: None }).unwrap_err();
         assert_eq!(e.code, ErrorCode::Forbidden);
         let e = f.engine.release(&uuid::Uuid::new_v4().to_string(), &me()).unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         assert_eq!(f.engine.release("not-a-uuid", &me()).unwrap_err().code, ErrorCode::InvalidField);
-        f.engine.release(&theirs.lock_id, &Caller { uid: 0, pid: None }).unwrap();
+        f.engine.release(&theirs.lock_id, &Caller { uid: 0, pid: None, start_time: None }).unwrap();
     }
 
     #[test]
@@ -1068,7 +1104,7 @@ mod tests {
         let mut f = fixture();
         let mut r = req("dev");
         r.pid = Some(1);
-        let caller = Caller { uid: 4242, pid: None };
+        let caller = Caller { uid: 4242, pid: None, start_time: None };
         assert_eq!(f.engine.allocate(&r, &caller).unwrap_err().code, ErrorCode::Forbidden);
     }
 
@@ -1101,9 +1137,51 @@ mod tests {
         let who = other_user();
         let mut r = req("dev");
         r.lease = Some(LeaseKind::Manual);
-        f.engine.allocate(&r, &who).unwrap();
+        let first = f.engine.allocate(&r, &who).unwrap();
         f.engine.allocate(&r, &who).unwrap();
         assert_eq!(f.engine.allocate(&r, &who).unwrap_err().code, ErrorCode::QuotaExceeded);
         f.engine.allocate(&r, &me()).unwrap();
+        f.engine.release(&first.lock_id, &who).unwrap();
+        f.engine.allocate(&r, &who).expect("a release makes room under the limit");
+    }
+
+    #[test]
+    fn a_range_crowded_with_allocations_of_every_lease_yields_its_first_free_port() {
+        let mut config = Config::builtin();
+        config.limits.max_allocations_per_user = 100_000;
+        let mut f = fixture_with(config);
+        let mut manual = req("dev");
+        manual.lease = Some(LeaseKind::Manual);
+        let held: Vec<AllocateResponse> = (0..70).map(|_| f.engine.allocate(&manual, &me()).unwrap()).collect();
+        assert_eq!(held.last().unwrap().port, 3069);
+        // A process lease inside the crowd is looked at, and passed while it lives.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        f.engine.release(&held[40].lock_id, &me()).unwrap();
+        let mut process = req("dev");
+        process.pid = Some(child.id());
+        let owned = f.engine.allocate(&process, &me()).unwrap();
+        assert_eq!(owned.port, 3040, "the released port is the first free one");
+        f.engine.release(&held[10].lock_id, &me()).unwrap();
+        assert_eq!(port_of(&mut f, manual.clone(), &me()), 3010);
+        assert_eq!(port_of(&mut f, manual.clone(), &me()), 3070, "past the live process lease");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        f.engine.release(&held[5].lock_id, &me()).unwrap();
+        assert_eq!(port_of(&mut f, manual.clone(), &me()), 3005);
+        assert_eq!(port_of(&mut f, manual, &me()), 3040, "the dead holder's port is reclaimed");
+    }
+
+    #[test]
+    fn a_caller_pinned_by_its_connection_owns_its_allocations_without_a_proc_lookup() {
+        let mut f = fixture();
+        // A pid that names no process: only the pinned identity can vouch for it.
+        let gone = Caller { uid: crate::paths::uid(), pid: Some(u32::MAX - 1), start_time: Some(77) };
+        let mut r = req("dev");
+        r.lease = Some(LeaseKind::Manual);
+        let a = f.engine.allocate(&r, &gone).unwrap();
+        let owner = &f.engine.state().allocations[&a.port].owner;
+        assert_eq!((owner.pid, owner.start_time), (Some(u32::MAX - 1), Some(77)));
+        let unpinned = Caller { start_time: None, ..gone };
+        assert_eq!(f.engine.allocate(&r, &unpinned).unwrap_err().code, ErrorCode::InvalidField);
     }
 }

@@ -497,7 +497,7 @@ mod tests {
             pid: Some(pid),
             ..Default::default()
         };
-        let me = crate::engine::Caller { uid: crate::paths::uid(), pid: None };
+        let me = crate::engine::Caller { uid: crate::paths::uid(), pid: None, start_time: None };
         let r = engine.allocate(&req, &me).unwrap();
         (r.port, r.lock_id)
     }

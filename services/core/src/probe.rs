@@ -3,36 +3,18 @@
 
 use std::io;
 
-/// Which families hold a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PortUse {
-    pub v4: bool,
-    pub v6: bool,
-}
-
-impl PortUse {
-    pub fn busy(self) -> bool {
-        self.v4 || self.v6
-    }
-}
-
-/// Probes `port` with a scratch bind on the v4 and v6 wildcards (SO_REUSEADDR,
-/// so TIME_WAIT leftovers do not count; listeners do). No listen, so nobody
-/// can connect to the probe.
-pub fn port_use(port: u16) -> PortUse {
-    PortUse { v4: bind_fails(libc::AF_INET, port), v6: bind_fails(libc::AF_INET6, port) }
-}
-
+/// Whether no TCP listener holds `port` on any address of either family.
+///
+/// One scratch bind on the dual-stack wildcard `[::]` (IPV6_V6ONLY off)
+/// answers for both families: the kernel refuses it when any IPv4 or IPv6
+/// listener holds the port. SO_REUSEADDR, so TIME_WAIT leftovers do not
+/// count; no listen, so nobody can connect to the probe. Without IPv6 the
+/// probe binds the IPv4 wildcard instead.
 pub fn is_free(port: u16) -> bool {
-    !port_use(port).busy()
-}
-
-fn bind_fails(family: libc::c_int, port: u16) -> bool {
-    match try_bind(family, port) {
-        Ok(()) => false,
-        // A family the kernel lacks cannot hold the port.
-        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => false,
-        Err(_) => true,
+    match try_bind(libc::AF_INET6, port) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => try_bind(libc::AF_INET, port).is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -43,11 +25,12 @@ fn try_bind(family: libc::c_int, port: u16) -> io::Result<()> {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let one: libc::c_int = 1;
+        let (one, zero): (libc::c_int, libc::c_int) = (1, 0);
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), len);
         let rc = if family == libc::AF_INET6 {
-            libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&one as *const libc::c_int).cast(), len);
+            // Explicitly dual-stack: net.ipv6.bindv6only may default it on.
+            libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&zero as *const libc::c_int).cast(), len);
             let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
             sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sa.sin6_port = port.to_be();
@@ -69,18 +52,56 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    #[test]
-    fn a_v4_listener_and_a_v6_only_listener_make_the_port_busy() {
-        let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p4 = l4.local_addr().unwrap().port();
-        assert_eq!(port_use(p4), PortUse { v4: true, v6: false });
+    fn held_port(listener: &TcpListener) -> u16 {
+        listener.local_addr().unwrap().port()
+    }
 
-        if let Ok(l6) = TcpListener::bind("[::1]:0") {
-            let p6 = l6.local_addr().unwrap().port();
-            assert!(port_use(p6).v6, "a v6 listener must count");
-            drop(l6);
+    #[test]
+    fn listeners_of_either_family_on_any_address_make_the_port_busy() {
+        let mut held = vec![TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("0.0.0.0:0").unwrap()];
+        // Absent when the machine has no IPv6.
+        held.extend(TcpListener::bind("[::1]:0"));
+        held.extend(TcpListener::bind("[::]:0"));
+        for listener in &held {
+            let port = held_port(listener);
+            assert!(!is_free(port), "{} must make its port busy", listener.local_addr().unwrap());
         }
-        drop(l4);
-        assert!(is_free(p4), "a closed listener frees the port");
+        let ports: Vec<u16> = held.iter().map(held_port).collect();
+        drop(held);
+        for port in ports {
+            assert!(is_free(port), "a closed listener frees port {port}");
+        }
+    }
+
+    #[test]
+    fn a_bound_socket_that_does_not_listen_leaves_the_port_free() {
+        // What a server between bind and listen, or a client's local port,
+        // looks like with SO_REUSEADDR: not a listener, so not a holder.
+        let (_socket, port) = bound_not_listening();
+        assert!(is_free(port));
+    }
+
+    /// A TCP socket bound to 127.0.0.1 with SO_REUSEADDR, never listening.
+    fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain socket syscalls on a descriptor wrapped at once.
+        unsafe {
+            let fd = OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            let mut len = std::mem::size_of_val(&sa) as libc::socklen_t;
+            assert_eq!(libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len), 0);
+            assert_eq!(libc::getsockname(fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_in).cast(), &mut len), 0);
+            (fd, u16::from_be(sa.sin_port))
+        }
     }
 }

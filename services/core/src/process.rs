@@ -2,12 +2,32 @@
 //! reused), pid + start time is.
 
 use std::fs;
+use std::io::Read;
 use std::path::PathBuf;
 
 /// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
+    with_stat(pid, parse_start_time)
+}
+
+/// Calls `parse` on the /proc/PID/stat line. The line is read into a stack
+/// buffer in one `read` (the kernel writes it whole), instead of the size
+/// query and doubling reads of `read_to_string`: the allocator reads it on
+/// hot paths, and every syscall shows there.
+fn with_stat<T>(pid: u32, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buffer = [0u8; 1024];
+    let mut len = 0;
+    // A line ends in '\n'; only a line longer than one read needs another.
+    while len < buffer.len() && (len == 0 || buffer[len - 1] != b'\n') {
+        match file.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    parse(std::str::from_utf8(&buffer[..len]).ok()?)
 }
 
 /// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain
@@ -28,12 +48,13 @@ pub fn is_alive(pid: u32, start: Option<u64>) -> bool {
 /// zombie included). One read of /proc/PID/stat, so state and start time
 /// describe the same process.
 pub fn running_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let running = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X");
-    running.then(|| parse_start_time(&stat)).flatten()
+    with_stat(pid, |stat| {
+        let running = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X");
+        running.then(|| parse_start_time(stat)).flatten()
+    })
 }
 
 /// Real uid of `pid` (the owner of /proc/PID).
@@ -44,9 +65,10 @@ pub fn uid_of(pid: u32) -> Option<u32> {
 
 /// Parent pid of `pid` (field 4 of /proc/PID/stat).
 pub fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    with_stat(pid, |stat| {
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    })
 }
 
 /// Short command name (/proc/PID/comm).

@@ -102,7 +102,7 @@ async fn the_allocator_releases_what_health_reports() {
     let bus = PrivateBus::start(&[]).unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
     let mut engine = Engine::new(Config::builtin(), store, None, Box::new(RealKernel)).unwrap();
-    let me = Caller { uid: styxy_core::paths::uid(), pid: Some(std::process::id()) };
+    let me = Caller { uid: styxy_core::paths::uid(), pid: Some(std::process::id()), start_time: None };
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let request = |pid| AllocateRequest { service_type: Some("dev".into()), pid: Some(pid), ..Default::default() };
     let doomed = engine.allocate(&request(child.id()), &me).unwrap();
