@@ -32,8 +32,8 @@ use crate::{process, tools};
 pub enum ObserveError {
     #[error("sock_diag netlink {operation} failed: {source}")]
     Netlink { operation: &'static str, source: io::Error },
-    #[error("the kernel refused the sock_diag dump of {family}: {source}")]
-    Kernel { family: &'static str, source: io::Error },
+    #[error("the kernel refused the sock_diag dump of TCP listeners: {source}")]
+    Kernel { source: io::Error },
     #[error("malformed sock_diag answer: {0}")]
     Malformed(String),
     #[error("cannot read {}: {source}", path.display())]
