@@ -157,6 +157,7 @@ impl Observer {
         let inodes: Vec<u64> = raw.iter().map(|listener| listener.inode).collect();
         let owners = self.owners.resolve(&inodes, lookup)?;
         let mut addresses = AddressText::default();
+        let mut users = UserNames::default();
         Ok(raw
             .into_iter()
             .zip(owners)
@@ -167,7 +168,7 @@ impl Observer {
                     address: addresses.text(socket.address),
                     uid: socket.uid,
                     inode: socket.inode,
-                    user: process::user_name(socket.uid),
+                    user: users.name(socket.uid),
                     pid: None,
                     process: None,
                     command: None,
@@ -219,6 +220,24 @@ impl Observer {
             service_type: service_type.map(str::to_string),
             project,
         }
+    }
+}
+
+/// Looks user names up once per listing: a handful of users hold most
+/// sockets, and the shared name cache takes a lock per lookup.
+#[derive(Default)]
+struct UserNames {
+    known: Vec<(u32, Option<String>)>,
+}
+
+impl UserNames {
+    fn name(&mut self, uid: u32) -> Option<String> {
+        if let Some((_, name)) = self.known.iter().find(|(known, _)| *known == uid) {
+            return name.clone();
+        }
+        let name = process::user_name(uid);
+        self.known.push((uid, name.clone()));
+        name
     }
 }
 

@@ -101,6 +101,9 @@ pub struct SockDiag {
     fd: OwnedFd,
     buffer: Vec<u8>,
     sequence: u32,
+    /// Sockets in the last full dump: the next one starts with room for as
+    /// many, rather than growing its vector a dozen times.
+    last_count: usize,
 }
 
 /// All TCP listeners (IPv4 and IPv6) through a socket opened for this call.
@@ -121,6 +124,7 @@ impl SockDiag {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             buffer: vec![0; RECV_BUFFER],
             sequence: 0,
+            last_count: 0,
         })
     }
 
@@ -143,12 +147,17 @@ impl SockDiag {
     fn dump(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
         self.sequence = self.sequence.wrapping_add(1);
         self.send_request(port)?;
-        let mut found = Vec::new();
+        let mut found = Vec::with_capacity(if port == 0 { self.last_count } else { 2 });
         loop {
             let len = self.receive()?;
             match parse_batch(&self.buffer[..len], self.sequence, &mut found)? {
                 Batch::More => continue,
-                Batch::Done => return Ok(found),
+                Batch::Done => {
+                    if port == 0 {
+                        self.last_count = found.len();
+                    }
+                    return Ok(found);
+                }
                 Batch::Failed(errno) => {
                     return Err(ObserveError::Kernel { source: io::Error::from_raw_os_error(errno) });
                 }
