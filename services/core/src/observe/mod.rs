@@ -12,6 +12,7 @@
 //! but no process. A process is described when first seen; a later exec that
 //! keeps the same pid is not noticed.
 
+mod liveness;
 pub mod owners;
 pub mod project;
 pub mod sockdiag;

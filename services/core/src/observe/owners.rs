@@ -11,6 +11,7 @@ use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 
+use super::liveness::Liveness;
 use super::{IntMap, IntSet, ObserveError};
 use crate::process;
 
@@ -30,8 +31,8 @@ pub struct SocketOwner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// The inodes are every live listener (a full listing). Cached owners are
-    /// confirmed by start time, one /proc/PID/stat read per process rather
-    /// than a syscall per socket; entries of other inodes are dropped.
+    /// confirmed by their process still running ([`Liveness`]: no syscall
+    /// per socket, nor per process); entries of other inodes are dropped.
     Everything,
     /// A few sockets (one port). Cached owners are also confirmed by re-reading
     /// their fd link, which catches a process that handed the socket on and
@@ -40,29 +41,31 @@ pub enum Lookup {
 }
 
 /// Socket inode → owner, kept across calls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OwnerCache {
     owners: IntMap<u64, SocketOwner>,
     /// Inodes a complete scan found in no readable fd table (another user's
     /// process without privileges). Not scanned for again while they live.
     unowned: IntSet<u64>,
+    /// The owners' processes, watched for their exit.
+    liveness: Liveness,
 }
 
 impl OwnerCache {
     pub fn new() -> Self {
-        Self::default()
+        OwnerCache { owners: IntMap::default(), unowned: IntSet::default(), liveness: Liveness::new() }
     }
 
     /// The owner of each of `inodes`, in order. Cached owners are confirmed as
     /// `lookup` says; the others are looked for in one pass over /proc. `None`
     /// for sockets no readable process holds.
     pub fn resolve(&mut self, inodes: &[u64], lookup: Lookup) -> Result<Vec<Option<SocketOwner>>, ObserveError> {
-        let mut start_times = IntMap::default();
+        self.liveness.forget_exited();
         let mut missing = IntSet::default();
         let mut resolved: Vec<Option<SocketOwner>> = inodes
             .iter()
             .map(|&inode| match self.owners.get(&inode) {
-                Some(owner) if confirm(owner, inode, lookup, &mut start_times) => Some(*owner),
+                Some(owner) if confirm(owner, inode, lookup, &mut self.liveness) => Some(*owner),
                 None if self.unowned.contains(&inode) => None,
                 _ => {
                     missing.insert(inode);
@@ -91,6 +94,7 @@ impl OwnerCache {
                             self.unowned.insert(inode);
                         }
                     }
+                    self.forget_unused_processes();
                 }
             }
             Lookup::Few => {
@@ -123,15 +127,20 @@ impl OwnerCache {
     pub fn retain_live(&mut self, is_live: impl Fn(u64) -> bool) {
         self.owners.retain(|inode, _| is_live(*inode));
         self.unowned.retain(|inode| is_live(*inode));
+        self.forget_unused_processes();
+    }
+
+    /// Stops watching processes that hold none of the cached sockets.
+    fn forget_unused_processes(&mut self) {
+        let pids: IntSet<u32> = self.owners.values().map(|owner| owner.pid).collect();
+        self.liveness.retain(|pid| pids.contains(&pid));
     }
 }
 
 /// True when the cached owner still runs (same start time) and, for a
-/// [`Lookup::Few`], still has the socket on the same descriptor. Start times
-/// are read once per pid per call.
-fn confirm(owner: &SocketOwner, inode: u64, lookup: Lookup, start_times: &mut IntMap<u32, Option<u64>>) -> bool {
-    let now = *start_times.entry(owner.pid).or_insert_with(|| process::start_time(owner.pid));
-    now == Some(owner.start_time)
+/// [`Lookup::Few`], still has the socket on the same descriptor.
+fn confirm(owner: &SocketOwner, inode: u64, lookup: Lookup, liveness: &mut Liveness) -> bool {
+    liveness.runs(owner.pid, owner.start_time)
         && (lookup == Lookup::Everything
             || fs::read_link(format!("/proc/{}/fd/{}", owner.pid, owner.fd))
                 .is_ok_and(|target| socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode)))
