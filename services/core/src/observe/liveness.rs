@@ -18,15 +18,17 @@ pub struct Liveness {
     watched: IntMap<u32, (u64, OwnedFd)>,
 }
 
-impl Liveness {
-    pub fn new() -> Liveness {
+impl Default for Liveness {
+    fn default() -> Liveness {
         // SAFETY: epoll_create1 has no memory preconditions; the result is checked.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         // SAFETY: a fresh descriptor nobody else owns.
         let epoll = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
         Liveness { epoll, watched: IntMap::default() }
     }
+}
 
+impl Liveness {
     /// Forgets the processes that exited since the last call.
     pub fn forget_exited(&mut self) {
         let Some(epoll) = &self.epoll else { return };
@@ -97,7 +99,7 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         let start = process::start_time(pid).unwrap();
-        let mut liveness = Liveness::new();
+        let mut liveness = Liveness::default();
         assert!(liveness.runs(pid, start));
         assert!(!liveness.runs(pid, start + 1), "another start time is another process");
         assert_eq!(liveness.watched.len(), 1);
@@ -114,7 +116,7 @@ mod tests {
     #[test]
     fn retain_drops_the_processes_not_kept() {
         let me = std::process::id();
-        let mut liveness = Liveness::new();
+        let mut liveness = Liveness::default();
         assert!(liveness.runs(me, process::start_time(me).unwrap()));
         liveness.retain(|pid| pid != me);
         assert!(liveness.watched.is_empty());

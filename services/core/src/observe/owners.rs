@@ -41,7 +41,7 @@ pub enum Lookup {
 }
 
 /// Socket inode → owner, kept across calls.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct OwnerCache {
     owners: IntMap<u64, SocketOwner>,
     /// Inodes a complete scan found in no readable fd table (another user's
@@ -53,7 +53,7 @@ pub struct OwnerCache {
 
 impl OwnerCache {
     pub fn new() -> Self {
-        OwnerCache { owners: IntMap::default(), unowned: IntSet::default(), liveness: Liveness::new() }
+        Self::default()
     }
 
     /// The owner of each of `inodes`, in order. Cached owners are confirmed as
