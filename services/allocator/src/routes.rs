@@ -131,39 +131,108 @@ fn port_arg(s: &str) -> Result<u16> {
     parse_port(&serde_json::Value::String(s.to_string()))
 }
 
+/// What a request asks for, named by method and path: the one table of the
+/// API's routes (a path that only other methods serve gets 405, not 404).
+enum Route<'p> {
+    Status,
+    Allocate,
+    Release(&'p str),
+    Check(&'p str),
+    Allocations,
+    Config,
+    InstanceList,
+    InstanceRegister,
+    Heartbeat(&'p str),
+    EndInstance(&'p str),
+    RegisterForObserver,
+    Cleanup,
+    Scan,
+    Health,
+    Metrics,
+    Audit,
+    CircuitBreakers,
+    ObserveAll,
+    ObservePort(&'p str),
+    ObservationStats,
+    Suggest(&'p str),
+    Token,
+    UndoAutoType(&'p str),
+    DaemonStop,
+}
+
+fn resolve<'p>(method: &Method, segments: &[&'p str]) -> Option<Route<'p>> {
+    Some(match (method, segments) {
+        (&Method::GET, ["status"]) => Route::Status,
+        (&Method::POST, ["allocate"]) => Route::Allocate,
+        (&Method::DELETE, ["allocate", lock_id]) => Route::Release(lock_id),
+        (&Method::GET, ["check", port]) => Route::Check(port),
+        (&Method::GET, ["allocations"]) => Route::Allocations,
+        (&Method::GET, ["config"]) => Route::Config,
+        (&Method::GET, ["instance", "list"]) => Route::InstanceList,
+        (&Method::POST, ["instance", "register"]) => Route::InstanceRegister,
+        (&Method::PUT, ["instance", id, "heartbeat"]) => Route::Heartbeat(id),
+        (&Method::DELETE, ["instance", id]) => Route::EndInstance(id),
+        (&Method::POST, ["register-instance"]) => Route::RegisterForObserver,
+        (&Method::POST, ["cleanup"]) => Route::Cleanup,
+        (&Method::GET, ["scan"]) => Route::Scan,
+        (&Method::GET, ["health"]) => Route::Health,
+        (&Method::GET, ["metrics"]) => Route::Metrics,
+        (&Method::GET, ["audit"]) => Route::Audit,
+        (&Method::GET, ["circuit-breakers"]) => Route::CircuitBreakers,
+        (&Method::GET, ["observe", "all"]) => Route::ObserveAll,
+        (&Method::GET, ["observe", port]) => Route::ObservePort(port),
+        (&Method::GET, ["observation-stats"]) => Route::ObservationStats,
+        (&Method::GET, ["suggest", service_type]) => Route::Suggest(service_type),
+        (&Method::GET, ["token"]) => Route::Token,
+        (&Method::DELETE, ["config", "auto-types", name]) => Route::UndoAutoType(name),
+        (&Method::POST, ["daemon", "stop"]) => Route::DaemonStop,
+        _ => return None,
+    })
+}
+
 async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Reply> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method().clone();
-    if (method, segments.as_slice()) == (Method::GET, &["status"][..]) {
+    let route = resolve(req.method(), &segments);
+    if let Some(Route::Status) = route {
         return status(app);
     }
     let who = caller(app, peer, req.headers())?;
-    let method = req.method().clone();
-    match (&method, segments.as_slice()) {
-        (&Method::POST, ["allocate"]) => ok(&app.allocate(&who, &read_json(req).await?).await?),
-        (&Method::DELETE, ["allocate", lock_id]) => ok(&app.release(&who, lock_id)?),
-        (&Method::GET, ["check", port]) => check(app, &who, port_arg(port)?).await,
-        (&Method::GET, ["allocations"]) => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
-        (&Method::GET, ["config"]) => config(app),
-        (&Method::GET, ["instance", "list"]) => ok(&InstancesResponse { instances: app.engine().instances()? }),
-        (&Method::POST, ["instance", "register"]) => {
+    let Some(route) = route else {
+        let known = [Method::GET, Method::POST, Method::PUT, Method::DELETE]
+            .iter()
+            .any(|method| resolve(method, &segments).is_some());
+        return Err(if known {
+            err(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method()))
+        } else {
+            err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path)))
+        });
+    };
+    match route {
+        Route::Status => status(app),
+        Route::Allocate => ok(&app.allocate(&who, &read_json(req).await?).await?),
+        Route::Release(lock_id) => ok(&app.release(&who, lock_id)?),
+        Route::Check(port) => check(app, &who, port_arg(port)?).await,
+        Route::Allocations => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
+        Route::Config => config(app),
+        Route::InstanceList => ok(&InstancesResponse { instances: app.engine().instances()? }),
+        Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;
             ok(
                 &json!({"success": true, "instance_id": i.instance_id, "message": format!("Instance {} registered", i.instance_id)}),
             )
         }
-        (&Method::PUT, ["instance", id, "heartbeat"]) => {
+        Route::Heartbeat(id) => {
             let i = app.engine().heartbeat(id, &who)?;
             ok(&json!({"success": true, "instance_id": i.instance_id, "last_heartbeat": i.last_heartbeat}))
         }
-        (&Method::DELETE, ["instance", id]) => {
+        Route::EndInstance(id) => {
             let released = app.engine().end_instance(id, &who)?;
             ok(&json!({"success": true, "instance_id": id, "released": released}))
         }
-        (&Method::POST, ["register-instance"]) => register_for_observer(app, &who, read_json(req).await?),
-        (&Method::POST, ["cleanup"]) => {
+        Route::RegisterForObserver => register_for_observer(app, &who, read_json(req).await?),
+        Route::Cleanup => {
             #[derive(serde::Deserialize)]
             struct Body {
                 #[serde(default)]
@@ -179,22 +248,22 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             };
             ok(&json!({"success": true, "cleaned": cleaned, "message": message}))
         }
-        (&Method::GET, ["scan"]) => scan(app, &who, &query(&req)).await,
-        (&Method::GET, ["health"]) => health(app),
-        (&Method::GET, ["metrics"]) => metrics(app, &query(&req)),
-        (&Method::GET, ["audit"]) => ok(&json!({"recent_events": app.engine().state().audit})),
-        (&Method::GET, ["circuit-breakers"]) => ok(&json!({"circuit_breakers": {}})),
-        (&Method::GET, ["observe", "all"]) => {
+        Route::Scan => scan(app, &who, &query(&req)).await,
+        Route::Health => health(app),
+        Route::Metrics => metrics(app, &query(&req)),
+        Route::Audit => ok(&json!({"recent_events": app.engine().state().audit})),
+        Route::CircuitBreakers => ok(&json!({"circuit_breakers": {}})),
+        Route::ObserveAll => {
             let observations = app.observe_all(&who).await?;
             ok(&json!({"total": observations.len(), "observations": observations}))
         }
-        (&Method::GET, ["observe", port]) => {
+        Route::ObservePort(port) => {
             let port = port_arg(port)?;
             let listeners = app.observe_port(port, &who).await?;
             ok(&json!({"port": port, "bound": !listeners.is_empty(), "listeners": listeners}))
         }
-        (&Method::GET, ["observation-stats"]) => observation_stats(app, &who).await,
-        (&Method::GET, ["suggest", service_type]) => {
+        Route::ObservationStats => observation_stats(app, &who).await,
+        Route::Suggest(service_type) => {
             let count = match query(&req).get("count") {
                 None => 5,
                 Some(c) => c
@@ -211,14 +280,14 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
                 "suggestions": suggestions,
             }))
         }
-        (&Method::GET, ["token"]) => match peer {
+        Route::Token => match peer {
             Peer::Unix { .. } => {
                 let token = app.tokens.token_for(who.uid).map_err(|e| err(ErrorCode::Internal, format!("{e:#}")))?;
                 ok(&TokenResponse { success: true, uid: who.uid, token })
             }
             Peer::Tcp => Err(err(ErrorCode::Forbidden, "tokens are handed out on the Unix socket only")),
         },
-        (&Method::DELETE, ["config", "auto-types", name]) => {
+        Route::UndoAutoType(name) => {
             let t = app.engine().undo_auto_type(name, &who)?;
             tracing::info!(service_type = %t.service_type, uid = who.uid, "auto-allocated type removed");
             ok(&json!({
@@ -228,7 +297,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
                 "message": format!("Removed auto-allocated service type '{}'; range {}-{} is free again", t.service_type, t.range[0], t.range[1]),
             }))
         }
-        (&Method::POST, ["daemon", "stop"]) => match app.mode {
+        Route::DaemonStop => match app.mode {
             Mode::User if who.uid == styxy_core::paths::uid() || who.is_root() => {
                 app.request_stop();
                 ok(&json!({"success": true, "message": "allocator stopping"}))
@@ -236,36 +305,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             Mode::User => Err(err(ErrorCode::Forbidden, "only the allocator's own user may stop it")),
             Mode::System => Err(err(ErrorCode::Forbidden, "the system allocator is managed by systemd: use systemctl")),
         },
-        (_, segs) if known_path(segs) => {
-            Err(err(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method())))
-        }
-        _ => Err(err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path)))),
     }
-}
-
-fn known_path(segs: &[&str]) -> bool {
-    matches!(
-        segs,
-        ["allocate"]
-            | ["allocate", _]
-            | ["check", _]
-            | ["allocations"]
-            | ["config"]
-            | ["instance", ..]
-            | ["cleanup"]
-            | ["scan"]
-            | ["health"]
-            | ["metrics"]
-            | ["audit"]
-            | ["circuit-breakers"]
-            | ["observe", _]
-            | ["suggest", _]
-            | ["register-instance"]
-            | ["observation-stats"]
-            | ["token"]
-            | ["daemon", "stop"]
-            | ["config", "auto-types", _]
-    )
 }
 
 fn printable(s: &str) -> String {

@@ -195,6 +195,10 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     assert_eq!((status, v["error"].as_str()), (404, Some("not_found")));
     assert_eq!(a.delete("/allocate/not-a-lock").0, 400);
     assert_eq!(a.get("/no/such/route").1["error"], "not_found");
+    for path in ["/allocate", "/instance/some-id", "/daemon/stop"] {
+        let (status, v) = a.get(path);
+        assert_eq!((status, v["error"].as_str()), (405, Some("method_not_allowed")), "GET {path}");
+    }
 
     // A client that sends half a request and stalls holds nobody up.
     let mut stalled = UnixStream::connect(&a.socket).unwrap();
