@@ -509,17 +509,17 @@ mod tests {
         AllocationView {
             allocation: Allocation {
                 lock_id: format!("lock-{port}"),
-                port,
                 requested_port: requested,
-                service_type: "dev".into(),
-                service_name: "web".into(),
                 instance_id: "cli".into(),
-                project_path: None,
-                owner: Owner { uid: 1000, pid: Some(77), start_time: Some(1) },
-                lease: LeaseKind::Process,
                 source: Source::Run,
                 allocated_at: 0,
-                health_failures: 0,
+                ..Allocation::new(
+                    port,
+                    "dev",
+                    "web",
+                    Owner { uid: 1000, pid: Some(77), start_time: Some(1) },
+                    LeaseKind::Process,
+                )
             },
             user: Some("alice".into()),
             process: Some("node".into()),

@@ -14,7 +14,7 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use styxy_core::health::{self, Listening, Proc};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner, Source, now_millis};
+use styxy_core::model::{Allocation, Change, LeaseKind, Owner, now_millis};
 use styxy_core::process;
 use styxy_core::store::{self, Store};
 
@@ -44,19 +44,11 @@ fn scenario(listeners: &[TcpListener], holder_count: usize) {
         .map(|(i, l)| {
             let pid = holders[i % holder_count].id();
             let port = l.local_addr().unwrap().port();
+            let owner = Owner { uid, pid: Some(pid), start_time: process::start_time(pid) };
             Change::PutAllocation(Allocation {
-                lock_id: format!("00000000-0000-4000-8000-{i:012}"),
-                port,
-                requested_port: None,
-                service_type: "bench".into(),
-                service_name: format!("server-{i}"),
-                instance_id: "default".into(),
                 project_path: Some(format!("/home/dev/project-{}", i % 20)),
-                owner: Owner { uid, pid: Some(pid), start_time: process::start_time(pid) },
-                lease: LeaseKind::Process,
-                source: Source::Api,
                 allocated_at: an_hour_ago,
-                health_failures: 0,
+                ..Allocation::new(port, "bench", format!("server-{i}"), owner, LeaseKind::Process)
             })
         })
         .collect();

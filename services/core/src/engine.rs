@@ -377,18 +377,12 @@ impl Engine {
         }
 
         let allocation = Allocation {
-            lock_id: uuid::Uuid::new_v4().to_string(),
-            port,
             requested_port: moved,
-            service_type: service_type.clone(),
-            service_name,
             instance_id,
             project_path,
-            owner,
-            lease,
             source,
             allocated_at: now,
-            health_failures: 0,
+            ..Allocation::new(port, service_type.clone(), service_name, owner, lease)
         };
         response.lock_id = allocation.lock_id.clone();
         response.message = format!("Port {port} allocated for {service_type} service");

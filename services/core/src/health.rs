@@ -337,7 +337,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::engine::RealKernel;
-    use crate::model::{Owner, Source};
+    use crate::model::Owner;
     use crate::store::Store;
 
     /// A process table of pid → start time; absent pids have exited.
@@ -353,19 +353,11 @@ mod tests {
     const UID: u32 = 1000;
 
     fn allocation(port: u16, lease: LeaseKind, pid: Option<u32>, age: Millis) -> Allocation {
+        let owner = Owner { uid: UID, pid, start_time: pid.map(|_| 500) };
         Allocation {
-            lock_id: format!("00000000-0000-4000-8000-{port:012}"),
-            port,
-            requested_port: None,
-            service_type: "dev".into(),
-            service_name: "web".into(),
             instance_id: "session-1".into(),
-            project_path: None,
-            owner: Owner { uid: UID, pid, start_time: pid.map(|_| 500) },
-            lease,
-            source: Source::Api,
             allocated_at: NOW - age,
-            health_failures: 0,
+            ..Allocation::new(port, "dev", "web", owner, lease)
         }
     }
 

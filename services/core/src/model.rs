@@ -75,6 +75,35 @@ pub struct Allocation {
     pub health_failures: u32,
 }
 
+impl Allocation {
+    /// A `service_type` allocation of `port` named `service_name`, held by
+    /// `owner` under `lease`, made now with a fresh lock id, and otherwise
+    /// as a plain API request leaves it: instance "default", no project, no
+    /// port asked for. Struct update syntax sets the rest.
+    pub fn new(
+        port: u16,
+        service_type: impl Into<String>,
+        service_name: impl Into<String>,
+        owner: Owner,
+        lease: LeaseKind,
+    ) -> Allocation {
+        Allocation {
+            lock_id: uuid::Uuid::new_v4().to_string(),
+            port,
+            requested_port: None,
+            service_type: service_type.into(),
+            service_name: service_name.into(),
+            instance_id: "default".into(),
+            project_path: None,
+            owner,
+            lease,
+            source: Source::Api,
+            allocated_at: now_millis(),
+            health_failures: 0,
+        }
+    }
+}
+
 /// A registered client session (an agent session, a preloaded process).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {

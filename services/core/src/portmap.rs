@@ -128,20 +128,7 @@ mod tests {
     use crate::model::*;
 
     fn alloc(port: u16, pid: Option<u32>, lease: LeaseKind) -> Allocation {
-        Allocation {
-            lock_id: format!("l{port}"),
-            port,
-            requested_port: None,
-            service_type: "dev".into(),
-            service_name: "web".into(),
-            instance_id: "default".into(),
-            project_path: None,
-            owner: Owner { uid: 1000, pid, start_time: None },
-            lease,
-            source: Source::Api,
-            allocated_at: 0,
-            health_failures: 0,
-        }
+        Allocation::new(port, "dev", "web", Owner { uid: 1000, pid, start_time: None }, lease)
     }
 
     #[test]

@@ -412,7 +412,7 @@ pub fn recover_dir(dir: &Path, config: &Config, wait: Duration) -> Result<Outcom
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AutoType, Instance, Owner, Source};
+    use crate::model::{AutoType, Instance, Owner};
     use std::collections::HashMap;
 
     struct FakeProcesses(HashMap<u32, u64>);
@@ -434,19 +434,11 @@ mod tests {
     }
 
     fn allocation(n: u16, port: u16, service_type: &str, pid: u32, at: Millis) -> Allocation {
+        let owner = Owner { uid: 1000, pid: Some(pid), start_time: Some(7) };
         Allocation {
             lock_id: format!("00000000-0000-4000-8000-{n:012}"),
-            port,
-            requested_port: None,
-            service_type: service_type.into(),
-            service_name: "web".into(),
-            instance_id: "default".into(),
-            project_path: None,
-            owner: Owner { uid: 1000, pid: Some(pid), start_time: Some(7) },
-            lease: LeaseKind::Process,
-            source: Source::Api,
             allocated_at: at,
-            health_failures: 0,
+            ..Allocation::new(port, service_type, "web", owner, LeaseKind::Process)
         }
     }
 

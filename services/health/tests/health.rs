@@ -8,7 +8,7 @@ use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_core::api::AllocateRequest;
 use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, RealKernel};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner, Source};
+use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
 struct Run {
@@ -32,20 +32,8 @@ fn health(dir: &Path, bus: &str, extra: &[&str]) -> Run {
 const NO_BUS: &str = "unix:path=/nonexistent";
 
 fn allocation(port: u16, pid: u32, start_time: u64) -> Allocation {
-    Allocation {
-        lock_id: format!("00000000-0000-4000-8000-{port:012}"),
-        port,
-        requested_port: None,
-        service_type: "dev".into(),
-        service_name: "web".into(),
-        instance_id: "default".into(),
-        project_path: None,
-        owner: Owner { uid: styxy_core::paths::uid(), pid: Some(pid), start_time: Some(start_time) },
-        lease: LeaseKind::Process,
-        source: Source::Api,
-        allocated_at: styxy_core::model::now_millis(),
-        health_failures: 0,
-    }
+    let owner = Owner { uid: styxy_core::paths::uid(), pid: Some(pid), start_time: Some(start_time) };
+    Allocation::new(port, "dev", "web", owner, LeaseKind::Process)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use styxy_bus::testing::PrivateBus;
 use styxy_bus::{BusError, Observer1Proxy};
 use styxy_core::api::ErrorCode;
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner, Source};
+use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::Store;
 use zbus::fdo::DBusProxy;
 
@@ -21,20 +21,7 @@ struct Setup {
 fn setup() -> Setup {
     let state = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(state.path()).unwrap();
-    let held = Allocation {
-        lock_id: "00000000-0000-4000-8000-000000003000".into(),
-        port: 3000,
-        requested_port: None,
-        service_type: "dev".into(),
-        service_name: "web".into(),
-        instance_id: "default".into(),
-        project_path: None,
-        owner: Owner { uid: 0, pid: None, start_time: None },
-        lease: LeaseKind::Manual,
-        source: Source::Api,
-        allocated_at: 1,
-        health_failures: 0,
-    };
+    let held = Allocation::new(3000, "dev", "web", Owner { uid: 0, pid: None, start_time: None }, LeaseKind::Manual);
     store.commit(&[Change::SetBootId(styxy_core::process::boot_id()), Change::PutAllocation(held)]).unwrap();
     drop(store);
     let exec =

@@ -7,7 +7,7 @@ use std::process::Command;
 use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_core::config::Config;
 use styxy_core::engine::{Engine, RealKernel};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner, Source};
+use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
 struct Run {
@@ -29,17 +29,8 @@ fn recovery(dir: &Path, bus: Option<&str>) -> Run {
 fn allocation(n: u16, port: u16, lease: LeaseKind) -> Allocation {
     Allocation {
         lock_id: format!("00000000-0000-4000-8000-{n:012}"),
-        port,
-        requested_port: None,
-        service_type: "dev".into(),
-        service_name: "web".into(),
-        instance_id: "default".into(),
-        project_path: None,
-        owner: Owner { uid: 0, pid: Some(1), start_time: Some(1) },
-        lease,
-        source: Source::Api,
         allocated_at: 1,
-        health_failures: 0,
+        ..Allocation::new(port, "dev", "web", Owner { uid: 0, pid: Some(1), start_time: Some(1) }, lease)
     }
 }
 

@@ -6,19 +6,14 @@ use std::path::{Path, PathBuf};
 use styxy_core::model::{Allocation, AuditEntry, Change, LeaseKind, Owner, Source};
 
 pub fn allocation(port: u16, lock_id: &str, lease: LeaseKind) -> Allocation {
+    let owner = Owner { uid: 1000, pid: Some(4242), start_time: Some(123_456) };
     Allocation {
         lock_id: lock_id.to_string(),
-        port,
-        requested_port: None,
-        service_type: "dev".into(),
-        service_name: format!("svc-{port}"),
         instance_id: "inst-1".into(),
         project_path: Some("/home/dev/project".into()),
-        owner: Owner { uid: 1000, pid: Some(4242), start_time: Some(123_456) },
-        lease,
         source: Source::Cli,
         allocated_at: 1_736_000_000_000 + u64::from(port),
-        health_failures: 0,
+        ..Allocation::new(port, "dev", format!("svc-{port}"), owner, lease)
     }
 }
 
