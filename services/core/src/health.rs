@@ -44,6 +44,14 @@ pub trait Processes: Sync {
     fn running_start_time(&self, pid: u32) -> Option<u64>;
 }
 
+/// A process table given as pid → start time (tests, snapshots): absent
+/// pids have exited.
+impl Processes for HashMap<u32, u64> {
+    fn running_start_time(&self, pid: u32) -> Option<u64> {
+        self.get(&pid).copied()
+    }
+}
+
 /// The real process table (/proc).
 pub struct Proc;
 
@@ -340,15 +348,6 @@ mod tests {
     use crate::model::Owner;
     use crate::store::Store;
 
-    /// A process table of pid → start time; absent pids have exited.
-    struct FakeProcesses(HashMap<u32, u64>);
-
-    impl Processes for FakeProcesses {
-        fn running_start_time(&self, pid: u32) -> Option<u64> {
-            self.0.get(&pid).copied()
-        }
-    }
-
     const NOW: Millis = 1_000_000_000;
     const UID: u32 = 1000;
 
@@ -388,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_dead_owner_fails_for_good() {
-        let procs = FakeProcesses(HashMap::new());
+        let procs = HashMap::new();
         let state = state_with(vec![allocation(3000, LeaseKind::Process, Some(42), 10)]);
         let report = check(&state, NOW, &procs, Some(&Listening::default()));
         assert_eq!(report.findings.len(), 1);
@@ -399,18 +398,18 @@ mod tests {
     #[test]
     fn a_reused_pid_is_not_the_owner() {
         // Same pid, another start time: a new process took the number.
-        let procs = FakeProcesses(HashMap::from([(42, 501)]));
+        let procs = HashMap::from([(42, 501)]);
         let a = allocation(3000, LeaseKind::Process, Some(42), 10);
         let state = state_with(vec![a.clone()]);
         let listening = Listening::new([(3000, UID)]);
         assert_eq!(verdict(&a, &state, NOW, &procs, Some(&listening)), Some(Failure::PidReused));
-        let same = FakeProcesses(HashMap::from([(42, 500)]));
+        let same = HashMap::from([(42, 500)]);
         assert_eq!(verdict(&a, &state, NOW, &same, Some(&listening)), None);
     }
 
     #[test]
     fn a_live_owner_that_stopped_listening_is_counted_not_released() {
-        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let procs = HashMap::from([(42, 500)]);
         let a = allocation(3000, LeaseKind::Process, Some(42), old());
         let state = state_with(vec![a.clone()]);
         let nobody = Listening::default();
@@ -425,7 +424,7 @@ mod tests {
 
     #[test]
     fn young_allocations_and_other_leases_need_not_listen() {
-        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let procs = HashMap::from([(42, 500)]);
         let young = allocation(3000, LeaseKind::Process, Some(42), LISTEN_GRACE_MS - 1);
         let manual = allocation(3001, LeaseKind::Manual, None, old());
         let mut state = state_with(vec![young, manual]);
@@ -438,7 +437,7 @@ mod tests {
 
     #[test]
     fn expired_instances_fail_their_session_allocations() {
-        let procs = FakeProcesses(HashMap::new());
+        let procs = HashMap::new();
         let mut state = state_with(vec![allocation(3000, LeaseKind::Session, None, 10)]);
         state.instances.insert("session-1".into(), instance("session-1", NOW - 121_000));
         state.instances.insert("alive".into(), instance("alive", NOW - 1_000));
@@ -453,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_recovered_allocation_is_reported_so_its_count_resets() {
-        let procs = FakeProcesses(HashMap::from([(42, 500)]));
+        let procs = HashMap::from([(42, 500)]);
         let mut a = allocation(3000, LeaseKind::Process, Some(42), old());
         a.health_failures = 2;
         let state = state_with(vec![a]);

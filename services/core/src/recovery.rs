@@ -415,22 +415,14 @@ mod tests {
     use crate::model::{AutoType, Instance, Owner};
     use std::collections::HashMap;
 
-    struct FakeProcesses(HashMap<u32, u64>);
-
-    impl Processes for FakeProcesses {
-        fn running_start_time(&self, pid: u32) -> Option<u64> {
-            self.0.get(&pid).copied()
-        }
-    }
-
     const BOOT: &str = "this-boot";
 
-    fn cx(processes: &FakeProcesses) -> Context<'_> {
+    fn cx(processes: &HashMap<u32, u64>) -> Context<'_> {
         Context { boot_id: BOOT.into(), now: 1_000_000, newest_backup: None, processes }
     }
 
-    fn alive(pids: &[u32]) -> FakeProcesses {
-        FakeProcesses(pids.iter().map(|p| (*p, 7)).collect())
+    fn alive(pids: &[u32]) -> HashMap<u32, u64> {
+        pids.iter().map(|p| (*p, 7)).collect()
     }
 
     fn allocation(n: u16, port: u16, service_type: &str, pid: u32, at: Millis) -> Allocation {
