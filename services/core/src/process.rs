@@ -71,14 +71,37 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     })
 }
 
+/// The bytes of /proc/PID/`file`. Such files report size 0, so `fs::read`
+/// asks for the size (statx, lseek), then starts with tiny reads and
+/// doubles; a page-sized first read takes most of them whole. A cold
+/// observer listing reads several per process.
+pub fn read_proc(pid: u32, file: &str) -> Option<Vec<u8>> {
+    let mut source = fs::File::open(format!("/proc/{pid}/{file}")).ok()?;
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(2 * len, 0);
+        }
+        match source.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    Some(bytes)
+}
+
 /// Short command name (/proc/PID/comm).
 pub fn comm(pid: u32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_string())
+    read_proc(pid, "comm").map(|b| String::from_utf8_lossy(&b).trim_end().to_string())
 }
 
 /// Command line split on NULs (empty for kernel threads or when unreadable).
 pub fn cmdline(pid: u32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
+    read_proc(pid, "cmdline")
         .map(|b| {
             b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
         })

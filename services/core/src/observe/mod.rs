@@ -159,6 +159,7 @@ impl Observer {
         let owners = self.owners.resolve(&inodes, lookup)?;
         let mut addresses = AddressText::default();
         let mut users = UserNames::default();
+        let mut projects = ProjectRoots::default();
         Ok(raw
             .into_iter()
             .zip(owners)
@@ -177,7 +178,7 @@ impl Observer {
                     project: None,
                 };
                 if let Some(owner) = owner {
-                    let details = self.details(&owner);
+                    let details = self.details(&owner, &mut projects);
                     listener.pid = Some(owner.pid);
                     listener.process = details.process.clone();
                     listener.command = details.command.clone();
@@ -191,23 +192,21 @@ impl Observer {
 
     /// The details of an owner's process, read from /proc unless known for
     /// this pid and start time.
-    fn details(&mut self, owner: &SocketOwner) -> &ProcessDetails {
+    fn details(&mut self, owner: &SocketOwner, projects: &mut ProjectRoots) -> &ProcessDetails {
         let known = self.processes.get(&owner.pid).is_some_and(|d| d.start_time == owner.start_time);
         if !known {
-            let details = Self::read_details(owner);
+            let details = Self::read_details(owner, projects);
             self.processes.insert(owner.pid, details);
         }
         &self.processes[&owner.pid]
     }
 
-    fn read_details(owner: &SocketOwner) -> ProcessDetails {
+    fn read_details(owner: &SocketOwner, projects: &mut ProjectRoots) -> ProcessDetails {
         let argv = process::cmdline(owner.pid);
-        let home = project::home_of(owner.pid);
         // A cwd that was removed reads "/path (deleted)": no project then.
         let project = process::cwd(owner.pid)
             .filter(|cwd| !cwd.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
-            .and_then(|cwd| project::project_root(&cwd, home.as_deref()))
-            .map(|root| root.to_string_lossy().into_owned());
+            .and_then(|cwd| projects.root(cwd, project::home_of(owner.pid)));
         // The command line says most; a process that shows none (or rewrote
         // it beyond recognition) may still be known by its executable.
         let service_type = tools::infer_service_type(&argv).or_else(|| {
@@ -221,6 +220,23 @@ impl Observer {
             service_type: service_type.map(str::to_string),
             project,
         }
+    }
+}
+
+/// Project roots found during one listing, by working directory and home:
+/// the servers of a project share them, and finding one costs a dozen
+/// stats per directory level.
+#[derive(Default)]
+struct ProjectRoots(HashMap<(PathBuf, Option<PathBuf>), Option<String>>);
+
+impl ProjectRoots {
+    fn root(&mut self, cwd: PathBuf, home: Option<PathBuf>) -> Option<String> {
+        self.0
+            .entry((cwd, home))
+            .or_insert_with_key(|(cwd, home)| {
+                project::project_root(cwd, home.as_deref()).map(|root| root.to_string_lossy().into_owned())
+            })
+            .clone()
     }
 }
 

@@ -12,7 +12,6 @@
 //! - no marker at all: no project.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +52,7 @@ pub fn project_root(cwd: &Path, home: Option<&Path>) -> Option<PathBuf> {
 /// `HOME` from the environment `pid` started with (readable under the same
 /// rules as its working directory).
 pub fn home_of(pid: u32) -> Option<PathBuf> {
-    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let environ = crate::process::read_proc(pid, "environ")?;
     environ
         .split(|byte| *byte == 0)
         .find_map(|entry| entry.strip_prefix(b"HOME="))
