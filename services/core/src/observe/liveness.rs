@@ -10,12 +10,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::IntMap;
 use crate::process;
 
+/// Processes watched at most. Each costs a descriptor, and a service's soft
+/// limit is often 1,024: beyond this, processes are checked through /proc
+/// as if pidfds did not exist, and /proc scans keep descriptors to work with.
+const MAX_WATCHED: usize = 512;
+
 #[derive(Debug)]
 pub struct Liveness {
     /// None when epoll is unavailable: every question then reads /proc.
     epoll: Option<OwnedFd>,
     /// Running processes by pid: their start time and pidfd.
     watched: IntMap<u32, (u64, OwnedFd)>,
+    /// At most this many are watched ([`MAX_WATCHED`]).
+    limit: usize,
 }
 
 impl Default for Liveness {
@@ -24,7 +31,7 @@ impl Default for Liveness {
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         // SAFETY: a fresh descriptor nobody else owns.
         let epoll = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
-        Liveness { epoll, watched: IntMap::default() }
+        Liveness { epoll, watched: IntMap::default(), limit: MAX_WATCHED }
     }
 }
 
@@ -54,8 +61,10 @@ impl Liveness {
     /// process asked about for the first time is read from /proc once and
     /// watched from then on.
     pub fn runs(&mut self, pid: u32, start_time: u64) -> bool {
+        let full = self.watched.len() >= self.limit;
         match self.watched.entry(pid) {
             Entry::Occupied(known) => known.get().0 == start_time,
+            Entry::Vacant(_) if full => process::start_time(pid) == Some(start_time),
             Entry::Vacant(slot) => {
                 // Open first, read after: a start time read after the pidfd
                 // exists describes the process it names (or a successor, which
@@ -111,6 +120,21 @@ mod tests {
         liveness.forget_exited();
         assert!(liveness.watched.is_empty(), "the exit was noticed without a /proc read");
         assert!(!liveness.runs(pid, start));
+    }
+
+    #[test]
+    fn beyond_the_limit_processes_are_answered_from_proc_unwatched() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let (me, pid) = (std::process::id(), child.id());
+        let start = process::start_time(pid).unwrap();
+        let mut liveness = Liveness { limit: 1, ..Liveness::default() };
+        assert!(liveness.runs(me, process::start_time(me).unwrap()));
+        assert!(liveness.runs(pid, start));
+        assert!(!liveness.runs(pid, start + 1));
+        assert_eq!(liveness.watched.len(), 1, "one descriptor, as the limit says");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!liveness.runs(pid, start), "an exit is seen without a watch too");
     }
 
     #[test]
