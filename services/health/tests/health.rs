@@ -33,7 +33,10 @@ const NO_BUS: &str = "unix:path=/nonexistent";
 
 fn allocation(port: u16, pid: u32, start_time: u64) -> Allocation {
     let owner = Owner { uid: styxy_core::paths::uid(), pid: Some(pid), start_time: Some(start_time) };
-    Allocation::new(port, "dev", "web", owner, LeaseKind::Process)
+    Allocation {
+        lock_id: format!("00000000-0000-4000-8000-{port:012}"),
+        ..Allocation::new(port, "dev", "web", owner, LeaseKind::Process)
+    }
 }
 
 #[test]

@@ -185,8 +185,13 @@ mod tests {
             }
             let child = c.spawn().unwrap();
             // Until exec, the child's /proc entry shows this process's
-            // environment.
-            while process::comm(child.id()).as_deref() != Some("sleep") {
+            // environment; just after it, none (the kernel names the
+            // process before it lays out the new environment).
+            let execed = |pid| {
+                process::comm(pid).as_deref() == Some("sleep")
+                    && process::read_proc(pid, "environ").is_some_and(|env| !env.is_empty())
+            };
+            while !execed(child.id()) {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             child
