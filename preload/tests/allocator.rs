@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::process::Command;
 
 /// A python3 process (not preloaded) listening on a free port.
 fn python_holder(sandbox: &Sandbox) -> (Running, u16) {
@@ -85,6 +86,36 @@ fn a_second_copy_of_a_server_is_told_which_copy_holds_the_port() {
     );
     assert_eq!(ask("127.0.0.1", now, ""), format!("serve {} {now}\n", second.pid()));
     recorded_move(&sandbox, second.pid(), first_port, now);
+}
+
+#[test]
+fn another_users_listener_is_named_even_where_styxy_allocated_the_port_to_someone() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: running a listener as another user needs root");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let _allocator = Allocator::start(&sandbox);
+    // styxy hands a port to this test, which does not serve it...
+    let body = r#"{"service_type":"api","service_name":"reserved","lease":"manual"}"#;
+    let reserved = sandbox.api("POST", "/allocate", body)["port"].as_u64().expect("a port") as u16;
+    // ...and another user's program, which styxy does not reach, listens
+    // there all the same (the system interpreter: a pyenv shim is root's).
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"])
+        .arg(js_program("hold.py"))
+        .arg(reserved.to_string());
+    let mut squatter = Running::start(cmd);
+    assert_eq!(squatter.listening(), reserved);
+
+    let mut server = serve(&sandbox, &["0.0.0.0", &reserved.to_string()]);
+    let (requested, _) = server.the_move();
+    assert_eq!(requested, reserved);
+    // Root sees the other user's process in full.
+    let line = &server.styxy_lines()[0];
+    let by = format!("styxy: port {reserved} is in use by {} (pid {}", comm(squatter.pid()), squatter.pid());
+    assert!(line.starts_with(&by), "{line:?} should start with {by:?}");
 }
 
 #[test]

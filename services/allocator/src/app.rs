@@ -21,6 +21,7 @@ use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, EngineError};
 use styxy_core::health::{self, Listening, Proc, Released, Report};
 use styxy_core::model::{Allocation, LeaseKind, now_millis};
+use styxy_core::observe::sockdiag::SockDiag;
 use styxy_core::observe::{ObserveError, Observer};
 use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
@@ -38,6 +39,11 @@ pub enum Mode {
 /// How long the allocator waits for the observer (activation included)
 /// before answering from its own, unprivileged view.
 const OBSERVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an allocation's answer waits to name who listens on the port it
+/// moved from. A preloaded program gives up on the allocator after 90 ms,
+/// and an observer activated by this very question can take longer: the
+/// answer then goes out in time, without the name.
+const HOLDER_LOOKUP_BUDGET: Duration = Duration::from_millis(20);
 
 pub struct App {
     engine: Mutex<Engine>,
@@ -227,10 +233,22 @@ impl App {
         if let Some(pid) = watch {
             self.watch_owner(pid);
         }
-        if let Some(port) = r.requested_port.filter(|_| r.requested_port_holder.is_none()) {
-            // Not ours: ask the kernel who listens there.
-            r.requested_port_holder =
-                self.observe_port(port, who).await.ok().and_then(|ls| ls.into_iter().next()).map(holder_from_listener);
+        if let Some(port) = r.requested_port {
+            // The process listening there is what keeps the port busy: the
+            // allocation's holder is named unless the kernel shows another
+            // user listening (a server styxy does not reach).
+            let stranger = |uid: u32| r.requested_port_holder.as_ref().is_none_or(|allocated| allocated.uid != uid);
+            let strangers_listen = r.requested_port_holder.is_none()
+                || SockDiag::open()
+                    .and_then(|mut diag| diag.tcp_listeners_on(port))
+                    .map_or(true, |listeners| listeners.iter().any(|l| stranger(l.uid)));
+            if strangers_listen {
+                let lookup = tokio::time::timeout(HOLDER_LOOKUP_BUDGET, self.observe_port(port, who)).await;
+                let listener = lookup.ok().and_then(Result::ok).and_then(|ls| ls.into_iter().find(|l| stranger(l.uid)));
+                if let Some(l) = listener {
+                    r.requested_port_holder = Some(holder_from_listener(l));
+                }
+            }
         }
         if !r.dry_run && !r.existing {
             self.metrics.allocations.fetch_add(1, Ordering::Relaxed);
