@@ -23,6 +23,7 @@ use styxy_core::health::{self, Listening, Proc, Released, Report};
 use styxy_core::model::{Allocation, LeaseKind, now_millis};
 use styxy_core::observe::sockdiag::SockDiag;
 use styxy_core::observe::{ObserveError, Observer};
+use styxy_core::process;
 use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
@@ -237,16 +238,23 @@ impl App {
             // The process listening there is what keeps the port busy: the
             // allocation's holder is named unless the kernel shows another
             // user listening (a server styxy does not reach).
-            let stranger = |uid: u32| r.requested_port_holder.as_ref().is_none_or(|allocated| allocated.uid != uid);
-            let strangers_listen = r.requested_port_holder.is_none()
-                || SockDiag::open()
-                    .and_then(|mut diag| diag.tcp_listeners_on(port))
-                    .map_or(true, |listeners| listeners.iter().any(|l| stranger(l.uid)));
-            if strangers_listen {
+            let allocated_uid = r.requested_port_holder.as_ref().map(|h| h.uid);
+            let stranger = |uid: u32| allocated_uid != Some(uid);
+            // Some(uid) when a stranger listens; Some(None) when who listens is unknown.
+            let strange_uid = match allocated_uid {
+                None => Some(None),
+                Some(_) => match SockDiag::open().and_then(|mut diag| diag.tcp_listeners_on(port)) {
+                    Ok(listeners) => listeners.iter().map(|l| l.uid).find(|&uid| stranger(uid)).map(Some),
+                    Err(_) => Some(None),
+                },
+            };
+            if let Some(uid) = strange_uid {
                 let lookup = tokio::time::timeout(HOLDER_LOOKUP_BUDGET, self.observe_port(port, who)).await;
                 let listener = lookup.ok().and_then(Result::ok).and_then(|ls| ls.into_iter().find(|l| stranger(l.uid)));
-                if let Some(l) = listener {
-                    r.requested_port_holder = Some(holder_from_listener(l));
+                // An observer too slow to answer still leaves the kernel's word: the user.
+                let by_uid = uid.map(|uid| Holder { uid, user: process::user_name(uid), ..Holder::default() });
+                if let Some(holder) = listener.map(holder_from_listener).or(by_uid) {
+                    r.requested_port_holder = Some(holder);
                 }
             }
         }
