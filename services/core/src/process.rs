@@ -10,24 +10,9 @@ pub fn start_time(pid: u32) -> Option<u64> {
     with_stat(pid, parse_start_time)
 }
 
-/// Calls `parse` on the /proc/PID/stat line. The line is read into a stack
-/// buffer in one `read` (the kernel writes it whole), instead of the size
-/// query and doubling reads of `read_to_string`: the allocator reads it on
-/// hot paths, and every syscall shows there.
+/// Calls `parse` on the /proc/PID/stat line.
 fn with_stat<T>(pid: u32, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
-    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buffer = [0u8; 1024];
-    let mut len = 0;
-    // A line ends in '\n'; only a line longer than one read needs another.
-    while len < buffer.len() && (len == 0 || buffer[len - 1] != b'\n') {
-        match file.read(&mut buffer[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    parse(std::str::from_utf8(&buffer[..len]).ok()?)
+    parse(std::str::from_utf8(&read_proc(pid, "stat")?).ok()?)
 }
 
 /// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain
@@ -73,8 +58,9 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 
 /// The bytes of /proc/PID/`file`. Such files report size 0, so `fs::read`
 /// asks for the size (statx, lseek), then starts with tiny reads and
-/// doubles; a page-sized first read takes most of them whole. A cold
-/// observer listing reads several per process.
+/// doubles; a page-sized first read takes most of them whole. The allocator
+/// reads stat lines on hot paths and a cold observer listing reads several
+/// files per process, so every syscall shows.
 pub fn read_proc(pid: u32, file: &str) -> Option<Vec<u8>> {
     let mut source = fs::File::open(format!("/proc/{pid}/{file}")).ok()?;
     let mut bytes = vec![0; 4096];
@@ -85,7 +71,14 @@ pub fn read_proc(pid: u32, file: &str) -> Option<Vec<u8>> {
         }
         match source.read(&mut bytes[len..]) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => {
+                len += n;
+                // One-line files (stat, comm) come whole in one read: a short
+                // read ending the line spares the read that would return 0.
+                if len < bytes.len() && bytes[len - 1] == b'\n' {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
