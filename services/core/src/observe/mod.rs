@@ -157,9 +157,11 @@ impl Observer {
         raw.sort_unstable_by_key(|listener| (listener.port, listener.address));
         let inodes: Vec<u64> = raw.iter().map(|listener| listener.inode).collect();
         let owners = self.owners.resolve(&inodes, lookup)?;
-        let mut addresses = AddressText::default();
-        let mut users = UserNames::default();
-        let mut projects = ProjectRoots::default();
+        let mut addresses = Recent::default();
+        // The shared name cache takes a lock per lookup.
+        let mut users = Recent::default();
+        // Finding a project root costs a dozen stats per directory level.
+        let mut projects = Recent::default();
         Ok(raw
             .into_iter()
             .zip(owners)
@@ -167,10 +169,10 @@ impl Observer {
                 let mut listener = Listener {
                     port: socket.port,
                     protocol: socket.protocol().to_string(),
-                    address: addresses.text(socket.address),
+                    address: addresses.get(socket.address, IpAddr::to_string),
                     uid: socket.uid,
                     inode: socket.inode,
-                    user: users.name(socket.uid),
+                    user: users.get(socket.uid, |&uid| process::user_name(uid)),
                     pid: None,
                     process: None,
                     command: None,
@@ -206,7 +208,11 @@ impl Observer {
         // A cwd that was removed reads "/path (deleted)": no project then.
         let project = process::cwd(owner.pid)
             .filter(|cwd| !cwd.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
-            .and_then(|cwd| projects.root(cwd, project::home_of(owner.pid)));
+            .and_then(|cwd| {
+                projects.get((cwd, project::home_of(owner.pid)), |(cwd, home)| {
+                    project::project_root(cwd, home.as_deref()).map(|root| root.to_string_lossy().into_owned())
+                })
+            });
         // The command line says most; a process that shows none (or rewrote
         // it beyond recognition) may still be known by its executable.
         let service_type = tools::infer_service_type(&argv).or_else(|| {
@@ -223,59 +229,34 @@ impl Observer {
     }
 }
 
-/// Project roots found during one listing, by working directory and home:
-/// the servers of a project share them, and finding one costs a dozen
-/// stats per directory level.
-#[derive(Default)]
-struct ProjectRoots(HashMap<(PathBuf, Option<PathBuf>), Option<String>>);
+/// Project roots by working directory and home.
+type ProjectRoots = Recent<(PathBuf, Option<PathBuf>), Option<String>>;
 
-impl ProjectRoots {
-    fn root(&mut self, cwd: PathBuf, home: Option<PathBuf>) -> Option<String> {
-        self.0
-            .entry((cwd, home))
-            .or_insert_with_key(|(cwd, home)| {
-                project::project_root(cwd, home.as_deref()).map(|root| root.to_string_lossy().into_owned())
-            })
-            .clone()
+/// What one listing has already worked out, for the few keys most sockets
+/// share: their addresses (wildcards, loopback), their users, their
+/// projects. A short list beats hashing; keys past the first
+/// [`Recent::KEPT`] are worked out every time.
+struct Recent<K, V> {
+    known: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent { known: Vec::new() }
     }
 }
 
-/// Looks user names up once per listing: a handful of users hold most
-/// sockets, and the shared name cache takes a lock per lookup.
-#[derive(Default)]
-struct UserNames {
-    known: Vec<(u32, Option<String>)>,
-}
-
-impl UserNames {
-    fn name(&mut self, uid: u32) -> Option<String> {
-        if let Some((_, name)) = self.known.iter().find(|(known, _)| *known == uid) {
-            return name.clone();
-        }
-        let name = process::user_name(uid);
-        self.known.push((uid, name.clone()));
-        name
-    }
-}
-
-/// Formats addresses once per listing: most sockets share a handful of them
-/// (wildcards, loopback).
-#[derive(Default)]
-struct AddressText {
-    known: Vec<(IpAddr, String)>,
-}
-
-impl AddressText {
+impl<K: PartialEq, V: Clone> Recent<K, V> {
     const KEPT: usize = 16;
 
-    fn text(&mut self, address: IpAddr) -> String {
-        if let Some((_, text)) = self.known.iter().find(|(known, _)| *known == address) {
-            return text.clone();
+    fn get(&mut self, key: K, work_out: impl FnOnce(&K) -> V) -> V {
+        if let Some((_, value)) = self.known.iter().find(|(known, _)| *known == key) {
+            return value.clone();
         }
-        let text = address.to_string();
+        let value = work_out(&key);
         if self.known.len() < Self::KEPT {
-            self.known.push((address, text.clone()));
+            self.known.push((key, value.clone()));
         }
-        text
+        value
     }
 }
