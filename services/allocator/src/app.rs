@@ -235,28 +235,7 @@ impl App {
             self.watch_owner(pid);
         }
         if let Some(port) = r.requested_port {
-            // The process listening there is what keeps the port busy: the
-            // allocation's holder is named unless the kernel shows another
-            // user listening (a server styxy does not reach).
-            let allocated_uid = r.requested_port_holder.as_ref().map(|h| h.uid);
-            let stranger = |uid: u32| allocated_uid != Some(uid);
-            // Some(uid) when a stranger listens; Some(None) when who listens is unknown.
-            let strange_uid = match allocated_uid {
-                None => Some(None),
-                Some(_) => match SockDiag::open().and_then(|mut diag| diag.tcp_listeners_on(port)) {
-                    Ok(listeners) => listeners.iter().map(|l| l.uid).find(|&uid| stranger(uid)).map(Some),
-                    Err(_) => Some(None),
-                },
-            };
-            if let Some(uid) = strange_uid {
-                let lookup = tokio::time::timeout(HOLDER_LOOKUP_BUDGET, self.observe_port(port, who)).await;
-                let listener = lookup.ok().and_then(Result::ok).and_then(|ls| ls.into_iter().find(|l| stranger(l.uid)));
-                // An observer too slow to answer still leaves the kernel's word: the user.
-                let by_uid = uid.map(|uid| Holder { uid, user: process::user_name(uid), ..Holder::default() });
-                if let Some(holder) = listener.map(holder_from_listener).or(by_uid) {
-                    r.requested_port_holder = Some(holder);
-                }
-            }
+            r.requested_port_holder = self.busy_port_holder(port, who, r.requested_port_holder.take()).await;
         }
         if !r.dry_run && !r.existing {
             self.metrics.allocations.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +253,29 @@ impl App {
             );
         }
         Ok(r)
+    }
+
+    /// Who keeps a requested port busy: the process listening there, unless
+    /// styxy allocated the port and only that allocation's user listens (its
+    /// own server, or nobody: a reservation); then `allocated`. The kernel is
+    /// asked first, cheaply, so the observer is asked only about strangers,
+    /// and within [`HOLDER_LOOKUP_BUDGET`]; when it cannot answer in time,
+    /// the kernel's word still names the stranger's user.
+    async fn busy_port_holder(&self, port: u16, who: &Caller, allocated: Option<Holder>) -> Option<Holder> {
+        let stranger = |uid: u32| allocated.as_ref().is_none_or(|a| a.uid != uid);
+        let mut stranger_uid = None;
+        if allocated.is_some() {
+            let listeners = SockDiag::open().and_then(|mut diag| diag.tcp_listeners_on(port));
+            match listeners.map(|ls| ls.iter().map(|l| l.uid).find(|&uid| stranger(uid))) {
+                Ok(None) => return allocated,
+                Ok(uid) => stranger_uid = uid,
+                Err(_) => {}
+            }
+        }
+        let lookup = tokio::time::timeout(HOLDER_LOOKUP_BUDGET, self.observe_port(port, who)).await;
+        let listener = lookup.ok().and_then(Result::ok).and_then(|ls| ls.into_iter().find(|l| stranger(l.uid)));
+        let by_uid = stranger_uid.map(|uid| Holder { uid, user: process::user_name(uid), ..Holder::default() });
+        listener.map(holder_from_listener).or(by_uid).or(allocated)
     }
 
     pub fn release(&self, who: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
