@@ -87,10 +87,10 @@ pub fn init() {
     }
     let mut sockets = [None; MAX_SOCKETS];
     let mut port_maps = [None; MAX_SOCKETS];
-    let candidates = styxy_core::paths::socket_candidates();
+    let candidates = styxy_proto::paths::socket_candidates();
     for ((socket, map), path) in sockets.iter_mut().zip(port_maps.iter_mut()).zip(&candidates) {
         *socket = unix_addr(path);
-        *map = CPath::new(&styxy_core::paths::port_map_for(path));
+        *map = CPath::new(&styxy_proto::paths::port_map_for(path));
     }
     let config = Config {
         quiet: env_flag("STYXY_QUIET").is_some_and(|v| v.as_bytes() != b"0"),

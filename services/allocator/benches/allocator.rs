@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use styxy_core::client::{Connection, Method};
+use styxy_proto::client::{Connection, Method};
 
 const CONFIG: &str = r#"
 [service_types.bulk]
@@ -91,7 +91,7 @@ fn report(label: &str, mut samples: Vec<Duration>) -> Duration {
     p50
 }
 
-fn ok_json(r: styxy_core::client::Response) -> Value {
+fn ok_json(r: styxy_proto::client::Response) -> Value {
     assert!((200..300).contains(&r.status), "HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body));
     serde_json::from_slice(&r.body).unwrap()
 }

@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use styxy_bus::daemon::Activity;
 use styxy_bus::wire::ListenerRecord;
 use styxy_bus::{AllocatorBackend, Observer1Proxy};
-use styxy_core::api::{
+use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse,
 };
 use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, EngineError};
 use styxy_core::health::{self, Listening, Proc, Released, Report};
-use styxy_core::model::{Allocation, LeaseKind, now_millis};
-use styxy_core::observe::sockdiag::SockDiag;
-use styxy_core::observe::{ObserveError, Observer};
-use styxy_core::process;
+use styxy_proto::model::{Allocation, LeaseKind, now_millis};
+use styxy_observe::sockdiag::SockDiag;
+use styxy_observe::{ObserveError, Observer};
+use styxy_observe::process;
 use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_core::config::Config;
 use styxy_core::engine::{Engine, RealKernel};
-use styxy_core::paths;
+use styxy_proto::paths;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
 

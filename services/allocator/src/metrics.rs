@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use styxy_core::api::ErrorCode;
+use styxy_proto::api::ErrorCode;
 
 #[derive(Default)]
 pub struct Metrics {

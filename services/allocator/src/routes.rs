@@ -15,12 +15,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use styxy_core::api::{
+use styxy_proto::api::{
     AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener, MAX_BODY,
     RegisterInstanceRequest, TokenResponse,
 };
 use styxy_core::engine::{Caller, EngineError, parse_port};
-use styxy_core::model::now_millis;
+use styxy_proto::model::now_millis;
 
 use crate::app::{App, Mode};
 use crate::metrics::{Gauges, rss_bytes};
@@ -298,7 +298,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             }))
         }
         Route::DaemonStop => match app.mode {
-            Mode::User if who.uid == styxy_core::paths::uid() || who.is_root() => {
+            Mode::User if who.uid == styxy_proto::paths::uid() || who.is_root() => {
                 app.request_stop();
                 ok(&json!({"success": true, "message": "allocator stopping"}))
             }

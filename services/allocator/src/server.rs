@@ -51,7 +51,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
                     Ok((stream, _)) => match stream.peer_cred() {
                         Ok(c) => {
                             let pid = c.pid().map(|p| p as u32);
-                            let start_time = pid.and_then(styxy_core::process::start_time);
+                            let start_time = pid.and_then(styxy_observe::process::start_time);
                             let peer = Peer::Unix { uid: c.uid(), pid, start_time };
                             tokio::spawn(connection(stream, peer, app.clone(), permit));
                         }

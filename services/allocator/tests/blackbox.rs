@@ -26,7 +26,7 @@ fn sixty_four_clients_never_get_the_same_port() {
             s.spawn(move || {
                 let client = a.client();
                 for _ in 0..100 {
-                    let r = client.send_json(styxy_core::client::Method::Post, "/allocate", &manual("bulk")).unwrap();
+                    let r = client.send_json(styxy_proto::client::Method::Post, "/allocate", &manual("bulk")).unwrap();
                     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
                     let v: Value = serde_json::from_slice(&r.body).unwrap();
                     ports.lock().unwrap().push(v["port"].as_u64().unwrap());
@@ -52,7 +52,7 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // Errors are expected once the allocator is gone.
-                    let Ok(r) = client.send_json(styxy_core::client::Method::Post, "/allocate", &manual("bulk")) else {
+                    let Ok(r) = client.send_json(styxy_proto::client::Method::Post, "/allocate", &manual("bulk")) else {
                         continue;
                     };
                     if r.status == 200 {
@@ -234,7 +234,7 @@ fn a_garbage_state_file_is_set_aside_and_the_allocator_still_serves() {
 
 /// Creates (once) an unprivileged user for the cross-user tests.
 fn second_user() -> Option<(u32, u32)> {
-    if styxy_core::paths::uid() != 0 {
+    if styxy_proto::paths::uid() != 0 {
         eprintln!("skipped: creating a second user needs root");
         return None;
     }

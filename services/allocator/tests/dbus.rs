@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use styxy_bus::daemon::Activity;
 use styxy_bus::testing::PrivateBus;
 use styxy_bus::{Allocator1Proxy, BusError, ListenerSource, ObserverService};
-use styxy_core::api::{ErrorCode, Listener};
+use styxy_proto::api::{ErrorCode, Listener};
 use styxy_core::config::Config;
-use styxy_core::observe::ObserveError;
+use styxy_observe::ObserveError;
 use zbus::fdo::DBusProxy;
 use zbus::{OwnedVariant, Variant};
 
@@ -71,7 +71,7 @@ async fn allocate_list_release_and_changes_over_the_bus() {
     let listed = proxy.list().await.unwrap();
     let mine = listed.iter().find(|a| a.lock_id == lock_id).expect("listed");
     assert_eq!((mine.port, mine.lease.as_str(), mine.source.as_str()), (port, "manual", "dbus"));
-    assert_eq!(mine.uid, styxy_core::paths::uid());
+    assert_eq!(mine.uid, styxy_proto::paths::uid());
 
     // An HTTP allocation is announced on the bus too.
     let (_, over_http) = allocator.post("/allocate", &serde_json::json!({"service_type": "api", "lease": "manual"}));
@@ -139,7 +139,7 @@ impl ListenerSource for Canned {
             port,
             protocol: "tcp".into(),
             address: "127.0.0.1".into(),
-            uid: styxy_core::paths::uid(),
+            uid: styxy_proto::paths::uid(),
             inode: 1,
             user: None,
             pid: Some(1),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
+use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::{Caller, EngineError};
 use styxy_core::health::{Released, Report};
 use styxy_core::recovery::Outcome;

@@ -152,5 +152,5 @@ pub async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Bu
 /// The callers a service trusts with its internals: root and its own user
 /// (the styxy services all run as one system user).
 pub fn trusted(caller: &Caller) -> bool {
-    caller.is_root() || caller.uid == styxy_core::paths::uid()
+    caller.is_root() || caller.uid == styxy_proto::paths::uid()
 }

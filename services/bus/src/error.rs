@@ -3,7 +3,7 @@
 //! `org.styxy.Error.RangeExhausted`), so clients can tell them apart the way
 //! HTTP clients read the `error` field.
 
-use styxy_core::api::ErrorCode;
+use styxy_proto::api::ErrorCode;
 use styxy_core::engine::EngineError;
 use zbus::DBusError;
 

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use styxy_core::api::{ErrorCode, Listener};
+use styxy_proto::api::{ErrorCode, Listener};
 use styxy_core::config::Config;
 use styxy_core::engine::{self, Kernel, RealKernel};
-use styxy_core::model::now_millis;
-use styxy_core::observe::{ObserveError, Observer};
+use styxy_proto::model::now_millis;
+use styxy_observe::{ObserveError, Observer};
 use styxy_core::store;
 use zbus::message::Header;
 use zbus::{Connection, interface};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use styxy_core::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
+use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::{Caller, Engine, EngineError};
 use styxy_core::health::{self, Released, Report};
 use styxy_core::recovery::Outcome;

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use styxy_core::api::{AllocateRequest, AllocationView, Listener};
+use styxy_proto::api::{AllocateRequest, AllocationView, Listener};
 use styxy_core::health::{Failure, Finding, Released, Report};
-use styxy_core::model::{LeaseKind, Source};
+use styxy_proto::model::{LeaseKind, Source};
 use zbus::{OwnedVariant, Type};
 
 use crate::error::BusError;

@@ -7,8 +7,8 @@ use crate::table::span;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use styxy_core::api::TokenResponse;
-use styxy_core::client::Method;
+use styxy_proto::api::TokenResponse;
+use styxy_proto::client::Method;
 
 /// `GET /status`.
 #[derive(Debug, Deserialize)]
@@ -71,7 +71,7 @@ pub fn stop(ctx: &Ctx) -> Result<u8, Failure> {
     let reply = client.call(Method::Post, "/daemon/stop")?;
     // Return once it is gone, so a following command sees it stopped.
     let deadline = Instant::now() + ctx.discovery.timeout;
-    while styxy_core::process::is_alive(status.pid, None) && Instant::now() < deadline {
+    while styxy_observe::process::is_alive(status.pid, None) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     if ctx.json {

@@ -8,8 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use styxy_core::client::{self, Client};
-use styxy_core::paths;
+use styxy_proto::client::{self, Client};
+use styxy_proto::paths;
 
 /// Names the allocator executable explicitly.
 pub const ENV_ALLOCATOR: &str = "STYXY_ALLOCATOR";

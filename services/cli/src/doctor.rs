@@ -10,9 +10,9 @@ use crate::table::{Table, span};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
-use styxy_core::client::{Client, Method};
+use styxy_proto::client::{Client, Method};
 use styxy_core::config::Config;
-use styxy_core::paths;
+use styxy_proto::paths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -20,7 +20,7 @@ use hook::install;
 use hook::protocol::EventKind;
 use output::Failure;
 use std::process::ExitCode;
-use styxy_core::client::Client;
+use styxy_proto::client::Client;
 
 /// What every command needs: the output mode and how to reach the allocator.
 pub struct Ctx {

@@ -3,9 +3,9 @@
 use crate::cli::{EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::discover::Unreachable;
 use std::io::Write;
-use styxy_core::client::ClientError;
+use styxy_proto::client::ClientError;
 
-/// [`styxy_core::api::ErrorBody`]'s shape, for failures on this side of the
+/// [`styxy_proto::api::ErrorBody`]'s shape, for failures on this side of the
 /// socket (whose codes are not the allocator's).
 #[derive(serde::Serialize)]
 struct LocalErrorBody<'a> {

@@ -8,12 +8,12 @@ use crate::table::{Table, age, or_dash, utc};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use styxy_core::api::{
+use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, Holder, InstancesResponse,
     Listener, ReleaseResponse,
 };
-use styxy_core::client::Method;
-use styxy_core::model::{LeaseKind, Source, now_millis};
+use styxy_proto::client::Method;
+use styxy_proto::model::{LeaseKind, Source, now_millis};
 
 /// Names the session a shell or agent belongs to; allocations default to a
 /// session lease with it.
@@ -220,7 +220,7 @@ fn describe_listener(l: &Listener) -> String {
 }
 
 /// `8001`, or `8000 → 8001` when the holder asked for another port.
-fn port_cell(a: &styxy_core::model::Allocation) -> String {
+fn port_cell(a: &styxy_proto::model::Allocation) -> String {
     match a.requested_port {
         Some(asked) if asked != a.port => format!("{asked} → {}", a.port),
         _ => a.port.to_string(),
@@ -457,7 +457,7 @@ pub fn cleanup(ctx: &Ctx, force: bool) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use styxy_core::model::{Allocation, Owner};
+    use styxy_proto::model::{Allocation, Owner};
 
     fn args(lease: Option<Lease>, instance: Option<&str>, pid: Option<u32>) -> AllocateArgs {
         AllocateArgs {

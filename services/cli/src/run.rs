@@ -11,10 +11,10 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use styxy_core::api::{AllocateRequest, AllocateResponse};
-use styxy_core::client::Method;
-use styxy_core::model::{LeaseKind, Source};
-use styxy_core::paths;
+use styxy_proto::api::{AllocateRequest, AllocateResponse};
+use styxy_proto::client::Method;
+use styxy_proto::model::{LeaseKind, Source};
+use styxy_proto::paths;
 
 /// Names the preload library explicitly.
 pub const ENV_PRELOAD_LIB: &str = "STYXY_PRELOAD_LIB";

@@ -8,9 +8,9 @@ use crate::table::{Table, or_dash, utc};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use styxy_core::client::Method;
+use styxy_proto::client::Method;
 use styxy_core::config::{AutoAllocation, Config, set_user_auto_allocation_enabled};
-use styxy_core::paths;
+use styxy_proto::paths;
 
 /// A service type as `GET /config` shows it.
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! Plain aligned tables and time formatting for human output: one record per
 //! line, columns separated by two spaces, so `grep` and `awk` work on it.
 
-use styxy_core::model::Millis;
+use styxy_proto::model::Millis;
 
 pub struct Table {
     header: Vec<&'static str>,

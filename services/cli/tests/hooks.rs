@@ -297,7 +297,7 @@ fn two_sessions_one_port() {
     let vars = vec![
         ("PORT", port.to_string()),
         ("PID", pid.to_string()),
-        ("PYCMD", quoted(&styxy_core::process::cmdline(pid).join(" "))),
+        ("PYCMD", quoted(&styxy_observe::process::cmdline(pid).join(" "))),
         ("INSTANCE_A", instance_a.clone()),
         ("INSTANCE_B", instance_b.clone()),
         ("PROJECT_A", project_a.display().to_string()),

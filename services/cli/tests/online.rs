@@ -80,7 +80,7 @@ fn allocate_list_check_release_round_trip() {
 fn requested_port_and_dry_run() {
     let sb = Sandbox::new();
     // Any api port nobody on this machine listens on.
-    let wanted = (8010..8099).find(|p| styxy_core::probe::is_free(*p)).expect("a free api port").to_string();
+    let wanted = (8010..8099).find(|p| styxy_observe::probe::is_free(*p)).expect("a free api port").to_string();
     let first = sb.json(&["allocate", "-s", "api", "-p", &wanted]);
     assert_eq!(port_of(&first).to_string(), wanted);
     // The same port again moves to another one and says who holds it.

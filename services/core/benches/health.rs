@@ -14,8 +14,8 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use styxy_core::health::{self, Listening, Proc};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner, now_millis};
-use styxy_core::process;
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner, now_millis};
+use styxy_observe::process;
 use styxy_core::store::{self, Store};
 
 #[path = "../../../benches/percentiles.rs"]
@@ -36,7 +36,7 @@ fn main() {
 fn scenario(listeners: &[TcpListener], holder_count: usize) {
     let mut holders: Vec<Child> =
         (0..holder_count).map(|_| Command::new("sleep").arg("600").spawn().expect("spawn sleep")).collect();
-    let uid = styxy_core::paths::uid();
+    let uid = styxy_proto::paths::uid();
     let an_hour_ago = now_millis() - 3_600_000;
     let changes: Vec<Change> = listeners
         .iter()

@@ -7,7 +7,7 @@ mod store_support;
 use std::path::Path;
 use std::time::Instant;
 use store_support::{lock_id, put};
-use styxy_core::model::Change;
+use styxy_proto::model::Change;
 use styxy_core::store::{CompactionPolicy, Store};
 
 #[path = "../../../benches/percentiles.rs"]

@@ -57,8 +57,8 @@
 //! field and the reason; a configuration with any issue is not used.
 
 use crate::autoalloc::valid_type_name;
-use crate::model::AutoType;
-use crate::paths;
+use styxy_proto::model::AutoType;
+use styxy_proto::paths;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -10,17 +10,17 @@ use std::collections::HashSet;
 use occupancy::Occupancy;
 use serde_json::json;
 
-use crate::api::{
+use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, RegisterInstanceRequest, ReleaseResponse,
 };
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
 use crate::health;
-use crate::model::{
+use styxy_proto::model::{
     Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Millis, Owner, Source, State, now_millis,
 };
 use crate::portmap::PortMap;
-use crate::process;
+use styxy_observe::process;
 use crate::recovery::{self, Problem};
 use crate::store::Store;
 
@@ -57,7 +57,7 @@ pub struct RealKernel;
 
 impl Kernel for RealKernel {
     fn port_busy(&self, port: u16) -> bool {
-        !crate::probe::is_free(port)
+        !styxy_observe::probe::is_free(port)
     }
 }
 
@@ -909,7 +909,7 @@ mod tests {
     }
 
     fn me() -> Caller {
-        Caller { uid: crate::paths::uid(), pid: Some(std::process::id()), start_time: None }
+        Caller { uid: styxy_proto::paths::uid(), pid: Some(std::process::id()), start_time: None }
     }
 
     fn other_user() -> Caller {
@@ -1169,7 +1169,7 @@ mod tests {
     fn a_caller_pinned_by_its_connection_owns_its_allocations_without_a_proc_lookup() {
         let mut f = fixture();
         // A pid that names no process: only the pinned identity can vouch for it.
-        let gone = Caller { uid: crate::paths::uid(), pid: Some(u32::MAX - 1), start_time: Some(77) };
+        let gone = Caller { uid: styxy_proto::paths::uid(), pid: Some(u32::MAX - 1), start_time: Some(77) };
         let mut r = req("dev");
         r.lease = Some(LeaseKind::Manual);
         let a = f.engine.allocate(&r, &gone).unwrap();

@@ -28,10 +28,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::engine::{Engine, EngineError};
-use crate::model::{Allocation, Instance, LeaseKind, Millis, State};
-use crate::observe::ObserveError;
-use crate::observe::sockdiag::SockDiag;
-use crate::process;
+use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, State};
+use styxy_observe::ObserveError;
+use styxy_observe::sockdiag::SockDiag;
+use styxy_observe::process;
 
 /// How long a new process-lease allocation may go without listening before
 /// that counts as a failure.
@@ -345,7 +345,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::engine::RealKernel;
-    use crate::model::Owner;
+    use styxy_proto::model::Owner;
     use crate::store::Store;
 
     const NOW: Millis = 1_000_000_000;
@@ -482,13 +482,13 @@ mod tests {
     }
 
     fn allocate_for(engine: &mut Engine, pid: u32, port: u16) -> (u16, String) {
-        let req = crate::api::AllocateRequest {
+        let req = styxy_proto::api::AllocateRequest {
             service_type: Some("dev".into()),
             preferred_port: Some(serde_json::json!(port)),
             pid: Some(pid),
             ..Default::default()
         };
-        let me = crate::engine::Caller { uid: crate::paths::uid(), pid: None, start_time: None };
+        let me = crate::engine::Caller { uid: styxy_proto::paths::uid(), pid: None, start_time: None };
         let r = engine.allocate(&req, &me).unwrap();
         (r.port, r.lock_id)
     }

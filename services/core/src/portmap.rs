@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::model::{Allocation, Change, State};
+use styxy_proto::model::{Allocation, Change, State};
 
 pub const ENTRIES: usize = 65536;
 pub const SIZE: usize = ENTRIES * 4;
@@ -125,7 +125,7 @@ impl Drop for PortMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use styxy_proto::model::*;
 
     fn alloc(port: u16, pid: Option<u32>, lease: LeaseKind) -> Allocation {
         Allocation::new(port, "dev", "web", Owner { uid: 1000, pid, start_time: None }, lease)
@@ -150,5 +150,5 @@ mod tests {
         assert_eq!(entry(3002), 77, "a session lease names who asked");
     }
 
-    const PORT_MAP: &str = crate::paths::PORT_MAP_NAME;
+    const PORT_MAP: &str = styxy_proto::paths::PORT_MAP_NAME;
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use crate::config::{Config, InstanceBehavior};
 use crate::health::{self, Processes};
-use crate::model::{Allocation, AuditEntry, Change, LeaseKind, Millis, State, now_millis};
-use crate::process;
+use styxy_proto::model::{Allocation, AuditEntry, Change, LeaseKind, Millis, State, now_millis};
+use styxy_observe::process;
 use crate::store::{self, OpenReport, Store, StoreError};
 
 /// The journal MESSAGE_ID of recovery's one-line verdict
@@ -412,7 +412,7 @@ pub fn recover_dir(dir: &Path, config: &Config, wait: Duration) -> Result<Outcom
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AutoType, Instance, Owner};
+    use styxy_proto::model::{AutoType, Instance, Owner};
     use std::collections::HashMap;
 
     const BOOT: &str = "this-boot";
@@ -647,7 +647,7 @@ mod tests {
         let dir = directory_with_backups();
         let path = dir.path().join("state.json");
         let mut future: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        future["schema"] = serde_json::json!(crate::model::SCHEMA_VERSION + 1);
+        future["schema"] = serde_json::json!(styxy_proto::model::SCHEMA_VERSION + 1);
         future["allocations"] = serde_json::json!("a shape we cannot read");
         let future = serde_json::to_vec(&future).unwrap();
         std::fs::write(&path, &future).unwrap();

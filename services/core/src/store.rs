@@ -36,7 +36,7 @@ mod wal;
 
 pub use snapshot::BACKUPS_KEPT;
 
-use crate::model::{Change, State};
+use styxy_proto::model::{Change, State};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -350,7 +350,7 @@ pub fn read_state(dir: &Path) -> Result<State, StoreError> {
     let snapshot_path = snapshot::path(dir);
     let mut state = match snapshot::read(&snapshot_path)? {
         Snapshot::Valid(state) => state,
-        Snapshot::Missing if snapshot::backups(dir)?.is_empty() => State::new(crate::process::boot_id()),
+        Snapshot::Missing if snapshot::backups(dir)?.is_empty() => State::new(styxy_observe::process::boot_id()),
         Snapshot::Missing => {
             let reason = "missing, but backups exist".to_string();
             return Err(StoreError::Corrupt { path: snapshot_path, reason });
@@ -359,7 +359,7 @@ pub fn read_state(dir: &Path) -> Result<State, StoreError> {
             return Err(StoreError::Corrupt { path: snapshot_path, reason });
         }
         Snapshot::Future(found) => {
-            let supported = crate::model::SCHEMA_VERSION;
+            let supported = styxy_proto::model::SCHEMA_VERSION;
             return Err(StoreError::FutureSchema { path: snapshot_path, found, supported });
         }
     };
@@ -400,7 +400,7 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
         Snapshot::Corrupt(reason) => Some(reason.clone()),
         Snapshot::Future(found) => Some(format!(
             "schema {found} is newer than the supported {}; not interpreted",
-            crate::model::SCHEMA_VERSION
+            styxy_proto::model::SCHEMA_VERSION
         )),
     };
     let wal_from_the_future = matches!(snapshot, Snapshot::Future(_)) && wal_present;
@@ -410,7 +410,7 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
             (state, Some(generation))
         }
         _ => match &snapshot_problem {
-            None => (State::new(crate::process::boot_id()), None),
+            None => (State::new(styxy_observe::process::boot_id()), None),
             Some(reason) => {
                 tracing::error!(path = %snapshot_path.display(), reason, "state snapshot is unusable");
                 if snapshot_path.exists() {
@@ -463,7 +463,7 @@ fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> S
         None => {
             tracing::error!(dir = %dir.display(), "no usable backup: starting from an empty state");
             report.started_empty = true;
-            State::new(crate::process::boot_id())
+            State::new(styxy_observe::process::boot_id())
         }
     }
 }

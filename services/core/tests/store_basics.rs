@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 use store_support::*;
-use styxy_core::model::{AutoType, Change, Instance, LeaseKind};
+use styxy_proto::model::{AutoType, Change, Instance, LeaseKind};
 use styxy_core::store::{self, BACKUPS_KEPT, CompactionPolicy, OpenReport, Store, StoreError};
 
 fn small_policy(max_records: usize) -> CompactionPolicy {
@@ -56,7 +56,7 @@ fn a_fresh_directory_opens_empty_and_private() {
     assert_eq!(report, OpenReport::default());
     assert_eq!(store.generation(), 0);
     assert!(store.state().allocations.is_empty());
-    assert_eq!(store.state().boot_id, styxy_core::process::boot_id());
+    assert_eq!(store.state().boot_id, styxy_observe::process::boot_id());
     assert_eq!(store.dir(), dir);
     assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(fs::metadata(wal(&dir)).unwrap().permissions().mode() & 0o077, 0);
@@ -120,7 +120,7 @@ fn compaction_keeps_the_log_short_and_five_backups() {
     generations.sort();
     assert_eq!(backups.len(), BACKUPS_KEPT);
     assert_eq!(generations, vec![50, 60, 70, 80, 90]);
-    let newest: styxy_core::model::State =
+    let newest: styxy_proto::model::State =
         serde_json::from_slice(&fs::read(tmp.path().join("backups/state.json.90")).unwrap()).unwrap();
     assert_eq!(newest.generation, 90);
     assert_eq!(ports(&newest), (1..=90).collect::<Vec<_>>());
@@ -187,7 +187,7 @@ fn flush_puts_everything_in_the_snapshot() {
     let (mut store, _) = Store::open(tmp.path()).unwrap();
     store.commit(&[put(1), put(2)]).unwrap();
     store.flush().unwrap();
-    let on_disk: styxy_core::model::State = serde_json::from_slice(&fs::read(snapshot(tmp.path())).unwrap()).unwrap();
+    let on_disk: styxy_proto::model::State = serde_json::from_slice(&fs::read(snapshot(tmp.path())).unwrap()).unwrap();
     assert_eq!(&on_disk, store.state());
     assert_eq!(fs::metadata(snapshot(tmp.path())).unwrap().permissions().mode() & 0o077, 0);
     assert_eq!(wal_lines(tmp.path()), 0);

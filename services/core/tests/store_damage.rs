@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use store_support::*;
-use styxy_core::model::SCHEMA_VERSION;
+use styxy_proto::model::SCHEMA_VERSION;
 use styxy_core::store::{self, CompactionPolicy, OpenReport, Store, StoreError};
 
 /// Commits one allocation per port in `ports`, compacting every `every` records.

@@ -16,8 +16,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_bus::{Allocator1Proxy, wire};
 use styxy_core::health::{self, Failure, Listening, Proc, Released, Report};
-use styxy_core::model::now_millis;
-use styxy_core::{paths, store};
+use styxy_proto::model::now_millis;
+use styxy_core::store;
+use styxy_proto::paths;
 
 #[derive(Parser, Debug)]
 #[command(name = "styxy-health", version, about = "One Styxy health pass (run by styxy-health.timer)")]

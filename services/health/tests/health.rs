@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::Command;
 
 use styxy_bus::testing::{EngineBackend, PrivateBus};
-use styxy_core::api::AllocateRequest;
+use styxy_proto::api::AllocateRequest;
 use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, RealKernel};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
 struct Run {
@@ -32,7 +32,7 @@ fn health(dir: &Path, bus: &str, extra: &[&str]) -> Run {
 const NO_BUS: &str = "unix:path=/nonexistent";
 
 fn allocation(port: u16, pid: u32, start_time: u64) -> Allocation {
-    let owner = Owner { uid: styxy_core::paths::uid(), pid: Some(pid), start_time: Some(start_time) };
+    let owner = Owner { uid: styxy_proto::paths::uid(), pid: Some(pid), start_time: Some(start_time) };
     Allocation {
         lock_id: format!("00000000-0000-4000-8000-{port:012}"),
         ..Allocation::new(port, "dev", "web", owner, LeaseKind::Process)
@@ -44,10 +44,10 @@ fn a_healthy_state_bothers_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let me = std::process::id();
     let (mut store, _) = Store::open(dir.path()).unwrap();
-    let start = styxy_core::process::start_time(me).unwrap();
+    let start = styxy_observe::process::start_time(me).unwrap();
     store
         .commit(&[
-            Change::SetBootId(styxy_core::process::boot_id()),
+            Change::SetBootId(styxy_observe::process::boot_id()),
             Change::PutAllocation(allocation(3000, me, start)),
         ])
         .unwrap();
@@ -62,14 +62,14 @@ fn a_healthy_state_bothers_nobody() {
 fn dead_and_reused_owners_are_logged_with_their_port_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let me = std::process::id();
-    let start = styxy_core::process::start_time(me).unwrap();
+    let start = styxy_observe::process::start_time(me).unwrap();
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
     let (mut store, _) = Store::open(dir.path()).unwrap();
     store
         .commit(&[
-            Change::SetBootId(styxy_core::process::boot_id()),
+            Change::SetBootId(styxy_observe::process::boot_id()),
             Change::PutAllocation(allocation(3000, gone_pid, 1)),
             Change::PutAllocation(allocation(3001, me, start + 1)),
         ])
@@ -93,7 +93,7 @@ async fn the_allocator_releases_what_health_reports() {
     let bus = PrivateBus::start(&[]).unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
     let mut engine = Engine::new(Config::builtin(), store, None, Box::new(RealKernel)).unwrap();
-    let me = Caller { uid: styxy_core::paths::uid(), pid: Some(std::process::id()), start_time: None };
+    let me = Caller { uid: styxy_proto::paths::uid(), pid: Some(std::process::id()), start_time: None };
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let request = |pid| AllocateRequest { service_type: Some("dev".into()), pid: Some(pid), ..Default::default() };
     let doomed = engine.allocate(&request(child.id()), &me).unwrap();

@@ -13,8 +13,8 @@ use clap::Parser;
 use styxy_bus::daemon::{self, Activity, Notifier};
 use styxy_bus::{OBSERVER_NAME, OBSERVER_PATH, ObserverService};
 use styxy_core::config::Config;
-use styxy_core::observe::Observer;
-use styxy_core::paths;
+use styxy_observe::Observer;
+use styxy_proto::paths;
 
 #[derive(Parser, Debug)]
 #[command(name = "styxy-observer", version, about = "Styxy's port observer (D-Bus org.styxy.Observer1)")]

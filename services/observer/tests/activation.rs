@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use styxy_bus::testing::PrivateBus;
 use styxy_bus::{BusError, Observer1Proxy};
-use styxy_core::api::ErrorCode;
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
+use styxy_proto::api::ErrorCode;
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::Store;
 use zbus::fdo::DBusProxy;
 
@@ -22,7 +22,7 @@ fn setup() -> Setup {
     let state = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(state.path()).unwrap();
     let held = Allocation::new(3000, "dev", "web", Owner { uid: 0, pid: None, start_time: None }, LeaseKind::Manual);
-    store.commit(&[Change::SetBootId(styxy_core::process::boot_id()), Change::PutAllocation(held)]).unwrap();
+    store.commit(&[Change::SetBootId(styxy_observe::process::boot_id()), Change::PutAllocation(held)]).unwrap();
     drop(store);
     let exec =
         format!("{} --idle-timeout 1 --state-dir {}", env!("CARGO_BIN_EXE_styxy-observer"), state.path().display());
@@ -47,7 +47,7 @@ async fn the_observer_starts_on_the_first_call_answers_and_leaves_when_idle() {
     let seen = observer.observe(port).await.unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!((seen[0].port, seen[0].pid, seen[0].protocol.as_str()), (port, std::process::id(), "tcp"));
-    assert_eq!(seen[0].uid, styxy_core::paths::uid());
+    assert_eq!(seen[0].uid, styxy_proto::paths::uid());
     assert!(observer.listeners().await.unwrap().iter().any(|l| l.port == port && l.pid == std::process::id()));
 
     // Idle for a second: it steps down, and the next call starts it again.

@@ -23,7 +23,7 @@ use clap::Parser;
 use styxy_bus::Allocator1Proxy;
 use styxy_bus::logging::Tagged;
 use styxy_core::config::Config;
-use styxy_core::paths;
+use styxy_proto::paths;
 use styxy_core::recovery::{self, Context, Outcome, VERDICT_MESSAGE_ID, Verdict};
 use styxy_core::store::{self, StoreError};
 

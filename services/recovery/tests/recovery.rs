@@ -7,7 +7,7 @@ use std::process::Command;
 use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_core::config::Config;
 use styxy_core::engine::{Engine, RealKernel};
-use styxy_core::model::{Allocation, Change, LeaseKind, Owner};
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
 struct Run {
@@ -38,7 +38,7 @@ fn allocation(n: u16, port: u16, lease: LeaseKind) -> Allocation {
 fn directory() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(dir.path()).unwrap();
-    let boot = styxy_core::process::boot_id();
+    let boot = styxy_observe::process::boot_id();
     store.commit(&[Change::SetBootId(boot), Change::PutAllocation(allocation(1, 3000, LeaseKind::Manual))]).unwrap();
     store.flush().unwrap();
     store.commit(&[Change::SetSticky { key: "k".into(), port: 3000 }]).unwrap();

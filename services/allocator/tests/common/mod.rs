@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use styxy_core::client::{Client, Method};
+use styxy_proto::client::{Client, Method};
 
 /// A config with a wide private type, so tests neither collide with
 /// anything else on the machine nor hit the per-user limit.

@@ -268,7 +268,7 @@ fn save(path: &Path, value: &Value, existed: bool) -> Result<Option<PathBuf>, Fa
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "settings.json".into());
 
     let backup = if existed {
-        let stamp = styxy_core::model::now_millis();
+        let stamp = styxy_proto::model::now_millis();
         let backup = (0..)
             .map(|n| {
                 dir.join(format!("{name}.styxy-backup-{stamp}{}", if n == 0 { String::new() } else { format!("-{n}") }))

@@ -86,8 +86,8 @@ impl Sandbox {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                let args = styxy_core::process::cmdline(*pid);
-                styxy_core::process::is_alive(*pid, None)
+                let args = styxy_observe::process::cmdline(*pid);
+                styxy_observe::process::is_alive(*pid, None)
                     && args.first().is_some_and(|a| a.ends_with("styxy-allocator"))
                     && args.contains(&socket)
             })

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Allocation, LeaseKind, State};
+use styxy_proto::model::{Allocation, LeaseKind, State};
 
 #[derive(Debug, Default)]
 pub struct Occupancy {

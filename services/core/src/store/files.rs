@@ -88,7 +88,7 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// repaired replacement is durable, so a crash during repair loses nothing;
 /// where links are unsupported the file is renamed instead.
 pub(super) fn keep_aside(path: &Path) -> Result<PathBuf, StoreError> {
-    let mut millis = crate::model::now_millis();
+    let mut millis = styxy_proto::model::now_millis();
     let aside = loop {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".corrupt-{millis}"));

@@ -2,7 +2,7 @@
 
 use super::StoreError;
 use super::files::{self, FILE_MODE, io_error};
-use crate::model::{SCHEMA_VERSION, State};
+use styxy_proto::model::{SCHEMA_VERSION, State};
 use serde::Deserialize;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};

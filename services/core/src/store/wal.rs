@@ -1,7 +1,7 @@
 //! The write-ahead log: one JSON line per commit,
 //! `{"generation":N,"changes":[Change,...]}`.
 
-use crate::model::{Change, State};
+use styxy_proto::model::{Change, State};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use styxy_core::model::{Allocation, AuditEntry, Change, LeaseKind, Owner, Source};
+use styxy_proto::model::{Allocation, AuditEntry, Change, LeaseKind, Owner, Source};
 
 pub fn allocation(port: u16, lock_id: &str, lease: LeaseKind) -> Allocation {
     let owner = Owner { uid: 1000, pid: Some(4242), start_time: Some(123_456) };
@@ -56,6 +56,6 @@ pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     found
 }
 
-pub fn ports(state: &styxy_core::model::State) -> Vec<u16> {
+pub fn ports(state: &styxy_proto::model::State) -> Vec<u16> {
     state.allocations.keys().copied().collect()
 }

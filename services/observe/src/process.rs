@@ -163,6 +163,6 @@ mod tests {
         let st = start_time(me).expect("own start time");
         assert!(is_alive(me, Some(st)));
         assert!(!is_alive(me, Some(st + 1)));
-        assert_eq!(uid_of(me), Some(crate::paths::uid()));
+        assert_eq!(uid_of(me), Some(styxy_proto::paths::uid()));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use styxy_core::shellcmd::{kill_targets, recognise, rewrite_port};
+use styxy_cmdline::shellcmd::{kill_targets, recognise, rewrite_port};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)

@@ -4,7 +4,7 @@
 //! address, port, socket uid, inode. Only the sockets asked about are then
 //! mapped to processes through /proc/PID/fd ([`owners`]), and each process is
 //! described once per lifetime (pid + start time): command name, command
-//! line, service type ([`crate::tools`], from the command line, else the
+//! line, service type ([`styxy_cmdline::tools`], from the command line, else the
 //! executable), project ([`project`]).
 //!
 //! Limits: the caller's network namespace only; without CAP_DAC_READ_SEARCH or
@@ -14,6 +14,8 @@
 
 mod liveness;
 pub mod owners;
+pub mod probe;
+pub mod process;
 pub mod project;
 pub mod sockdiag;
 
@@ -26,8 +28,8 @@ use std::path::PathBuf;
 use owners::{Lookup, OwnerCache, SocketOwner};
 use sockdiag::{RawListener, SockDiag};
 
-use crate::api::Listener;
-use crate::{process, tools};
+use styxy_proto::api::Listener;
+use styxy_cmdline::tools;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use styxy_core::api::Listener;
-use styxy_core::observe::Observer;
-use styxy_core::tools::infer_service_type;
+use styxy_proto::api::Listener;
+use styxy_observe::Observer;
+use styxy_cmdline::tools::infer_service_type;
 
 const OTHER_USER: &str = "styxy-observe-test";
 

@@ -1823,7 +1823,7 @@ mod tests {
 
     #[test]
     fn every_tool_has_a_built_in_type_and_a_unique_name() {
-        let builtin = crate::config::Config::builtin();
+        let builtin = styxy_core::config::Config::builtin();
         for (i, t) in TOOLS.iter().enumerate() {
             assert!(builtin.service_types.contains_key(t.service_type), "{} has type {}", t.name, t.service_type);
             assert!(!t.programs.is_empty(), "{} has no program", t.name);

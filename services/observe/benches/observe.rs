@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use styxy_core::observe::{Observer, sockdiag::SockDiag};
+use styxy_observe::{Observer, sockdiag::SockDiag};
 
 const RUNS: usize = 200;
 const COLD_RUNS: usize = 20;
