@@ -4,7 +4,7 @@
 //! address, port, socket uid, inode. Only the sockets asked about are then
 //! mapped to processes through /proc/PID/fd ([`owners`]), and each process is
 //! described once per lifetime (pid + start time): command name, command
-//! line, service type ([`styxy_cmdline::tools`], from the command line, else the
+//! line, service type ([`styxy_cmdline::service_type`], from the command line, else the
 //! executable), project ([`project`]).
 //!
 //! Limits: the caller's network namespace only; without CAP_DAC_READ_SEARCH or
@@ -29,7 +29,7 @@ use owners::{Lookup, OwnerCache, SocketOwner};
 use sockdiag::{RawListener, SockDiag};
 
 use styxy_proto::api::Listener;
-use styxy_cmdline::tools;
+use styxy_cmdline::service_type::infer_service_type;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -217,9 +217,9 @@ impl Observer {
             });
         // The command line says most; a process that shows none (or rewrote
         // it beyond recognition) may still be known by its executable.
-        let service_type = tools::infer_service_type(&argv).or_else(|| {
+        let service_type = infer_service_type(&argv).or_else(|| {
             let exe = process::exe(owner.pid)?;
-            tools::infer_service_type(&[exe.to_string_lossy()])
+            infer_service_type(&[exe.to_string_lossy()])
         });
         ProcessDetails {
             start_time: owner.start_time,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use styxy_proto::api::Listener;
 use styxy_observe::Observer;
-use styxy_cmdline::tools::infer_service_type;
+use styxy_cmdline::service_type::infer_service_type;
 
 const OTHER_USER: &str = "styxy-observe-test";
 

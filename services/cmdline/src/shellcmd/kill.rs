@@ -2,8 +2,8 @@
 //! at, so a hook can tell an agent the server it is about to kill belongs
 //! to someone else.
 
-use super::lex::{self, Command, Connector, Word};
-use crate::tools::{self, Launch};
+use crate::lex::{self, Command, Connector, Word};
+use crate::resolve::{Launch, resolve, strip_version};
 
 /// What a command line kills. Lists may all be empty: a kill whose targets
 /// the text does not tell (`kill $PID`, `kill %1`).
@@ -81,10 +81,10 @@ fn scan(src: &str, commands: &[Command], target: &mut KillTarget) -> bool {
 /// (`sudo kill`, `npx kill-port`).
 fn program(words: &[Word]) -> Option<(&str, &[Word])> {
     let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-    match tools::resolve(&texts).launch {
+    match resolve(&texts).launch {
         Launch::Program { at } => {
             let name = words[at].text.rsplit('/').next().unwrap_or("");
-            Some((tools::strip_version(name), &words[at + 1..]))
+            Some((strip_version(name), &words[at + 1..]))
         }
         _ => None,
     }
@@ -93,7 +93,7 @@ fn program(words: &[Word]) -> Option<(&str, &[Word])> {
 /// The script word of `bash -c SCRIPT`.
 fn shell_script(words: &[Word]) -> Option<&Word> {
     let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-    match tools::resolve(&texts).launch {
+    match resolve(&texts).launch {
         Launch::Shell { string } => Some(&words[string]),
         _ => None,
     }

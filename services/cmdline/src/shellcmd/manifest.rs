@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::tools::Manager;
+use crate::resolve::Manager;
 
 /// A manifest's directory and its scripts.
 pub(super) struct Manifest {

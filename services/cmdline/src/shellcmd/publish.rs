@@ -1,17 +1,21 @@
-//! Containers: `docker run -p HOST:CONTAINER …` and `docker compose up`.
+//! Ports containers publish: `docker run -p HOST:CONTAINER …` and the
+//! compose file of `docker compose up`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::lex::Word;
-use super::{Edit, Plan, PortSource, ServerStart, digits};
-use crate::tools::{self, Tool};
+use super::port::digits;
+use super::start::{Edit, Plan, PortSource, ServerStart};
+use crate::container::{container_service_type, docker_run_image, docker_run_takes_value};
+use crate::lex::Word;
+use crate::resolve::first_positional;
+use crate::tools::Tool;
 
 /// One start per TCP port `docker run` publishes (`-p`, `--publish`,
 /// `-pH:C`, `--publish=H:C`). `args` start at `run`.
 pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>) -> Vec<ServerStart> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
-    let end = tools::docker_run_image(&texts).unwrap_or(args.len());
+    let end = docker_run_image(&texts).unwrap_or(args.len());
     let image = texts.get(end).copied();
     let mut starts = Vec::new();
     let mut j = 1;
@@ -26,7 +30,7 @@ pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>)
         if let Some((word, offset)) = value
             && let Some(p) = parse_publish(&word.text[offset..])
         {
-            let service_type = tools::container_service_type(image, p.container).unwrap_or(tool.service_type);
+            let service_type = container_service_type(image, p.container).unwrap_or(tool.service_type);
             let plan = match (&p.host, word.src) {
                 (Host::Port(_, range), 0) => word
                     .source_range(offset + range.start..offset + range.end)
@@ -44,7 +48,7 @@ pub(super) fn run_starts(tool: &'static Tool, args: &[Word], span: Range<usize>)
             };
             starts.push(ServerStart { tool, service_type, port, port_source, span: span.clone(), plan });
         }
-        j += if matches!(t, "-p" | "--publish") || tools::docker_run_takes_value(t) { 2 } else { 1 };
+        j += if matches!(t, "-p" | "--publish") || docker_run_takes_value(t) { 2 } else { 1 };
     }
     starts
 }
@@ -105,7 +109,7 @@ pub(super) fn compose_starts(
     span: Range<usize>,
 ) -> Vec<ServerStart> {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
-    let Some(sub) = tools::first_positional(tool, &texts) else {
+    let Some(sub) = first_positional(tool, &texts) else {
         return Vec::new();
     };
     let mut files = Vec::new();
@@ -148,8 +152,7 @@ pub(super) fn compose_starts(
         .filter(|p| services.is_empty() || services.contains(&p.service.as_str()))
         .map(|p| ServerStart {
             tool,
-            service_type: tools::container_service_type(p.image.as_deref(), p.publish.container)
-                .unwrap_or(tool.service_type),
+            service_type: container_service_type(p.image.as_deref(), p.publish.container).unwrap_or(tool.service_type),
             port: match p.publish.host {
                 Host::Port(port, _) => Some(port),
                 _ => None,
