@@ -356,7 +356,9 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
             while !read_line(reader, &mut budget)?.is_empty() {}
             return Ok(body);
         }
-        if body.len() + size > MAX_BODY {
+        // The body never exceeds MAX_BODY, so this cannot underflow; a sum
+        // could overflow on a size near usize::MAX.
+        if size > MAX_BODY - body.len() {
             return Err(malformed("chunked body is too large"));
         }
         let start = body.len();
@@ -494,3 +496,6 @@ mod tests {
         assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     }
 }
+
+#[cfg(test)]
+mod properties;
