@@ -290,8 +290,12 @@ impl Lexer<'_> {
                     while self.pos < self.b.len() && self.b[self.pos] != b'\'' {
                         self.pos += w.push_char(self.src, self.pos);
                     }
-                    self.pos += 1;
-                    w.close_quote(self.pos - 1);
+                    // An unterminated quote runs to the end of the text,
+                    // and the word with it: no offset past the end.
+                    if self.pos < self.b.len() {
+                        w.close_quote(self.pos);
+                        self.pos += 1;
+                    }
                 }
                 b'"' => {
                     self.pos += 1;
@@ -563,3 +567,6 @@ mod tests {
         assert_eq!(parse("a 30\"00\"")[0].words[1].source_range(0..4), None);
     }
 }
+
+#[cfg(test)]
+mod properties;
