@@ -56,7 +56,6 @@
 //! Every problem is reported as a [`ConfigIssue`] naming the file, the dotted
 //! field and the reason; a configuration with any issue is not used.
 
-use crate::autoalloc::valid_type_name;
 use styxy_proto::model::AutoType;
 use styxy_proto::paths;
 use serde::{Deserialize, Serialize};
@@ -67,6 +66,14 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
+
+/// Longest accepted service type name.
+pub const MAX_TYPE_NAME_LEN: usize = 50;
+
+/// `^[a-zA-Z0-9-]{1,50}$`
+pub fn valid_type_name(name: &str) -> bool {
+    (1..=MAX_TYPE_NAME_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 /// The built-in layer, as TOML.
 pub const BUILTIN_TOML: &str = include_str!("builtin.toml");
@@ -87,7 +94,7 @@ pub enum InstanceBehavior {
     Multi,
 }
 
-/// Where auto-allocation carves a new range (see [`crate::autoalloc::plan`]).
+/// Where auto-allocation carves a new range (see `autoalloc::plan`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
@@ -783,6 +790,16 @@ mod tests {
         match result {
             Err(ConfigError::Invalid(issues)) => (user, issues),
             other => panic!("expected issues for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_names() {
+        for good in ["a", "grafana", "my-svc-2", "UPPER", &"x".repeat(50)] {
+            assert!(valid_type_name(good), "{good}");
+        }
+        for bad in ["", "Bad Type!", "a_b", "a.b", "é", "a/b", &"x".repeat(51)] {
+            assert!(!valid_type_name(bad), "{bad}");
         }
     }
 
