@@ -19,7 +19,8 @@ use styxy_proto::api::{
 };
 use styxy_core::config::Config;
 use styxy_core::engine::{Caller, Engine, EngineError};
-use styxy_core::health::{self, Listening, Proc, Released, Report};
+use styxy_core::health::{self, Listening, Released, Report};
+use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, LeaseKind, now_millis};
 use styxy_observe::sockdiag::SockDiag;
 use styxy_observe::{ObserveError, Observer};
@@ -288,7 +289,7 @@ impl App {
     /// Records a health report (from styxy-health over the bus, or from the
     /// in-process pass in user mode).
     pub fn record_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
-        let released = health::apply(&mut self.engine(), report)?;
+        let released = self.engine().apply_health(report)?;
         health::log_released(&released);
         self.metrics.reclaimed.fetch_add(released.len() as u64, Ordering::Relaxed);
         Ok(released)
@@ -300,7 +301,7 @@ impl App {
         let state = self.engine().state().clone();
         let listening =
             Listening::dump().map_err(|e| tracing::warn!("health pass without the listening check: {e}")).ok();
-        let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
+        let report = health::check(&state, now_millis(), &RealHost, listening.as_ref());
         if report.is_empty() {
             return;
         }

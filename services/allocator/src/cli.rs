@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_core::config::Config;
-use styxy_core::engine::{Engine, RealKernel};
+use styxy_core::engine::Engine;
+use styxy_core::host::RealHost;
 use styxy_proto::paths;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
@@ -110,7 +111,7 @@ pub fn run() -> Result<ExitCode> {
     let map =
         PortMap::create(&map_path, store.state()).map_err(|e| tracing::warn!("no port map for the preload: {e}")).ok();
     let tokens = crate::auth::Tokens::load(&state_dir).context("loading API tokens")?;
-    let engine = Engine::new(config, store, map, Box::new(RealKernel)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::new(config, store, map, Box::new(RealHost)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(engine, tokens, mode, socket.clone());
 
     // One thread: every request takes the engine lock anyway, and cross-

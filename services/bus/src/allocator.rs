@@ -30,7 +30,7 @@ pub trait AllocatorBackend: Send + Sync + 'static {
     fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError>;
     fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError>;
     fn generation(&self) -> u64;
-    /// Records a health pass (see [`styxy_core::health::apply`]).
+    /// Records a health pass (see [`styxy_core::engine::Engine::apply_health`]).
     fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError>;
     /// Re-reads and repairs the state and the configuration.
     fn reload(&self) -> Result<Outcome, EngineError>;

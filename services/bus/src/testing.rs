@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::{Caller, Engine, EngineError};
-use styxy_core::health::{self, Released, Report};
+use styxy_core::health::{Released, Report};
 use styxy_core::recovery::Outcome;
 use zbus::Connection;
 
@@ -149,7 +149,7 @@ impl AllocatorBackend for Arc<EngineBackend> {
     }
 
     fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
-        health::apply(&mut self.engine(), report)
+        self.engine().apply_health(report)
     }
 
     /// Reloads with the built-in configuration.

@@ -5,24 +5,23 @@
 
 mod occupancy;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use occupancy::Occupancy;
 use serde_json::json;
 
+use crate::autoalloc;
+use crate::config::{Config, InstanceBehavior};
+use crate::health::{self, Failure, Released, Report};
+use crate::host::{Host, Processes};
+use crate::portmap::PortMap;
+use crate::recovery::{self, Problem};
+use crate::store::Store;
+use styxy_observe::process;
 use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, RegisterInstanceRequest, ReleaseResponse,
 };
-use crate::autoalloc;
-use crate::config::{Config, InstanceBehavior};
-use crate::health;
-use styxy_proto::model::{
-    Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Millis, Owner, Source, State, now_millis,
-};
-use crate::portmap::PortMap;
-use styxy_observe::process;
-use crate::recovery::{self, Problem};
-use crate::store::Store;
+use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, Instance, LeaseKind, Millis, Owner, Source, State};
 
 /// Who is asking: the peer's uid, and its pid when the transport tells it
 /// (SO_PEERCRED on the Unix socket; a TCP token names only a user).
@@ -44,20 +43,6 @@ impl Caller {
     /// Root and the owner's own user see process details.
     pub fn may_see(&self, uid: u32) -> bool {
         self.is_root() || self.uid == uid
-    }
-}
-
-/// The kernel's view of a port, injectable so policy tests need no sockets.
-pub trait Kernel: Send {
-    fn port_busy(&self, port: u16) -> bool;
-}
-
-/// Asks the real kernel (IPv4 and IPv6).
-pub struct RealKernel;
-
-impl Kernel for RealKernel {
-    fn port_busy(&self, port: u16) -> bool {
-        !styxy_observe::probe::is_free(port)
     }
 }
 
@@ -95,7 +80,8 @@ pub struct Engine {
     config: Config,
     store: Store,
     map: Option<PortMap>,
-    kernel: Box<dyn Kernel>,
+    /// The clock, the process table and the kernel's ports.
+    host: Box<dyn Host>,
     /// Indexes over the allocations, kept in step with the state.
     occupancy: Occupancy,
     /// Counts commits that added or removed allocations, so a caller can
@@ -106,10 +92,10 @@ pub struct Engine {
 impl Engine {
     /// Wraps an opened store and repairs what [`recovery`] finds (process
     /// and session leases from a previous boot, for one), logging it.
-    pub fn new(base: Config, store: Store, map: Option<PortMap>, kernel: Box<dyn Kernel>) -> Result<Engine> {
+    pub fn new(base: Config, store: Store, map: Option<PortMap>, host: Box<dyn Host>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
-        let mut engine = Engine { base, config, store, map, kernel, occupancy, allocation_edits: 0 };
+        let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0 };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
         }
@@ -160,7 +146,7 @@ impl Engine {
     /// Repairs what [`recovery::examine`] finds in the state. Returns the
     /// problems repaired.
     pub fn repair(&mut self) -> Result<Vec<Problem>> {
-        let cx = recovery::Context::current(self.store.dir()).map_err(internal)?;
+        let cx = recovery::Context::of(&*self.host, self.store.dir()).map_err(internal)?;
         let problems = recovery::fix(&mut self.store, &self.base, &cx).map_err(internal)?;
         if !problems.is_empty() {
             self.resync();
@@ -229,14 +215,14 @@ impl Engine {
     }
 
     /// Whether an allocation's holder still exists.
-    pub fn holder_alive(&self, a: &Allocation, now: u64) -> bool {
-        holder_alive(self.state(), a, now)
+    pub fn holder_alive(&self, a: &Allocation, now: Millis) -> bool {
+        holder_alive(self.state(), a, now, &*self.host)
     }
 
     /// Frees allocations whose holder is gone and drops expired instances.
     /// Returns what was freed.
     pub fn reap(&mut self) -> Result<Vec<Allocation>> {
-        let now = now_millis();
+        let now = self.host.now();
         let dead: Vec<Allocation> =
             self.state().allocations.values().filter(|a| !self.holder_alive(a, now)).cloned().collect();
         let mut changes: Vec<Change> = dead.iter().map(remove_change).collect();
@@ -254,12 +240,13 @@ impl Engine {
     /// Frees the process-lease allocations of `pid` once it has exited
     /// (called when its pidfd becomes readable).
     pub fn reap_pid(&mut self, pid: u32) -> Result<Vec<Allocation>> {
+        let now = self.host.now();
         let gone: Vec<Allocation> = self
             .state()
             .allocations
             .values()
             .filter(|a| a.lease == LeaseKind::Process && a.owner.pid == Some(pid))
-            .filter(|a| !process::is_alive(pid, a.owner.start_time))
+            .filter(|a| !self.holder_alive(a, now))
             .cloned()
             .collect();
         self.commit(gone.iter().map(remove_change).collect())?;
@@ -278,7 +265,7 @@ impl Engine {
         let source = req.source.unwrap_or_default();
         let owner = self.owner_for(req.pid, caller)?;
         let lease = req.lease.unwrap_or(if owner.pid.is_some() { LeaseKind::Process } else { LeaseKind::Manual });
-        let now = now_millis();
+        let now = self.host.now();
         match lease {
             LeaseKind::Process if owner.pid.is_none() => {
                 return Err(invalid("lease 'process' needs an owner pid (field 'pid')"));
@@ -402,9 +389,11 @@ impl Engine {
         if caller.pid == Some(pid) && caller.start_time.is_some() {
             return Ok(Owner { uid: caller.uid, pid: Some(pid), start_time: caller.start_time });
         }
-        let start_time = process::start_time(pid)
+        let start_time = self
+            .host
+            .start_time(pid)
             .ok_or_else(|| EngineError::new(ErrorCode::InvalidField, format!("pid {pid} does not exist")))?;
-        let uid = process::uid_of(pid).unwrap_or(u32::MAX);
+        let uid = self.host.uid_of(pid).unwrap_or(u32::MAX);
         if !caller.is_root() && uid != caller.uid {
             return Err(EngineError::new(
                 ErrorCode::Forbidden,
@@ -451,7 +440,7 @@ impl Engine {
             chunk_size: plan.chunk_size,
             placement: plan.placement.to_string(),
             rule: plan.rule,
-            created_at: now_millis(),
+            created_at: self.host.now(),
             created_by_uid: caller.uid,
         };
         if !dry_run {
@@ -527,7 +516,7 @@ impl Engine {
                 }
                 reclaimed.push(a.clone());
             }
-            !self.kernel.port_busy(port)
+            !self.host.port_busy(port)
         };
         if let Some(p) = c.first.iter().copied().find(|p| usable(*p, self.state().allocations.get(p))) {
             return Some(p);
@@ -579,7 +568,7 @@ impl Engine {
 
     /// The live allocation on `port`, if any.
     pub fn allocation_on(&mut self, port: u16, viewer: &Caller) -> Result<Option<AllocationView>> {
-        let now = now_millis();
+        let now = self.host.now();
         let Some(a) = self.state().allocations.get(&port).cloned() else {
             return Ok(None);
         };
@@ -591,7 +580,7 @@ impl Engine {
     }
 
     pub fn port_busy_in_kernel(&self, port: u16) -> bool {
-        self.kernel.port_busy(port)
+        self.host.port_busy(port)
     }
 
     /// Frees dead holders' allocations; with `force`, every allocation of
@@ -614,7 +603,7 @@ impl Engine {
 
     /// Free ports of a type: from the real config, minus allocated and bound ports.
     pub fn suggest(&self, service_type: &str, count: usize) -> Result<Vec<u16>> {
-        suggest(&self.config, self.state(), service_type, count, now_millis(), &|p| self.kernel.port_busy(p))
+        suggest(&self.config, self.state(), service_type, count, &*self.host)
     }
 
     pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
@@ -636,7 +625,7 @@ impl Engine {
         if !metadata.is_object() {
             return Err(invalid("metadata must be an object"));
         }
-        let now = now_millis();
+        let now = self.host.now();
         let instance = Instance {
             instance_id: id,
             uid: caller.uid,
@@ -653,7 +642,7 @@ impl Engine {
 
     pub fn heartbeat(&mut self, id: &str, caller: &Caller) -> Result<Instance> {
         let mut instance = self.owned_instance(id, caller)?;
-        instance.last_heartbeat = now_millis();
+        instance.last_heartbeat = self.host.now();
         self.commit(vec![Change::PutInstance(instance.clone())])?;
         Ok(instance)
     }
@@ -713,7 +702,7 @@ impl Engine {
         self.commit(vec![
             Change::RemoveAutoType(name.to_string()),
             Change::Audit(AuditEntry {
-                at: now_millis(),
+                at: self.host.now(),
                 action: "auto_allocation_undo".into(),
                 service_type: name.to_string(),
                 range: Some(t.range),
@@ -723,9 +712,48 @@ impl Engine {
         Ok(t)
     }
 
+    /// Records a health [`Report`] (see [`health::check`]). The engine has
+    /// the last word: a holder reported gone is released only if the engine
+    /// finds it gone too (the report may be a few milliseconds old), and a
+    /// listening failure is only counted until `health.max_failures` is
+    /// reached.
+    pub fn apply_health(&mut self, report: &Report) -> Result<Vec<Released>> {
+        let reported: HashMap<&str, Failure> =
+            report.findings.iter().filter_map(|f| Some((f.lock_id.as_str(), f.failure?))).collect();
+        let mut released = Vec::new();
+        if reported.values().any(|f| f.is_final()) || !report.expired_instances.is_empty() {
+            for a in self.reap()? {
+                // Reaping also frees holders that died since the pass.
+                let reason = reported.get(a.lock_id.as_str()).copied().unwrap_or(match a.lease {
+                    LeaseKind::Session => Failure::SessionExpired,
+                    _ => Failure::Exited,
+                });
+                released.push(Released { port: a.port, lock_id: a.lock_id, reason });
+            }
+        }
+        for f in &report.findings {
+            match f.failure {
+                Some(Failure::NotListening) => {
+                    if self.record_health(&f.lock_id, false)? {
+                        released.push(Released {
+                            port: f.port,
+                            lock_id: f.lock_id.clone(),
+                            reason: Failure::NotListening,
+                        });
+                    }
+                }
+                None => {
+                    self.record_health(&f.lock_id, true)?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(released)
+    }
+
     /// Records a health verdict: the failure count, or a release once it
     /// reaches the configured limit. Returns true when released.
-    pub fn record_health(&mut self, lock_id: &str, healthy: bool) -> Result<bool> {
+    fn record_health(&mut self, lock_id: &str, healthy: bool) -> Result<bool> {
         let Some(a) = self.state().by_lock_id(lock_id).cloned() else {
             return Ok(false);
         };
@@ -741,23 +769,17 @@ impl Engine {
     }
 }
 
-/// Whether the holder of `a` still exists (the real process table).
-pub fn holder_alive(state: &State, a: &Allocation, now: Millis) -> bool {
-    health::holder_failure(a, &state.instances, now, &health::Proc).is_none()
+/// Whether the holder of `a` still exists.
+fn holder_alive(state: &State, a: &Allocation, now: Millis, processes: &dyn Processes) -> bool {
+    health::holder_failure(a, &state.instances, now, processes).is_none()
 }
 
 /// Up to `count` free ports of `service_type` in policy order (preferred
 /// ports, then the range): not held by a live allocation of `state`, not
-/// `busy` in the kernel. `config` must include the auto-allocated types.
+/// busy in `host`'s kernel. `config` must include the auto-allocated types.
 /// Lock-free readers (the observer) call this on a state they read.
-pub fn suggest(
-    config: &Config,
-    state: &State,
-    service_type: &str,
-    count: usize,
-    now: Millis,
-    busy: &dyn Fn(u16) -> bool,
-) -> Result<Vec<u16>> {
+pub fn suggest(config: &Config, state: &State, service_type: &str, count: usize, host: &dyn Host) -> Result<Vec<u16>> {
+    let now = host.now();
     let t = config.service_types.get(service_type).ok_or_else(|| {
         EngineError::new(ErrorCode::UnknownServiceType, format!("unknown service type '{}'", printable(service_type)))
     })?;
@@ -768,8 +790,8 @@ pub fn suggest(
         .chain(start..=end)
         .scan(HashSet::new(), |seen, p| Some(seen.insert(p).then_some(p)))
         .flatten()
-        .filter(|p| state.allocations.get(p).is_none_or(|a| !holder_alive(state, a, now)))
-        .filter(|p| !busy(*p))
+        .filter(|p| state.allocations.get(p).is_none_or(|a| !holder_alive(state, a, now, host)))
+        .filter(|p| !host.port_busy(*p))
         .take(count)
         .collect())
 }
@@ -872,36 +894,29 @@ fn holder_of(a: &Allocation, viewer: &Caller) -> Holder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::health::Finding;
+    use crate::host::fake::FakeHost;
+    use crate::recovery::Verdict;
+    use crate::recovery::tests::{directory_with_backups, kept_aside};
+    use styxy_proto::paths;
 
-    /// Ports the fake kernel reports as bound by someone else.
-    #[derive(Clone, Default)]
-    struct FakeKernel(Arc<Mutex<HashSet<u16>>>);
-
-    impl FakeKernel {
-        fn bind(&self, port: u16) {
-            self.0.lock().unwrap().insert(port);
-        }
-    }
-
-    impl Kernel for FakeKernel {
-        fn port_busy(&self, port: u16) -> bool {
-            self.0.lock().unwrap().contains(&port)
-        }
-    }
+    /// When the tests run, by the fake clock.
+    const NOW: Millis = 1_750_000_000_000;
 
     struct Fixture {
         _dir: tempfile::TempDir,
         engine: Engine,
-        kernel: FakeKernel,
+        host: FakeHost,
     }
 
+    /// An engine on a fake machine where this test process runs.
     fn fixture_with(config: Config) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
-        let kernel = FakeKernel::default();
-        let engine = Engine::new(config, store, None, Box::new(kernel.clone())).unwrap();
-        Fixture { _dir: dir, engine, kernel }
+        let host = FakeHost::at(NOW);
+        host.run(std::process::id(), paths::uid());
+        let engine = Engine::new(config, store, None, Box::new(host.clone())).unwrap();
+        Fixture { _dir: dir, engine, host }
     }
 
     fn fixture() -> Fixture {
@@ -909,7 +924,7 @@ mod tests {
     }
 
     fn me() -> Caller {
-        Caller { uid: styxy_proto::paths::uid(), pid: Some(std::process::id()), start_time: None }
+        Caller { uid: paths::uid(), pid: Some(std::process::id()), start_time: None }
     }
 
     fn other_user() -> Caller {
@@ -932,7 +947,7 @@ mod tests {
         r.preferred_port = Some(json!(3050));
         assert_eq!(port_of(&mut f, r, &me), 3050, "requested port first");
         assert_eq!(port_of(&mut f, req("dev"), &me), 3000, "then preferred ports");
-        f.kernel.bind(3001);
+        f.host.bind(3001);
         assert_eq!(port_of(&mut f, req("dev"), &me), 3002, "a port bound in the kernel is skipped");
         for p in [3003, 3004] {
             assert_eq!(port_of(&mut f, req("dev"), &me), p);
@@ -959,7 +974,7 @@ mod tests {
     fn range_exhaustion_is_a_clear_refusal() {
         let mut f = fixture();
         for p in 6006..=6029 {
-            f.kernel.bind(p);
+            f.host.bind(p);
         }
         let e = f.engine.allocate(&req("storybook"), &me()).unwrap_err();
         assert_eq!(e.code, ErrorCode::RangeExhausted);
@@ -981,13 +996,12 @@ mod tests {
     #[test]
     fn a_dead_holder_is_reclaimed_when_the_walk_meets_it() {
         let mut f = fixture();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let child = f.host.spawn(paths::uid());
         let mut r = req("dev");
-        r.pid = Some(child.id());
+        r.pid = Some(child);
         let held = f.engine.allocate(&r, &me()).unwrap();
         assert_eq!(port_of(&mut f, req("dev"), &me()), 3001, "held while the owner lives");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        f.host.kill(child);
         let again = port_of(&mut f, req("dev"), &me());
         assert_eq!(again, held.port, "the dead owner's port is handed out again");
         assert!(f.engine.state().by_lock_id(&held.lock_id).is_none());
@@ -1088,7 +1102,7 @@ mod tests {
         f.engine.register_instance(&short, &me()).unwrap();
         r.instance_id = Some("brief".into());
         f.engine.allocate(&r, &me()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        f.host.advance(1100);
         assert_eq!(f.engine.reap().unwrap().len(), 1, "an expired session frees its ports");
         assert!(f.engine.state().instances.is_empty());
     }
@@ -1096,6 +1110,7 @@ mod tests {
     #[test]
     fn a_pid_of_another_user_cannot_be_named_as_owner() {
         let mut f = fixture();
+        f.host.run(1, 0);
         let mut r = req("dev");
         r.pid = Some(1);
         let caller = Caller { uid: 4242, pid: None, start_time: None };
@@ -1109,7 +1124,7 @@ mod tests {
         held.preferred_port = Some(json!(8000));
         held.service_name = Some("backend".into());
         f.engine.allocate(&held, &me()).unwrap();
-        f.kernel.bind(8000);
+        f.host.bind(8000);
         let mv =
             AllocateRequest { preferred_port: Some(json!(8000)), source: Some(Source::Preload), ..Default::default() };
         let r = f.engine.allocate(&mv, &me()).unwrap();
@@ -1118,7 +1133,7 @@ mod tests {
 
         let far =
             AllocateRequest { preferred_port: Some(json!(20000)), source: Some(Source::Preload), ..Default::default() };
-        f.kernel.bind(20000);
+        f.host.bind(20000);
         let r = f.engine.allocate(&far, &me()).unwrap();
         assert_eq!((r.port, r.service_type.as_str()), (20001, UNMANAGED_TYPE));
     }
@@ -1149,17 +1164,16 @@ mod tests {
         let held: Vec<AllocateResponse> = (0..70).map(|_| f.engine.allocate(&manual, &me()).unwrap()).collect();
         assert_eq!(held.last().unwrap().port, 3069);
         // A process lease inside the crowd is looked at, and passed while it lives.
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let child = f.host.spawn(paths::uid());
         f.engine.release(&held[40].lock_id, &me()).unwrap();
         let mut process = req("dev");
-        process.pid = Some(child.id());
+        process.pid = Some(child);
         let owned = f.engine.allocate(&process, &me()).unwrap();
         assert_eq!(owned.port, 3040, "the released port is the first free one");
         f.engine.release(&held[10].lock_id, &me()).unwrap();
         assert_eq!(port_of(&mut f, manual.clone(), &me()), 3010);
         assert_eq!(port_of(&mut f, manual.clone(), &me()), 3070, "past the live process lease");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        f.host.kill(child);
         f.engine.release(&held[5].lock_id, &me()).unwrap();
         assert_eq!(port_of(&mut f, manual.clone(), &me()), 3005);
         assert_eq!(port_of(&mut f, manual, &me()), 3040, "the dead holder's port is reclaimed");
@@ -1169,7 +1183,7 @@ mod tests {
     fn a_caller_pinned_by_its_connection_owns_its_allocations_without_a_proc_lookup() {
         let mut f = fixture();
         // A pid that names no process: only the pinned identity can vouch for it.
-        let gone = Caller { uid: styxy_proto::paths::uid(), pid: Some(u32::MAX - 1), start_time: Some(77) };
+        let gone = Caller { uid: paths::uid(), pid: Some(u32::MAX - 1), start_time: Some(77) };
         let mut r = req("dev");
         r.lease = Some(LeaseKind::Manual);
         let a = f.engine.allocate(&r, &gone).unwrap();
@@ -1177,5 +1191,94 @@ mod tests {
         assert_eq!((owner.pid, owner.start_time), (Some(u32::MAX - 1), Some(77)));
         let unpinned = Caller { start_time: None, ..gone };
         assert_eq!(f.engine.allocate(&r, &unpinned).unwrap_err().code, ErrorCode::InvalidField);
+    }
+
+    // Recording health reports: the engine has the last word.
+
+    fn with_max_failures(max_failures: u32) -> Fixture {
+        let mut config = Config::builtin();
+        config.health.max_failures = max_failures;
+        fixture_with(config)
+    }
+
+    fn allocate_for(engine: &mut Engine, pid: u32, port: u16) -> (u16, String) {
+        let req = AllocateRequest {
+            service_type: Some("dev".into()),
+            preferred_port: Some(json!(port)),
+            pid: Some(pid),
+            ..Default::default()
+        };
+        let me = Caller { uid: paths::uid(), pid: None, start_time: None };
+        let r = engine.allocate(&req, &me).unwrap();
+        (r.port, r.lock_id)
+    }
+
+    #[test]
+    fn listening_failures_release_at_the_configured_limit_and_reset_when_healthy() {
+        let mut f = with_max_failures(3);
+        let (port, lock_id) = allocate_for(&mut f.engine, std::process::id(), 3050);
+        let failing = Report {
+            findings: vec![Finding { port, lock_id: lock_id.clone(), failure: Some(Failure::NotListening) }],
+            expired_instances: vec![],
+        };
+        assert!(f.engine.apply_health(&failing).unwrap().is_empty());
+        assert!(f.engine.apply_health(&failing).unwrap().is_empty());
+        assert_eq!(f.engine.state().by_lock_id(&lock_id).unwrap().health_failures, 2, "counted in the state");
+
+        let healthy =
+            Report { findings: vec![Finding { failure: None, ..failing.findings[0].clone() }], ..failing.clone() };
+        f.engine.apply_health(&healthy).unwrap();
+        assert_eq!(
+            f.engine.state().by_lock_id(&lock_id).unwrap().health_failures,
+            0,
+            "a healthy check resets the count"
+        );
+
+        for _ in 0..2 {
+            assert!(f.engine.apply_health(&failing).unwrap().is_empty());
+        }
+        let released = f.engine.apply_health(&failing).unwrap();
+        assert_eq!(released, vec![Released { port, lock_id: lock_id.clone(), reason: Failure::NotListening }]);
+        assert!(f.engine.state().by_lock_id(&lock_id).is_none());
+    }
+
+    #[test]
+    fn a_reported_death_is_checked_by_the_engine_before_release() {
+        let mut f = with_max_failures(3);
+        let child = f.host.spawn(paths::uid());
+        let (living_port, living) = allocate_for(&mut f.engine, std::process::id(), 3060);
+        let (dying_port, dying) = allocate_for(&mut f.engine, child, 3061);
+        let report = Report {
+            findings: vec![
+                Finding { port: living_port, lock_id: living.clone(), failure: Some(Failure::Exited) },
+                Finding { port: dying_port, lock_id: dying.clone(), failure: Some(Failure::Exited) },
+            ],
+            expired_instances: vec![],
+        };
+        assert!(
+            f.engine.apply_health(&report).unwrap().is_empty(),
+            "both owners still run: a stale report frees nothing"
+        );
+        f.host.kill(child);
+        let released = f.engine.apply_health(&report).unwrap();
+        assert_eq!(released, vec![Released { port: dying_port, lock_id: dying, reason: Failure::Exited }]);
+        assert!(f.engine.state().by_lock_id(&living).is_some());
+    }
+
+    #[test]
+    fn a_file_damaged_under_a_running_writer_is_rewritten_from_memory() {
+        let dir = directory_with_backups();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let mut engine = Engine::new(Config::builtin(), store, None, Box::new(FakeHost::at(NOW))).unwrap();
+        let held = engine.state().clone();
+        std::fs::write(dir.path().join("state.json"), b"{ damaged").unwrap();
+        assert!(crate::store::read_state(dir.path()).is_err());
+
+        let outcome = engine.recover().unwrap();
+        assert_eq!(outcome.verdict(), Verdict::Restored);
+        assert_eq!(crate::store::read_state(dir.path()).unwrap(), held, "the writer's state is on disk again");
+        let aside = kept_aside(dir.path());
+        assert!(aside.iter().any(|n| std::fs::read(dir.path().join(n)).unwrap() == b"{ damaged"), "{aside:?}");
+        assert_eq!(engine.recover().unwrap().verdict(), Verdict::Clean, "sound files are left alone");
     }
 }

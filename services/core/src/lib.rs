@@ -6,6 +6,7 @@ pub mod autoalloc;
 pub mod config;
 pub mod engine;
 pub mod health;
+pub mod host;
 pub mod portmap;
 pub mod recovery;
 pub mod store;

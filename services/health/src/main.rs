@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_bus::{Allocator1Proxy, wire};
-use styxy_core::health::{self, Failure, Listening, Proc, Released, Report};
+use styxy_core::health::{self, Failure, Listening, Released, Report};
+use styxy_core::host::RealHost;
 use styxy_proto::model::now_millis;
 use styxy_core::store;
 use styxy_proto::paths;
@@ -49,7 +50,7 @@ fn run(args: Args) -> Result<()> {
     });
     let state = store::read_state(&dir).with_context(|| format!("reading the state in {}", dir.display()))?;
     let listening = Listening::dump().map_err(|e| tracing::warn!("checking without the listening test: {e}")).ok();
-    let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
+    let report = health::check(&state, now_millis(), &RealHost, listening.as_ref());
     tracing::debug!(checked = state.allocations.len(), findings = report.findings.len(), "health pass");
     if report.is_empty() {
         return Ok(());
