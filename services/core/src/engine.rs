@@ -22,52 +22,10 @@ use crate::portmap::PortMap;
 use crate::recovery::{self, Problem};
 use crate::store::Store;
 use styxy_proto::api::ErrorCode;
+use styxy_proto::error::ApiError;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, State};
 
-/// Who is asking: the peer's uid, and its pid when the transport tells it
-/// (SO_PEERCRED on the Unix socket; a TCP token names only a user).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub pid: Option<u32>,
-    /// Start time of `pid` when it connected, when the transport pinned it:
-    /// spares a /proc read per request on a kept-alive connection, and names
-    /// the process that connected even if its pid is reused later.
-    pub start_time: Option<u64>,
-}
-
-impl Caller {
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
-
-    /// Root and the owner's own user see process details.
-    pub fn may_see(&self, uid: u32) -> bool {
-        self.is_root() || self.uid == uid
-    }
-}
-
-/// A refusal, with the stable code the API reports.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct EngineError {
-    pub code: ErrorCode,
-    pub message: String,
-    pub context: Option<serde_json::Value>,
-}
-
-impl EngineError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> EngineError {
-        EngineError { code, message: message.into(), context: None }
-    }
-
-    fn with_context(mut self, context: serde_json::Value) -> EngineError {
-        self.context = Some(context);
-        self
-    }
-}
-
-type Result<T> = std::result::Result<T, EngineError>;
+type Result<T> = std::result::Result<T, ApiError>;
 pub struct Engine {
     /// Configuration from files, without auto-allocated types.
     base: Config,
@@ -314,8 +272,9 @@ fn remove_change(a: &Allocation) -> Change {
     Change::RemoveAllocation { port: a.port, lock_id: a.lock_id.clone() }
 }
 
-fn internal(e: impl std::fmt::Display) -> EngineError {
-    EngineError::new(ErrorCode::Internal, format!("state store: {e}"))
+/// A failure of the state store, its cause kept as the source.
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("state store: {e}")).caused_by(e)
 }
 
 #[cfg(test)]

@@ -9,8 +9,11 @@ use styxy_observe::process;
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, ReleaseResponse};
 use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Owner, Source, State};
 
-use super::validate::{invalid, optional_name, parse_port, printable, validate_path};
-use super::{Caller, Engine, EngineError, Result, holder_alive, remove_change};
+use styxy_proto::caller::Caller;
+use styxy_proto::error::{ApiError, printable};
+
+use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path};
+use super::{Engine, Result, holder_alive, remove_change};
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
 use crate::host::Host;
@@ -41,7 +44,7 @@ impl Engine {
             LeaseKind::Session => {
                 let live = self.state().instances.get(&instance_id).is_some_and(|i| !i.expired(now));
                 if !live {
-                    return Err(EngineError::new(
+                    return Err(ApiError::new(
                         ErrorCode::NotFound,
                         format!("lease 'session' needs a registered, live instance; '{instance_id}' is not"),
                     ));
@@ -82,7 +85,7 @@ impl Engine {
             let held = self.occupancy.held_by(caller.uid);
             let limit = self.config.limits.max_allocations_per_user;
             if held >= limit {
-                return Err(EngineError::new(
+                return Err(ApiError::new(
                     ErrorCode::QuotaExceeded,
                     format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
                 ));
@@ -100,7 +103,7 @@ impl Engine {
             .map(|a| holder_of(a, caller));
         let Some(port) = chosen else {
             let range = self.config.service_types.get(&service_type).map(|t| t.range);
-            return Err(EngineError::new(
+            return Err(ApiError::new(
                 ErrorCode::RangeExhausted,
                 match range {
                     Some([s, e]) => format!("no free port in {s}-{e} for service type {service_type}"),
@@ -160,10 +163,10 @@ impl Engine {
         let start_time = self
             .host
             .start_time(pid)
-            .ok_or_else(|| EngineError::new(ErrorCode::InvalidField, format!("pid {pid} does not exist")))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidField, format!("pid {pid} does not exist")))?;
         let uid = self.host.uid_of(pid).unwrap_or(u32::MAX);
         if !caller.is_root() && uid != caller.uid {
-            return Err(EngineError::new(
+            return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("pid {pid} belongs to another user; an owner must be one of your own processes"),
             ));
@@ -187,20 +190,20 @@ impl Engine {
         let auto_cfg = &self.config.auto_allocation;
         let existing: Vec<[u16; 2]> = self.config.service_types.values().map(|t| t.range).collect();
         let plan = autoalloc::plan(auto_cfg, &existing, name).map_err(|e| match e {
-            autoalloc::AutoAllocError::InvalidName { .. } => EngineError::new(
+            autoalloc::AutoAllocError::InvalidName { .. } => ApiError::new(
                 ErrorCode::InvalidField,
                 "service_type may contain only letters, digits and '-', at most 50 characters",
             ),
             autoalloc::AutoAllocError::Disabled { .. } => {
                 let known: Vec<&String> = self.config.service_types.keys().collect();
                 let list = known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-                EngineError::new(
+                ApiError::new(
                     ErrorCode::UnknownServiceType,
                     format!("unknown service type '{name}' (auto-allocation is disabled); known types: {list}"),
                 )
                 .with_context(json!({"provided_service_type": name, "valid_service_types": known}))
             }
-            e => EngineError::new(ErrorCode::RangeExhausted, format!("cannot carve a range for '{name}': {e}")),
+            e => ApiError::new(ErrorCode::RangeExhausted, format!("cannot carve a range for '{name}': {e}")),
         })?;
         let carved = AutoType {
             service_type: name.to_string(),
@@ -258,7 +261,7 @@ impl Engine {
                 let end = (p as u32 + UNMANAGED_SPAN).min(u16::MAX as u32) as u16;
                 return Ok(Candidates { first: Vec::new(), runs: vec![p.saturating_add(1)..=end] });
             }
-            (None, None) => return Err(EngineError::new(ErrorCode::UnknownServiceType, "unknown service type")),
+            (None, None) => return Err(ApiError::new(ErrorCode::UnknownServiceType, "unknown service type")),
         };
         if source == Source::Preload {
             // The busy port itself, then upwards, then wrap around the range.
@@ -306,15 +309,15 @@ impl Engine {
 
     pub fn release(&mut self, lock_id: &str, caller: &Caller) -> Result<ReleaseResponse> {
         if uuid::Uuid::parse_str(lock_id).is_err() {
-            return Err(invalid(format!("lock_id must be a UUID, got '{}'", printable(lock_id))));
+            return Err(invalid(format!("lock_id must be a UUID, got '{}'", printable(lock_id, SHOWN))));
         }
         let a = self
             .state()
             .by_lock_id(lock_id)
             .cloned()
-            .ok_or_else(|| EngineError::new(ErrorCode::NotFound, format!("lock id {lock_id} not found")))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("lock id {lock_id} not found")))?;
         if !caller.may_see(a.owner.uid) {
-            return Err(EngineError::new(
+            return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("port {} belongs to another user; only its owner or root may release it", a.port),
             ));
@@ -377,18 +380,18 @@ impl Engine {
     /// Removes an auto-allocated type; refused while allocations of it live.
     pub fn undo_auto_type(&mut self, name: &str, caller: &Caller) -> Result<AutoType> {
         let t = self.state().auto_types.get(name).cloned().ok_or_else(|| {
-            EngineError::new(
+            ApiError::new(
                 ErrorCode::NotFound,
-                format!("'{}' is not an auto-allocated service type", printable(name)),
+                format!("'{}' is not an auto-allocated service type", printable(name, SHOWN)),
             )
         })?;
         if !caller.may_see(t.created_by_uid) {
-            return Err(EngineError::new(ErrorCode::Forbidden, format!("'{name}' was created by another user")));
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("'{name}' was created by another user")));
         }
         self.reap()?;
         let live = self.state().allocations.values().filter(|a| a.service_type == name).count();
         if live > 0 {
-            return Err(EngineError::new(
+            return Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!("'{name}' still has {live} live allocation(s); release them first"),
             ));
@@ -414,7 +417,10 @@ impl Engine {
 pub fn suggest(config: &Config, state: &State, service_type: &str, count: usize, host: &dyn Host) -> Result<Vec<u16>> {
     let now = host.now();
     let t = config.service_types.get(service_type).ok_or_else(|| {
-        EngineError::new(ErrorCode::UnknownServiceType, format!("unknown service type '{}'", printable(service_type)))
+        ApiError::new(
+            ErrorCode::UnknownServiceType,
+            format!("unknown service type '{}'", printable(service_type, SHOWN)),
+        )
     })?;
     let [start, end] = t.range;
     Ok(t.preferred_ports

@@ -5,8 +5,11 @@ use serde_json::json;
 use styxy_proto::api::{ErrorCode, RegisterInstanceRequest};
 use styxy_proto::model::{Allocation, Change, Instance, LeaseKind};
 
-use super::validate::{invalid, optional_name, printable, validate_path};
-use super::{Caller, Engine, EngineError, Result, remove_change};
+use styxy_proto::caller::Caller;
+use styxy_proto::error::{ApiError, printable};
+
+use super::validate::{SHOWN, invalid, optional_name, validate_path};
+use super::{Engine, Result, remove_change};
 
 impl Engine {
     pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
@@ -16,7 +19,7 @@ impl Engine {
         if let Some(existing) = self.state().instances.get(&id)
             && !caller.may_see(existing.uid)
         {
-            return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
         }
         let working_directory = req.working_directory.as_deref().map(validate_path).transpose()?;
         let project_root = req.project_root.as_deref().map(validate_path).transpose()?;
@@ -68,12 +71,11 @@ impl Engine {
 
     fn owned_instance(&mut self, id: &str, caller: &Caller) -> Result<Instance> {
         self.reap()?;
-        let instance =
-            self.state().instances.get(id).cloned().ok_or_else(|| {
-                EngineError::new(ErrorCode::NotFound, format!("instance {} not found", printable(id)))
-            })?;
+        let instance = self.state().instances.get(id).cloned().ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("instance {} not found", printable(id, SHOWN)))
+        })?;
         if !caller.may_see(instance.uid) {
-            return Err(EngineError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
         }
         Ok(instance)
     }

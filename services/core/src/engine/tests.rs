@@ -5,6 +5,7 @@ use crate::recovery::Verdict;
 use crate::recovery::tests::{directory_with_backups, kept_aside};
 use serde_json::json;
 use styxy_proto::api::{AllocateRequest, AllocateResponse, RegisterInstanceRequest};
+use styxy_proto::caller::Caller;
 use styxy_proto::model::Source;
 use styxy_proto::paths;
 

@@ -2,17 +2,16 @@
 //! paths, with refusals that show untrusted text safely.
 
 use styxy_proto::api::ErrorCode;
+use styxy_proto::error::{ApiError, printable};
 
-use super::{EngineError, Result};
+use super::Result;
 
-pub(super) fn invalid(message: impl Into<String>) -> EngineError {
-    EngineError::new(ErrorCode::InvalidField, message)
+pub(super) fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidField, message)
 }
 
-/// Shows untrusted text in a message without control characters, bounded.
-pub(super) fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(100).collect()
-}
+/// How many characters of an untrusted value a refusal shows.
+pub(super) const SHOWN: usize = 100;
 
 /// A port as a number or a numeric string, 1..=65535.
 pub fn parse_port(v: &serde_json::Value) -> Result<u16> {
@@ -25,9 +24,9 @@ pub fn parse_port(v: &serde_json::Value) -> Result<u16> {
     };
     match n {
         Some(p @ 1..=65535) => Ok(p as u16),
-        _ => Err(EngineError::new(
+        _ => Err(ApiError::new(
             ErrorCode::InvalidPort,
-            format!("invalid port {}: must be a whole number from 1 to 65535", printable(&v.to_string())),
+            format!("invalid port {}: must be a whole number from 1 to 65535", printable(&v.to_string(), SHOWN)),
         )),
     }
 }
