@@ -57,9 +57,7 @@ pub fn run() -> Result<ExitCode> {
     let mode = if args.user { Mode::User } else { Mode::System };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| match mode {
         Mode::User => paths::user_state_dir(),
-        Mode::System => std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR)),
+        Mode::System => paths::system_state_dir(),
     });
     let socket = args.socket.clone().unwrap_or_else(|| match mode {
         Mode::User => paths::user_socket(),

@@ -45,9 +45,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let dir = args.state_dir.unwrap_or_else(|| {
-        std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
-    });
+    let dir = args.state_dir.unwrap_or_else(paths::system_state_dir);
     let state = store::read_state(&dir).with_context(|| format!("reading the state in {}", dir.display()))?;
     let listening = Listening::dump().map_err(|e| tracing::warn!("checking without the listening test: {e}")).ok();
     let report = health::check(&state, now_millis(), &RealHost, listening.as_ref());
