@@ -8,7 +8,7 @@ mod instances;
 mod occupancy;
 mod validate;
 
-pub use allocate::{UNMANAGED_TYPE, suggest, view};
+pub use allocate::{UNMANAGED_TYPE, suggest};
 pub use validate::parse_port;
 
 use std::collections::HashMap;

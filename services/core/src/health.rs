@@ -228,6 +228,10 @@ impl Processes for Known<'_> {
     fn uid_of(&self, pid: u32) -> Option<u32> {
         self.processes.uid_of(pid)
     }
+
+    fn comm(&self, pid: u32) -> Option<String> {
+        self.processes.comm(pid)
+    }
 }
 
 /// Reads the start times of `pids` on a few threads: one /proc read per

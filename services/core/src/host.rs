@@ -23,6 +23,12 @@ pub trait Processes: Sync {
     /// The real uid of `pid`; `None` when there is no such process or the
     /// table does not know.
     fn uid_of(&self, pid: u32) -> Option<u32>;
+
+    /// The command name of `pid`, for showing; `None` when there is no such
+    /// process or the table knows no names.
+    fn comm(&self, _pid: u32) -> Option<String> {
+        None
+    }
 }
 
 /// A process table given as pid → start time (tests, snapshots): absent
@@ -64,6 +70,10 @@ impl Processes for RealHost {
 
     fn uid_of(&self, pid: u32) -> Option<u32> {
         process::uid_of(pid)
+    }
+
+    fn comm(&self, pid: u32) -> Option<String> {
+        process::comm(pid)
     }
 }
 
@@ -116,7 +126,7 @@ pub(crate) mod fake {
         /// Makes `pid` a running process of `uid`.
         pub fn run(&self, pid: u32, uid: u32) {
             let mut machine = self.machine();
-            let start = machine.now / 10;
+            let start = machine.now;
             machine.processes.insert(pid, (start, uid));
         }
 

@@ -100,7 +100,7 @@ impl Engine {
             .filter(|p| chosen != Some(*p))
             .and_then(|p| self.state().allocations.get(&p))
             .filter(|a| self.holder_alive(a, now))
-            .map(|a| holder_of(a, caller));
+            .map(|a| self.holder_of(a, caller));
         let Some(port) = chosen else {
             let range = self.config.service_types.get(&service_type).map(|t| t.range);
             return Err(ApiError::new(
@@ -334,7 +334,7 @@ impl Engine {
     /// All live allocations, dead holders reaped first.
     pub fn list(&mut self, viewer: &Caller) -> Result<Vec<AllocationView>> {
         self.reap()?;
-        Ok(self.state().allocations.values().map(|a| view(a, viewer)).collect())
+        Ok(self.state().allocations.values().map(|a| self.view(a, viewer)).collect())
     }
 
     /// The live allocation on `port`, if any.
@@ -344,7 +344,7 @@ impl Engine {
             return Ok(None);
         };
         if self.holder_alive(&a, now) {
-            return Ok(Some(view(&a, viewer)));
+            return Ok(Some(self.view(&a, viewer)));
         }
         self.commit(vec![remove_change(&a)])?;
         Ok(None)
@@ -445,33 +445,35 @@ fn sticky_key(project: Option<&str>, name: &str) -> String {
     format!("{}\u{0}{name}", project.unwrap_or(""))
 }
 
-/// An allocation as `viewer` may see it.
-pub fn view(a: &Allocation, viewer: &Caller) -> AllocationView {
-    let mut allocation = a.clone();
-    let visible = viewer.may_see(a.owner.uid);
-    if !visible {
-        allocation.owner.pid = None;
-        allocation.owner.start_time = None;
-        allocation.project_path = None;
+impl Engine {
+    /// An allocation as `viewer` may see it.
+    fn view(&self, a: &Allocation, viewer: &Caller) -> AllocationView {
+        let mut allocation = a.clone();
+        let visible = viewer.may_see(a.owner.uid);
+        if !visible {
+            allocation.owner.pid = None;
+            allocation.owner.start_time = None;
+            allocation.project_path = None;
+        }
+        AllocationView {
+            process: allocation.owner.pid.and_then(|pid| self.host.comm(pid)),
+            user: process::user_name(a.owner.uid),
+            allocation,
+        }
     }
-    AllocationView {
-        process: allocation.owner.pid.and_then(process::comm),
-        user: process::user_name(a.owner.uid),
-        allocation,
-    }
-}
 
-fn holder_of(a: &Allocation, viewer: &Caller) -> Holder {
-    let visible = viewer.may_see(a.owner.uid);
-    let pid = a.owner.pid.filter(|_| visible);
-    Holder {
-        uid: a.owner.uid,
-        user: process::user_name(a.owner.uid),
-        pid,
-        process: pid.and_then(process::comm),
-        service_type: Some(a.service_type.clone()),
-        service_name: Some(a.service_name.clone()),
-        project: a.project_path.clone().filter(|_| visible),
-        instance_id: Some(a.instance_id.clone()).filter(|_| visible),
+    fn holder_of(&self, a: &Allocation, viewer: &Caller) -> Holder {
+        let visible = viewer.may_see(a.owner.uid);
+        let pid = a.owner.pid.filter(|_| visible);
+        Holder {
+            uid: a.owner.uid,
+            user: process::user_name(a.owner.uid),
+            pid,
+            process: pid.and_then(|pid| self.host.comm(pid)),
+            service_type: Some(a.service_type.clone()),
+            service_name: Some(a.service_name.clone()),
+            project: a.project_path.clone().filter(|_| visible),
+            instance_id: Some(a.instance_id.clone()).filter(|_| visible),
+        }
     }
 }
