@@ -26,6 +26,7 @@ use styxy_proto::error::ApiError;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, State};
 
 type Result<T> = std::result::Result<T, ApiError>;
+
 pub struct Engine {
     /// Configuration from files, without auto-allocated types.
     base: Config,

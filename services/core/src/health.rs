@@ -4,9 +4,8 @@
 //! clock) and writes nothing: in system mode `styxy-health` runs it on a
 //! state read without the lock and sends the [`Report`] to the allocator,
 //! the single writer, which records it; in user mode the allocator checks
-//! and records in-process. A report carries only what needs
-//! recording, so a healthy machine costs the allocator nothing (it is not
-//! even started).
+//! and records in-process. A report carries only what needs recording, so a
+//! healthy machine costs the allocator nothing (it is not even started).
 //!
 //! Verdicts:
 //! - the owner process exited, or its pid now names another process (same
