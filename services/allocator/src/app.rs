@@ -18,8 +18,11 @@ use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse,
 };
 use styxy_core::config::Config;
-use styxy_core::engine::{Caller, Engine, EngineError};
-use styxy_core::health::{self, Listening, Proc, Released, Report};
+use styxy_core::engine::Engine;
+use styxy_proto::caller::Caller;
+use styxy_proto::error::ApiError;
+use styxy_core::health::{self, Listening, Released, Report};
+use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, LeaseKind, now_millis};
 use styxy_observe::sockdiag::SockDiag;
 use styxy_observe::{ObserveError, Observer};
@@ -155,7 +158,7 @@ impl App {
     }
 
     /// Every listener on the machine, as `who` may see it.
-    pub async fn observe_all(&self, who: &Caller) -> Result<Vec<Listener>, EngineError> {
+    pub async fn observe_all(&self, who: &Caller) -> Result<Vec<Listener>, ApiError> {
         match self.observer_service().await {
             Some(bus) => self.observe_over_bus(who, bus.listeners(), |o| o.listeners()).await,
             None => self.observe_here(who, |o| o.listeners()),
@@ -163,7 +166,7 @@ impl App {
     }
 
     /// The listeners on one port, as `who` may see them.
-    pub async fn observe_port(&self, port: u16, who: &Caller) -> Result<Vec<Listener>, EngineError> {
+    pub async fn observe_port(&self, port: u16, who: &Caller) -> Result<Vec<Listener>, ApiError> {
         match self.observer_service().await {
             Some(bus) => self.observe_over_bus(who, bus.observe(port), |o| o.listeners_on(port)).await,
             None => self.observe_here(who, |o| o.listeners_on(port)),
@@ -178,7 +181,7 @@ impl App {
         who: &Caller,
         call: impl Future<Output = Result<Vec<ListenerRecord>, styxy_bus::BusError>>,
         fallback: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, ObserveError>,
-    ) -> Result<Vec<Listener>, EngineError> {
+    ) -> Result<Vec<Listener>, ApiError> {
         let failure = match tokio::time::timeout(OBSERVER_TIMEOUT, call).await {
             Ok(Ok(records)) => {
                 let mut listeners: Vec<Listener> = records.into_iter().map(Listener::from).collect();
@@ -198,9 +201,9 @@ impl App {
         &self,
         who: &Caller,
         query: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, ObserveError>,
-    ) -> Result<Vec<Listener>, EngineError> {
+    ) -> Result<Vec<Listener>, ApiError> {
         let unavailable = |e: ObserveError| {
-            EngineError::new(ErrorCode::Unavailable, format!("cannot list the kernel's sockets: {e}"))
+            ApiError::new(ErrorCode::Unavailable, format!("cannot list the kernel's sockets: {e}"))
         };
         let mut guard = self.observer.lock().unwrap_or_else(|e| e.into_inner());
         let observer = match &mut *guard {
@@ -220,7 +223,7 @@ impl App {
         self: &Arc<Self>,
         who: &Caller,
         req: &AllocateRequest,
-    ) -> Result<AllocateResponse, EngineError> {
+    ) -> Result<AllocateResponse, ApiError> {
         let (mut r, watch) = {
             let mut engine = self.engine();
             let r = engine.allocate(req, who)?;
@@ -278,7 +281,7 @@ impl App {
         listener.map(holder_from_listener).or(by_uid).or(allocated)
     }
 
-    pub fn release(&self, who: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+    pub fn release(&self, who: &Caller, lock_id: &str) -> Result<ReleaseResponse, ApiError> {
         let r = self.engine().release(lock_id, who)?;
         self.metrics.releases.fetch_add(1, Ordering::Relaxed);
         tracing::info!(port = r.port, lock_id = %r.lock_id, uid = who.uid, "released port {}", r.port);
@@ -287,8 +290,8 @@ impl App {
 
     /// Records a health report (from styxy-health over the bus, or from the
     /// in-process pass in user mode).
-    pub fn record_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
-        let released = health::apply(&mut self.engine(), report)?;
+    pub fn record_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+        let released = self.engine().apply_health(report)?;
         health::log_released(&released);
         self.metrics.reclaimed.fetch_add(released.len() as u64, Ordering::Relaxed);
         Ok(released)
@@ -300,7 +303,7 @@ impl App {
         let state = self.engine().state().clone();
         let listening =
             Listening::dump().map_err(|e| tracing::warn!("health pass without the listening check: {e}")).ok();
-        let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
+        let report = health::check(&state, now_millis(), &RealHost, listening.as_ref());
         if report.is_empty() {
             return;
         }
@@ -312,7 +315,7 @@ impl App {
 
     /// Re-reads the configuration files and the state (after recovery
     /// changed it), repairing what it finds.
-    pub fn reload(&self) -> Result<Outcome, EngineError> {
+    pub fn reload(&self) -> Result<Outcome, ApiError> {
         let base = Config::load().unwrap_or_else(|e| {
             tracing::error!("configuration rejected, using built-in service types: {e}");
             Config::builtin()
@@ -326,7 +329,7 @@ impl App {
     }
 
     /// Recovery's request: repair the state in memory, rewrite damaged files.
-    pub fn repair(&self) -> Result<Outcome, EngineError> {
+    pub fn repair(&self) -> Result<Outcome, ApiError> {
         let outcome = self.engine().recover()?;
         for repair in outcome.repairs() {
             tracing::warn!(%repair, "state repaired at recovery's request");
@@ -430,15 +433,15 @@ fn holder_from_listener(l: Listener) -> Holder {
 pub struct OnBus(pub Arc<App>);
 
 impl AllocatorBackend for OnBus {
-    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, EngineError> {
+    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, ApiError> {
         self.0.allocate(&caller, &request).await
     }
 
-    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, ApiError> {
         self.0.release(caller, lock_id)
     }
 
-    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError> {
+    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, ApiError> {
         self.0.engine().list(caller)
     }
 
@@ -446,15 +449,15 @@ impl AllocatorBackend for OnBus {
         self.0.engine().state().generation
     }
 
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
+    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
         self.0.record_health(report)
     }
 
-    fn reload(&self) -> Result<Outcome, EngineError> {
+    fn reload(&self) -> Result<Outcome, ApiError> {
         self.0.reload()
     }
 
-    fn repair(&self) -> Result<Outcome, EngineError> {
+    fn repair(&self) -> Result<Outcome, ApiError> {
         self.0.repair()
     }
 

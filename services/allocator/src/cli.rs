@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_core::config::Config;
-use styxy_core::engine::{Engine, RealKernel};
+use styxy_core::engine::Engine;
+use styxy_core::host::RealHost;
 use styxy_proto::paths;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
@@ -56,9 +57,7 @@ pub fn run() -> Result<ExitCode> {
     let mode = if args.user { Mode::User } else { Mode::System };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| match mode {
         Mode::User => paths::user_state_dir(),
-        Mode::System => std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR)),
+        Mode::System => paths::system_state_dir(),
     });
     let socket = args.socket.clone().unwrap_or_else(|| match mode {
         Mode::User => paths::user_socket(),
@@ -110,7 +109,7 @@ pub fn run() -> Result<ExitCode> {
     let map =
         PortMap::create(&map_path, store.state()).map_err(|e| tracing::warn!("no port map for the preload: {e}")).ok();
     let tokens = crate::auth::Tokens::load(&state_dir).context("loading API tokens")?;
-    let engine = Engine::new(config, store, map, Box::new(RealKernel)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::new(config, store, map, Box::new(RealHost)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(engine, tokens, mode, socket.clone());
 
     // One thread: every request takes the engine lock anyway, and cross-

@@ -19,7 +19,9 @@ use styxy_proto::api::{
     AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener, MAX_BODY,
     RegisterInstanceRequest, TokenResponse,
 };
-use styxy_core::engine::{Caller, EngineError, parse_port};
+use styxy_core::engine::parse_port;
+use styxy_proto::caller::Caller;
+use styxy_proto::error::{ApiError, printable};
 use styxy_proto::model::now_millis;
 
 use crate::app::{App, Mode};
@@ -27,7 +29,7 @@ use crate::metrics::{Gauges, rss_bytes};
 use crate::server::Peer;
 
 type Reply = Response<Full<Bytes>>;
-type Result<T> = std::result::Result<T, EngineError>;
+type Result<T> = std::result::Result<T, ApiError>;
 
 /// A body that trickles in slower than this is refused.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +48,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Reply 
     }
 }
 
-fn error_reply(e: EngineError) -> Reply {
+fn error_reply(e: ApiError) -> Reply {
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ErrorBody { success: false, error: e.code, message: e.message, context: e.context };
     json_reply(status, &body)
@@ -64,8 +66,8 @@ fn ok<T: Serialize>(body: &T) -> Result<Reply> {
     Ok(json_reply(StatusCode::OK, body))
 }
 
-fn err(code: ErrorCode, message: impl Into<String>) -> EngineError {
-    EngineError::new(code, message)
+fn err(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// The caller's identity: the kernel's word on the Unix socket, the token's
@@ -112,7 +114,7 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T> {
     })
 }
 
-fn too_large() -> EngineError {
+fn too_large() -> ApiError {
     err(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY} bytes"))
 }
 
@@ -205,7 +207,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         return Err(if known {
             err(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method()))
         } else {
-            err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path)))
+            err(ErrorCode::NotFound, format!("no route {} {}", req.method(), printable(&path, 200)))
         });
     };
     match route {
@@ -306,10 +308,6 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             Mode::System => Err(err(ErrorCode::Forbidden, "the system allocator is managed by systemd: use systemctl")),
         },
     }
-}
-
-fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 async fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {

@@ -26,7 +26,7 @@ pub struct Listeners {
 /// present a token with every request.
 #[derive(Debug, Clone, Copy)]
 pub enum Peer {
-    /// `start_time` pins the connecting process (see `styxy_core::engine::Caller`).
+    /// `start_time` pins the connecting process (see `styxy_proto::caller::Caller`).
     Unix {
         uid: u32,
         pid: Option<u32>,

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
-use styxy_core::engine::{Caller, EngineError};
+use styxy_proto::caller::Caller;
+use styxy_proto::error::ApiError;
 use styxy_core::health::{Released, Report};
 use styxy_core::recovery::Outcome;
 use zbus::message::Header;
@@ -26,16 +27,16 @@ pub trait AllocatorBackend: Send + Sync + 'static {
         &self,
         caller: Caller,
         request: AllocateRequest,
-    ) -> impl Future<Output = Result<AllocateResponse, EngineError>> + Send;
-    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError>;
-    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError>;
+    ) -> impl Future<Output = Result<AllocateResponse, ApiError>> + Send;
+    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, ApiError>;
+    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, ApiError>;
     fn generation(&self) -> u64;
-    /// Records a health pass (see [`styxy_core::health::apply`]).
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError>;
+    /// Records a health pass (see [`styxy_core::engine::Engine::apply_health`]).
+    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError>;
     /// Re-reads and repairs the state and the configuration.
-    fn reload(&self) -> Result<Outcome, EngineError>;
+    fn reload(&self) -> Result<Outcome, ApiError>;
     /// Repairs the state in memory and rewrites damaged files from it.
-    fn repair(&self) -> Result<Outcome, EngineError>;
+    fn repair(&self) -> Result<Outcome, ApiError>;
     /// Calls count as activity for the idle exit.
     fn activity(&self) -> &Activity;
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use styxy_core::engine::Caller;
+use styxy_proto::caller::Caller;
 use zbus::Connection;
 use zbus::connection::Builder;
 use zbus::fdo::DBusProxy;

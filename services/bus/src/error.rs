@@ -4,7 +4,7 @@
 //! HTTP clients read the `error` field.
 
 use styxy_proto::api::ErrorCode;
-use styxy_core::engine::EngineError;
+use styxy_proto::error::ApiError;
 use zbus::DBusError;
 
 #[derive(Debug, DBusError)]
@@ -73,8 +73,8 @@ impl BusError {
     }
 }
 
-impl From<EngineError> for BusError {
-    fn from(e: EngineError) -> BusError {
+impl From<ApiError> for BusError {
+    fn from(e: ApiError) -> BusError {
         BusError::new(e.code, e.message)
     }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use styxy_proto::api::{ErrorCode, Listener};
 use styxy_core::config::Config;
-use styxy_core::engine::{self, Kernel, RealKernel};
-use styxy_proto::model::now_millis;
+use styxy_core::engine;
+use styxy_core::host::RealHost;
 use styxy_observe::{ObserveError, Observer};
 use styxy_core::store;
 use zbus::message::Header;
@@ -119,7 +119,6 @@ impl<S: ListenerSource> ObserverService<S> {
         let state = store::read_state(&self.state_dir)
             .map_err(|e| BusError::new(ErrorCode::Unavailable, format!("cannot read the allocations: {e}")))?;
         let config = self.config.with_auto_types(state.auto_types.values());
-        let busy = |port| RealKernel.port_busy(port);
-        Ok(engine::suggest(&config, &state, service_type, count as usize, now_millis(), &busy)?)
+        Ok(engine::suggest(&config, &state, service_type, count as usize, &RealHost)?)
     }
 }

@@ -14,8 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
-use styxy_core::engine::{Caller, Engine, EngineError};
-use styxy_core::health::{self, Released, Report};
+use styxy_core::engine::Engine;
+use styxy_proto::caller::Caller;
+use styxy_proto::error::ApiError;
+use styxy_core::health::{Released, Report};
 use styxy_core::recovery::Outcome;
 use zbus::Connection;
 
@@ -132,15 +134,15 @@ impl EngineBackend {
 }
 
 impl AllocatorBackend for Arc<EngineBackend> {
-    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, EngineError> {
+    async fn allocate(&self, caller: Caller, request: AllocateRequest) -> Result<AllocateResponse, ApiError> {
         self.engine().allocate(&request, &caller)
     }
 
-    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, EngineError> {
+    fn release(&self, caller: &Caller, lock_id: &str) -> Result<ReleaseResponse, ApiError> {
         self.engine().release(lock_id, caller)
     }
 
-    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, EngineError> {
+    fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, ApiError> {
         self.engine().list(caller)
     }
 
@@ -148,16 +150,16 @@ impl AllocatorBackend for Arc<EngineBackend> {
         self.engine().state().generation
     }
 
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, EngineError> {
-        health::apply(&mut self.engine(), report)
+    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+        self.engine().apply_health(report)
     }
 
     /// Reloads with the built-in configuration.
-    fn reload(&self) -> Result<Outcome, EngineError> {
+    fn reload(&self) -> Result<Outcome, ApiError> {
         self.engine().reload(styxy_core::config::Config::builtin())
     }
 
-    fn repair(&self) -> Result<Outcome, EngineError> {
+    fn repair(&self) -> Result<Outcome, ApiError> {
         self.engine().recover()
     }
 

@@ -13,7 +13,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::Instant;
 
-use styxy_core::health::{self, Listening, Proc};
+use styxy_core::health::{self, Listening};
+use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Owner, now_millis};
 use styxy_observe::process;
 use styxy_core::store::{self, Store};
@@ -68,7 +69,7 @@ fn scenario(listeners: &[TcpListener], holder_count: usize) {
         let read = Instant::now();
         let listening = Listening::dump().unwrap();
         let dumped = Instant::now();
-        let report = health::check(&state, now_millis(), &Proc, Some(&listening));
+        let report = health::check(&state, now_millis(), &RealHost, Some(&listening));
         let done = Instant::now();
         findings += report.findings.len();
         passes.push(done - start);

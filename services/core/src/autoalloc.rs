@@ -7,15 +7,7 @@
 //! write lock while it plans and records the result, so concurrent callers
 //! cannot be handed the same range.
 
-use crate::config::{AutoAllocation, Placement, Rule};
-
-/// Longest accepted service type name.
-pub const MAX_TYPE_NAME_LEN: usize = 50;
-
-/// `^[a-zA-Z0-9-]{1,50}$`
-pub fn valid_type_name(name: &str) -> bool {
-    (1..=MAX_TYPE_NAME_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
+use crate::config::{AutoAllocation, Placement, Rule, valid_type_name};
 
 /// The first rule whose pattern matches the whole name.
 pub fn rule_for<'a>(rules: &'a [Rule], name: &str) -> Option<&'a Rule> {
@@ -216,16 +208,6 @@ mod tests {
 
     fn rule(pattern: &str) -> Rule {
         Rule { pattern: pattern.into(), chunk_size: None, placement: None }
-    }
-
-    #[test]
-    fn type_names() {
-        for good in ["a", "grafana", "my-svc-2", "UPPER", &"x".repeat(50)] {
-            assert!(valid_type_name(good), "{good}");
-        }
-        for bad in ["", "Bad Type!", "a_b", "a.b", "é", "a/b", &"x".repeat(51)] {
-            assert!(!valid_type_name(bad), "{bad}");
-        }
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! [`check`] decides from injected inputs (processes, listening sockets,
 //! clock) and writes nothing: in system mode `styxy-health` runs it on a
 //! state read without the lock and sends the [`Report`] to the allocator,
-//! the single writer, which records it with [`apply`]; in user mode the
-//! allocator runs both in-process. A report carries only what needs
-//! recording, so a healthy machine costs the allocator nothing (it is not
-//! even started).
+//! the single writer, which records it; in user mode the allocator checks
+//! and records in-process. A report carries only what needs recording, so a
+//! healthy machine costs the allocator nothing (it is not even started).
 //!
 //! Verdicts:
 //! - the owner process exited, or its pid now names another process (same
@@ -27,39 +26,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::engine::{Engine, EngineError};
-use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, State};
+use crate::host::Processes;
 use styxy_observe::ObserveError;
 use styxy_observe::sockdiag::SockDiag;
-use styxy_observe::process;
+use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, State};
 
 /// How long a new process-lease allocation may go without listening before
 /// that counts as a failure.
 pub const LISTEN_GRACE_MS: Millis = 5 * 60 * 1000;
-
-/// The process table, injectable so decisions are testable without
-/// spawning and killing processes.
-pub trait Processes: Sync {
-    /// The start time of `pid` while it runs; `None` once it has exited.
-    fn running_start_time(&self, pid: u32) -> Option<u64>;
-}
-
-/// A process table given as pid → start time (tests, snapshots): absent
-/// pids have exited.
-impl Processes for HashMap<u32, u64> {
-    fn running_start_time(&self, pid: u32) -> Option<u64> {
-        self.get(&pid).copied()
-    }
-}
-
-/// The real process table (/proc).
-pub struct Proc;
-
-impl Processes for Proc {
-    fn running_start_time(&self, pid: u32) -> Option<u64> {
-        process::running_start_time(pid)
-    }
-}
 
 /// Why an allocation failed its check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -245,6 +219,18 @@ impl Processes for Known<'_> {
             None => self.processes.running_start_time(pid),
         }
     }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        self.processes.start_time(pid)
+    }
+
+    fn uid_of(&self, pid: u32) -> Option<u32> {
+        self.processes.uid_of(pid)
+    }
+
+    fn comm(&self, pid: u32) -> Option<String> {
+        self.processes.comm(pid)
+    }
 }
 
 /// Reads the start times of `pids` on a few threads: one /proc read per
@@ -294,41 +280,8 @@ pub struct Released {
     pub reason: Failure,
 }
 
-/// Records `report` in the state (the writer's side). The engine has the
-/// last word: a holder reported gone is released only if the engine finds
-/// it gone too (the report may be a few milliseconds old), and a listening
-/// failure is only counted until `health.max_failures` is reached.
-pub fn apply(engine: &mut Engine, report: &Report) -> Result<Vec<Released>, EngineError> {
-    let reported: HashMap<&str, Failure> =
-        report.findings.iter().filter_map(|f| Some((f.lock_id.as_str(), f.failure?))).collect();
-    let mut released = Vec::new();
-    if reported.values().any(|f| f.is_final()) || !report.expired_instances.is_empty() {
-        for a in engine.reap()? {
-            // Reaping also frees holders that died since the pass.
-            let reason = reported.get(a.lock_id.as_str()).copied().unwrap_or(match a.lease {
-                LeaseKind::Session => Failure::SessionExpired,
-                _ => Failure::Exited,
-            });
-            released.push(Released { port: a.port, lock_id: a.lock_id, reason });
-        }
-    }
-    for f in &report.findings {
-        match f.failure {
-            Some(Failure::NotListening) => {
-                if engine.record_health(&f.lock_id, false)? {
-                    released.push(Released { port: f.port, lock_id: f.lock_id.clone(), reason: Failure::NotListening });
-                }
-            }
-            None => {
-                engine.record_health(&f.lock_id, true)?;
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(released)
-}
-
-/// Logs what [`apply`] released, with the same structured fields.
+/// Logs the ports the writer released for a report, with the same
+/// structured fields as [`Report::log`].
 pub fn log_released(released: &[Released]) {
     for r in released {
         tracing::info!(
@@ -343,10 +296,7 @@ pub fn log_released(released: &[Released]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::engine::RealKernel;
     use styxy_proto::model::Owner;
-    use crate::store::Store;
 
     const NOW: Millis = 1_000_000_000;
     const UID: u32 = 1000;
@@ -470,74 +420,5 @@ mod tests {
             assert_eq!(f.as_str().parse::<Failure>(), Ok(f));
         }
         assert!("healthy\n".parse::<Failure>().is_err());
-    }
-
-    // The writer's side, against a real engine and real processes.
-
-    fn engine(dir: &std::path::Path, max_failures: u32) -> Engine {
-        let mut config = Config::builtin();
-        config.health.max_failures = max_failures;
-        let (store, _) = Store::open(dir).unwrap();
-        Engine::new(config, store, None, Box::new(RealKernel)).unwrap()
-    }
-
-    fn allocate_for(engine: &mut Engine, pid: u32, port: u16) -> (u16, String) {
-        let req = styxy_proto::api::AllocateRequest {
-            service_type: Some("dev".into()),
-            preferred_port: Some(serde_json::json!(port)),
-            pid: Some(pid),
-            ..Default::default()
-        };
-        let me = crate::engine::Caller { uid: styxy_proto::paths::uid(), pid: None, start_time: None };
-        let r = engine.allocate(&req, &me).unwrap();
-        (r.port, r.lock_id)
-    }
-
-    #[test]
-    fn listening_failures_release_at_the_configured_limit_and_reset_when_healthy() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = engine(dir.path(), 3);
-        let (port, lock_id) = allocate_for(&mut engine, std::process::id(), 3050);
-        let failing = Report {
-            findings: vec![Finding { port, lock_id: lock_id.clone(), failure: Some(Failure::NotListening) }],
-            expired_instances: vec![],
-        };
-        assert!(apply(&mut engine, &failing).unwrap().is_empty());
-        assert!(apply(&mut engine, &failing).unwrap().is_empty());
-        assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 2, "counted in the state");
-
-        let healthy =
-            Report { findings: vec![Finding { failure: None, ..failing.findings[0].clone() }], ..failing.clone() };
-        apply(&mut engine, &healthy).unwrap();
-        assert_eq!(engine.state().by_lock_id(&lock_id).unwrap().health_failures, 0, "a healthy check resets the count");
-
-        for _ in 0..2 {
-            assert!(apply(&mut engine, &failing).unwrap().is_empty());
-        }
-        let released = apply(&mut engine, &failing).unwrap();
-        assert_eq!(released, vec![Released { port, lock_id: lock_id.clone(), reason: Failure::NotListening }]);
-        assert!(engine.state().by_lock_id(&lock_id).is_none());
-    }
-
-    #[test]
-    fn a_reported_death_is_checked_by_the_engine_before_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = engine(dir.path(), 3);
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let (living_port, living) = allocate_for(&mut engine, std::process::id(), 3060);
-        let (dying_port, dying) = allocate_for(&mut engine, child.id(), 3061);
-        let report = Report {
-            findings: vec![
-                Finding { port: living_port, lock_id: living.clone(), failure: Some(Failure::Exited) },
-                Finding { port: dying_port, lock_id: dying.clone(), failure: Some(Failure::Exited) },
-            ],
-            expired_instances: vec![],
-        };
-        assert!(apply(&mut engine, &report).unwrap().is_empty(), "both owners still run: a stale report frees nothing");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let released = apply(&mut engine, &report).unwrap();
-        assert_eq!(released, vec![Released { port: dying_port, lock_id: dying, reason: Failure::Exited }]);
-        assert!(engine.state().by_lock_id(&living).is_some());
     }
 }

@@ -23,10 +23,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Config, InstanceBehavior};
-use crate::health::{self, Processes};
-use styxy_proto::model::{Allocation, AuditEntry, Change, LeaseKind, Millis, State, now_millis};
-use styxy_observe::process;
+use crate::health;
+use crate::host::{Host, Processes, RealHost};
 use crate::store::{self, OpenReport, Store, StoreError};
+use styxy_observe::process;
+use styxy_proto::model::{Allocation, AuditEntry, Change, LeaseKind, Millis, State};
 
 /// The journal MESSAGE_ID of recovery's one-line verdict
 /// (`journalctl MESSAGE_ID=21ccff387b784dc9949f7587098f05b8`). Never change
@@ -46,11 +47,18 @@ pub struct Context<'a> {
 impl Context<'static> {
     /// The real machine, for the state directory `dir`.
     pub fn current(dir: &Path) -> Result<Context<'static>, StoreError> {
+        Context::of(&RealHost, dir)
+    }
+}
+
+impl<'a> Context<'a> {
+    /// `host`'s clock and process table, for the state directory `dir`.
+    pub fn of(host: &'a dyn Host, dir: &Path) -> Result<Context<'a>, StoreError> {
         Ok(Context {
             boot_id: process::boot_id(),
-            now: now_millis(),
+            now: host.now(),
             newest_backup: store::newest_backup_generation(dir)?,
-            processes: &health::Proc,
+            processes: host,
         })
     }
 }
@@ -410,10 +418,10 @@ pub fn recover_dir(dir: &Path, config: &Config, wait: Duration) -> Result<Outcom
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use styxy_proto::model::{AutoType, Instance, Owner};
     use std::collections::HashMap;
+    use styxy_proto::model::{AutoType, Instance, Owner};
 
     const BOOT: &str = "this-boot";
 
@@ -605,7 +613,7 @@ mod tests {
     // File level: the store keeps damage aside; recovery reports it.
 
     /// A directory whose state went through a few snapshots, so backups exist.
-    fn directory_with_backups() -> tempfile::TempDir {
+    pub(crate) fn directory_with_backups() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = Store::open(dir.path()).unwrap();
         let mut a = allocation(1, 3000, "dev", std::process::id(), 1);
@@ -619,7 +627,7 @@ mod tests {
         dir
     }
 
-    fn kept_aside(dir: &Path) -> Vec<String> {
+    pub(crate) fn kept_aside(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -676,24 +684,6 @@ mod tests {
         assert_eq!(state.boot_id, process::boot_id());
         let again = recover_dir(dir.path(), &Config::builtin(), Duration::ZERO).unwrap();
         assert!(again.problems.is_empty() && again.files == OpenReport::default(), "{again:?}");
-    }
-
-    #[test]
-    fn a_file_damaged_under_a_running_writer_is_rewritten_from_memory() {
-        let dir = directory_with_backups();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let mut engine =
-            crate::engine::Engine::new(Config::builtin(), store, None, Box::new(crate::engine::RealKernel)).unwrap();
-        let held = engine.state().clone();
-        std::fs::write(dir.path().join("state.json"), b"{ damaged").unwrap();
-        assert!(store::read_state(dir.path()).is_err());
-
-        let outcome = engine.recover().unwrap();
-        assert_eq!(outcome.verdict(), Verdict::Restored);
-        assert_eq!(store::read_state(dir.path()).unwrap(), held, "the writer's state is on disk again");
-        let aside = kept_aside(dir.path());
-        assert!(aside.iter().any(|n| std::fs::read(dir.path().join(n)).unwrap() == b"{ damaged"), "{aside:?}");
-        assert_eq!(engine.recover().unwrap().verdict(), Verdict::Clean, "sound files are left alone");
     }
 
     #[test]

@@ -36,12 +36,12 @@ mod wal;
 
 pub use snapshot::BACKUPS_KEPT;
 
-use styxy_proto::model::{Change, State};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use styxy_proto::model::{Change, State};
 
 use files::{FILE_MODE, io_error};
 use snapshot::Snapshot;

@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use styxy_bus::{Allocator1Proxy, wire};
-use styxy_core::health::{self, Failure, Listening, Proc, Released, Report};
+use styxy_core::health::{self, Failure, Listening, Released, Report};
+use styxy_core::host::RealHost;
 use styxy_proto::model::now_millis;
 use styxy_core::store;
 use styxy_proto::paths;
@@ -44,12 +45,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let dir = args.state_dir.unwrap_or_else(|| {
-        std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
-    });
+    let dir = args.state_dir.unwrap_or_else(paths::system_state_dir);
     let state = store::read_state(&dir).with_context(|| format!("reading the state in {}", dir.display()))?;
     let listening = Listening::dump().map_err(|e| tracing::warn!("checking without the listening test: {e}")).ok();
-    let report = health::check(&state, now_millis(), &Proc, listening.as_ref());
+    let report = health::check(&state, now_millis(), &RealHost, listening.as_ref());
     tracing::debug!(checked = state.allocations.len(), findings = report.findings.len(), "health pass");
     if report.is_empty() {
         return Ok(());

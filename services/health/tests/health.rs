@@ -7,7 +7,9 @@ use std::process::Command;
 use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_proto::api::AllocateRequest;
 use styxy_core::config::Config;
-use styxy_core::engine::{Caller, Engine, RealKernel};
+use styxy_core::engine::Engine;
+use styxy_proto::caller::Caller;
+use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
@@ -92,7 +94,7 @@ async fn the_allocator_releases_what_health_reports() {
     let dir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(&[]).unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
-    let mut engine = Engine::new(Config::builtin(), store, None, Box::new(RealKernel)).unwrap();
+    let mut engine = Engine::new(Config::builtin(), store, None, Box::new(RealHost)).unwrap();
     let me = Caller { uid: styxy_proto::paths::uid(), pid: Some(std::process::id()), start_time: None };
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let request = |pid| AllocateRequest { service_type: Some("dev".into()), pid: Some(pid), ..Default::default() };

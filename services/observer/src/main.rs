@@ -52,9 +52,7 @@ async fn serve(args: Args, notifier: Notifier) -> Result<()> {
         tracing::error!("configuration rejected, suggesting from the built-in service types: {e}");
         Config::builtin()
     });
-    let state_dir = args.state_dir.unwrap_or_else(|| {
-        std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
-    });
+    let state_dir = args.state_dir.unwrap_or_else(paths::system_state_dir);
     let activity = Arc::new(Activity::default());
     let service = ObserverService::new(observer, config, state_dir, activity.clone());
     let conn = daemon::serve(OBSERVER_NAME, OBSERVER_PATH, service)

@@ -51,6 +51,12 @@ pub fn user_state_dir() -> PathBuf {
     }
 }
 
+/// The system services' state directory: `$STATE_DIRECTORY` (set by
+/// systemd's `StateDirectory=`), else `/var/lib/styxy`.
+pub fn system_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSTEM_STATE_DIR))
+}
+
 pub fn user_socket() -> PathBuf {
     user_runtime_dir().join(SOCKET_NAME)
 }

@@ -91,9 +91,7 @@ impl Summary {
 fn main() -> ExitCode {
     let args = Args::parse();
     styxy_bus::logging::init("styxy-recovery", Some(Tagged { target: VERDICT_TARGET, message_id: VERDICT_MESSAGE_ID }));
-    let dir = args.state_dir.unwrap_or_else(|| {
-        std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(paths::SYSTEM_STATE_DIR))
-    });
+    let dir = args.state_dir.unwrap_or_else(paths::system_state_dir);
     let config = Config::load().unwrap_or_else(|e| {
         tracing::error!("configuration rejected, checking against the built-in service types: {e}");
         Config::builtin()

@@ -6,7 +6,8 @@ use std::process::Command;
 
 use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_core::config::Config;
-use styxy_core::engine::{Engine, RealKernel};
+use styxy_core::engine::Engine;
+use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
 
@@ -111,7 +112,7 @@ async fn a_running_allocator_is_asked_to_repair_its_own_state() {
     let dir = directory();
     let bus = PrivateBus::start(&[]).unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
-    let engine = Engine::new(Config::builtin(), store, None, Box::new(RealKernel)).unwrap();
+    let engine = Engine::new(Config::builtin(), store, None, Box::new(RealHost)).unwrap();
     let held = engine.state().clone();
     let backend = EngineBackend::new(engine);
     let _conn = backend.serve(&bus).await.unwrap();

@@ -2,12 +2,12 @@
 
 use super::StoreError;
 use super::files::{self, FILE_MODE, io_error};
-use styxy_proto::model::{SCHEMA_VERSION, State};
 use serde::Deserialize;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use styxy_proto::model::{SCHEMA_VERSION, State};
 
 pub(super) const FILE_NAME: &str = "state.json";
 const TMP_NAME: &str = "state.json.tmp";

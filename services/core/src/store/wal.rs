@@ -1,9 +1,9 @@
 //! The write-ahead log: one JSON line per commit,
 //! `{"generation":N,"changes":[Change,...]}`.
 
-use styxy_proto::model::{Change, State};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use styxy_proto::model::{Change, State};
 
 /// One commit. Borrowed when written, owned when read back.
 #[derive(Debug, Serialize, Deserialize)]
