@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use styxy_proto::api::ErrorCode;
+use styxy_proto::api::{ErrorCode, MetricCounters, MetricGauges, MetricsResponse};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -16,61 +16,57 @@ pub struct Metrics {
     pub client_errors: AtomicU64,
 }
 
-/// Values sampled at scrape time.
-pub struct Gauges {
-    pub live_allocations: usize,
-    pub instances: usize,
-    pub uptime_secs: f64,
-    pub rss_bytes: u64,
-    pub open_connections: usize,
-}
-
 impl Metrics {
     pub fn count_error(&self, code: ErrorCode) {
         let counter = if code.http_status() >= 500 { &self.errors } else { &self.client_errors };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, u64); 7] {
+    fn counters(&self) -> MetricCounters {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("http_requests_total", "HTTP requests served.", g(&self.requests)),
-            ("allocations_total", "Ports allocated.", g(&self.allocations)),
-            ("releases_total", "Ports released by their owners.", g(&self.releases)),
-            ("reclaimed_total", "Ports freed because their holder died or expired.", g(&self.reclaimed)),
-            ("auto_allocations_total", "Service types carved by auto-allocation.", g(&self.auto_allocations)),
-            ("client_errors_total", "Requests refused with a 4xx answer.", g(&self.client_errors)),
-            ("server_errors_total", "Requests failed with a 5xx answer.", g(&self.errors)),
-        ]
+        MetricCounters {
+            http_requests_total: g(&self.requests),
+            allocations_total: g(&self.allocations),
+            releases_total: g(&self.releases),
+            reclaimed_total: g(&self.reclaimed),
+            auto_allocations_total: g(&self.auto_allocations),
+            client_errors_total: g(&self.client_errors),
+            server_errors_total: g(&self.errors),
+        }
     }
 
-    fn gauges(g: &Gauges) -> [(&'static str, &'static str, f64); 5] {
-        [
-            ("allocations", "Live allocations.", g.live_allocations as f64),
-            ("instances", "Registered instances.", g.instances as f64),
-            ("uptime_seconds", "Seconds since the allocator started.", g.uptime_secs),
-            ("resident_memory_bytes", "Resident set size.", g.rss_bytes as f64),
-            ("open_connections", "Open client connections.", g.open_connections as f64),
-        ]
-    }
-
-    pub fn prometheus(&self, gauges: &Gauges) -> String {
+    /// The counters and `gauges` as Prometheus text: the JSON answer's
+    /// names, prefixed with `styxy_`, with their help lines.
+    pub fn prometheus(&self, gauges: &MetricGauges) -> String {
+        let c = self.counters();
+        let counters = [
+            ("http_requests_total", "HTTP requests served.", c.http_requests_total),
+            ("allocations_total", "Ports allocated.", c.allocations_total),
+            ("releases_total", "Ports released by their owners.", c.releases_total),
+            ("reclaimed_total", "Ports freed because their holder died or expired.", c.reclaimed_total),
+            ("auto_allocations_total", "Service types carved by auto-allocation.", c.auto_allocations_total),
+            ("client_errors_total", "Requests refused with a 4xx answer.", c.client_errors_total),
+            ("server_errors_total", "Requests failed with a 5xx answer.", c.server_errors_total),
+        ];
+        let gauges = [
+            ("allocations", "Live allocations.", gauges.allocations),
+            ("instances", "Registered instances.", gauges.instances),
+            ("uptime_seconds", "Seconds since the allocator started.", gauges.uptime_seconds),
+            ("resident_memory_bytes", "Resident set size.", gauges.resident_memory_bytes),
+            ("open_connections", "Open client connections.", gauges.open_connections),
+        ];
         let mut out = String::new();
-        for (name, help, v) in self.counters() {
+        for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP styxy_{name} {help}\n# TYPE styxy_{name} counter\nstyxy_{name} {v}");
         }
-        for (name, help, v) in Self::gauges(gauges) {
+        for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP styxy_{name} {help}\n# TYPE styxy_{name} gauge\nstyxy_{name} {v}");
         }
         out
     }
 
-    pub fn json(&self, gauges: &Gauges) -> serde_json::Value {
-        let counters: serde_json::Map<String, serde_json::Value> =
-            self.counters().iter().map(|(n, _, v)| (n.to_string(), (*v).into())).collect();
-        let gauges: serde_json::Map<String, serde_json::Value> =
-            Self::gauges(gauges).iter().map(|(n, _, v)| (n.to_string(), (*v).into())).collect();
-        serde_json::json!({ "counters": counters, "gauges": gauges })
+    pub fn json(&self, gauges: MetricGauges) -> MetricsResponse {
+        MetricsResponse { counters: self.counters(), gauges }
     }
 }
 
@@ -82,4 +78,27 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus and JSON name the same figures alike.
+    #[test]
+    fn prometheus_text_names_every_json_figure() {
+        let metrics = Metrics::default();
+        let gauges = MetricGauges::default();
+        let text = metrics.prometheus(&gauges);
+        let json = serde_json::to_value(metrics.json(gauges)).unwrap();
+        let mut names = Vec::new();
+        for (kind, figures) in json.as_object().unwrap() {
+            for name in figures.as_object().unwrap().keys() {
+                let line = format!("# TYPE styxy_{name} {}\n", kind.trim_end_matches('s'));
+                assert!(text.contains(&line), "{line:?} missing from\n{text}");
+                names.push(name.clone());
+            }
+        }
+        assert_eq!(text.matches("# TYPE ").count(), names.len(), "{text}");
+    }
 }

@@ -14,10 +14,12 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use styxy_proto::api::{
-    AllocationsResponse, CheckResponse, ErrorBody, ErrorCode, InstancesResponse, Listener, MAX_BODY,
-    RegisterInstanceRequest, TokenResponse,
+    AllocationsResponse, AuditResponse, CheckResponse, CircuitBreakersResponse, CleanupRequest, CleanupResponse,
+    ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstancesResponse,
+    Listener, MAX_BODY, MetricGauges, ObservationStats, ObservationStatsResponse, ObserveAllResponse,
+    ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest, RegisterInstanceResponse,
+    ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse, TokenResponse, UndoAutoTypeResponse,
 };
 use styxy_core::engine::parse_port;
 use styxy_proto::caller::Caller;
@@ -25,7 +27,7 @@ use styxy_proto::error::{ApiError, printable};
 use styxy_proto::model::now_millis;
 
 use crate::app::{App, Mode};
-use crate::metrics::{Gauges, rss_bytes};
+use crate::metrics::rss_bytes;
 use crate::server::Peer;
 
 type Reply = Response<Full<Bytes>>;
@@ -221,26 +223,20 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;
-            ok(
-                &json!({"success": true, "instance_id": i.instance_id, "message": format!("Instance {} registered", i.instance_id)}),
-            )
+            let message = format!("Instance {} registered", i.instance_id);
+            ok(&RegisterInstanceResponse { success: true, instance_id: i.instance_id, message })
         }
         Route::Heartbeat(id) => {
             let i = app.engine().heartbeat(id, &who)?;
-            ok(&json!({"success": true, "instance_id": i.instance_id, "last_heartbeat": i.last_heartbeat}))
+            ok(&HeartbeatResponse { success: true, instance_id: i.instance_id, last_heartbeat: i.last_heartbeat })
         }
         Route::EndInstance(id) => {
             let released = app.engine().end_instance(id, &who)?;
-            ok(&json!({"success": true, "instance_id": id, "released": released}))
+            ok(&EndInstanceResponse { success: true, instance_id: id.to_string(), released })
         }
         Route::RegisterForObserver => register_for_observer(app, &who, read_json(req).await?),
         Route::Cleanup => {
-            #[derive(serde::Deserialize)]
-            struct Body {
-                #[serde(default)]
-                force: bool,
-            }
-            let body: Body = read_json(req).await?;
+            let body: CleanupRequest = read_json(req).await?;
             let cleaned = app.engine().cleanup(body.force, &who)?;
             app.metrics.reclaimed.fetch_add(cleaned as u64, Ordering::Relaxed);
             let message = if body.force {
@@ -248,21 +244,21 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
             } else {
                 format!("Cleaned up {cleaned} stale allocation(s)")
             };
-            ok(&json!({"success": true, "cleaned": cleaned, "message": message}))
+            ok(&CleanupResponse { success: true, cleaned: cleaned as u64, message })
         }
         Route::Scan => scan(app, &who, &query(&req)).await,
         Route::Health => health(app),
         Route::Metrics => metrics(app, &query(&req)),
-        Route::Audit => ok(&json!({"recent_events": app.engine().state().audit})),
-        Route::CircuitBreakers => ok(&json!({"circuit_breakers": {}})),
+        Route::Audit => ok(&AuditResponse { recent_events: app.engine().state().audit.clone() }),
+        Route::CircuitBreakers => ok(&CircuitBreakersResponse::default()),
         Route::ObserveAll => {
             let observations = app.observe_all(&who).await?;
-            ok(&json!({"total": observations.len(), "observations": observations}))
+            ok(&ObserveAllResponse { total: observations.len() as u64, observations })
         }
         Route::ObservePort(port) => {
             let port = port_arg(port)?;
             let listeners = app.observe_port(port, &who).await?;
-            ok(&json!({"port": port, "bound": !listeners.is_empty(), "listeners": listeners}))
+            ok(&ObservePortResponse { port, bound: !listeners.is_empty(), listeners })
         }
         Route::ObservationStats => observation_stats(app, &who).await,
         Route::Suggest(service_type) => {
@@ -275,12 +271,12 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
                     .ok_or_else(|| err(ErrorCode::InvalidField, "count must be a whole number from 1 to 100"))?,
             };
             let suggestions = app.engine().suggest(service_type, count)?;
-            ok(&json!({
-                "service_type": service_type,
-                "count": suggestions.len(),
-                "message": format!("Found {} available port(s)", suggestions.len()),
-                "suggestions": suggestions,
-            }))
+            ok(&SuggestResponse {
+                service_type: service_type.to_string(),
+                count: suggestions.len() as u64,
+                message: format!("Found {} available port(s)", suggestions.len()),
+                suggestions,
+            })
         }
         Route::Token => match peer {
             Peer::Unix { .. } => {
@@ -292,17 +288,16 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::UndoAutoType(name) => {
             let t = app.engine().undo_auto_type(name, &who)?;
             tracing::info!(service_type = %t.service_type, uid = who.uid, "auto-allocated type removed");
-            ok(&json!({
-                "success": true,
-                "service_type": t.service_type,
-                "range": t.range,
-                "message": format!("Removed auto-allocated service type '{}'; range {}-{} is free again", t.service_type, t.range[0], t.range[1]),
-            }))
+            let message = format!(
+                "Removed auto-allocated service type '{}'; range {}-{} is free again",
+                t.service_type, t.range[0], t.range[1]
+            );
+            ok(&UndoAutoTypeResponse { success: true, service_type: t.service_type, range: t.range, message })
         }
         Route::DaemonStop => match app.mode {
             Mode::User if who.uid == styxy_proto::paths::uid() || who.is_root() => {
                 app.request_stop();
-                ok(&json!({"success": true, "message": "allocator stopping"}))
+                ok(&StopResponse { success: true, message: "allocator stopping".into() })
             }
             Mode::User => Err(err(ErrorCode::Forbidden, "only the allocator's own user may stop it")),
             Mode::System => Err(err(ErrorCode::Forbidden, "the system allocator is managed by systemd: use systemctl")),
@@ -337,29 +332,29 @@ async fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Res
         }
     }
     let allocations = app.engine().list(who)?;
-    let mut ports: BTreeMap<u16, serde_json::Value> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, PortUse> = BTreeMap::new();
     for a in allocations.into_iter().filter(|a| (start..=end).contains(&a.allocation.port)) {
         let port = a.allocation.port;
-        ports.insert(port, json!({"port": port, "allocated_to": a, "system_usage": by_port.remove(&port)}));
+        ports.insert(port, PortUse { port, allocated_to: Some(a), system_usage: by_port.remove(&port) });
     }
     for (port, ls) in by_port {
-        ports.insert(port, json!({"port": port, "allocated_to": null, "system_usage": ls}));
+        ports.insert(port, PortUse { port, allocated_to: None, system_usage: Some(ls) });
     }
-    ok(&json!({"scan_range": format!("{start}-{end}"), "ports_in_use": ports.into_values().collect::<Vec<_>>()}))
+    ok(&ScanResponse { scan_range: format!("{start}-{end}"), ports_in_use: ports.into_values().collect() })
 }
 
 fn status(app: &App) -> Result<Reply> {
     let engine = app.engine();
-    ok(&json!({
-        "status": "running",
-        "mode": mode_name(app.mode),
-        "pid": std::process::id(),
-        "uptime": app.started.elapsed().as_secs_f64(),
-        "allocations": engine.state().allocations.len(),
-        "instances": engine.state().instances.len(),
-        "generation": engine.state().generation,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    ok(&StatusResponse {
+        status: "running".into(),
+        mode: mode_name(app.mode).into(),
+        pid: std::process::id(),
+        uptime: app.started.elapsed().as_secs_f64(),
+        allocations: engine.state().allocations.len() as u64,
+        instances: engine.state().instances.len() as u64,
+        generation: engine.state().generation,
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -372,50 +367,51 @@ fn mode_name(m: Mode) -> &'static str {
 fn config(app: &App) -> Result<Reply> {
     let engine = app.engine();
     let autos = &engine.state().auto_types;
-    let types: serde_json::Map<String, serde_json::Value> = engine
+    let service_types = engine
         .config()
         .service_types
         .iter()
         .map(|(name, t)| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            if let (Some(obj), Some(a)) = (v.as_object_mut(), autos.get(name)) {
-                obj.insert("auto_allocated".into(), json!(true));
-                obj.insert("auto_allocated_at".into(), json!(a.created_at));
-            }
-            (name.clone(), v)
+            let auto = autos.get(name);
+            let view = ServiceTypeView {
+                service_type: t.clone(),
+                auto_allocated: auto.is_some(),
+                auto_allocated_at: auto.map(|a| a.created_at),
+            };
+            (name.clone(), view)
         })
         .collect();
-    ok(&json!({"service_types": types, "auto_allocation": engine.config().auto_allocation}))
+    ok(&ConfigResponse { service_types, auto_allocation: engine.config().auto_allocation.clone() })
 }
 
 fn health(app: &App) -> Result<Reply> {
     let engine = app.engine();
     let state = engine.state();
-    ok(&json!({
-        "status": "healthy",
-        "timestamp": now_millis(),
-        "uptime": app.started.elapsed().as_secs_f64(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "mode": mode_name(app.mode),
-        "pid": std::process::id(),
-        "allocations": state.allocations.len(),
-        "instances": state.instances.len(),
-        "generation": state.generation,
-        "state_dir": engine.store().dir(),
-        "service_types_loaded": engine.config().service_types.len(),
-        "memory_rss_bytes": rss_bytes(),
-    }))
+    ok(&HealthResponse {
+        status: "healthy".into(),
+        timestamp: now_millis(),
+        uptime: app.started.elapsed().as_secs_f64(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: mode_name(app.mode).into(),
+        pid: std::process::id(),
+        allocations: state.allocations.len() as u64,
+        instances: state.instances.len() as u64,
+        generation: state.generation,
+        state_dir: engine.store().dir().to_path_buf(),
+        service_types_loaded: engine.config().service_types.len() as u64,
+        memory_rss_bytes: rss_bytes(),
+    })
 }
 
 fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
     let gauges = {
         let engine = app.engine();
-        Gauges {
-            live_allocations: engine.state().allocations.len(),
-            instances: engine.state().instances.len(),
-            uptime_secs: app.started.elapsed().as_secs_f64(),
-            rss_bytes: rss_bytes(),
-            open_connections: app.open_connections(),
+        MetricGauges {
+            allocations: engine.state().allocations.len() as f64,
+            instances: engine.state().instances.len() as f64,
+            uptime_seconds: app.started.elapsed().as_secs_f64(),
+            resident_memory_bytes: rss_bytes() as f64,
+            open_connections: app.open_connections() as f64,
         }
     };
     if q.get("format").map(String::as_str) == Some("prometheus") {
@@ -423,16 +419,21 @@ fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
         r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         return Ok(r);
     }
-    ok(&app.metrics.json(&gauges))
+    ok(&app.metrics.json(gauges))
 }
 
 /// The original's observer-only registration, now the same expiring
 /// registry as `/instance/*`.
 fn register_for_observer(app: &App, who: &Caller, body: serde_json::Value) -> Result<Reply> {
-    let obj = body.as_object().ok_or_else(|| err(ErrorCode::InvalidField, "body must be a JSON object"))?;
-    let pid = obj.get("pid").and_then(|v| v.as_u64());
-    let instance_id = match (obj.get("instance_id").and_then(|v| v.as_str()), pid) {
-        (Some(id), _) => id.to_string(),
+    // Any object is a request (its mistyped fields count as absent); the
+    // original refused only what is not an object.
+    if !body.is_object() {
+        return Err(err(ErrorCode::InvalidField, "body must be a JSON object"));
+    }
+    let body: RegisterForObserverRequest =
+        serde_json::from_value(body).map_err(|e| err(ErrorCode::InvalidField, format!("invalid request body: {e}")))?;
+    let instance_id = match (body.instance_id, body.pid) {
+        (Some(id), _) => id,
         (None, Some(pid)) => format!("ldpreload-{pid}"),
         (None, None) => {
             return Err(err(ErrorCode::InvalidField, "instance_id is required (or provide pid for auto-generation)"));
@@ -440,25 +441,26 @@ fn register_for_observer(app: &App, who: &Caller, body: serde_json::Value) -> Re
     };
     let req = RegisterInstanceRequest {
         instance_id: Some(instance_id),
-        working_directory: obj.get("project_path").and_then(|v| v.as_str()).map(str::to_string),
+        working_directory: body.project_path,
         project_root: None,
         ttl_secs: None,
-        metadata: obj.get("metadata").cloned(),
+        metadata: body.metadata,
     };
     let i = app.engine().register_instance(&req, who)?;
-    ok(&json!({"success": true, "instance_id": i.instance_id, "message": "Instance registered successfully"}))
+    let message = "Instance registered successfully".into();
+    ok(&RegisterInstanceResponse { success: true, instance_id: i.instance_id, message })
 }
 
 async fn observation_stats(app: &App, who: &Caller) -> Result<Reply> {
     let listeners = app.observe_all(who).await?;
-    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
-    let mut by_user: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_user: BTreeMap<String, u64> = BTreeMap::new();
     for l in &listeners {
         *by_type.entry(l.service_type.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
         *by_user.entry(l.user.clone().unwrap_or_else(|| l.uid.to_string())).or_default() += 1;
     }
-    ok(&json!({
-        "stats": {"total_ports": listeners.len(), "by_service_type": by_type, "by_user": by_user},
-        "timestamp": now_millis(),
-    }))
+    ok(&ObservationStatsResponse {
+        stats: ObservationStats { total_ports: listeners.len() as u64, by_service_type: by_type, by_user },
+        timestamp: now_millis(),
+    })
 }

@@ -4,24 +4,10 @@ use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::span;
-use serde::Deserialize;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use styxy_proto::api::TokenResponse;
+use styxy_proto::api::{StatusResponse, TokenResponse};
 use styxy_proto::client::Method;
-
-/// `GET /status`.
-#[derive(Debug, Deserialize)]
-pub struct StatusResponse {
-    pub mode: String,
-    pub pid: u32,
-    /// Seconds.
-    pub uptime: f64,
-    pub allocations: u64,
-    pub instances: u64,
-    #[serde(default)]
-    pub version: Option<String>,
-}
 
 pub fn status(ctx: &Ctx) -> Result<u8, Failure> {
     // Asking whether it runs must not start it.
@@ -46,7 +32,7 @@ pub fn status(ctx: &Ctx) -> Result<u8, Failure> {
         span(s.uptime as u64),
         s.allocations,
         s.instances,
-        s.version.as_deref().unwrap_or("-"),
+        s.version,
         client.socket().display()
     ));
     Ok(EXIT_OK)

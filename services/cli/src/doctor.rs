@@ -3,13 +3,13 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_REFUSED};
-use crate::daemon::StatusResponse;
 use crate::output::{print, print_json};
 use crate::run::find_preload;
 use crate::table::{Table, span};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
+use styxy_proto::api::{ObservePortResponse, StatusResponse};
 use styxy_proto::client::{Client, Method};
 use styxy_core::config::Config;
 use styxy_proto::paths;
@@ -174,8 +174,8 @@ fn listener_table(client: &Client) -> Check {
             return check("sock_diag", Level::Warning, format!("cannot open a test listener: {e}"));
         }
     };
-    match client.get::<serde_json::Value>(&format!("/observe/{port}")) {
-        Ok(v) if v["bound"] == json!(true) => check("sock_diag", Level::Ok, "the allocator sees listening sockets"),
+    match client.get::<ObservePortResponse>(&format!("/observe/{port}")) {
+        Ok(r) if r.bound => check("sock_diag", Level::Ok, "the allocator sees listening sockets"),
         Ok(_) => {
             check("sock_diag", Level::Error, format!("the allocator did not see a test listener on 127.0.0.1:{port}"))
         }

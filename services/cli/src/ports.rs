@@ -5,12 +5,11 @@ use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, age, or_dash, utc};
-use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use styxy_proto::api::{
-    AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, Holder, InstancesResponse,
-    Listener, ReleaseResponse,
+    AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, CleanupRequest,
+    CleanupResponse, Holder, InstancesResponse, Listener, ObserveAllResponse, ReleaseResponse, ScanResponse,
 };
 use styxy_proto::client::Method;
 use styxy_proto::model::{LeaseKind, Source, now_millis};
@@ -227,12 +226,6 @@ fn port_cell(a: &styxy_proto::model::Allocation) -> String {
     }
 }
 
-/// `GET /observe/all`.
-#[derive(Debug, Deserialize)]
-pub struct ObserveAllResponse {
-    pub observations: Vec<Listener>,
-}
-
 pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
     let client = ctx.client()?;
     let reply = client.call(Method::Get, "/allocations")?;
@@ -330,20 +323,6 @@ fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: b
     table.render()
 }
 
-#[derive(Debug, Deserialize)]
-struct ScanResponse {
-    ports_in_use: Vec<ScanEntry>,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct ScanEntry {
-    port: u16,
-    #[serde(default)]
-    allocated_to: Option<AllocationView>,
-    #[serde(default)]
-    system_usage: Option<Vec<Listener>>,
-}
-
 pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
     if start > end {
         return Err(Failure::Usage(format!("--start {start} is above --end {end}")));
@@ -438,13 +417,8 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-#[derive(Debug, Deserialize)]
-struct CleanupResponse {
-    message: String,
-}
-
 pub fn cleanup(ctx: &Ctx, force: bool) -> Result<u8, Failure> {
-    let reply = ctx.client()?.call_json(Method::Post, "/cleanup", &json!({"force": force}))?;
+    let reply = ctx.client()?.call_json(Method::Post, "/cleanup", &CleanupRequest { force })?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);

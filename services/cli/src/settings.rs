@@ -5,35 +5,11 @@ use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, or_dash, utc};
-use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
+use styxy_core::config::{Config, set_user_auto_allocation_enabled};
+use styxy_proto::api::{ConfigResponse, ServiceTypeView, UndoAutoTypeResponse};
 use styxy_proto::client::Method;
-use styxy_core::config::{AutoAllocation, Config, set_user_auto_allocation_enabled};
 use styxy_proto::paths;
-
-/// A service type as `GET /config` shows it.
-#[derive(Debug, Deserialize)]
-struct TypeView {
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    preferred_ports: Vec<u16>,
-    range: [u16; 2],
-    #[serde(default)]
-    instance_behavior: serde_json::Value,
-    #[serde(default)]
-    auto_allocated: bool,
-    #[serde(default)]
-    auto_allocated_at: Option<u64>,
-}
-
-/// `GET /config`.
-#[derive(Debug, Deserialize)]
-struct ConfigView {
-    service_types: BTreeMap<String, TypeView>,
-    auto_allocation: AutoAllocation,
-}
 
 pub fn config(ctx: &Ctx, command: &ConfigCommand) -> Result<u8, Failure> {
     match command {
@@ -53,26 +29,23 @@ fn range_text([lo, hi]: [u16; 2]) -> String {
     format!("{lo}-{hi}")
 }
 
-fn behavior_text(value: &serde_json::Value) -> String {
-    value.as_str().map(String::from).unwrap_or_else(|| "-".into())
-}
-
 fn show(ctx: &Ctx) -> Result<u8, Failure> {
     let reply = ctx.client()?.call(Method::Get, "/config")?;
     if ctx.json {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);
     }
-    let view: ConfigView = reply.decode()?;
+    let view: ConfigResponse = reply.decode()?;
     let mut table = Table::new(vec!["TYPE", "RANGE", "PREFERRED", "INSTANCES", "ORIGIN", "DESCRIPTION"]);
-    for (name, t) in &view.service_types {
+    for (name, view) in &view.service_types {
+        let t = &view.service_type;
         let preferred: Vec<String> = t.preferred_ports.iter().map(u16::to_string).collect();
         table.push(vec![
             name.clone(),
             range_text(t.range),
             if preferred.is_empty() { "-".into() } else { preferred.join(",") },
-            behavior_text(&t.instance_behavior),
-            if t.auto_allocated { "auto" } else { "config" }.into(),
+            t.instance_behavior.as_str().into(),
+            if view.auto_allocated { "auto" } else { "config" }.into(),
             if t.description.is_empty() { "-".into() } else { t.description.clone() },
         ]);
     }
@@ -115,7 +88,7 @@ fn validate(json: bool) -> Result<u8, Failure> {
     Ok(if issues.is_empty() { EXIT_OK } else { EXIT_REFUSED })
 }
 
-fn auto_types(view: &ConfigView) -> impl Iterator<Item = (&String, &TypeView)> {
+fn auto_types(view: &ConfigResponse) -> impl Iterator<Item = (&String, &ServiceTypeView)> {
     view.service_types.iter().filter(|(_, t)| t.auto_allocated)
 }
 
@@ -129,13 +102,13 @@ fn auto_types_json(config: &serde_json::Value) -> serde_json::Value {
     serde_json::Value::Object(types.map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-fn auto_table(view: &ConfigView) -> String {
+fn auto_table(view: &ConfigResponse) -> String {
     let mut table = Table::new(vec!["TYPE", "RANGE", "PORTS", "CREATED"]);
     for (name, t) in auto_types(view) {
         table.push(vec![
             name.clone(),
-            range_text(t.range),
-            (u32::from(t.range[1]) - u32::from(t.range[0]) + 1).to_string(),
+            range_text(t.service_type.range),
+            (u32::from(t.service_type.range[1]) - u32::from(t.service_type.range[0]) + 1).to_string(),
             or_dash(t.auto_allocated_at.map(utc)),
         ]);
     }
@@ -152,7 +125,7 @@ fn auto_status(ctx: &Ctx) -> Result<u8, Failure> {
         }));
         return Ok(EXIT_OK);
     }
-    let view: ConfigView = reply.decode()?;
+    let view: ConfigResponse = reply.decode()?;
     let a = &view.auto_allocation;
     let mut out = format!(
         "Auto-allocation: {}\nChunk size: {} ports\nPlacement: {}\nPort range: {}-{}\nGaps: {}\n",
@@ -210,12 +183,6 @@ fn auto_enable(json: bool, enabled: bool) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-#[derive(Debug, Deserialize)]
-struct UndoResponse {
-    service_type: String,
-    range: [u16; 2],
-}
-
 fn auto_undo(ctx: &Ctx, service_type: &str) -> Result<u8, Failure> {
     if service_type.is_empty() || !service_type.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return Err(Failure::local("invalid_field", format!("not a service type name: {service_type:?}")));
@@ -225,7 +192,7 @@ fn auto_undo(ctx: &Ctx, service_type: &str) -> Result<u8, Failure> {
         print_raw_json(&reply.body);
         return Ok(EXIT_OK);
     }
-    let r: UndoResponse = reply.decode()?;
+    let r: UndoAutoTypeResponse = reply.decode()?;
     print(&format!(
         "Removed auto-allocated service type '{}'; range {} is free again\n",
         r.service_type,

@@ -65,6 +65,9 @@ pub use schema::{MAX_TYPE_NAME_LEN, valid_type_name};
 
 use merge::{Merged, parse_layer, read_layers};
 use schema::check_layer;
+// The service types and auto-allocation settings are also what `GET /config`
+// shows, so their one definition is in the wire contract.
+pub use styxy_proto::api::{AutoAllocation, InstanceBehavior, Placement, Rule, ServiceType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,91 +86,6 @@ pub const BUILTIN_LABEL: &str = "<built-in>";
 /// How many preferred ports an auto-allocated type gets (fewer if its range is
 /// smaller: preferred ports never leave the range).
 const AUTO_PREFERRED_PORTS: usize = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum InstanceBehavior {
-    /// One instance machine-wide: a second request gets the running one's port.
-    Single,
-    #[default]
-    Multi,
-}
-
-/// Where auto-allocation carves a new range (see `autoalloc::plan`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Placement {
-    /// Above the highest range in the window.
-    After,
-    /// Just below the lowest range that starts at or above `min_port`.
-    Before,
-    /// In the lowest free gap that fits.
-    Smart,
-}
-
-impl Placement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Placement::After => "after",
-            Placement::Before => "before",
-            Placement::Smart => "smart",
-        }
-    }
-}
-
-impl fmt::Display for Placement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceType {
-    #[serde(default)]
-    pub description: String,
-    /// Tried in order before the rest of the range; all inside the range.
-    #[serde(default)]
-    pub preferred_ports: Vec<u16>,
-    /// Inclusive.
-    #[serde(alias = "port_range")]
-    pub range: [u16; 2],
-    #[serde(default)]
-    pub instance_behavior: InstanceBehavior,
-    #[serde(default)]
-    pub examples: Vec<String>,
-}
-
-impl ServiceType {
-    pub fn contains(&self, port: u16) -> bool {
-        (self.range[0]..=self.range[1]).contains(&port)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoAllocation {
-    pub enabled: bool,
-    pub default_chunk_size: u16,
-    pub placement: Placement,
-    pub min_port: u16,
-    pub max_port: u16,
-    pub preserve_gaps: bool,
-    pub gap_size: u16,
-    /// In file order; the first whose pattern matches a name applies.
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// A glob over the whole type name: `*` matches any run of characters.
-    pub pattern: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunk_size: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<Placement>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

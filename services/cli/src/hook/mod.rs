@@ -20,7 +20,7 @@ use crate::Ctx;
 use crate::cli::EXIT_OK;
 use crate::discover::Discovery;
 use crate::output::{Failure, print, warn};
-use crate::ports::{ENV_SESSION, ObserveAllResponse};
+use crate::ports::ENV_SESSION;
 use crate::run::{find_preload, posix_preload_lines, preloadable, sh_quote};
 use decide::{Failure as ConflictFailure, Holder, Plan, StartCheck};
 use owner::Sessions;
@@ -31,7 +31,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use styxy_proto::api::{
-    AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener, RegisterInstanceRequest,
+    AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener, ObserveAllResponse,
+    RegisterInstanceRequest, SuggestResponse,
 };
 use styxy_proto::client::{Client, ClientError, Method};
 use styxy_observe::project::project_root;
@@ -347,12 +348,8 @@ impl World {
 
     /// A free port of `service_type` that is none of `avoid`.
     fn free_port(&self, service_type: &str, avoid: &[u16]) -> Result<Option<u16>, Failure> {
-        #[derive(serde::Deserialize)]
-        struct Suggestions {
-            suggestions: Vec<u16>,
-        }
         let path = format!("/suggest/{service_type}?count={}", avoid.len() + 1);
-        match self.client.get::<Suggestions>(&path) {
+        match self.client.get::<SuggestResponse>(&path) {
             Ok(s) => Ok(s.suggestions.into_iter().find(|p| !avoid.contains(p))),
             // An unknown type or a bad count: no suggestion.
             Err(ClientError::Api { .. }) => Ok(None),
