@@ -1,4 +1,4 @@
-//! Carving a port range for an unknown service type name (seed-spec §6.4,
+//! Carving a port range for an unknown service type name (the original Styxy's auto-allocation,
 //! with its defects fixed: names are checked first, `min_port` and `max_port`
 //! bound every placement, nested ranges are merged, chunk 1 is fine, and the
 //! result never overlaps a range in use).

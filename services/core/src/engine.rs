@@ -1,4 +1,4 @@
-//! The allocation policy (DESIGN.md §5) over the store. One `Engine` is the
+//! The allocation policy (docs/design.md, "Ownership and allocation") over the store. One `Engine` is the
 //! single writer; its caller serialises access (a mutex in the allocator), so
 //! singleton reuse and auto-allocated ranges are decided under the same lock
 //! as the allocation itself and concurrent callers agree.

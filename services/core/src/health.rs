@@ -1,4 +1,4 @@
-//! The health pass (DESIGN.md §7): is every allocation's holder still there?
+//! The health pass (docs/design.md, "Data flow"): is every allocation's holder still there?
 //!
 //! [`check`] decides from injected inputs (processes, listening sockets,
 //! clock) and writes nothing: in system mode `styxy-health` runs it on a

@@ -1,4 +1,4 @@
-//! The durable state store (DESIGN.md §4).
+//! The durable state store (docs/design.md, "The state store").
 //!
 //! Files in the state directory:
 //! - `state.json`: the snapshot, pretty JSON of [`State`];

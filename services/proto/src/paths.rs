@@ -1,4 +1,4 @@
-//! Where Styxy's files live, in system mode and in user mode (DESIGN.md §2).
+//! Where Styxy's files live, in system mode and in user mode (docs/design.md, "Two modes").
 //! Every client and service asks here, so the two modes cannot drift apart.
 
 use std::path::PathBuf;
