@@ -24,7 +24,19 @@ use styxy_proto::model::now_millis;
 
 use crate::app::{App, Mode};
 use crate::metrics::{Gauges, rss_bytes};
-use crate::server::Peer;
+
+/// How the peer reached us: the kernel names Unix peers; TCP peers must
+/// present a token with every request.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// `start_time` pins the connecting process (see `styxy_core::engine::Caller`).
+    Unix {
+        uid: u32,
+        pid: Option<u32>,
+        start_time: Option<u64>,
+    },
+    Tcp,
+}
 
 type Reply = Response<Full<Bytes>>;
 type Result<T> = std::result::Result<T, EngineError>;
