@@ -153,8 +153,7 @@ pub fn run() -> Result<ExitCode> {
     // thread wake-ups cost more than the work itself (measured).
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let served =
-        runtime.block_on(lifecycle::run(app.clone(), listeners, systemd.notifier, systemd.watchdog, idle));
+    let served = runtime.block_on(lifecycle::run(app.clone(), listeners, systemd.notifier, systemd.watchdog, idle));
     // `app` holds the state lock until it drops, after this: the socket is
     // removed before a successor waiting for the lock can bind its own.
     if bound_here {
