@@ -146,8 +146,9 @@ impl Launch {
     /// Spawns the allocator and waits until it answers `GET /status`; polls
     /// often, so the wait doubles as a measure of its start-up.
     fn start(&self) -> (Child, Duration) {
+        let mut command = self.command();
         let started = Instant::now();
-        let mut child = self.command().spawn().unwrap_or_else(|e| panic!("start {}: {e}", allocator_bin().display()));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", allocator_bin().display()));
         loop {
             if let Some(status) = self.status() {
                 let ready_after = started.elapsed();

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// target/<profile> of the running test or benchmark (it lives in
-/// target/<profile>/deps).
-pub fn profile_dir() -> PathBuf {
+/// `target/<profile>` of the running test or benchmark (it lives in
+/// `target/<profile>/deps`).
+pub(crate) fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
 }
 
 /// `cargo build -p PACKAGE` in this profile (a no-op when nothing changed);
-/// then target/<profile>/FILE.
-pub fn built(package: &str, file: &str) -> PathBuf {
+/// then `target/<profile>/FILE`.
+fn built(package: &str, file: &str) -> PathBuf {
     let dir = profile_dir();
     let mut build = Command::new(env!("CARGO"));
     build.args(["build", "-p", package]).current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -52,7 +52,7 @@ pub fn styxy_bin() -> &'static Path {
     BIN.get_or_init(|| binary("styxy", "styxy"))
 }
 
-/// target/<profile>/libstyxy_preload.so, rebuilt if stale.
+/// `target/<profile>/libstyxy_preload.so`, rebuilt if stale.
 pub fn preload_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| built("styxy-preload", "libstyxy_preload.so"))

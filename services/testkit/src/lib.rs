@@ -5,9 +5,8 @@
 //! ([`users`]), the state-store fixtures ([`store`]) and the percentile line
 //! the benchmarks print ([`percentiles`]).
 //!
-//! Binaries are found in the test's own build profile and rebuilt when
-//! stale ([`build`]): cargo builds neither another package's binary nor a
-//! cdylib for an integration test.
+//! Binaries are the ones cargo built for the package under test, or are
+//! built fresh in the test's profile ([`build`]).
 
 pub mod allocator;
 pub mod build;

@@ -16,7 +16,7 @@ fn programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/tests/programs")
 }
 
-/// Compiles preload/tests/programs/<name>.c once per process.
+/// Compiles `preload/tests/programs/<name>.c` once per process.
 pub fn c_program(name: &str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
@@ -35,7 +35,7 @@ pub fn c_program(name: &str) -> PathBuf {
     out
 }
 
-/// preload/tests/programs/<name> (a script).
+/// `preload/tests/programs/<name>` (a script).
 pub fn js_program(name: &str) -> PathBuf {
     programs_dir().join(name)
 }
