@@ -7,37 +7,25 @@
 //!   and hung;
 //! - the start-up of a program that binds nothing, with styxy absent.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::*;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use styxy_testkit::percentiles::report;
+use styxy_testkit::*;
 
 const SAMPLES: usize = 400;
 
-fn percentiles(name: &str, mut ns: Vec<u64>) -> u64 {
-    ns.sort_unstable();
-    let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize];
-    let us = |v: u64| v as f64 / 1000.0;
-    println!(
-        "{name:<58} n={:<4} p50={:>9.1}µs p90={:>9.1}µs p99={:>9.1}µs max={:>9.1}µs",
-        ns.len(),
-        us(at(0.5)),
-        us(at(0.9)),
-        us(at(0.99)),
-        us(*ns.last().unwrap_or(&0))
-    );
-    at(0.5)
+/// Extra cost at p50, in microseconds.
+fn extra(with: Duration, without: Duration) -> f64 {
+    (with.as_secs_f64() - without.as_secs_f64()) * 1e6
 }
 
 /// Runs the bench program and returns its per-call timings.
-fn timings(mut cmd: Command) -> Vec<u64> {
+fn timings(mut cmd: Command) -> Vec<Duration> {
     let out = cmd.output().expect("run bench");
     assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().expect("ns")).collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| Duration::from_nanos(l.parse().expect("ns"))).collect()
 }
 
 fn bench(sandbox: &Sandbox, preload: bool, args: &[String]) -> Command {
@@ -74,23 +62,23 @@ fn free_port_cost(sandbox: &Sandbox, watch: &UnixListener) {
     for host in ["127.0.0.1", "::"] {
         let port = free_ports(1);
         let a = args(host, SAMPLES, &port);
-        let without = percentiles(&format!("{host} same port, without preload"), timings(bench(sandbox, false, &a)));
-        let with = percentiles(&format!("{host} same port, with preload"), timings(bench(sandbox, true, &a)));
-        println!("{:<58} {:+.1}µs", "  extra (p50)", (with as f64 - without as f64) / 1000.0);
+        let without = report(&format!("{host} same port, without preload"), &mut timings(bench(sandbox, false, &a)));
+        let with = report(&format!("{host} same port, with preload"), &mut timings(bench(sandbox, true, &a)));
+        println!("{:<50} {:+.1}µs", "  extra (p50)", extra(with, without));
 
         let ports = free_ports(SAMPLES / 4);
-        let without = percentiles(
+        let without = report(
             &format!("{host} first bind of each port, without preload"),
-            timings(bench(sandbox, false, &args(host, 1, &ports))),
+            &mut timings(bench(sandbox, false, &args(host, 1, &ports))),
         );
         let ports = free_ports(SAMPLES / 4);
-        let with = percentiles(
+        let with = report(
             &format!("{host} first bind of each port, with preload"),
-            timings(bench(sandbox, true, &args(host, 1, &ports))),
+            &mut timings(bench(sandbox, true, &args(host, 1, &ports))),
         );
-        println!("{:<58} {:+.1}µs", "  extra (p50)", (with as f64 - without as f64) / 1000.0);
+        println!("{:<50} {:+.1}µs", "  extra (p50)", extra(with, without));
     }
-    println!("{:<58} {}", "allocator connections during the above", count_connections(watch));
+    println!("{:<50} {}", "allocator connections during the above", count_connections(watch));
 }
 
 /// Busy ports that are also styxy allocations of this process (allocated,
@@ -99,7 +87,8 @@ fn free_port_cost(sandbox: &Sandbox, watch: &UnixListener) {
 fn allocated_busy_ports(sandbox: &Sandbox, n: usize) -> Vec<(OwnedFd, u16)> {
     (0..n)
         .map(|_| {
-            let grant = sandbox.api("POST", "/allocate", r#"{"service_type":"hub","service_name":"bench"}"#);
+            let (_, grant) =
+                sandbox.post("/allocate", &serde_json::json!({"service_type": "hub", "service_name": "bench"}));
             let port = grant["port"].as_u64().unwrap_or_else(|| panic!("{grant}")) as u16;
             (hold("127.0.0.1", port, Hold { reuseaddr: true, ..Hold::default() }), port)
         })
@@ -112,20 +101,20 @@ fn move_cost(sandbox: &Sandbox) {
     let ports: Vec<u16> = busy.iter().map(|b| b.1).collect();
     {
         let _allocator = Allocator::start(sandbox);
-        let t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
-        percentiles("allocator warm, holder found through the kernel", t);
+        let mut t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
+        report("allocator warm, holder found through the kernel", &mut t);
         let allocated = allocated_busy_ports(sandbox, SAMPLES / 16);
         let ports: Vec<u16> = allocated.iter().map(|b| b.1).collect();
-        let t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
-        percentiles("allocator warm, holder is a styxy allocation", t);
+        let mut t = timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports)));
+        report("allocator warm, holder is a styxy allocation", &mut t);
     }
     // A killed allocator leaves its socket file behind: absent all the same.
-    let _ = std::fs::remove_file(sandbox.socket_path());
-    percentiles("allocator absent (local choice)", timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports))));
+    let _ = std::fs::remove_file(sandbox.socket());
+    report("allocator absent (local choice)", &mut timings(bench(sandbox, true, &args("0.0.0.0", 1, &ports))));
 
     // Accepts connections, never answers: a SIGSTOPped allocator. The first
     // move of a process waits out the deadline, later ones decide locally.
-    let _hung = UnixListener::bind(sandbox.socket_path()).expect("hung socket");
+    let _hung = UnixListener::bind(sandbox.socket()).expect("hung socket");
     let mut first = Vec::new();
     let mut later = Vec::new();
     for chunk in ports.chunks(5).take(10) {
@@ -133,9 +122,9 @@ fn move_cost(sandbox: &Sandbox) {
         first.push(t[0]);
         later.extend_from_slice(&t[1..]);
     }
-    percentiles("allocator hung: first move of a process", first);
-    percentiles("allocator hung: later moves of that process", later);
-    std::fs::remove_file(sandbox.socket_path()).expect("remove hung socket");
+    report("allocator hung: first move of a process", &mut first);
+    report("allocator hung: later moves of that process", &mut later);
+    std::fs::remove_file(sandbox.socket()).expect("remove hung socket");
 }
 
 fn startup_cost(sandbox: &Sandbox) {
@@ -144,7 +133,7 @@ fn startup_cost(sandbox: &Sandbox) {
         let mut cmd = bench(sandbox, preload, &[]);
         let t = Instant::now();
         assert!(cmd.status().expect("run").success());
-        t.elapsed().as_nanos() as u64
+        t.elapsed()
     };
     // Interleaved, so load from elsewhere on the machine hits both alike.
     let (mut without, mut with) = (Vec::new(), Vec::new());
@@ -152,19 +141,19 @@ fn startup_cost(sandbox: &Sandbox) {
         without.push(time(false));
         with.push(time(true));
     }
-    let without = percentiles("exec+exit, without preload", without);
-    let with = percentiles("exec+exit, with preload", with);
-    println!("{:<58} {:+.1}µs", "  extra (p50)", (with as f64 - without as f64) / 1000.0);
+    let without = report("exec+exit, without preload", &mut without);
+    let with = report("exec+exit, with preload", &mut with);
+    println!("{:<50} {:+.1}µs", "  extra (p50)", extra(with, without));
 }
 
 fn main() {
     let sandbox = Sandbox::new();
     println!("library: {}", preload_lib().display());
-    let watch = UnixListener::bind(sandbox.socket_path()).expect("watch socket");
+    let watch = UnixListener::bind(sandbox.socket()).expect("watch socket");
     watch.set_nonblocking(true).expect("nonblocking");
     free_port_cost(&sandbox, &watch);
     drop(watch);
-    std::fs::remove_file(sandbox.socket_path()).expect("remove watch socket");
+    std::fs::remove_file(sandbox.socket()).expect("remove watch socket");
     move_cost(&sandbox);
     startup_cost(&sandbox);
 }

@@ -3,11 +3,8 @@
 //! program asked for, and a stopped or failing allocator does not keep the
 //! program from starting.
 
-mod common;
-
-use common::*;
 use serde_json::Value;
-use std::process::Command;
+use styxy_testkit::*;
 
 /// A python3 process (not preloaded) listening on a free port.
 fn python_holder(sandbox: &Sandbox) -> (Running, u16) {
@@ -98,14 +95,12 @@ fn another_users_listener_is_named_even_where_styxy_allocated_the_port_to_someon
     let sandbox = Sandbox::new();
     let _allocator = Allocator::start(&sandbox);
     // styxy hands a port to this test, which does not serve it...
-    let body = r#"{"service_type":"api","service_name":"reserved","lease":"manual"}"#;
-    let reserved = sandbox.api("POST", "/allocate", body)["port"].as_u64().expect("a port") as u16;
+    let body = serde_json::json!({"service_type": "api", "service_name": "reserved", "lease": "manual"});
+    let reserved = sandbox.post("/allocate", &body).1["port"].as_u64().expect("a port") as u16;
     // ...and another user's program, which styxy does not reach, listens
     // there all the same (the system interpreter: a pyenv shim is root's).
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"])
-        .arg(js_program("hold.py"))
-        .arg(reserved.to_string());
+    let mut cmd = as_user(65534, 65534, "/usr/bin/python3");
+    cmd.arg(js_program("hold.py")).arg(reserved.to_string());
     let mut squatter = Running::start(cmd);
     assert_eq!(squatter.listening(), reserved);
 
@@ -174,7 +169,7 @@ fn reuseport_workers_sharing_their_port_record_nothing() {
     let port = local_port(&hold("0.0.0.0", 0, Hold::default()));
     let mut server = serve(&sandbox, &["-p", "-w", "3", "0.0.0.0", &port.to_string()]);
     assert_eq!(server.listening_ports(3), [port; 3]);
-    assert_eq!(sandbox.api_get("/allocations")["allocations"], serde_json::json!([]));
+    assert_eq!(sandbox.get("/allocations").1["allocations"], serde_json::json!([]));
     assert_eq!(server.stop(), Vec::<String>::new());
 }
 
@@ -184,7 +179,7 @@ fn a_port_the_allocator_gave_another_process_is_avoided() {
     let _allocator = Allocator::start(&sandbox);
     // The kernel would let anyone bind it: only the allocator knows.
     let mut owner = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
-    let grant = sandbox.api("POST", "/allocate", &format!(r#"{{"service_type":"dev","pid":{}}}"#, owner.id()));
+    let (_, grant) = sandbox.post("/allocate", &serde_json::json!({"service_type": "dev", "pid": owner.id()}));
     let port = grant["port"].as_u64().unwrap_or_else(|| panic!("{grant}")) as u16;
 
     let mut server = serve(&sandbox, &["0.0.0.0", &port.to_string()]);

@@ -2,10 +2,8 @@
 //! is decided locally), and ports the allocator reserved for other owners
 //! (its port map) count as busy without asking it.
 
-mod common;
-
-use common::*;
 use std::os::unix::net::UnixListener;
+use styxy_testkit::*;
 
 fn start_serve(sandbox: &Sandbox, port: u16) -> Running {
     let mut cmd = sandbox.command(c_program("serve"));
@@ -27,7 +25,7 @@ fn moved_from(sandbox: &Sandbox, port: u16) -> u16 {
 #[test]
 fn without_an_allocator_the_move_goes_to_a_free_port_above() {
     let sandbox = Sandbox::new();
-    assert!(!sandbox.socket_path().exists());
+    assert!(!sandbox.socket().exists());
     let (_holder, busy) = busy_port();
     let now = moved_from(&sandbox, busy);
     assert!(now > busy && now <= busy + 100, "{busy} -> {now}");
@@ -38,7 +36,7 @@ fn a_hung_allocator_does_not_keep_the_program_from_starting() {
     // A socket that accepts connections (the kernel does, up to its
     // backlog) but never answers: what a SIGSTOPped allocator looks like.
     let sandbox = Sandbox::new();
-    let hung = UnixListener::bind(sandbox.socket_path()).expect("bind the hung socket");
+    let hung = UnixListener::bind(sandbox.socket()).expect("bind the hung socket");
     let (_holder, busy) = busy_port();
     let now = moved_from(&sandbox, busy);
     assert!(now > busy && now <= busy + 100, "{busy} -> {now}");

@@ -6,9 +6,7 @@
 //! instead of calling libc, so LD_PRELOAD never sees them and a Go server
 //! on a busy port fails as it would without Styxy.
 
-mod common;
-
-use common::*;
+use styxy_testkit::*;
 
 fn assert_moved_up(requested: u16, now: u16) {
     assert!(now > requested && now <= requested + 100, "moved {requested} -> {now}");

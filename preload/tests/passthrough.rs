@@ -1,9 +1,7 @@
 //! What the preload leaves alone: port 0, UDP, ports below 1024, and
 //! everything when STYXY_PRELOAD=off. The program sees the kernel's answer.
 
-mod common;
-
-use common::*;
+use styxy_testkit::*;
 
 fn serve(sandbox: &Sandbox, args: &[&str]) -> Running {
     let mut cmd = sandbox.command(c_program("serve"));

@@ -2,9 +2,7 @@
 //! refusing it. Workers of one server share on purpose and must stay; a
 //! program landing on someone else's listener must move.
 
-mod common;
-
-use common::*;
+use styxy_testkit::*;
 
 #[test]
 fn forked_workers_sharing_a_reuseport_port_are_not_moved() {

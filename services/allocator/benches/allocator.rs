@@ -9,86 +9,32 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use styxy_proto::client::{Connection, Method};
+use styxy_testkit::percentiles::report;
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, styxy_bin};
 
-const CONFIG: &str = r#"
-[service_types.bulk]
-description = "benchmark range"
-range = [20000, 29999]
-preferred_ports = [20000]
-
-[limits]
-max_allocations_per_user = 20000
-"#;
-
+/// A user-mode allocator on a sandbox of its own.
 struct Server {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
+    allocator: Allocator,
+    sandbox: Sandbox,
 }
 
 impl Server {
+    /// The server and its time from exec to the first answered request.
     fn start(idle_timeout: u64) -> (Server, Duration) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
-        let socket = dir.path().join("api.sock");
-        let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_styxy-allocator"))
-            .args(["--user", "--idle-timeout", &idle_timeout.to_string(), "--socket"])
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .env("STYXY_CONFIG", dir.path().join("config.toml"))
-            .env("STYXY_SYSTEM_CONFIG", dir.path().join("none.toml"))
-            .env("STYXY_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            if let Ok(mut c) = Connection::unix(&socket, Duration::from_secs(1), false)
-                && c.send(Method::Get, "/status", None).is_ok_and(|r| r.status == 200)
-            {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "allocator did not start");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let ready = started.elapsed();
-        (Server { _dir: dir, socket, child }, ready)
+        let sandbox = Sandbox::with_config(TEST_CONFIG);
+        let allocator = Allocator::start_with(&sandbox, &["--user", "--idle-timeout", &idle_timeout.to_string()], &[]);
+        let ready = allocator.ready_after();
+        (Server { allocator, sandbox }, ready)
     }
 
     fn connect(&self) -> Connection<std::os::unix::net::UnixStream> {
-        Connection::unix(&self.socket, Duration::from_secs(10), true).unwrap()
+        Connection::unix(&self.sandbox.socket(), Duration::from_secs(10), true).unwrap()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(label: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let p50 = percentile(&samples, 0.50);
-    println!(
-        "{label:<44} p50 {:>9.1?}  p99 {:>9.1?}  p999 {:>9.1?}  (n={})",
-        p50,
-        percentile(&samples, 0.99),
-        percentile(&samples, 0.999),
-        samples.len()
-    );
-    p50
 }
 
 fn ok_json(r: styxy_proto::client::Response) -> Value {
@@ -122,10 +68,10 @@ fn latencies<S: Read + Write>(conn: &mut Connection<S>, service_type: &str, cycl
         }
     }
     [
-        report(&format!("  allocate ({service_type})"), alloc),
-        report("  release", release),
-        report("  check", check),
-        report("  observe one port", observe),
+        report(&format!("  allocate ({service_type})"), &mut alloc),
+        report("  release", &mut release),
+        report("  check", &mut check),
+        report("  observe one port", &mut observe),
     ]
 }
 
@@ -185,28 +131,24 @@ fn rss_split(pid: u32) -> String {
     format!("heap and stacks {} KiB, mapped files {} KiB", status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"))
 }
 
-fn cli_list_wall(server: &Server, runs: usize) -> Option<Duration> {
-    let cli = Path::new(env!("CARGO_BIN_EXE_styxy-allocator")).with_file_name("styxy");
-    if !cli.exists() {
-        println!("  (styxy CLI not built in this profile: `cargo build --release -p styxy` to time `styxy list`)");
-        return None;
-    }
+fn cli_list_wall(server: &Server, runs: usize) -> Duration {
+    let cli = styxy_bin();
     let mut conn = server.connect();
     let body = json!({"service_type": "bulk", "service_name": "listed", "lease": "manual"});
     for _ in 0..100 {
         ok_json(conn.send_json(Method::Post, "/allocate", &body).unwrap());
     }
-    let samples = (0..runs)
+    let mut samples: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            let out = Command::new(&cli).args(["list", "--socket"]).arg(&server.socket).output().unwrap();
+            let out = Command::new(cli).args(["list", "--socket"]).arg(server.sandbox.socket()).output().unwrap();
             assert!(out.status.success());
             t.elapsed()
         })
         .collect();
-    let p50 = report("  styxy list (100 allocations), wall", samples);
+    let p50 = report("  styxy list (100 allocations), wall", &mut samples);
     ok_json(conn.send_json(Method::Post, "/cleanup", &json!({"force": true})).unwrap());
-    Some(p50)
+    p50
 }
 
 fn main() {
@@ -230,9 +172,10 @@ fn main() {
     let list = cli_list_wall(&server, if quick { 20 } else { 100 });
 
     println!("\ncold start (exec to first answered request), 20 runs:");
-    let cold = report("  cold start", (0..20).map(|_| Server::start(0).1).collect());
+    let mut cold_starts: Vec<Duration> = (0..20).map(|_| Server::start(0).1).collect();
+    let cold = report("  cold start", &mut cold_starts);
 
-    let after_burst = rss_kib(server.child.id());
+    let after_burst = rss_kib(server.allocator.pid());
     drop(server);
 
     println!("\nmemory and idle (a fresh allocator):");
@@ -245,7 +188,7 @@ fn main() {
         ok_json(conn.send(Method::Delete, &format!("/allocate/{}", r["lock_id"].as_str().unwrap()), None).unwrap());
     }
     drop(conn);
-    let pid = server.child.id();
+    let pid = server.allocator.pid();
     let rss = rss_kib(pid);
     println!("  RSS after {total} allocate/release cycles: {:.1} MiB ({})", rss as f64 / 1024.0, rss_split(pid));
     println!(
@@ -260,18 +203,13 @@ fn main() {
 
     let (mut idle_server, _) = Server::start(2);
     let t = Instant::now();
-    let exited = loop {
-        if let Ok(Some(_)) = idle_server.child.try_wait() {
-            break Some(t.elapsed());
-        }
-        if t.elapsed() > Duration::from_secs(10) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exited = idle_server.allocator.wait_exit(Duration::from_secs(10)).map(|_| t.elapsed());
     match exited {
         Some(e) => {
-            println!("  with --idle-timeout 2: exited after {e:.2?}, socket removed: {}", !idle_server.socket.exists())
+            println!(
+                "  with --idle-timeout 2: exited after {e:.2?}, socket removed: {}",
+                !idle_server.sandbox.socket().exists()
+            )
         }
         None => println!("  with --idle-timeout 2: STILL RUNNING after 10 s"),
     }
@@ -285,9 +223,7 @@ fn main() {
         "  16 clients {median_rate:.0} allocations/s [≥ 20,000], duplicates {}",
         rates.iter().map(|r| r.1).sum::<usize>()
     );
-    if let Some(list) = list {
-        println!("  styxy list {list:.2?} [≤ 5 ms]");
-    }
+    println!("  styxy list {list:.2?} [≤ 5 ms]");
     println!(
         "  cold start {cold:.2?} [≤ 20 ms], RSS {:.1} MiB [≤ 10 MB], idle CPU {idle_ticks} ticks [0]",
         rss as f64 / 1024.0

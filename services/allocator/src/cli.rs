@@ -1,6 +1,6 @@
-//! Argument parsing and wiring: everything that must happen before the
-//! runtime starts threads (systemd hands over sockets and watchdog settings
-//! through the environment, which the helpers clear).
+//! The binary's side: argument parsing and wiring, everything that must
+//! happen before the runtime starts threads (systemd hands over sockets and
+//! watchdog settings through the environment, which the helpers clear).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use listenfd::ListenFd;
+use styxy_allocator::Listeners;
+use styxy_allocator::app::{App, Mode};
+use styxy_allocator::auth::Tokens;
+use styxy_allocator::lifecycle;
+use styxy_bus::daemon::Notifier;
 use styxy_core::config::Config;
 use styxy_core::engine::Engine;
 use styxy_core::host::RealHost;
@@ -16,12 +22,9 @@ use styxy_proto::paths;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
 
-use crate::app::{App, Mode};
-use crate::lifecycle::Systemd;
-
 #[derive(Parser, Debug)]
 #[command(name = "styxy-allocator", version, about = "Styxy's port allocator (HTTP API)")]
-pub struct Args {
+struct Args {
     /// User mode: per-user socket and state, no TCP unless --tcp is given.
     #[arg(long)]
     user: bool,
@@ -41,6 +44,39 @@ pub struct Args {
     /// Exit after this many idle seconds (0: never). Default from config.
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
+}
+
+/// What systemd handed over through the environment.
+struct Systemd {
+    fds: ListenFd,
+    listen_fds: usize,
+    watchdog: Option<Duration>,
+    notifier: Notifier,
+}
+
+impl Systemd {
+    fn from_env() -> Systemd {
+        let fds = ListenFd::from_env();
+        let mut usec = 0;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        Systemd { listen_fds: fds.len(), fds, watchdog, notifier: Notifier::from_env() }
+    }
+
+    /// Sockets passed by systemd (the .socket unit's Unix and TCP streams).
+    fn take_listeners(&mut self) -> Result<Listeners> {
+        let fds = &mut self.fds;
+        let mut out = Listeners { unix: Vec::new(), tcp: Vec::new() };
+        for i in 0..self.listen_fds {
+            if let Ok(Some(l)) = fds.take_unix_listener(i) {
+                l.set_nonblocking(true)?;
+                out.unix.push(l);
+            } else if let Ok(Some(l)) = fds.take_tcp_listener(i) {
+                l.set_nonblocking(true)?;
+                out.tcp.push(l);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Longest a stepping-down allocator keeps the state lock: requests in
@@ -108,7 +144,7 @@ pub fn run() -> Result<ExitCode> {
     let map_path = paths::port_map_for(&socket);
     let map =
         PortMap::create(&map_path, store.state()).map_err(|e| tracing::warn!("no port map for the preload: {e}")).ok();
-    let tokens = crate::auth::Tokens::load(&state_dir).context("loading API tokens")?;
+    let tokens = Tokens::load(&state_dir).context("loading API tokens")?;
     let engine = Engine::new(config, store, map, Box::new(RealHost)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(engine, tokens, mode, socket.clone());
 
@@ -116,7 +152,7 @@ pub fn run() -> Result<ExitCode> {
     // thread wake-ups cost more than the work itself (measured).
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let served = runtime.block_on(crate::lifecycle::run(app.clone(), listeners, systemd, idle));
+    let served = runtime.block_on(lifecycle::run(app.clone(), listeners, systemd.notifier, systemd.watchdog, idle));
     // `app` holds the state lock until it drops, after this: the socket is
     // removed before a successor waiting for the lock can bind its own.
     if bound_here {

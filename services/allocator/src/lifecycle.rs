@@ -1,4 +1,4 @@
-//! Start-up hand-over from systemd, the bus (system mode), readiness and
+//! The daemon around [`crate::serve`]: the bus (system mode), readiness and
 //! watchdog notifications, the in-process health pass (user mode), idle
 //! exit and signals.
 
@@ -6,61 +6,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use listenfd::ListenFd;
 use styxy_bus::daemon::{self, Notifier};
 use styxy_bus::{ALLOCATOR_NAME, ALLOCATOR_PATH, AllocatorService, Observer1Proxy};
 use zbus::Connection;
 use zbus::proxy::CacheProperties;
 
 use crate::app::{App, Mode, OnBus};
-use crate::server::Listeners;
-
-/// What systemd handed over through the environment.
-pub struct Systemd {
-    fds: ListenFd,
-    pub listen_fds: usize,
-    watchdog: Option<Duration>,
-    notifier: Notifier,
-}
+use crate::server::{Listeners, serve};
 
 /// Test switch (only honoured when set, e.g. in a test drop-in): stop
 /// sending watchdog pings after this many seconds, so systemd's watchdog
 /// kill-and-restart path can be exercised for real.
 const ENV_STOP_WATCHDOG: &str = "STYXY_DEBUG_STOP_WATCHDOG_AFTER";
 
-impl Systemd {
-    pub fn from_env() -> Systemd {
-        let fds = ListenFd::from_env();
-        let mut usec = 0;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
-        Systemd { listen_fds: fds.len(), fds, watchdog, notifier: Notifier::from_env() }
-    }
-
-    /// Sockets passed by systemd (the .socket unit's Unix and TCP streams).
-    pub fn take_listeners(&mut self) -> Result<Listeners> {
-        let fds = &mut self.fds;
-        let mut out = Listeners { unix: Vec::new(), tcp: Vec::new() };
-        for i in 0..self.listen_fds {
-            if let Ok(Some(l)) = fds.take_unix_listener(i) {
-                l.set_nonblocking(true)?;
-                out.unix.push(l);
-            } else if let Ok(Some(l)) = fds.take_tcp_listener(i) {
-                l.set_nonblocking(true)?;
-                out.tcp.push(l);
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// Serves until SIGTERM/SIGINT, `POST /daemon/stop`, or `idle` without
 /// requests or bus calls; then says STOPPING=1, gives the bus name back,
 /// stops accepting, lets requests in flight finish, writes the state out.
-pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Duration) -> Result<()> {
+/// `watchdog` is systemd's watchdog period, when it set one.
+pub async fn run(
+    app: Arc<App>,
+    listeners: Listeners,
+    notifier: Notifier,
+    watchdog: Option<Duration>,
+    idle: Duration,
+) -> Result<()> {
     // HTTP is served at once; the bus is joined alongside, so a socket
     // activation's first answer does not wait for the D-Bus handshake.
     let bus: Arc<tokio::sync::OnceCell<Connection>> = Arc::new(tokio::sync::OnceCell::new());
-    let notifier = systemd.notifier;
     let shutdown = {
         let (app, bus) = (app.clone(), bus.clone());
         async move {
@@ -72,7 +44,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Du
             }
         }
     };
-    let server = tokio::spawn(crate::server::serve(listeners, app.clone(), shutdown));
+    let server = tokio::spawn(serve(listeners, app.clone(), shutdown));
     if app.mode == Mode::System {
         let app = app.clone();
         tokio::spawn(async move {
@@ -89,7 +61,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, systemd: Systemd, idle: Du
     notifier.send(&[sd_notify::NotifyState::Ready]);
     tracing::info!(mode = ?app.mode, socket = %app.socket.display(), "ready");
 
-    if let Some(period) = systemd.watchdog {
+    if let Some(period) = watchdog {
         let stop_after = std::env::var(ENV_STOP_WATCHDOG).ok().and_then(|v| v.parse::<u64>().ok());
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();

@@ -1,14 +1,9 @@
 //! styxy-allocator: serves the HTTP API on a Unix socket (and loopback TCP
 //! in system mode), started by systemd socket activation or by the CLI in
-//! user mode.
+//! user mode. The service is the library; this binary reads its arguments
+//! and what systemd handed over, binds what is missing and runs it.
 
-mod app;
-mod auth;
 mod cli;
-mod lifecycle;
-mod metrics;
-mod routes;
-mod server;
 
 use std::process::ExitCode;
 

@@ -28,7 +28,19 @@ use styxy_proto::model::now_millis;
 
 use crate::app::{App, Mode};
 use crate::metrics::rss_bytes;
-use crate::server::Peer;
+
+/// How the peer reached us: the kernel names Unix peers; TCP peers must
+/// present a token with every request.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// `start_time` pins the connecting process (see `styxy_proto::caller::Caller`).
+    Unix {
+        uid: u32,
+        pid: Option<u32>,
+        start_time: Option<u64>,
+    },
+    Tcp,
+}
 
 type Reply = Response<Full<Bytes>>;
 type Result<T> = std::result::Result<T, ApiError>;

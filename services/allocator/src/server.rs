@@ -1,13 +1,13 @@
-//! Accept loops for the Unix and TCP listeners (mini-redis style: the
-//! listeners and the shutdown future come in as arguments, so socket
-//! activation and tests plug in the same way).
+//! Accept loops for the Unix and TCP listeners. The listeners and the
+//! shutdown future come in as arguments, so socket activation, the binary's
+//! own sockets and in-process tests plug in the same way.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,33 +16,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::app::App;
+use crate::routes::{self, Peer};
 
+/// The sockets to serve, already bound and non-blocking: systemd's, the
+/// allocator's own, or a test's.
 pub struct Listeners {
     pub unix: Vec<std::os::unix::net::UnixListener>,
     pub tcp: Vec<std::net::TcpListener>,
 }
 
-/// How the peer reached us: the kernel names Unix peers; TCP peers must
-/// present a token with every request.
-#[derive(Debug, Clone, Copy)]
-pub enum Peer {
-    /// `start_time` pins the connecting process (see `styxy_proto::caller::Caller`).
-    Unix {
-        uid: u32,
-        pid: Option<u32>,
-        start_time: Option<u64>,
-    },
-    Tcp,
-}
-
 /// A client that opens a connection and stalls is dropped after this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Serves the API on `listeners` until `shutdown` resolves, then stops
+/// accepting and lets requests in flight finish (up to a second).
 pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let limit = Arc::new(Semaphore::new(app.engine().config().limits.max_connections));
     let mut loops = JoinSet::new();
     for l in listeners.unix {
-        let l = tokio::net::UnixListener::from_std(l)?;
+        let l = tokio::net::UnixListener::from_std(l).context("serving a Unix listener")?;
         let (app, limit) = (app.clone(), limit.clone());
         loops.spawn(async move {
             loop {
@@ -63,7 +55,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
         });
     }
     for l in listeners.tcp {
-        let l = tokio::net::TcpListener::from_std(l)?;
+        let l = tokio::net::TcpListener::from_std(l).context("serving a TCP listener")?;
         let (app, limit) = (app.clone(), limit.clone());
         loops.spawn(async move {
             loop {
@@ -101,7 +93,7 @@ where
         let app = app.clone();
         service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(crate::routes::handle(app, peer, req).await) }
+            async move { Ok::<_, Infallible>(routes::handle(app, peer, req).await) }
         })
     };
     let result = http1::Builder::new()

@@ -1,7 +1,5 @@
 //! Black-box tests: the real allocator binary on a temporary socket.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -9,8 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Allocator;
 use serde_json::{Value, json};
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, as_user, ensure_user, free_port};
 
 fn manual(service_type: &str) -> Value {
     json!({"service_type": service_type, "service_name": "load", "lease": "manual"})
@@ -18,13 +16,14 @@ fn manual(service_type: &str) -> Value {
 
 #[test]
 fn sixty_four_clients_never_get_the_same_port() {
-    let a = Allocator::start();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = Allocator::start(&sb);
     let ports = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         for _ in 0..64 {
-            let (a, ports) = (&a, ports.clone());
+            let (sb, ports) = (&sb, ports.clone());
             s.spawn(move || {
-                let client = a.client();
+                let client = sb.client();
                 for _ in 0..100 {
                     let r = client.send_json(styxy_proto::client::Method::Post, "/allocate", &manual("bulk")).unwrap();
                     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -38,21 +37,23 @@ fn sixty_four_clients_never_get_the_same_port() {
     let unique: HashSet<_> = ports.iter().collect();
     assert_eq!(ports.len(), 6400);
     assert_eq!(unique.len(), 6400, "a port was handed out twice");
-    assert_eq!(a.allocations().len(), 6400);
+    assert_eq!(sb.allocations().len(), 6400);
 }
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_allocation() {
-    let mut a = Allocator::start();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let mut allocator = Allocator::start(&sb);
     let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..8)
         .map(|_| {
-            let (client, acked, stop) = (a.client(), acked.clone(), stop.clone());
+            let (client, acked, stop) = (sb.client(), acked.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // Errors are expected once the allocator is gone.
-                    let Ok(r) = client.send_json(styxy_proto::client::Method::Post, "/allocate", &manual("bulk")) else {
+                    let Ok(r) = client.send_json(styxy_proto::client::Method::Post, "/allocate", &manual("bulk"))
+                    else {
                         continue;
                     };
                     if r.status == 200 {
@@ -67,7 +68,7 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(400));
-    a.kill9();
+    allocator.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -75,8 +76,8 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "the load ran ({} acknowledged)", acked.len());
 
-    a.restart();
-    let listed: HashSet<(String, u64)> = a
+    allocator.restart();
+    let listed: HashSet<(String, u64)> = sb
         .allocations()
         .iter()
         .map(|v| (v["lock_id"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap()))
@@ -84,7 +85,7 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
     for ack in &acked {
         assert!(listed.contains(ack), "acknowledged {ack:?} lost after kill -9");
     }
-    let (status, fresh) = a.post("/allocate", &manual("bulk"));
+    let (status, fresh) = sb.post("/allocate", &manual("bulk"));
     assert_eq!(status, 200);
     let port = fresh["port"].as_u64().unwrap();
     assert!(!listed.iter().any(|(_, p)| *p == port), "port {port} handed out twice after restart");
@@ -92,34 +93,36 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
 
 #[test]
 fn a_holder_that_exits_frees_its_port_at_once() {
-    let a = Allocator::start();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = Allocator::start(&sb);
     let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-    let (status, r) = a.post("/allocate", &json!({"service_type": "bulk", "pid": holder.id()}));
+    let (status, r) = sb.post("/allocate", &json!({"service_type": "bulk", "pid": holder.id()}));
     assert_eq!(status, 200, "{r}");
     let lock = r["lock_id"].as_str().unwrap().to_string();
-    assert_eq!(a.allocations().len(), 1);
+    assert_eq!(sb.allocations().len(), 1);
     holder.kill().unwrap();
     holder.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
-    while a.get("/status").1["allocations"] != 0 {
+    while sb.get("/status").1["allocations"] != 0 {
         assert!(Instant::now() < deadline, "port still held after its holder exited");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(a.delete(&format!("/allocate/{lock}")).0, 404);
+    assert_eq!(sb.delete(&format!("/allocate/{lock}")).0, 404);
 }
 
 #[test]
 fn external_listeners_inside_a_managed_range_are_never_handed_out() {
-    let a = Allocator::start();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = Allocator::start(&sb);
     let v4 = TcpListener::bind("127.0.0.1:31000").expect("31000 free for the test");
-    let (_, r) = a.post("/allocate", &manual("probe"));
+    let (_, r) = sb.post("/allocate", &manual("probe"));
     assert_eq!(r["port"], 31001, "a v4-only listener makes 31000 busy");
-    let (_, check) = a.get("/check/31000");
+    let (_, check) = sb.get("/check/31000");
     assert_eq!(check["available"], false);
     assert_eq!(check["system_usage"][0]["pid"], std::process::id());
 
     let v6 = socket2_v6_only(31002);
-    let (_, r) = a.post("/allocate", &manual("probe"));
+    let (_, r) = sb.post("/allocate", &manual("probe"));
     assert_eq!(r["port"], 31003, "a v6-only listener makes 31002 busy");
     drop((v4, v6));
 }
@@ -144,8 +147,8 @@ fn socket2_v6_only(port: u16) -> std::os::fd::OwnedFd {
 }
 
 /// Sends raw bytes and returns the status code and JSON body.
-fn raw(a: &Allocator, request: &[u8]) -> (u16, Value) {
-    let mut s = UnixStream::connect(&a.socket).unwrap();
+fn raw(sb: &Sandbox, request: &[u8]) -> (u16, Value) {
+    let mut s = UnixStream::connect(sb.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let _ = s.write_all(request);
     let mut out = Vec::new();
@@ -166,9 +169,10 @@ fn post_raw(body: &str) -> Vec<u8> {
 
 #[test]
 fn bad_input_gets_a_json_4xx_and_changes_nothing() {
-    let a = Allocator::start();
-    let (_, held) = a.post("/allocate", &manual("bulk"));
-    let before = a.generation();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = Allocator::start(&sb);
+    let (_, held) = sb.post("/allocate", &manual("bulk"));
+    let before = sb.generation();
     let long = "x".repeat(10_000);
     let cases: Vec<(String, u16, &str)> = vec![
         ("{\"service_type\":".into(), 400, "invalid_json"),
@@ -186,76 +190,65 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         (format!(r#"{{"service_type":"bulk","project_path":"{}"}}"#, "y".repeat(1_048_576)), 413, "payload_too_large"),
     ];
     for (body, status, code) in &cases {
-        let (got, v) = raw(&a, &post_raw(body));
+        let (got, v) = raw(&sb, &post_raw(body));
         assert_eq!((got, v["error"].as_str()), (*status, Some(*code)), "body {}", &body[..body.len().min(80)]);
         assert_eq!(v["success"], false);
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let (status, v) = a.delete("/allocate/6f1c1d57-0b8e-4d7a-9f62-2b7f3c1e9a10");
+    let (status, v) = sb.delete("/allocate/6f1c1d57-0b8e-4d7a-9f62-2b7f3c1e9a10");
     assert_eq!((status, v["error"].as_str()), (404, Some("not_found")));
-    assert_eq!(a.delete("/allocate/not-a-lock").0, 400);
-    assert_eq!(a.get("/no/such/route").1["error"], "not_found");
+    assert_eq!(sb.delete("/allocate/not-a-lock").0, 400);
+    assert_eq!(sb.get("/no/such/route").1["error"], "not_found");
     for path in ["/allocate", "/instance/some-id", "/daemon/stop"] {
-        let (status, v) = a.get(path);
+        let (status, v) = sb.get(path);
         assert_eq!((status, v["error"].as_str()), (405, Some("method_not_allowed")), "GET {path}");
     }
 
     // A client that sends half a request and stalls holds nobody up.
-    let mut stalled = UnixStream::connect(&a.socket).unwrap();
+    let mut stalled = UnixStream::connect(sb.socket()).unwrap();
     stalled.write_all(b"POST /allocate HTTP/1.1\r\nContent-Le").unwrap();
-    assert_eq!(a.get("/status").0, 200, "served while another client stalls");
+    assert_eq!(sb.get("/status").0, 200, "served while another client stalls");
 
-    assert_eq!(a.generation(), before, "refused requests changed the state");
-    let listed = a.allocations();
+    assert_eq!(sb.generation(), before, "refused requests changed the state");
+    let listed = sb.allocations();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["lock_id"], held["lock_id"]);
 }
 
 #[test]
 fn a_garbage_state_file_is_set_aside_and_the_allocator_still_serves() {
-    let mut a = Allocator::start();
-    a.post("/allocate", &manual("bulk"));
-    a.kill9();
-    std::fs::write(a.state_dir().join("state.json"), b"\x00garbage{{{").unwrap();
-    std::fs::write(a.state_dir().join("state.wal"), b"not json either\n{\"x\":").unwrap();
-    a.restart();
-    let (status, _) = a.post("/allocate", &manual("bulk"));
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let mut allocator = Allocator::start(&sb);
+    sb.post("/allocate", &manual("bulk"));
+    allocator.kill9();
+    std::fs::write(sb.state_dir().join("state.json"), b"\x00garbage{{{").unwrap();
+    std::fs::write(sb.state_dir().join("state.wal"), b"not json either\n{\"x\":").unwrap();
+    allocator.restart();
+    let (status, _) = sb.post("/allocate", &manual("bulk"));
     assert_eq!(status, 200, "serving after repair");
-    let aside: Vec<_> = std::fs::read_dir(a.state_dir())
+    let aside: Vec<_> = std::fs::read_dir(sb.state_dir())
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("corrupt"))
         .collect();
     assert!(!aside.is_empty(), "the damaged file was kept aside");
-    let log = std::fs::read_to_string(a.dir.path().join("allocator.log")).unwrap();
+    let log = std::fs::read_to_string(sb.log_file()).unwrap();
     assert!(log.contains("moved aside"), "the repair is logged: {log}");
 }
 
-/// Creates (once) an unprivileged user for the cross-user tests.
+/// An unprivileged user for the cross-user tests (created once; needs root).
 fn second_user() -> Option<(u32, u32)> {
     if styxy_proto::paths::uid() != 0 {
         eprintln!("skipped: creating a second user needs root");
         return None;
     }
-    let name = "styxy-bbtest";
-    let _ = std::process::Command::new("useradd").args(["--system", "--no-create-home", name]).output();
-    let out = std::process::Command::new("id").args(["-u", name]).output().unwrap();
-    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    let out = std::process::Command::new("id").args(["-g", name]).output().unwrap();
-    let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Some((uid, gid))
+    Some(ensure_user("styxy-bbtest"))
 }
 
 /// Runs curl as `uid` and returns (status, body).
 fn curl_as(uid: u32, gid: u32, args: &[&str]) -> (u16, Value) {
-    let out = std::process::Command::new("setpriv")
-        .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()])
-        .arg("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
+    let out = as_user(uid, gid, "curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
@@ -264,15 +257,17 @@ fn curl_as(uid: u32, gid: u32, args: &[&str]) -> (u16, Value) {
 #[test]
 fn another_user_can_list_but_not_release_on_the_socket_or_over_tcp() {
     let Some((uid, gid)) = second_user() else { return };
-    let port = free_tcp_port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let a = Allocator::start_with(&["--tcp", &addr]);
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = Allocator::start_with(&sb, &["--tcp", &addr], &[]);
     // System mode: the socket is for everyone (0666) in a traversable dir.
-    std::fs::set_permissions(a.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(a.socket.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (_, mine) = a.post("/allocate", &manual("bulk"));
+    std::fs::set_permissions(sb.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(sb.socket().parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let (_, mine) = sb.post("/allocate", &manual("bulk"));
     let lock = mine["lock_id"].as_str().unwrap();
-    let sock = a.socket.to_string_lossy().into_owned();
+    let sock = sb.socket().to_string_lossy().into_owned();
 
     let (status, listed) = curl_as(uid, gid, &["--unix-socket", &sock, "http://x/allocations"]);
     assert_eq!(status, 200);
@@ -292,9 +287,5 @@ fn another_user_can_list_but_not_release_on_the_socket_or_over_tcp() {
     assert_eq!(status, 401, "TCP without a token");
     let (status, _) = curl_as(uid, gid, &["-H", "X-API-Key: wrong", &format!("http://{addr}/allocations")]);
     assert_eq!(status, 401);
-    assert_eq!(a.allocations().len(), 1, "still held");
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    assert_eq!(sb.allocations().len(), 1, "still held");
 }

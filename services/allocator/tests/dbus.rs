@@ -2,8 +2,6 @@
 //! its proxy, signals, health reports, and /observe answered by
 //! org.styxy.Observer1.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,19 +10,19 @@ use futures_util::StreamExt;
 use styxy_bus::daemon::Activity;
 use styxy_bus::testing::PrivateBus;
 use styxy_bus::{Allocator1Proxy, BusError, ListenerSource, ObserverService};
-use styxy_proto::api::{ErrorCode, Listener};
 use styxy_core::config::Config;
 use styxy_observe::ObserveError;
+use styxy_proto::api::{ErrorCode, Listener};
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG};
 use zbus::fdo::DBusProxy;
 use zbus::{OwnedVariant, Variant};
 
-use common::Allocator;
-
 /// Starts the allocator in system mode on `bus` (no TCP: tests run side by
 /// side). It answers HTTP only once it owns its bus name.
-fn start_allocator(bus: &PrivateBus, idle_secs: u64) -> Allocator {
+fn start_allocator(sandbox: &Sandbox, bus: &PrivateBus, idle_secs: u64) -> Allocator {
     let idle = idle_secs.to_string();
-    Allocator::start_with_env(&["--no-tcp", "--idle-timeout", &idle], &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())])
+    let args = ["--no-tcp", "--idle-timeout", &idle];
+    Allocator::start_with(sandbox, &args, &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())])
 }
 
 /// The allocator serves HTTP before it has joined the bus: wait for its name
@@ -49,7 +47,8 @@ fn options(pairs: &[(&str, Variant<'static>)]) -> HashMap<String, OwnedVariant> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allocate_list_release_and_changes_over_the_bus() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let allocator = start_allocator(&bus, 0);
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = start_allocator(&sb, &bus, 0);
     let conn = bus.connect().await.unwrap();
     wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
@@ -74,7 +73,7 @@ async fn allocate_list_release_and_changes_over_the_bus() {
     assert_eq!(mine.uid, styxy_proto::paths::uid());
 
     // An HTTP allocation is announced on the bus too.
-    let (_, over_http) = allocator.post("/allocate", &serde_json::json!({"service_type": "api", "lease": "manual"}));
+    let (_, over_http) = sb.post("/allocate", &serde_json::json!({"service_type": "api", "lease": "manual"}));
     tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
     assert!(proxy.list().await.unwrap().iter().any(|a| a.lock_id == over_http["lock_id"] && a.source == "api"));
 
@@ -94,7 +93,8 @@ async fn allocate_list_release_and_changes_over_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_are_counted_and_release_at_the_limit() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let _allocator = start_allocator(&bus, 0);
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = start_allocator(&sb, &bus, 0);
     let conn = bus.connect().await.unwrap();
     wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
@@ -161,13 +161,11 @@ async fn observation_goes_through_the_observer_service() {
         .build()
         .await
         .unwrap();
-    let allocator = start_allocator(&bus, 0);
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = start_allocator(&sb, &bus, 0);
 
     // Blocking HTTP off the runtime that serves the observer.
-    let (seen, all) =
-        tokio::task::spawn_blocking(move || (allocator.get("/observe/7777").1, allocator.get("/observe/all").1))
-            .await
-            .unwrap();
+    let (seen, all) = tokio::task::block_in_place(|| (sb.get("/observe/7777").1, sb.get("/observe/all").1));
     assert_eq!(seen["listeners"][0]["process"], "from-observer1", "{seen}");
     assert_eq!(seen["listeners"][0]["port"], 7777);
     assert_eq!(all["observations"][0]["process"], "from-observer1", "{all}");
@@ -176,7 +174,8 @@ async fn observation_goes_through_the_observer_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_calls_keep_the_allocator_alive_and_it_leaves_the_bus_when_idle() {
     let bus = PrivateBus::start(&[]).unwrap();
-    let mut allocator = start_allocator(&bus, 2);
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let mut allocator = start_allocator(&sb, &bus, 2);
     let conn = bus.connect().await.unwrap();
     wait_for_name(&conn).await;
     let proxy = Allocator1Proxy::new(&conn).await.unwrap();
@@ -191,6 +190,6 @@ async fn bus_calls_keep_the_allocator_alive_and_it_leaves_the_bus_when_idle() {
         assert!(Instant::now() < deadline, "the allocator did not step down when idle");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = allocator.child.wait().unwrap();
+    let status = allocator.wait_exit(Duration::from_secs(15)).expect("the allocator exits after leaving the bus");
     assert!(status.success(), "{status}");
 }

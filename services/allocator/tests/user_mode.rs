@@ -1,24 +1,22 @@
 //! User mode: no bus, no timers. The allocator runs the health pass itself.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Allocator, TEST_CONFIG};
 use serde_json::json;
 use styxy_core::store;
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG};
 
 #[test]
 fn the_in_process_health_pass_ends_a_session_whose_heartbeat_stopped() {
-    let mut allocator = Allocator::start();
-    let config = allocator.dir.path().join("config.toml");
-    std::fs::write(&config, format!("{TEST_CONFIG}\n[health]\nperiod_secs = 1\n")).unwrap();
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let mut allocator = Allocator::start(&sb);
+    sb.write_config(&format!("{TEST_CONFIG}\n[health]\nperiod_secs = 1\n"));
     allocator.kill9();
     allocator.restart();
 
-    allocator.post("/instance/register", &json!({"instance_id": "agent-1", "ttl_secs": 1}));
+    sb.post("/instance/register", &json!({"instance_id": "agent-1", "ttl_secs": 1}));
     let (status, body) =
-        allocator.post("/allocate", &json!({"service_type": "bulk", "lease": "session", "instance_id": "agent-1"}));
+        sb.post("/allocate", &json!({"service_type": "bulk", "lease": "session", "instance_id": "agent-1"}));
     assert_eq!(status, 200, "{body}");
     let lock_id = body["lock_id"].as_str().unwrap().to_string();
 
@@ -26,7 +24,7 @@ fn the_in_process_health_pass_ends_a_session_whose_heartbeat_stopped() {
     // can notice. Watch the state on disk, which the release rewrites.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = store::read_state(&allocator.state_dir()).unwrap();
+        let state = store::read_state(&sb.state_dir()).unwrap();
         if state.by_lock_id(&lock_id).is_none() {
             assert!(state.instances.is_empty(), "the expired instance goes with it");
             break;

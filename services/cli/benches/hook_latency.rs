@@ -7,21 +7,17 @@
 //!
 //!     cargo bench -p styxy --bench hook_latency
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-#[path = "../../../benches/percentiles.rs"]
-mod percentiles;
-use percentiles::report;
+use styxy_testkit::Sandbox;
+use styxy_testkit::percentiles::report;
 
 const RUNS: usize = 300;
 
-fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
+fn measure(sb: &Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -39,7 +35,7 @@ fn measure(sb: &common::Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
 }
 
 /// What `styxy hook EVENT` prints for `input`.
-fn answer(sb: &common::Sandbox, hook: &str, input: &str) -> String {
+fn answer(sb: &Sandbox, hook: &str, input: &str) -> String {
     let mut child =
         sb.styxy().args(["hook", hook]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run styxy");
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
@@ -65,8 +61,8 @@ fn bash(command: &str) -> serde_json::Value {
 }
 
 fn main() {
-    let sb = common::Sandbox::new();
-    let cwd = sb.dir.path().join("app");
+    let sb = Sandbox::new();
+    let cwd = sb.path().join("app");
     std::fs::create_dir_all(cwd.join(".git")).unwrap();
     let cwd = cwd.to_string_lossy().into_owned();
     let (a, b) = ("bench-session-a", "bench-session-b");

@@ -4,19 +4,15 @@
 //!
 //!     cargo bench -p styxy --bench list_latency
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-#[path = "../../../benches/percentiles.rs"]
-mod percentiles;
-use percentiles::report;
+use styxy_testkit::Sandbox;
+use styxy_testkit::percentiles::report;
 
 const RUNS: usize = 300;
 
-fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
+fn measure(sb: &Sandbox, args: &[&str]) -> Vec<Duration> {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -31,7 +27,7 @@ fn measure(sb: &common::Sandbox, args: &[&str]) -> Vec<Duration> {
 }
 
 fn main() {
-    let sb = common::Sandbox::new();
+    let sb = Sandbox::new();
     std::fs::write(sb.config_file(), "[service_types.bulk]\nrange = [21000, 21999]\n").unwrap();
     for i in 0..100 {
         sb.json(&["allocate", "-s", "bulk", "-n", &format!("svc{i}"), "--lease", "manual"]);

@@ -3,15 +3,13 @@
 //! (tests/hooks/*.reply.json) checked against the hook protocol's schema;
 //! and of `styxy hooks install | uninstall | status` on settings files.
 
-mod common;
-
-use common::{Sandbox, text};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use styxy_testkit::{Sandbox, text};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks");
 /// The api range of the sandbox: away from the ports other programs on a
@@ -213,7 +211,7 @@ fn quoted(command: &str) -> String {
 
 /// A project directory (a git repository) in the sandbox.
 fn project(sb: &Sandbox, name: &str) -> PathBuf {
-    let dir = sb.dir.path().join(name);
+    let dir = sb.path().join(name);
     std::fs::create_dir_all(dir.join(".git")).unwrap();
     dir
 }
@@ -249,11 +247,11 @@ fn two_sessions_one_port() {
     let (project_a, project_b) = (project(&sb, "app-a"), project(&sb, "app-b"));
     let (session_a, session_b) = ("5f0c7e1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d");
     let (instance_a, instance_b) = (format!("claude-{session_a}"), format!("claude-{session_b}"));
-    let fake_lib = sb.dir.path().join("libstyxy_preload.so");
+    let fake_lib = sb.path().join("libstyxy_preload.so");
     std::fs::write(&fake_lib, b"").unwrap();
 
     // Session A starts: registered, with its id in its Bash environment.
-    let env_a = sb.dir.path().join("env-a");
+    let env_a = sb.path().join("env-a");
     let start_a = fixture("session_start.json", &[("SESSION", session_a), ("CWD", &project_a.to_string_lossy())]);
     let mut c = sb.styxy();
     c.env("CLAUDE_ENV_FILE", &env_a).env("STYXY_PRELOAD_LIB", &fake_lib);
@@ -306,7 +304,7 @@ fn two_sessions_one_port() {
     // Session B starts and is told about A's port.
     let start_b = fixture("session_start.json", &[("SESSION", session_b), ("CWD", &project_b.to_string_lossy())]);
     let mut c = sb.styxy();
-    c.env("CLAUDE_ENV_FILE", sb.dir.path().join("env-b")).env("STYXY_PRELOAD_LIB", &fake_lib);
+    c.env("CLAUDE_ENV_FILE", sb.path().join("env-b")).env("STYXY_PRELOAD_LIB", &fake_lib);
     let r = reply(&hook(c, &["session-start"], start_b.as_bytes())).unwrap();
     validate("SessionStart", &r, None);
     golden("session_start_other.reply.json", &r, &vars);
@@ -539,7 +537,7 @@ fn backups(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn install_into_settings_with_other_hooks() {
     let sb = Sandbox::new();
-    let file = settings(sb.dir.path());
+    let file = settings(sb.path());
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     let original = "{\n  \"permissions\": {\"allow\": [\"Bash(npm test)\"]},\n  \"hooks\": {\n    \"PreToolUse\": [{\"matcher\": \"Bash\", \"hooks\": [{\"type\": \"command\", \"command\": \"~/bin/audit.sh\"}]}],\n    \"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"notify-send done\"}]}]\n  },\n  \"model\": \"opus\"\n}\n";
     std::fs::write(&file, original).unwrap();
@@ -600,7 +598,7 @@ fn install_into_settings_with_other_hooks() {
 #[test]
 fn install_creates_a_missing_file_and_rewrite_is_on_the_pre_tool_use_command() {
     let sb = Sandbox::new();
-    let project = sb.dir.path().join("app");
+    let project = sb.path().join("app");
     std::fs::create_dir_all(&project).unwrap();
     let mut c = sb.styxy();
     let o = c.current_dir(&project).args(["hooks", "install", "--project", "--rewrite"]).output().unwrap();
@@ -612,13 +610,13 @@ fn install_creates_a_missing_file_and_rewrite_is_on_the_pre_tool_use_command() {
     let start = installed["hooks"]["SessionStart"][0]["hooks"][0]["command"].as_str().unwrap();
     assert!(start.ends_with("hook session-start"), "{start}");
     assert!(backups(file.parent().unwrap()).is_empty(), "nothing to back up");
-    assert!(!settings(sb.dir.path()).exists(), "the user file is untouched");
+    assert!(!settings(sb.path()).exists(), "the user file is untouched");
 }
 
 #[test]
 fn install_refuses_invalid_json_and_changes_nothing() {
     let sb = Sandbox::new();
-    let file = settings(sb.dir.path());
+    let file = settings(sb.path());
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     let broken = "{\n  \"model\": \"opus\",\n  \"hooks\": {\n}\n";
     std::fs::write(&file, broken).unwrap();

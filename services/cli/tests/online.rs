@@ -1,10 +1,8 @@
 //! Black-box tests of `styxy` against a real allocator it starts itself on a
 //! temp socket.
 
-mod common;
-
-use common::{Sandbox, text};
 use std::time::{Duration, Instant};
+use styxy_testkit::{Sandbox, text};
 
 fn port_of(v: &serde_json::Value) -> u16 {
     v["port"].as_u64().expect("port") as u16
@@ -185,7 +183,7 @@ fn list_shows_a_hundred_allocations_in_json_and_table() {
 #[test]
 fn doctor_reports_a_healthy_user_setup() {
     let sb = Sandbox::new();
-    let lib = sb.dir.path().join("libstyxy_preload.so");
+    let lib = sb.path().join("libstyxy_preload.so");
     std::fs::write(&lib, b"stand-in").unwrap();
     let o = sb.styxy().env("STYXY_PRELOAD_LIB", &lib).args(["--json", "doctor"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("pure JSON");

@@ -18,10 +18,7 @@ use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Owner, now_millis};
 use styxy_observe::process;
 use styxy_core::store::{self, Store};
-
-#[path = "../../../benches/percentiles.rs"]
-mod percentiles;
-use percentiles::report;
+use styxy_testkit::percentiles::report;
 
 const ALLOCATIONS: usize = 1000;
 const PASSES: usize = 300;

@@ -1,18 +1,12 @@
 //! State store figures: `cargo bench -p styxy-core --bench store`.
 //! Prints percentiles; asserts nothing (timing goals are read, not enforced).
 
-#[path = "../tests/store_support/mod.rs"]
-mod store_support;
-
 use std::path::Path;
 use std::time::Instant;
-use store_support::{lock_id, put};
 use styxy_proto::model::Change;
 use styxy_core::store::{CompactionPolicy, Store};
-
-#[path = "../../../benches/percentiles.rs"]
-mod percentiles;
-use percentiles::report;
+use styxy_testkit::percentiles::report;
+use styxy_testkit::store::{lock_id, put};
 
 const CYCLES: usize = 100_000;
 /// Allocations held throughout, so snapshots have a realistic size.

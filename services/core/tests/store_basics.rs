@@ -1,13 +1,11 @@
 //! The store in normal operation: round trips, the writer lock, compaction,
 //! lock-free readers, the schema-1 fixture.
 
-mod store_support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use store_support::*;
+use styxy_testkit::store::*;
 use styxy_proto::model::{AutoType, Change, Instance, LeaseKind};
 use styxy_core::store::{self, BACKUPS_KEPT, CompactionPolicy, OpenReport, Store, StoreError};
 

@@ -3,13 +3,11 @@
 //! The test re-runs its own binary as the writer: with `CHILD_DIR` set, the
 //! test function commits in a loop and prints every acknowledged commit.
 
-mod store_support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use store_support::*;
+use styxy_testkit::store::*;
 use styxy_core::store::{CompactionPolicy, Store};
 
 const CHILD_DIR: &str = "STYXY_STORE_CRASH_CHILD_DIR";

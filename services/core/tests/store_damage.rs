@@ -1,12 +1,10 @@
 //! Damaged state directories: what the writer repairs, what it keeps aside,
 //! what lock-free readers report.
 
-mod store_support;
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use store_support::*;
+use styxy_testkit::store::*;
 use styxy_proto::model::SCHEMA_VERSION;
 use styxy_core::store::{self, CompactionPolicy, OpenReport, Store, StoreError};
 

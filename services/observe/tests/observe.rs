@@ -7,12 +7,13 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use styxy_proto::api::Listener;
 use styxy_observe::Observer;
 use styxy_cmdline::service_type::infer_service_type;
+use styxy_testkit::{as_user, ensure_user, free_port};
 
 const OTHER_USER: &str = "styxy-observe-test";
 
@@ -140,28 +141,6 @@ impl Drop for Reaped {
     }
 }
 
-fn ensure_user(name: &str) -> (u32, u32) {
-    let lookup = |name: &str| {
-        fs::read_to_string("/etc/passwd").unwrap().lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields[0] == name).then(|| (fields[2].parse().unwrap(), fields[3].parse().unwrap()))
-        })
-    };
-    if let Some(ids) = lookup(name) {
-        return ids;
-    }
-    let status = Command::new("useradd")
-        .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
-        .status()
-        .expect("run useradd");
-    // A parallel run may have created it meanwhile; the lookup decides.
-    lookup(name).unwrap_or_else(|| panic!("useradd {name} failed: {status}"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn wait_for_listener(observer: &mut Observer, port: u16, child: &mut Child) -> Listener {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -212,12 +191,8 @@ fn another_users_listener_has_their_uid_type_and_project_and_is_redacted_for_thi
         "127.0.0.1".into(),
     ];
     let mut child = Reaped(
-        Command::new("setpriv")
-            .arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .arg("--")
-            .args(&argv)
+        as_user(uid, gid, &argv[0])
+            .args(&argv[1..])
             .current_dir(&cwd)
             .env("HOME", "/nonexistent")
             .stdout(Stdio::null())

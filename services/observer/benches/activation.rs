@@ -15,11 +15,8 @@ use std::time::{Duration, Instant};
 
 use styxy_bus::Observer1Proxy;
 use styxy_bus::testing::PrivateBus;
+use styxy_testkit::percentiles::report;
 use zbus::fdo::DBusProxy;
-
-#[path = "../../../benches/percentiles.rs"]
-mod percentiles;
-use percentiles::report;
 
 fn main() {
     // SAFETY: no other thread exists yet. The observers the bus starts

@@ -1,5 +1,5 @@
-//! Helpers shared by the store tests; each test file uses a subset.
-#![allow(dead_code)]
+//! State-store fixtures: allocations, changes and the files of a state
+//! directory, for styxy-core's store tests and benchmark.
 
 use std::fs;
 use std::path::{Path, PathBuf};
