@@ -28,7 +28,8 @@ struct Args {
     /// User mode: per-user socket and state, no TCP unless --tcp is given.
     #[arg(long)]
     user: bool,
-    /// Unix socket path (default: by mode, see DESIGN.md §2).
+    /// Unix socket path (default: /run/styxy/api.sock, or with --user
+    /// $XDG_RUNTIME_DIR/styxy/api.sock).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// State directory (default: by mode).
