@@ -252,8 +252,9 @@ impl FakeAllocator {
     }
 
     fn will_grant(&self, port: u16, requested: u16) {
+        let holder = r#"{"uid":0,"pid":4242,"process":"python3","service_type":"api"}"#;
         *self.grant.lock().unwrap() = format!(
-            r#"{{"success":true,"port":{port},"lock_id":"lock-{port}","requested_port":{requested},"requested_port_holder":{{"uid":0,"pid":4242,"process":"python3","service_type":"api"}},"message":"ok"}}"#
+            r#"{{"success":true,"port":{port},"lock_id":"lock-{port}","requested_port":{requested},"requested_port_holder":{holder},"message":"ok"}}"#
         );
     }
 

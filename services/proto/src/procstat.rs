@@ -85,7 +85,8 @@ mod tests {
         ) {
             let mut line = b"4242 (".to_vec();
             line.extend_from_slice(&comm);
-            line.extend_from_slice(format!(") R {parent} 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 {start} 1000 50\n").as_bytes());
+            let fields = format!(") R {parent} 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 {start} 1000 50\n");
+            line.extend_from_slice(fields.as_bytes());
             let stat = StatFields::parse(&line).unwrap();
             proptest::prop_assert_eq!(stat.parent(), Some(parent));
             proptest::prop_assert_eq!(stat.start_time(), Some(start));
