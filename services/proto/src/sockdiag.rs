@@ -73,6 +73,8 @@ impl NlMsgHeader {
     }
 
     pub fn parse(buf: &[u8]) -> Option<Self> {
+        // One length check; the fields' offsets are then known in bounds.
+        let buf: &[u8; Self::LEN] = buf.get(..Self::LEN)?.try_into().ok()?;
         Some(NlMsgHeader {
             len: u32_at(buf, 0)?,
             kind: u16_at(buf, 4)?,
@@ -110,6 +112,7 @@ impl InetDiagSockId {
     }
 
     pub fn parse(buf: &[u8]) -> Option<Self> {
+        let buf: &[u8; Self::LEN] = buf.get(..Self::LEN)?.try_into().ok()?;
         Some(InetDiagSockId {
             sport: u16::from_be_bytes(take(buf, 0)?),
             dport: u16::from_be_bytes(take(buf, 2)?),
@@ -206,6 +209,7 @@ impl InetDiagMsg {
     }
 
     pub fn parse(buf: &[u8]) -> Option<Self> {
+        let buf: &[u8; Self::LEN] = buf.get(..Self::LEN)?.try_into().ok()?;
         let [family, state, timer, retrans] = take(buf, 0)?;
         Some(InetDiagMsg {
             family,
