@@ -196,7 +196,7 @@ fn is_us_or_ancestor(pid: u32) -> bool {
     false
 }
 
-/// The parent pid from /proc/<pid>/stat.
+/// The parent pid from /proc/PID/stat.
 fn parent_of(pid: u32) -> Option<u32> {
     let mut path = StackBuf::<32>::new();
     let _ = path.push(b"/proc/") && path.push_u32(pid) && path.push(b"/stat");
