@@ -277,6 +277,7 @@ fn receive(fd: c_int, buf: &mut [u8], deadline: u64) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn reads_port_lock_and_holder_from_an_allocate_answer() -> Result<(), &'static str> {
@@ -303,5 +304,100 @@ mod tests {
         assert!(!answer_complete(head));
         assert!(answer_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0123"));
         assert!(!answer_complete(b"HTTP/1.1 200 OK\r\n\r\n0123"));
+    }
+
+    /// A header line other than Content-Length.
+    fn other_header() -> impl Strategy<Value = String> {
+        ("[A-Za-z][A-Za-z-]{0,15}", "[ -~]{0,30}")
+            .prop_filter("not Content-Length", |(name, _)| !name.eq_ignore_ascii_case("content-length"))
+            .prop_map(|(name, value)| format!("{name}: {value}\r\n"))
+    }
+
+    /// Content-Length as servers spell it.
+    fn length_name() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just("Content-Length"), Just("content-length"), Just("CONTENT-LENGTH")]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Some((_, body)) = split_response(&bytes) {
+                prop_assert!(body.len() <= bytes.len());
+            }
+            let _ = answer_complete(&bytes);
+            let _ = parse_grant(&bytes);
+        }
+
+        #[test]
+        fn an_answer_splits_into_its_status_and_body(
+            status in 100u32..600,
+            reason in "[A-Za-z ]{0,20}",
+            headers in proptest::collection::vec(other_header(), 0..4),
+            length_name in length_name(),
+            length_at in 0usize..5,
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            trailing in proptest::collection::vec(any::<u8>(), 0..20),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+            for (i, header) in headers.iter().enumerate() {
+                if i == length_at {
+                    head.push_str(&format!("{length_name}: {}\r\n", body.len()));
+                }
+                head.push_str(header);
+            }
+            if length_at >= headers.len() {
+                head.push_str(&format!("{length_name}:{}\r\n", body.len()));
+            }
+            head.push_str("\r\n");
+            let answer = [head.as_bytes(), &body, &trailing].concat();
+            prop_assert_eq!(split_response(&answer), Some((status, body.as_slice())));
+            prop_assert!(answer_complete(&answer));
+            // An answer still arriving is neither complete nor split.
+            let partial = answer.get(..cut.index(head.len().saturating_add(body.len()))).unwrap_or_default();
+            prop_assert!(!answer_complete(partial));
+            prop_assert_eq!(split_response(partial), None);
+        }
+
+        #[test]
+        fn without_content_length_the_body_is_the_rest(
+            status in 100u32..600,
+            headers in proptest::collection::vec(other_header(), 0..4),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let head = format!("HTTP/1.0 {status} OK\r\n{}\r\n", headers.concat());
+            let answer = [head.as_bytes(), &body].concat();
+            prop_assert_eq!(split_response(&answer), Some((status, body.as_slice())));
+            prop_assert!(!answer_complete(&answer));
+        }
+
+        #[test]
+        fn a_grant_reads_back(
+            port in 1u16..,
+            lock_id in "[a-f0-9-]{0,36}",
+            holder in proptest::option::of((
+                "[a-z0-9 ._-]{0,70}",
+                "[a-z]{0,20}",
+                proptest::option::of(any::<u32>()),
+                "[a-z]{0,20}",
+            )),
+        ) {
+            // Absent or null, a holder reads as none.
+            let holder_json = holder.as_ref().map(|(process, user, pid, kind)| {
+                serde_json::json!({"uid": 0, "process": process, "user": user, "pid": pid, "service_type": kind})
+            });
+            let answer = serde_json::json!({
+                "success": true, "port": port, "lock_id": lock_id, "requested_port_holder": holder_json, "message": "ok"
+            });
+            let grant = parse_grant(serde_json::to_string(&answer)?.as_bytes());
+            let grant = grant.ok_or_else(|| TestCaseError::fail("no grant"))?;
+            prop_assert_eq!(grant.port, port);
+            prop_assert_eq!(grant.lock_id.as_bytes(), lock_id.as_bytes());
+            let text = |t: &Text| t.as_bytes().to_vec();
+            let clip = |t: &str| t.as_bytes().get(..NAME_CAP).unwrap_or(t.as_bytes()).to_vec();
+            let read = grant.holder.map(|h| (text(&h.process), text(&h.user), h.pid, text(&h.service_type)));
+            let sent = holder.as_ref().map(|(process, user, pid, kind)| (clip(process), clip(user), *pid, clip(kind)));
+            prop_assert_eq!(read, sent);
+        }
     }
 }

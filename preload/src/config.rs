@@ -20,7 +20,7 @@ pub struct CPath {
 }
 
 impl CPath {
-    fn new(path: &Path) -> Option<Self> {
+    pub fn new(path: &Path) -> Option<Self> {
         let raw = path.as_os_str().as_bytes();
         if raw.len() >= PATH_CAP || raw.contains(&0) {
             return None;
@@ -100,6 +100,6 @@ pub fn init() {
     };
     family::init();
     if CONFIG.set(config).is_ok() {
-        portmap::refresh();
+        portmap::init();
     }
 }

@@ -135,6 +135,7 @@ fn value_end(text: &[u8], at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn reads_top_level_members_and_skips_nested_values() {
@@ -160,5 +161,90 @@ mod tests {
         assert_eq!(as_u32(b"4294967296"), None);
         assert_eq!(as_u32(b"-1"), None);
         assert_eq!(as_u32(b""), None);
+    }
+
+    /// Any JSON value, nested a few levels.
+    fn any_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Whitespace JSON allows between tokens.
+    fn blank() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(" "), Just("\t"), Just("\r\n  ")]
+    }
+
+    /// What `copy_str` makes of a string serde_json wrote: the escaped
+    /// control characters become ' ' (the short escapes) or '?' (\uXXXX).
+    fn copied(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in text.chars() {
+            match c {
+                '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => out.push(b' '),
+                c if u32::from(c) < 0x20 => out.push(b'?'),
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in proptest::collection::vec(any::<u8>(), 0..200), cap in 0usize..80) {
+            let mut members = 0usize;
+            for_each_member(&text, |_, _| members = members.saturating_add(1));
+            prop_assert!(members <= text.len());
+            let mut out = vec![0u8; cap];
+            prop_assert!(copy_str(&text, &mut out).is_none_or(|n| n <= cap));
+            let _ = as_u32(&text);
+        }
+
+        #[test]
+        fn an_object_yields_its_members_raw_in_order(
+            members in proptest::collection::vec((any::<String>(), any_value(), blank(), blank()), 0..6),
+            pretty in any::<bool>(),
+        ) {
+            let mut text = String::from("{");
+            let mut expected = Vec::new();
+            for (i, (key, value, before, after)) in members.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                let key = serde_json::to_string(key)?;
+                let value = if pretty { serde_json::to_string_pretty(value)? } else { serde_json::to_string(value)? };
+                text.push_str(&format!("{before}{key}{after}:{before}{value}{after}"));
+                let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
+                expected.push((inner.as_bytes().to_vec(), value.into_bytes()));
+            }
+            text.push('}');
+            let mut seen = Vec::new();
+            prop_assert!(for_each_member(text.as_bytes(), |k, v| seen.push((k.to_vec(), v.to_vec()))));
+            prop_assert_eq!(seen, expected);
+        }
+
+        #[test]
+        fn numbers_and_strings_read_back(number in any::<u32>(), text in any::<String>(), cap in 0usize..80) {
+            prop_assert_eq!(as_u32(number.to_string().as_bytes()), Some(number));
+            let raw = serde_json::to_string(&text)?;
+            let mut out = vec![0u8; cap];
+            let written = copy_str(raw.as_bytes(), &mut out);
+            let mut expected = copied(&text);
+            expected.truncate(cap);
+            prop_assert_eq!(written, Some(expected.len()));
+            prop_assert_eq!(out.get(..expected.len()), Some(expected.as_slice()));
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The allocator's port map (docs/api.md, styxy_core::portmap): `ports.map`
+//! The allocator's port map (docs/api.md, styxy_proto::portmap): `ports.map`
 //! beside its socket, 65536 little-endian u32, entry = the pid that owns or
 //! asked for the allocation on that port (0 free, 0xFFFFFFFF no pid known).
 //! Mapped read-only, so a reserved port is seen as busy without a round trip.
@@ -10,44 +10,70 @@
 
 use crate::config::{self, CPath};
 use crate::sys::{self, StackBuf};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use styxy_proto::portmap::{ENTRIES, NO_PROCESS, SIZE};
+use styxy_proto::procstat::StatFields;
 
-const PORTS: usize = 1 << 16;
-const MAP_BYTES: usize = PORTS * 4;
-const HELD_WITHOUT_PID: u32 = u32::MAX;
 /// How often the hooks look for a new or replaced map file.
 const RECHECK_NS: u64 = 1_000_000_000;
 const MAX_ANCESTORS: usize = 64;
+// Every u16 port has its entry.
+const _: () = assert!(ENTRIES > u16::MAX as usize);
 
+/// The mapping lookups read (null: no map).
 static MAP: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
+/// A mapping `MAP` no longer points at, which a lookup that loaded it before
+/// may still be reading; unmapped once no lookup runs.
+static RETIRED: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
+/// Lookups between loading `MAP` and finishing their read.
+static READERS: AtomicUsize = AtomicUsize::new(0);
+/// Set while one thread refreshes (the others go on with the current map).
+static REFRESHING: AtomicBool = AtomicBool::new(false);
 static MAP_DEV: AtomicU64 = AtomicU64::new(0);
 static MAP_INO: AtomicU64 = AtomicU64::new(0);
 static NEXT_CHECK_NS: AtomicU64 = AtomicU64::new(0);
 
+/// Maps the port map at load time.
+pub fn init() {
+    // A fork copies the counters as they were, but only the forking thread:
+    // a lookup or refresh another thread was in never ends in the child.
+    // SAFETY: registers a handler that only stores to atomics.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    refresh();
+}
+
+extern "C" fn after_fork_in_child() {
+    READERS.store(0, Ordering::SeqCst);
+    REFRESHING.store(false, Ordering::Release);
+}
+
 /// Maps the first map file found beside a candidate socket (same order as
-/// the client tries them). A replaced file is mapped anew; an old mapping
-/// is left in place because another thread may be reading it.
+/// the client tries them). A replaced file is mapped anew and its old
+/// mapping unmapped once no lookup can be reading it.
 pub fn refresh() {
     let Some(config) = config::get() else {
         return;
     };
-    NEXT_CHECK_NS.store(sys::now_ns().saturating_add(RECHECK_NS), Ordering::Relaxed);
-    for path in config.port_maps.iter().flatten() {
-        if map_if_new(path) {
-            return;
-        }
+    if REFRESHING.swap(true, Ordering::Acquire) {
+        return;
     }
-    MAP.store(core::ptr::null_mut(), Ordering::Release);
+    NEXT_CHECK_NS.store(sys::now_ns().saturating_add(RECHECK_NS), Ordering::Relaxed);
+    unmap_retired_if_unread();
+    if !config.port_maps.iter().flatten().any(map_if_new) {
+        install(core::ptr::null_mut(), 0, 0);
+    }
+    REFRESHING.store(false, Ordering::Release);
 }
 
 /// Whether `path` is (now) the map in use; false when it is absent.
 fn map_if_new(path: &CPath) -> bool {
-    // SAFETY: zero is a valid stat buffer; path is NUL-terminated.
+    // SAFETY: zero is a valid stat buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is writable.
     if unsafe { libc::stat(path.as_cstr().as_ptr(), &mut st) } != 0 {
         return false;
     }
-    if usize::try_from(st.st_size).ok() != Some(MAP_BYTES) {
+    if usize::try_from(st.st_size).ok() != Some(SIZE) {
         return false;
     }
     let (dev, ino) = (st.st_dev, st.st_ino);
@@ -58,22 +84,60 @@ fn map_if_new(path: &CPath) -> bool {
         return true;
     }
     // SAFETY: open/mmap/close on a path we own nothing of; the mapping is
-    // read-only and never unmapped.
-    unsafe {
+    // read-only.
+    let map = unsafe {
         let fd = libc::open(path.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
             return false;
         }
-        let map = libc::mmap(core::ptr::null_mut(), MAP_BYTES, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        let map = libc::mmap(core::ptr::null_mut(), SIZE, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
         sys::close(fd);
-        if map == libc::MAP_FAILED {
-            return false;
-        }
-        MAP_DEV.store(dev, Ordering::Relaxed);
-        MAP_INO.store(ino, Ordering::Relaxed);
-        MAP.store(map.cast(), Ordering::Release);
+        map
+    };
+    if map == libc::MAP_FAILED {
+        return false;
+    }
+    if !install(map.cast(), dev, ino) {
+        unmap(map.cast());
     }
     true
+}
+
+/// Points lookups at `map` (null: none), the file `dev`/`ino`. The mapping
+/// it replaces is unmapped at once when no lookup runs, else retired until
+/// the next refresh. False, changing nothing, while an older retired mapping
+/// still has a reader: then the current map stays until the next check, and
+/// at most two mappings ever exist.
+fn install(map: *mut u32, dev: u64, ino: u64) -> bool {
+    if !RETIRED.load(Ordering::Acquire).is_null() {
+        return false;
+    }
+    MAP_DEV.store(dev, Ordering::Relaxed);
+    MAP_INO.store(ino, Ordering::Relaxed);
+    // SeqCst here and in `entry`: either this load sees the lookup's
+    // increment, or the lookup's load of MAP sees the new pointer.
+    let old = MAP.swap(map, Ordering::SeqCst);
+    if !old.is_null() {
+        RETIRED.store(old, Ordering::Release);
+        unmap_retired_if_unread();
+    }
+    true
+}
+
+/// Unmaps the retired mapping when no lookup runs: any lookup that starts
+/// later loads the current MAP.
+fn unmap_retired_if_unread() {
+    let retired = RETIRED.load(Ordering::Acquire);
+    if !retired.is_null() && READERS.load(Ordering::SeqCst) == 0 {
+        unmap(retired);
+        RETIRED.store(core::ptr::null_mut(), Ordering::Release);
+    }
+}
+
+fn unmap(map: *mut u32) {
+    // SAFETY: `map` is a mapping of SIZE bytes this module made and no
+    // lookup can reach any more.
+    unsafe { libc::munmap(map.cast(), SIZE) };
 }
 
 fn refresh_if_due() {
@@ -90,13 +154,19 @@ fn refresh_if_due() {
 
 /// The map's entry for `port` (0 when there is no map).
 fn entry(port: u16) -> u32 {
-    let map = MAP.load(Ordering::Acquire);
-    if map.is_null() {
-        return 0;
-    }
-    // SAFETY: the mapping holds PORTS u32 and is never unmapped; volatile
-    // because the allocator rewrites it underneath us.
-    u32::from_le(unsafe { map.add(usize::from(port)).read_volatile() })
+    READERS.fetch_add(1, Ordering::SeqCst);
+    let map = MAP.load(Ordering::SeqCst);
+    let value = if map.is_null() {
+        0
+    } else {
+        // SAFETY: the mapping holds ENTRIES u32 and stays mapped while
+        // READERS counts this lookup; volatile because the allocator
+        // rewrites it underneath us.
+        u32::from_le(unsafe { map.add(usize::from(port)).read_volatile() })
+    };
+    // Release: the read above happens before a refresh that sees the count drop.
+    READERS.fetch_sub(1, Ordering::Release);
+    value
 }
 
 /// Whether the allocator has handed `port` to another owner.
@@ -104,7 +174,7 @@ pub fn held_by_other(port: u16) -> bool {
     refresh_if_due();
     match entry(port) {
         0 => false,
-        HELD_WITHOUT_PID => true,
+        NO_PROCESS => true,
         owner => !is_us_or_ancestor(owner) && sys::process_exists(owner),
     }
 }
@@ -126,14 +196,83 @@ fn is_us_or_ancestor(pid: u32) -> bool {
     false
 }
 
-/// The parent pid from /proc/<pid>/stat (field 4, after the last ')').
+/// The parent pid from /proc/PID/stat.
 fn parent_of(pid: u32) -> Option<u32> {
     let mut path = StackBuf::<32>::new();
     let _ = path.push(b"/proc/") && path.push_u32(pid) && path.push(b"/stat");
     let mut buf = [0u8; 512];
-    let stat = sys::read_file(path.as_cstr()?, &mut buf)?;
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let mut fields = stat.get(close.checked_add(2)?..)?.split(|&b| b == b' ');
-    let _state = fields.next()?;
-    sys::parse_u32(fields.next()?)
+    StatFields::parse(sys::read_file(path.as_cstr()?, &mut buf)?)?.parent()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    const PORT: u16 = 40000;
+
+    /// Writes a map whose entry for PORT is `owner`, in place of the old file.
+    fn replace_map(dir: &Path, owner: u32) -> std::io::Result<()> {
+        let mut map = vec![0u8; SIZE];
+        let entry = map.chunks_exact_mut(4).nth(usize::from(PORT)).ok_or(std::io::ErrorKind::InvalidInput)?;
+        entry.copy_from_slice(&owner.to_le_bytes());
+        std::fs::write(dir.join("next.map"), map)?;
+        std::fs::rename(dir.join("next.map"), dir.join("ports.map"))
+    }
+
+    fn mappings_of(dir: &Path) -> std::io::Result<usize> {
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let dir = dir.to_string_lossy();
+        Ok(maps.lines().filter(|line| line.contains(&*dir)).count())
+    }
+
+    #[test]
+    fn a_replaced_map_is_unmapped_without_pulling_it_from_under_a_reader() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = CPath::new(&dir.path().join("ports.map")).ok_or("path too long")?;
+        replace_map(dir.path(), 1)?;
+        assert!(map_if_new(&path));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut lookups = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let owner = entry(PORT);
+                        assert!((1..=2).contains(&owner), "entry {owner}");
+                        lookups += 1;
+                    }
+                    lookups
+                })
+            })
+            .collect();
+        for round in 0..200 {
+            replace_map(dir.path(), 1 + round % 2)?;
+            assert!(map_if_new(&path));
+            unmap_retired_if_unread();
+            let mapped = mappings_of(dir.path())?;
+            assert!(mapped <= 2, "round {round}: {mapped} mappings");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.join().map_err(|_| "a reader failed")? > 0);
+        }
+        // A replacement that met a reader in the retired map was put off;
+        // with no reader left the next check takes the file.
+        unmap_retired_if_unread();
+        assert!(map_if_new(&path));
+        assert_eq!(mappings_of(dir.path())?, 1);
+        assert_eq!(entry(PORT), 2);
+
+        std::fs::remove_file(dir.path().join("ports.map"))?;
+        assert!(!map_if_new(&path));
+        assert!(install(core::ptr::null_mut(), 0, 0));
+        assert_eq!(mappings_of(dir.path())?, 0);
+        assert_eq!(entry(PORT), 0);
+        Ok(())
+    }
 }

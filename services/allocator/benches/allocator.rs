@@ -106,12 +106,11 @@ fn concurrent(server: &Server, clients: usize, each: usize) -> (f64, usize) {
     (ports.len() as f64 / elapsed.as_secs_f64(), ports.len() - unique.len())
 }
 
+/// utime + stime (fields 14 and 15 of /proc/PID/stat).
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let line = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    styxy_proto::procstat::StatFields::parse(&line)
+        .map_or(0, |stat| stat.number(14).unwrap_or(0) + stat.number(15).unwrap_or(0))
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {

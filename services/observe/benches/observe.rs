@@ -1,6 +1,6 @@
 //! Observer timings with many listening sockets open.
 //!
-//! `cargo bench -p styxy-core --bench observe` opens STYXY_BENCH_LISTENERS
+//! `cargo bench -p styxy-observe --bench observe` opens STYXY_BENCH_LISTENERS
 //! (default 1000) listeners in this process and prints percentiles of the raw
 //! sock_diag dump, the enriched listing (warm caches and cold), and a
 //! per-port lookup. With STYXY_BENCH_LISTENERS=0 it observes whatever the

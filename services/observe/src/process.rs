@@ -5,22 +5,16 @@ use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
 
+use styxy_proto::procstat::StatFields;
+
 /// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
-    with_stat(pid, parse_start_time)
+    with_stat(pid, |stat| stat.start_time())
 }
 
-/// Calls `parse` on the /proc/PID/stat line.
-fn with_stat<T>(pid: u32, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
-    parse(std::str::from_utf8(&read_proc(pid, "stat")?).ok()?)
-}
-
-/// Field 22 of a /proc/PID/stat line. The command name (field 2) may contain
-/// spaces and parentheses, so fields are counted after the last ')'.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After ')' come field 3 (state) onwards; start time is field 22.
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+/// Calls `parse` on the fields of the /proc/PID/stat line.
+fn with_stat<T>(pid: u32, parse: impl FnOnce(StatFields<'_>) -> Option<T>) -> Option<T> {
+    parse(StatFields::parse(&read_proc(pid, "stat")?)?)
 }
 
 /// True when `pid` runs and is the same process that had `start_time`. A
@@ -33,13 +27,7 @@ pub fn is_alive(pid: u32, start: Option<u64>) -> bool {
 /// zombie included). One read of /proc/PID/stat, so state and start time
 /// describe the same process.
 pub fn running_start_time(pid: u32) -> Option<u64> {
-    with_stat(pid, |stat| {
-        let running = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X");
-        running.then(|| parse_start_time(stat)).flatten()
-    })
+    with_stat(pid, |stat| stat.running().then(|| stat.start_time()).flatten())
 }
 
 /// Real uid of `pid` (the owner of /proc/PID).
@@ -50,10 +38,7 @@ pub fn uid_of(pid: u32) -> Option<u32> {
 
 /// Parent pid of `pid` (field 4 of /proc/PID/stat).
 pub fn parent_of(pid: u32) -> Option<u32> {
-    with_stat(pid, |stat| {
-        let rest = &stat[stat.rfind(')')? + 1..];
-        rest.split_ascii_whitespace().nth(1)?.parse().ok()
-    })
+    with_stat(pid, |stat| stat.parent())
 }
 
 /// The bytes of /proc/PID/`file`. Such files report size 0, so `fs::read`
@@ -150,12 +135,6 @@ fn lookup_user(uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_time_survives_odd_command_names() {
-        let line = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
-        assert_eq!(parse_start_time(line), Some(987654));
-    }
 
     #[test]
     fn own_process_is_alive_and_a_wrong_start_time_is_not() {

@@ -7,72 +7,19 @@
 //! The request is the original inet_diag one (`TCPDIAG_GETSOCK`), which the
 //! kernel answers for IPv4 and IPv6 in one walk of its listening table; the
 //! newer `SOCK_DIAG_BY_FAMILY` takes a walk per family, and the walk is
-//! what a per-port query costs.
+//! what a per-port query costs. The bytes go through
+//! [`styxy_proto::sockdiag`], the wire layer the preload uses too.
 
 use std::io;
-use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use styxy_proto::sockdiag::{self, Batch, InetDiagReq, InetDiagSockId, Malformed, Socket, TCPF_LISTEN};
+
 use super::ObserveError;
 
-/// Request type of a TCP dump over every address family (linux/inet_diag.h);
-/// the answers carry the same type.
-const TCPDIAG_GETSOCK: u16 = 18;
-/// `TCP_LISTEN` in the kernel's TCP state numbering, as a state mask bit.
-const TCPF_LISTEN: u32 = 1 << 10;
 /// Room for many answers per `recv`; the kernel fills what the buffer allows.
 const RECV_BUFFER: usize = 64 * 1024;
-
-/// `struct inet_diag_sockid` (linux/inet_diag.h). Ports and addresses are in
-/// network byte order.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct InetDiagSockId {
-    sport: u16,
-    dport: u16,
-    src: [u32; 4],
-    dst: [u32; 4],
-    interface: u32,
-    cookie: [u32; 2],
-}
-
-/// `struct inet_diag_req`: the family field is ignored by dumps, which
-/// cover every family.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct InetDiagReq {
-    family: u8,
-    src_len: u8,
-    dst_len: u8,
-    ext: u8,
-    id: InetDiagSockId,
-    states: u32,
-    dbs: u32,
-}
-
-/// `struct inet_diag_msg`: one socket in the answer.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct InetDiagMsg {
-    family: u8,
-    state: u8,
-    timer: u8,
-    retrans: u8,
-    id: InetDiagSockId,
-    expires: u32,
-    rqueue: u32,
-    wqueue: u32,
-    uid: u32,
-    inode: u32,
-}
-
-/// A request as sent: header and body, laid out contiguously.
-#[repr(C)]
-struct DumpRequest {
-    header: libc::nlmsghdr,
-    body: InetDiagReq,
-}
 
 /// A listening TCP socket as the kernel reports it, before any /proc lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,36 +113,17 @@ impl SockDiag {
     }
 
     fn send_request(&self, port: u16) -> Result<(), ObserveError> {
-        // SAFETY: nlmsghdr is plain data; all-zero is a valid value.
-        let mut header: libc::nlmsghdr = unsafe { std::mem::zeroed() };
-        header.nlmsg_len = size_of::<DumpRequest>() as u32;
-        header.nlmsg_type = TCPDIAG_GETSOCK;
-        header.nlmsg_flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-        header.nlmsg_seq = self.sequence;
-        let request = DumpRequest {
-            header,
-            body: InetDiagReq {
-                family: libc::AF_INET as u8,
-                states: TCPF_LISTEN,
-                id: InetDiagSockId { sport: port.to_be(), ..InetDiagSockId::default() },
-                ..InetDiagReq::default()
-            },
+        // The family is ignored: a TCPDIAG_GETSOCK dump covers both.
+        let body = InetDiagReq {
+            family: libc::AF_INET as u8,
+            states: TCPF_LISTEN,
+            id: InetDiagSockId { sport: port, ..InetDiagSockId::default() },
+            ..InetDiagReq::default()
         };
-        // SAFETY: sockaddr_nl is plain data; zero pid addresses the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: both pointers reference live values of the sizes passed.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                (&request as *const DumpRequest).cast(),
-                size_of::<DumpRequest>(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
+        let mut buf = [0u8; sockdiag::MAX_REQUEST_LEN];
+        let request = sockdiag::encode_dump(&mut buf, self.sequence, &body, None)
+            .ok_or_else(|| ObserveError::Malformed("request longer than its buffer".into()))?;
+        if !sockdiag::send_to_kernel(self.fd.as_raw_fd(), request) {
             return Err(netlink_error("sendto"));
         }
         Ok(())
@@ -216,66 +144,30 @@ impl SockDiag {
     }
 }
 
-/// What one `recv` worth of netlink messages says about the dump.
-#[derive(Debug, PartialEq, Eq)]
-enum Batch {
-    More,
-    Done,
-    Failed(i32),
-}
-
 /// Walks the netlink messages of one datagram, appending listeners. Messages of
 /// another sequence (left over from an interrupted earlier dump) are skipped.
-fn parse_batch(mut bytes: &[u8], sequence: u32, found: &mut Vec<RawListener>) -> Result<Batch, ObserveError> {
-    const HEADER: usize = size_of::<libc::nlmsghdr>();
-    while bytes.len() >= HEADER {
-        // SAFETY: at least HEADER bytes remain; read_unaligned has no alignment needs.
-        let header: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        let len = header.nlmsg_len as usize;
-        if len < HEADER || len > bytes.len() {
-            return Err(ObserveError::Malformed(format!("message length {len} with {} bytes left", bytes.len())));
-        }
-        let payload = &bytes[HEADER..len];
-        if header.nlmsg_seq == sequence {
-            match header.nlmsg_type as i32 {
-                libc::NLMSG_DONE => return Ok(Batch::Done),
-                libc::NLMSG_ERROR => {
-                    // nlmsgerr starts with a negative errno; 0 is an acknowledgement.
-                    let errno = payload
-                        .get(..4)
-                        .map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .ok_or_else(|| ObserveError::Malformed("short NLMSG_ERROR".into()))?;
-                    return Ok(if errno == 0 { Batch::Done } else { Batch::Failed(errno) });
-                }
-                t if t == i32::from(TCPDIAG_GETSOCK) => found.push(parse_socket(payload)?),
-                _ => {}
-            }
-        }
-        // Messages are padded to 4-byte boundaries.
-        let next = (len + 3) & !3;
-        bytes = &bytes[next.min(bytes.len())..];
-    }
-    Ok(Batch::More)
+fn parse_batch(bytes: &[u8], sequence: u32, found: &mut Vec<RawListener>) -> Result<Batch, ObserveError> {
+    sockdiag::parse_batch(bytes, sequence, |socket| {
+        found.push(listener(socket)?);
+        Ok(())
+    })
 }
 
-fn parse_socket(payload: &[u8]) -> Result<RawListener, ObserveError> {
-    if payload.len() < size_of::<InetDiagMsg>() {
-        return Err(ObserveError::Malformed(format!("inet_diag_msg of {} bytes", payload.len())));
-    }
-    // SAFETY: the length was checked; read_unaligned has no alignment needs.
-    let msg: InetDiagMsg = unsafe { std::ptr::read_unaligned(payload.as_ptr().cast()) };
-    // The words hold the address bytes in network order, so their in-memory
-    // bytes (native order) are the address.
-    let mut octets = [0u8; 16];
-    for (chunk, word) in octets.chunks_exact_mut(4).zip(msg.id.src) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
+fn listener(socket: Socket<'_>) -> Result<RawListener, ObserveError> {
+    let msg = socket.msg;
+    let [a, b, c, d, ..] = msg.id.src;
     let address = match i32::from(msg.family) {
-        libc::AF_INET => IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])),
-        libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(octets)),
+        libc::AF_INET => IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(msg.id.src)),
         other => return Err(ObserveError::Malformed(format!("address family {other}"))),
     };
-    Ok(RawListener { address, port: u16::from_be(msg.id.sport), uid: msg.uid, inode: u64::from(msg.inode) })
+    Ok(RawListener { address, port: msg.id.sport, uid: msg.uid, inode: u64::from(msg.inode) })
+}
+
+impl From<Malformed> for ObserveError {
+    fn from(malformed: Malformed) -> Self {
+        ObserveError::Malformed(malformed.to_string())
+    }
 }
 
 fn netlink_error(operation: &'static str) -> ObserveError {
@@ -285,6 +177,7 @@ fn netlink_error(operation: &'static str) -> ObserveError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use styxy_proto::sockdiag::{InetDiagMsg, TCPDIAG_GETSOCK};
 
     fn message(kind: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {
         let len = size_of::<libc::nlmsghdr>() + payload.len();
@@ -300,25 +193,17 @@ mod tests {
     }
 
     fn socket_payload(family: u8, address: [u8; 16], port: u16, uid: u32, inode: u32) -> Vec<u8> {
-        let mut src = [0u32; 4];
-        for (word, chunk) in src.iter_mut().zip(address.chunks_exact(4)) {
-            *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
         let msg = InetDiagMsg {
             family,
             state: 10,
-            timer: 0,
-            retrans: 0,
-            id: InetDiagSockId { sport: port.to_be(), src, ..InetDiagSockId::default() },
-            expires: 0,
-            rqueue: 0,
-            wqueue: 0,
+            id: InetDiagSockId { sport: port, src: address, ..InetDiagSockId::default() },
             uid,
             inode,
+            ..InetDiagMsg::default()
         };
-        // SAFETY: InetDiagMsg is plain data without padding.
-        unsafe { std::slice::from_raw_parts((&msg as *const InetDiagMsg).cast::<u8>(), size_of::<InetDiagMsg>()) }
-            .to_vec()
+        let mut payload = vec![0; InetDiagMsg::LEN];
+        msg.emit(&mut payload).unwrap();
+        payload
     }
 
     #[test]
