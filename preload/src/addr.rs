@@ -56,8 +56,8 @@ impl InetAddr {
         if addr.is_null() {
             return None;
         }
-        // SAFETY: at least a sa_family_t is readable when len allows it.
         let family = if usize::try_from(len).ok()? >= size_of::<libc::sa_family_t>() {
+            // SAFETY: `addr` is not null and `len` covers a sa_family_t (the caller's contract).
             c_int::from(unsafe { (*addr).sa_family })
         } else {
             return None;

@@ -1,5 +1,5 @@
 //! styxy-preload: an `LD_PRELOAD` library that moves a TCP server whose port
-//! is busy to a free one, "bind first, ask later" (DESIGN.md §6).
+//! is busy to a free one, "bind first, ask later" (docs/design.md, "The preload path").
 //!
 //! `bind` and `listen` are interposed. Only inet `SOCK_STREAM` sockets on
 //! ports ≥ 1024 ever move; everything else goes straight to the real call.

@@ -6,6 +6,7 @@
 //!
 //! The library reads its environment when it is loaded, before `main`, so the
 //! test runs itself again with a sandbox's environment and checks in there.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -6,6 +6,7 @@
 //! `cargo bench -p styxy-allocator --bench allocator`
 //! To compare with another server speaking the original HTTP API on TCP in
 //! the same run: `STYXY_BENCH_COMPARE=127.0.0.1:9876 STYXY_BENCH_TOKEN=...`.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

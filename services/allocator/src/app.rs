@@ -14,20 +14,20 @@ use std::time::{Duration, Instant};
 use styxy_bus::daemon::Activity;
 use styxy_bus::wire::ListenerRecord;
 use styxy_bus::{AllocatorBackend, Observer1Proxy};
+use styxy_core::config::Config;
+use styxy_core::engine::Engine;
+use styxy_core::health::{self, Listening, Released, Report};
+use styxy_core::host::RealHost;
+use styxy_core::recovery::Outcome;
+use styxy_observe::process;
+use styxy_observe::sockdiag::SockDiag;
+use styxy_observe::{ObserveError, Observer};
 use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, Listener, ReleaseResponse,
 };
-use styxy_core::config::Config;
-use styxy_core::engine::Engine;
 use styxy_proto::caller::Caller;
 use styxy_proto::error::ApiError;
-use styxy_core::health::{self, Listening, Released, Report};
-use styxy_core::host::RealHost;
 use styxy_proto::model::{Allocation, LeaseKind, now_millis};
-use styxy_observe::sockdiag::SockDiag;
-use styxy_observe::{ObserveError, Observer};
-use styxy_observe::process;
-use styxy_core::recovery::Outcome;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
@@ -202,9 +202,8 @@ impl App {
         who: &Caller,
         query: impl FnOnce(&mut Observer) -> Result<Vec<Listener>, ObserveError>,
     ) -> Result<Vec<Listener>, ApiError> {
-        let unavailable = |e: ObserveError| {
-            ApiError::new(ErrorCode::Unavailable, format!("cannot list the kernel's sockets: {e}"))
-        };
+        let unavailable =
+            |e: ObserveError| ApiError::new(ErrorCode::Unavailable, format!("cannot list the kernel's sockets: {e}"));
         let mut guard = self.observer.lock().unwrap_or_else(|e| e.into_inner());
         let observer = match &mut *guard {
             Some(o) => o,
@@ -219,11 +218,7 @@ impl App {
 
     /// Allocates for `who` (HTTP and bus alike): watches a process owner,
     /// names the holder of a busy requested port, counts and logs.
-    pub async fn allocate(
-        self: &Arc<Self>,
-        who: &Caller,
-        req: &AllocateRequest,
-    ) -> Result<AllocateResponse, ApiError> {
+    pub async fn allocate(self: &Arc<Self>, who: &Caller, req: &AllocateRequest) -> Result<AllocateResponse, ApiError> {
         let (mut r, watch) = {
             let mut engine = self.engine();
             let r = engine.allocate(req, who)?;

@@ -18,9 +18,9 @@ use styxy_bus::daemon::Notifier;
 use styxy_core::config::Config;
 use styxy_core::engine::Engine;
 use styxy_core::host::RealHost;
-use styxy_proto::paths;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
+use styxy_proto::paths;
 
 #[derive(Parser, Debug)]
 #[command(name = "styxy-allocator", version, about = "Styxy's port allocator (HTTP API)")]

@@ -14,6 +14,7 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use styxy_core::engine::parse_port;
 use styxy_proto::api::{
     AllocationsResponse, AuditResponse, CheckResponse, CircuitBreakersResponse, CleanupRequest, CleanupResponse,
     ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstancesResponse,
@@ -21,7 +22,6 @@ use styxy_proto::api::{
     ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest, RegisterInstanceResponse,
     ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse, TokenResponse, UndoAutoTypeResponse,
 };
-use styxy_core::engine::parse_port;
 use styxy_proto::caller::Caller;
 use styxy_proto::error::{ApiError, printable};
 use styxy_proto::model::now_millis;

@@ -1,4 +1,5 @@
 //! Black-box tests: the real allocator binary on a temporary socket.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

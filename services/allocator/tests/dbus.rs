@@ -1,6 +1,7 @@
 //! The system-mode allocator on a private bus: org.styxy.Allocator1 through
 //! its proxy, signals, health reports, and /observe answered by
 //! org.styxy.Observer1.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The API served inside this test's process: [`serve`] on a temporary
 //! socket for an [`App`] built here, so the routes are exercised without
 //! the binary (blackbox.rs starts the real one: the user's view).
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use styxy_core::health::{Released, Report};
+use styxy_core::recovery::Outcome;
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_proto::caller::Caller;
 use styxy_proto::error::ApiError;
-use styxy_core::health::{Released, Report};
-use styxy_core::recovery::Outcome;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedVariant, interface};
@@ -52,7 +52,7 @@ impl<B: AllocatorBackend> AllocatorService<B> {
 }
 
 /// Styxy's port allocator: hands out TCP ports by service type and
-/// remembers who holds them. Errors are named org.styxy.Error.<Code>
+/// remembers who holds them. Errors are named `org.styxy.Error.<Code>`
 /// (InvalidField, RangeExhausted, NotFound, Forbidden, ...).
 #[interface(
     name = "org.styxy.Allocator1",

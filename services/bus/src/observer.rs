@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use styxy_proto::api::{ErrorCode, Listener};
 use styxy_core::config::Config;
 use styxy_core::engine;
 use styxy_core::host::RealHost;
-use styxy_observe::{ObserveError, Observer};
 use styxy_core::store;
+use styxy_observe::{ObserveError, Observer};
+use styxy_proto::api::{ErrorCode, Listener};
 use zbus::message::Header;
 use zbus::{Connection, interface};
 

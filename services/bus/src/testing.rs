@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
 use styxy_core::engine::Engine;
-use styxy_proto::caller::Caller;
-use styxy_proto::error::ApiError;
 use styxy_core::health::{Released, Report};
 use styxy_core::recovery::Outcome;
+use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ReleaseResponse};
+use styxy_proto::caller::Caller;
+use styxy_proto::error::ApiError;
 use zbus::Connection;
 
 use crate::daemon::Activity;

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use styxy_proto::api::{AllocateRequest, AllocationView, Listener};
 use styxy_core::health::{Failure, Finding, Released, Report};
+use styxy_proto::api::{AllocateRequest, AllocationView, Listener};
 use styxy_proto::model::{LeaseKind, Source};
 use zbus::{OwnedVariant, Type};
 

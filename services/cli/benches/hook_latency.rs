@@ -6,6 +6,7 @@
 //! --version` is the baseline: process start-up alone.
 //!
 //!     cargo bench -p styxy --bench hook_latency
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::io::Write;
 use std::net::TcpListener;

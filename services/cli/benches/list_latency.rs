@@ -3,6 +3,7 @@
 //! baseline: process start-up alone.
 //!
 //!     cargo bench -p styxy --bench list_latency
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

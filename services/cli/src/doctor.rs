@@ -9,9 +9,9 @@ use crate::table::{Table, span};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
+use styxy_core::config::Config;
 use styxy_proto::api::{ObservePortResponse, StatusResponse};
 use styxy_proto::client::{Client, Method};
-use styxy_core::config::Config;
 use styxy_proto::paths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -2,6 +2,7 @@
 //! (tests/hooks/*.json) against a real allocator, with golden replies
 //! (tests/hooks/*.reply.json) checked against the hook protocol's schema;
 //! and of `styxy hooks install | uninstall | status` on settings files.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use serde_json::{Value, json};
 use std::io::{Read, Write};

@@ -1,6 +1,7 @@
 //! Black-box tests of the `styxy` binary that need no allocator: help,
 //! completions, the man page, usage errors, an unreachable allocator, `run`
 //! without an allocator, `shell-init`, `config validate`.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

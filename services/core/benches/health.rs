@@ -8,6 +8,7 @@
 //! listened on (by this process, same uid), so every check goes the whole
 //! way: /proc/PID/stat of the owner, then the listener lookup. Prints
 //! percentiles; asserts nothing.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
@@ -15,9 +16,9 @@ use std::time::Instant;
 
 use styxy_core::health::{self, Listening};
 use styxy_core::host::RealHost;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Owner, now_millis};
-use styxy_observe::process;
 use styxy_core::store::{self, Store};
+use styxy_observe::process;
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner, now_millis};
 use styxy_testkit::percentiles::report;
 
 const ALLOCATIONS: usize = 1000;

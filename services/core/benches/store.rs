@@ -3,8 +3,8 @@
 
 use std::path::Path;
 use std::time::Instant;
-use styxy_proto::model::Change;
 use styxy_core::store::{CompactionPolicy, Store};
+use styxy_proto::model::Change;
 use styxy_testkit::percentiles::report;
 use styxy_testkit::store::{lock_id, put};
 

@@ -67,12 +67,12 @@ use merge::{Merged, parse_layer, read_layers};
 use schema::check_layer;
 // The service types and auto-allocation settings are also what `GET /config`
 // shows, so their one definition is in the wire contract.
-pub use styxy_proto::api::{AutoAllocation, InstanceBehavior, Placement, Rule, ServiceType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+pub use styxy_proto::api::{AutoAllocation, InstanceBehavior, Placement, Rule, ServiceType};
 use styxy_proto::model::AutoType;
 use styxy_proto::paths;
 use toml::Value;

@@ -36,6 +36,7 @@ pub struct PortMap {
 
 // SAFETY: the mapping is only accessed through atomics.
 unsafe impl Send for PortMap {}
+// SAFETY: as for Send: shared references only load and store atomics.
 unsafe impl Sync for PortMap {}
 
 pub fn entry_for(a: &Allocation) -> u32 {

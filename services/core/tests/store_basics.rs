@@ -5,9 +5,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use styxy_testkit::store::*;
-use styxy_proto::model::{AutoType, Change, Instance, LeaseKind};
 use styxy_core::store::{self, BACKUPS_KEPT, CompactionPolicy, OpenReport, Store, StoreError};
+use styxy_proto::model::{AutoType, Change, Instance, LeaseKind};
+use styxy_testkit::store::*;
 
 fn small_policy(max_records: usize) -> CompactionPolicy {
     CompactionPolicy { max_records, max_bytes: u64::MAX }

@@ -2,13 +2,14 @@
 //!
 //! The test re-runs its own binary as the writer: with `CHILD_DIR` set, the
 //! test function commits in a loop and prints every acknowledged commit.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use styxy_testkit::store::*;
 use styxy_core::store::{CompactionPolicy, Store};
+use styxy_testkit::store::*;
 
 const CHILD_DIR: &str = "STYXY_STORE_CRASH_CHILD_DIR";
 const TEST_NAME: &str = "acknowledged_commits_survive_sigkill";

@@ -1,12 +1,13 @@
 //! Damaged state directories: what the writer repairs, what it keeps aside,
 //! what lock-free readers report.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use styxy_testkit::store::*;
-use styxy_proto::model::SCHEMA_VERSION;
 use styxy_core::store::{self, CompactionPolicy, OpenReport, Store, StoreError};
+use styxy_proto::model::SCHEMA_VERSION;
+use styxy_testkit::store::*;
 
 /// Commits one allocation per port in `ports`, compacting every `every` records.
 fn populate(dir: &Path, every: usize, ports: impl IntoIterator<Item = u16>) {

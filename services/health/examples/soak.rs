@@ -19,6 +19,7 @@
 //! STYXY_SOAK_ALLOCATIONS (200), STYXY_BIN_DIR (where styxy-allocator and
 //! styxy-health are; default: beside this example's directory).
 //! Exits 1 when a figure is missed.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};

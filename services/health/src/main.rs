@@ -17,8 +17,8 @@ use clap::Parser;
 use styxy_bus::{Allocator1Proxy, wire};
 use styxy_core::health::{self, Failure, Listening, Released, Report};
 use styxy_core::host::RealHost;
-use styxy_proto::model::now_millis;
 use styxy_core::store;
+use styxy_proto::model::now_millis;
 use styxy_proto::paths;
 
 #[derive(Parser, Debug)]

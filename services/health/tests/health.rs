@@ -1,17 +1,18 @@
 //! styxy-health as its timer runs it: reads the state beside the writer,
 //! logs its decisions, reports to org.styxy.Allocator1.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::path::Path;
 use std::process::Command;
 
 use styxy_bus::testing::{EngineBackend, PrivateBus};
-use styxy_proto::api::AllocateRequest;
 use styxy_core::config::Config;
 use styxy_core::engine::Engine;
-use styxy_proto::caller::Caller;
 use styxy_core::host::RealHost;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
+use styxy_proto::api::AllocateRequest;
+use styxy_proto::caller::Caller;
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 
 struct Run {
     success: bool,

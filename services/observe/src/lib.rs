@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use owners::{Lookup, OwnerCache, SocketOwner};
 use sockdiag::{RawListener, SockDiag};
 
-use styxy_proto::api::Listener;
 use styxy_cmdline::service_type::infer_service_type;
+use styxy_proto::api::Listener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {

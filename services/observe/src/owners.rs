@@ -1,5 +1,5 @@
 //! Which process holds a socket: the kernel's socket listing gives an inode,
-//! /proc/PID/fd links ("socket:[INODE]") give the process. Walking every fd on
+//! /proc/PID/fd links (`socket:[INODE]`) give the process. Walking every fd on
 //! the machine is the expensive part, so it happens only for inodes nobody has
 //! placed yet, and what it finds is cached.
 //!
@@ -31,7 +31,7 @@ pub struct SocketOwner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// The inodes are every live listener (a full listing). Cached owners are
-    /// confirmed by their process still running ([`Liveness`]: no syscall
+    /// confirmed by their process still running (`Liveness`: no syscall
     /// per socket, nor per process); entries of other inodes are dropped.
     Everything,
     /// A few sockets (one port). Cached owners are also confirmed by re-reading
@@ -240,7 +240,7 @@ impl Drop for FdDir {
     }
 }
 
-/// The inode of a "socket:[N]" fd link target.
+/// The inode of a `socket:[N]` fd link target.
 fn socket_inode(target: &[u8]) -> Option<u64> {
     let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()

@@ -28,7 +28,7 @@ pub struct RawListener {
     pub port: u16,
     /// The socket's owner (the creating process's effective uid).
     pub uid: u32,
-    /// Socket inode, the key to find it in /proc/PID/fd ("socket:[inode]").
+    /// Socket inode, the key to find it in /proc/PID/fd (`socket:[inode]`).
     pub inode: u64,
 }
 

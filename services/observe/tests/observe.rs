@@ -1,5 +1,6 @@
 //! The observer against real sockets: in this process, and in a child run as
 //! another user (needs root to create that user and switch to it).
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::fs;
 use std::io;
@@ -10,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use styxy_proto::api::Listener;
-use styxy_observe::Observer;
 use styxy_cmdline::service_type::infer_service_type;
+use styxy_observe::Observer;
+use styxy_proto::api::Listener;
 use styxy_testkit::{as_user, ensure_user, free_port};
 
 const OTHER_USER: &str = "styxy-observe-test";

@@ -9,6 +9,7 @@
 //! calls (observer already running) are timed for comparison. Prints
 //! percentiles; asserts nothing. Set STYXY_BENCH_SAMPLES to change the
 //! number of cold starts (default 20).
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

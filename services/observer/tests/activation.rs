@@ -1,14 +1,15 @@
 //! The observer on a private bus, started by D-Bus activation as the system
 //! bus would start it (by name, from a .service file).
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use styxy_bus::testing::PrivateBus;
 use styxy_bus::{BusError, Observer1Proxy};
+use styxy_core::store::Store;
 use styxy_proto::api::ErrorCode;
 use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
-use styxy_core::store::Store;
 use zbus::fdo::DBusProxy;
 
 struct Setup {

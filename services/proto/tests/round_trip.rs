@@ -1,6 +1,6 @@
 //! Every API type reads back what it writes, with its optional parts there
 //! and not, and ignores a field it does not know (a newer allocator's).
-
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 #![cfg(feature = "wire")]
 
 use std::collections::BTreeMap;

@@ -23,9 +23,9 @@ use clap::Parser;
 use styxy_bus::Allocator1Proxy;
 use styxy_bus::logging::Tagged;
 use styxy_core::config::Config;
-use styxy_proto::paths;
 use styxy_core::recovery::{self, Context, Outcome, VERDICT_MESSAGE_ID, Verdict};
 use styxy_core::store::{self, StoreError};
+use styxy_proto::paths;
 
 /// The tracing target of the verdict line (tagged with the MESSAGE_ID).
 const VERDICT_TARGET: &str = "styxy_recovery::verdict";

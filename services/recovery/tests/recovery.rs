@@ -1,5 +1,6 @@
 //! styxy-recovery as systemd runs it: on a stopped allocator's state
 //! directory, and beside a running writer that it must ask to repair.
+#![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::path::Path;
 use std::process::Command;
@@ -8,8 +9,8 @@ use styxy_bus::testing::{EngineBackend, PrivateBus};
 use styxy_core::config::Config;
 use styxy_core::engine::Engine;
 use styxy_core::host::RealHost;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 use styxy_core::store::{self, Store};
+use styxy_proto::model::{Allocation, Change, LeaseKind, Owner};
 
 struct Run {
     success: bool,

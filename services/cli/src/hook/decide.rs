@@ -6,8 +6,8 @@ use super::conflict::{self, Conflict};
 use super::protocol::{Decision, EventKind, Reply, SpecificOutput};
 use serde_json::{Map, Value};
 use std::path::Path;
-use styxy_proto::api::{AllocationView, Listener};
 use styxy_cmdline::shellcmd::{self, KillTarget, ServerStart};
+use styxy_proto::api::{AllocationView, Listener};
 
 /// Commands longer than this are not analysed (a pathological command
 /// could take the recogniser longer than the hook's budget).

@@ -30,12 +30,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use styxy_observe::project::project_root;
 use styxy_proto::api::{
     AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener, ObserveAllResponse,
     RegisterInstanceRequest, SuggestResponse,
 };
 use styxy_proto::client::{Client, ClientError, Method};
-use styxy_observe::project::project_root;
 
 /// Events larger than this are not read to the end, nor answered.
 const MAX_EVENT: u64 = 4 * 1024 * 1024;

@@ -17,8 +17,8 @@
 use super::decide::Belongs;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use styxy_proto::model::Instance;
 use styxy_observe::process;
+use styxy_proto::model::Instance;
 
 use crate::ports::ENV_SESSION;
 
