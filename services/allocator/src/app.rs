@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -393,10 +392,8 @@ impl App {
             return;
         }
         let app = self.clone();
-        // SAFETY: pidfd_open returns a new descriptor we own, or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-        // SAFETY: the OwnedFd is fresh and stays open as long as the AsyncFd.
-        let watch = (fd >= 0).then(|| unsafe { AsyncFd::register(OwnedFd::from_raw_fd(fd as i32)) }.ok()).flatten();
+        // SAFETY: the pidfd is fresh and owned by the AsyncFd, so it stays open as long as it is registered.
+        let watch = process::pidfd_open(pid).and_then(|fd| unsafe { AsyncFd::register(fd) }.ok());
         tokio::spawn(async move {
             if let Some(watch) = watch {
                 let _ = watch.readable().await;

@@ -69,7 +69,7 @@ impl Liveness {
                 // Open first, read after: a start time read after the pidfd
                 // exists describes the process it names (or a successor, which
                 // the comparison rejects).
-                let pidfd = pidfd_open(pid);
+                let pidfd = process::pidfd_open(pid);
                 let now = process::start_time(pid);
                 if let (Some(now), Some(pidfd), Some(epoll)) = (now, pidfd, &self.epoll) {
                     let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: u64::from(pid) };
@@ -90,13 +90,6 @@ impl Liveness {
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         self.watched.retain(|pid, _| keep(*pid));
     }
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor we own, or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    // SAFETY: a fresh descriptor nobody else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

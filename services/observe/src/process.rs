@@ -31,6 +31,16 @@ pub fn running_start_time(pid: u32) -> Option<u64> {
 }
 
 /// Real uid of `pid` (the owner of /proc/PID).
+/// A pidfd for `pid`: readable once the process exits (None when it is gone
+/// already or the kernel lacks pidfd_open).
+pub fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open returns a new descriptor we own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    // SAFETY: a fresh descriptor nobody else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 pub fn uid_of(pid: u32) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
