@@ -1,7 +1,6 @@
 //! What the hooks need to know, computed once when the library is loaded
 //! (allocation is fine here, never later) and then only read.
 
-use crate::{family, portmap, real};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -79,11 +78,11 @@ fn unix_addr(path: &Path) -> Option<libc::sockaddr_un> {
     Some(addr)
 }
 
-/// The load-time constructor's work.
-pub fn init() {
-    real::resolve();
+/// Reads the settings once, at load time. False when the preload is
+/// switched off (or was set up already): then nothing else is set up.
+pub fn init() -> bool {
     if env_flag("STYXY_PRELOAD").is_some_and(|v| switched_off(&v)) {
-        return;
+        return false;
     }
     let mut sockets = [None; MAX_SOCKETS];
     let mut port_maps = [None; MAX_SOCKETS];
@@ -98,8 +97,5 @@ pub fn init() {
         port_maps,
         loader_pid: std::process::id(),
     };
-    family::init();
-    if CONFIG.set(config).is_ok() {
-        portmap::init();
-    }
+    CONFIG.set(config).is_ok()
 }

@@ -7,7 +7,7 @@
 //! so it keeps to: no panics (a panic in an `extern "C"` hook aborts the
 //! host), no locks, no heap allocation, no std I/O and no `std::net` (it would
 //! re-enter the hook): raw libc calls, stack buffers and atomics. Allocation
-//! happens only in the load-time constructor (`config::init`);
+//! happens only in the load-time constructor (`on_load`);
 //! tests/hook_path.rs counts the allocations of every hook path and finds none.
 //!
 //! # Stack budget
@@ -63,8 +63,14 @@ pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 }
 
 /// Runs when the dynamic loader maps the library, before the program's `main`.
+/// The real calls are resolved first, whatever the settings: the hooks
+/// always need them.
 extern "C" fn on_load() {
-    config::init();
+    real::resolve();
+    if config::init() {
+        family::init();
+        portmap::init();
+    }
 }
 
 #[used]
