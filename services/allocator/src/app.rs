@@ -69,14 +69,17 @@ pub struct App {
     allocations_changed: watch::Sender<u64>,
     watched: Mutex<HashSet<u32>>,
     stop: tokio::sync::Notify,
+    /// This app, for watching the owners the engine hands out while locked.
+    me: std::sync::Weak<App>,
 }
 
 /// The engine, locked. Dropping it publishes a change of the allocation
-/// set, whichever request made it.
+/// set and watches the processes that adopted a reservation, whichever
+/// request made them.
 pub struct EngineGuard<'a> {
     engine: MutexGuard<'a, Engine>,
     edits: u64,
-    changed: &'a watch::Sender<u64>,
+    app: &'a App,
 }
 
 impl Deref for EngineGuard<'_> {
@@ -96,7 +99,13 @@ impl DerefMut for EngineGuard<'_> {
 impl Drop for EngineGuard<'_> {
     fn drop(&mut self) {
         if self.engine.allocation_edits() != self.edits {
-            self.changed.send_replace(self.engine.state().generation);
+            self.app.allocations_changed.send_replace(self.engine.state().generation);
+        }
+        let adopted = self.engine.take_adopted();
+        if let Some(app) = self.app.me.upgrade().filter(|_| !adopted.is_empty()) {
+            for pid in adopted {
+                app.watch_owner(pid);
+            }
         }
     }
 }
@@ -104,7 +113,7 @@ impl Drop for EngineGuard<'_> {
 impl App {
     pub fn new(engine: Engine, tokens: Tokens, mode: Mode, socket: PathBuf) -> Arc<App> {
         let generation = engine.state().generation;
-        Arc::new(App {
+        Arc::new_cyclic(|me| App {
             engine: Mutex::new(engine),
             observer: Mutex::new(None),
             observer_bus: OnceLock::new(),
@@ -119,6 +128,7 @@ impl App {
             allocations_changed: watch::Sender::new(generation),
             watched: Mutex::new(HashSet::new()),
             stop: tokio::sync::Notify::new(),
+            me: me.clone(),
         })
     }
 
@@ -127,7 +137,7 @@ impl App {
     pub fn engine(&self) -> EngineGuard<'_> {
         let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         let edits = engine.allocation_edits();
-        EngineGuard { engine, edits, changed: &self.allocations_changed }
+        EngineGuard { engine, edits, app: self }
     }
 
     /// The generation after each change of the allocation set.

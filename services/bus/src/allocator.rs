@@ -113,7 +113,7 @@ impl<B: AllocatorBackend> AllocatorService<B> {
 
     /// Records a health pass (root and the styxy user only): findings are
     /// (port, lock_id, verdict) with verdict healthy, exited, pid_reused,
-    /// session_expired or not_listening. Returns what was released, with
+    /// session_expired, not_listening or unclaimed. Returns what was released, with
     /// the reason.
     #[zbus(out_args("released"))]
     async fn report_health(

@@ -23,7 +23,7 @@ use crate::recovery::{self, Problem};
 use crate::store::Store;
 use styxy_proto::api::ErrorCode;
 use styxy_proto::error::ApiError;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, State};
+use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, Owner, State};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -41,6 +41,9 @@ pub struct Engine {
     /// Counts commits that added or removed allocations, so a caller can
     /// tell the allocation set changed (heartbeats move the generation too).
     allocation_edits: u64,
+    /// Owner pids that adopted a reservation since [`Engine::take_adopted`]
+    /// was last called, for the caller to watch.
+    adopted: Vec<u32>,
 }
 
 impl Engine {
@@ -49,7 +52,7 @@ impl Engine {
     pub fn new(base: Config, store: Store, map: Option<PortMap>, host: Box<dyn Host>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
-        let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0 };
+        let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0, adopted: Vec::new() };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
         }
@@ -173,9 +176,36 @@ impl Engine {
         holder_alive(self.state(), a, now, &*self.host)
     }
 
-    /// Frees allocations whose holder is gone and drops expired instances.
+    /// Hands each reservation awaiting its hand-off to a process of its uid
+    /// that listens on its port now, which becomes its owner (a plain
+    /// process lease from then on).
+    fn adopt_listeners(&mut self) -> Result<()> {
+        let adopted: Vec<Allocation> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| a.handoff_until.is_some())
+            .filter_map(|a| {
+                let pid = self.host.listener_of(a.port, a.owner.uid)?;
+                let start_time = self.host.running_start_time(pid)?;
+                let owner = Owner { uid: a.owner.uid, pid: Some(pid), start_time: Some(start_time) };
+                Some(Allocation { owner, handoff_until: None, ..a.clone() })
+            })
+            .collect();
+        self.adopted.extend(adopted.iter().filter_map(|a| a.owner.pid));
+        self.commit(adopted.into_iter().map(Change::PutAllocation).collect())
+    }
+
+    /// The owner pids that adopted a reservation since the last call.
+    pub fn take_adopted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.adopted)
+    }
+
+    /// Frees allocations whose holder is gone and drops expired instances,
+    /// after handing reservations to the listeners that claim them.
     /// Returns what was freed.
     pub fn reap(&mut self) -> Result<Vec<Allocation>> {
+        self.adopt_listeners()?;
         let now = self.host.now();
         let dead: Vec<Allocation> =
             self.state().allocations.values().filter(|a| !self.holder_alive(a, now)).cloned().collect();
@@ -213,6 +243,7 @@ impl Engine {
     /// listening failure is only counted until `health.max_failures` is
     /// reached.
     pub fn apply_health(&mut self, report: &Report) -> Result<Vec<Released>> {
+        self.adopt_listeners()?;
         let reported: HashMap<&str, Failure> =
             report.findings.iter().filter_map(|f| Some((f.lock_id.as_str(), f.failure?))).collect();
         let mut released = Vec::new();
@@ -221,6 +252,7 @@ impl Engine {
                 // Reaping also frees holders that died since the pass.
                 let reason = reported.get(a.lock_id.as_str()).copied().unwrap_or(match a.lease {
                     LeaseKind::Session => Failure::SessionExpired,
+                    _ if a.owner.pid.is_none() => Failure::Unclaimed,
                     _ => Failure::Exited,
                 });
                 released.push(Released { port: a.port, lock_id: a.lock_id, reason });

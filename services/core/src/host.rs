@@ -47,6 +47,11 @@ impl Processes for HashMap<u32, u64> {
 pub trait Kernel {
     /// Whether something is bound to `port` (IPv4 or IPv6).
     fn port_busy(&self, port: u16) -> bool;
+
+    /// A process of `uid` that listens on `port` (IPv4 or IPv6), when this
+    /// host may see it: a socket's process is found through /proc, so an
+    /// unprivileged host names only its own user's.
+    fn listener_of(&self, port: u16, uid: u32) -> Option<u32>;
 }
 
 /// Everything the engine asks of the machine.
@@ -81,6 +86,11 @@ impl Kernel for RealHost {
     fn port_busy(&self, port: u16) -> bool {
         !styxy_observe::probe::is_free(port)
     }
+
+    fn listener_of(&self, port: u16, uid: u32) -> Option<u32> {
+        let listeners = styxy_observe::Observer::new().and_then(|mut o| o.listeners_on(port)).ok()?;
+        listeners.into_iter().filter(|l| l.uid == uid).find_map(|l| l.pid)
+    }
 }
 
 impl Host for RealHost {
@@ -110,6 +120,8 @@ pub(crate) mod fake {
         /// pid → (start time, uid)
         processes: HashMap<u32, (u64, u32)>,
         bound: HashSet<u16>,
+        /// port → the pids listening on it
+        listening: HashMap<u16, Vec<u32>>,
         next_pid: u32,
     }
 
@@ -141,8 +153,25 @@ pub(crate) mod fake {
             pid
         }
 
+        /// Ends `pid`, closing its listening sockets.
         pub fn kill(&self, pid: u32) {
-            self.machine().processes.remove(&pid);
+            let mut machine = self.machine();
+            machine.processes.remove(&pid);
+            let Machine { listening, bound, .. } = &mut *machine;
+            listening.retain(|port, pids| {
+                pids.retain(|p| *p != pid);
+                if pids.is_empty() {
+                    bound.remove(port);
+                }
+                !pids.is_empty()
+            });
+        }
+
+        /// `pid` listens on `port` (which is then bound).
+        pub fn listen(&self, port: u16, pid: u32) {
+            let mut machine = self.machine();
+            machine.bound.insert(port);
+            machine.listening.entry(port).or_default().push(pid);
         }
 
         /// Someone else binds `port`.
@@ -168,6 +197,12 @@ pub(crate) mod fake {
     impl Kernel for FakeHost {
         fn port_busy(&self, port: u16) -> bool {
             self.machine().bound.contains(&port)
+        }
+
+        fn listener_of(&self, port: u16, uid: u32) -> Option<u32> {
+            let machine = self.machine();
+            let pids = machine.listening.get(&port)?;
+            pids.iter().copied().find(|pid| machine.processes.get(pid).is_some_and(|(_, owner)| *owner == uid))
         }
     }
 
