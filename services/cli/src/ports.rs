@@ -3,6 +3,7 @@
 
 use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
+use crate::hook::owner::SHELLS;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, age, or_dash, utc};
 use serde_json::json;
@@ -73,13 +74,22 @@ impl Ancestor {
         Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
     }
 
-    /// A wrapper, or a forked copy of its parent that did not exec (a
-    /// `$(...)` subshell): it exits with the command, not with the session
-    /// that ran it.
+    /// A wrapper, a shell running one command string (`su -c`, `sh -c`),
+    /// or a forked copy of its parent that did not exec (a `$(...)`
+    /// subshell): it exits with the command, not with the session that ran
+    /// it.
     fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
-        let wrapper = self.comm.as_deref().is_some_and(|c| WRAPPERS.contains(&c));
+        let comm = self.comm.as_deref().unwrap_or_default();
+        let wrapper = WRAPPERS.contains(&comm);
+        let command_string = SHELLS.contains(&comm)
+            && self
+                .cmdline
+                .iter()
+                .skip(1)
+                .take_while(|a| a.starts_with('-'))
+                .any(|a| !a.starts_with("--") && a.contains('c'));
         let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
-        wrapper || copy
+        wrapper || command_string || copy
     }
 }
 
@@ -547,6 +557,10 @@ mod tests {
         assert_eq!(nearest_own(&[sudo.clone(), root_shell.clone(), login.clone()], 1000), Some(10));
         // The same from a root login: nothing of alice's above.
         assert_eq!(nearest_own(&[sudo, root_shell], 1000), None);
+        // su alice -c "styxy allocate ..." from root, through alice's sh -c.
+        let one_shot = ancestor(40, 1000, "sh", &["sh", "-c", "styxy allocate -s dev"]);
+        let su = ancestor(39, 0, "su", &["su", "alice", "-c", "styxy allocate -s dev"]);
+        assert_eq!(nearest_own(&[one_shot, su], 1000), None);
         // A script of alice's holds it while it runs.
         let script = ancestor(30, 1000, "sh", &["sh", "./start.sh"]);
         assert_eq!(nearest_own(&[script, login], 1000), Some(30));

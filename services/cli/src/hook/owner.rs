@@ -25,8 +25,9 @@ use crate::ports::ENV_SESSION;
 /// What Claude Code's process is called in a registration's metadata.
 const AGENT_PID: &str = "agent_pid";
 const AGENT_START: &str = "agent_start_time";
-/// Processes between Claude Code and the hook that are not Claude Code.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
+/// Processes between Claude Code and the hook that are not Claude Code
+/// (and the shells `styxy allocate` looks through when run with `-c`).
+pub const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
 
 /// The Claude Code process that runs this hook: the nearest ancestor that is
 /// not a shell (hooks run through `sh -c`). None when that is init.
