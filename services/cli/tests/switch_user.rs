@@ -63,7 +63,7 @@ fn allocate_through(sb: &Sandbox, how: &str, name: &str) -> u16 {
 /// The allocation on `port` as root lists it.
 fn listed(sb: &Sandbox, port: u16) -> Option<Value> {
     let all = sb.json(&["list"]);
-    all["allocations"].as_array().unwrap().iter().find(|a| a["port"] == port).cloned()
+    all["allocations"].as_array().expect("allocations").iter().find(|a| a["port"] == port).cloned()
 }
 
 /// Waits until `test` holds, failing with `what` after PATIENCE.
