@@ -292,6 +292,41 @@ impl App {
         Ok(r)
     }
 
+    /// Hands the hand-offs that `report` finds listened to (styxy-health,
+    /// system mode) to their listeners, which the observer service names:
+    /// this unprivileged allocator sees only the sockets' uids. Each is then
+    /// watched like any owner. The engine checks the pid runs as the
+    /// hand-off's uid; a hand-off left unadopted stays held while its uid
+    /// listens ([`Engine::holder_alive`]).
+    async fn adopt_observed_listeners(&self, report: &Report) {
+        for f in report.findings.iter().filter(|f| f.failure.is_none()) {
+            let awaiting =
+                self.engine().state().allocations.get(&f.port).filter(|a| a.handoff_until.is_some()).cloned();
+            let Some(handoff) = awaiting else { continue };
+            // Seen as its owner sees them: its own listeners' pids show.
+            let viewer = Caller { uid: handoff.owner.uid, pid: None, start_time: None };
+            let listeners = match self.observe_port(f.port, &viewer).await {
+                Ok(listeners) => listeners,
+                Err(e) => {
+                    tracing::warn!(port = f.port, "cannot name the listener that claims port {}: {e}", f.port);
+                    continue;
+                }
+            };
+            let pids = listeners.into_iter().filter(|l| l.uid == handoff.owner.uid).filter_map(|l| l.pid);
+            let mut engine = self.engine();
+            for pid in pids {
+                match engine.adopt(f.port, pid) {
+                    Ok(true) => {
+                        tracing::info!(port = f.port, lock_id = %handoff.lock_id, pid, "port {} adopted by pid {pid}", f.port);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(port = f.port, "recording the adoption of port {}: {e}", f.port),
+                }
+            }
+        }
+    }
+
     /// Records a health report (from styxy-health over the bus, or from the
     /// in-process pass in user mode).
     pub fn record_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
@@ -451,7 +486,8 @@ impl AllocatorBackend for OnBus {
         self.0.engine().state().generation
     }
 
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+    async fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+        self.0.adopt_observed_listeners(report).await;
         self.0.record_health(report)
     }
 

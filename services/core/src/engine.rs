@@ -171,29 +171,53 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether an allocation's holder still exists.
+    /// Whether an allocation's holder still exists. A hand-off past its
+    /// deadline lives on while a socket of its uid listens on its port: its
+    /// listener may be one whose process this host cannot see (see
+    /// [`Engine::adopt`]).
     pub fn holder_alive(&self, a: &Allocation, now: Millis) -> bool {
         holder_alive(self.state(), a, now, &*self.host)
+            || (a.handoff_until.is_some() && self.host.listens(a.port, a.owner.uid))
+    }
+
+    /// The hand-off on `port` with `pid` as its owner, when `pid` runs as
+    /// the hand-off's uid.
+    fn adoption(&self, port: u16, pid: u32) -> Option<Allocation> {
+        let a = self.state().allocations.get(&port).filter(|a| a.handoff_until.is_some())?;
+        let start_time = self.host.running_start_time(pid).filter(|_| self.host.uid_of(pid) == Some(a.owner.uid))?;
+        let owner = Owner { uid: a.owner.uid, pid: Some(pid), start_time: Some(start_time) };
+        Some(Allocation { owner, handoff_until: None, ..a.clone() })
+    }
+
+    fn commit_adoptions(&mut self, adopted: Vec<Allocation>) -> Result<()> {
+        self.adopted.extend(adopted.iter().filter_map(|a| a.owner.pid));
+        self.commit(adopted.into_iter().map(Change::PutAllocation).collect())
     }
 
     /// Hands each reservation awaiting its hand-off to a process of its uid
-    /// that listens on its port now, which becomes its owner (a plain
-    /// process lease from then on).
+    /// that this host sees listening on its port, which becomes its owner
+    /// (a plain process lease from then on).
     fn adopt_listeners(&mut self) -> Result<()> {
         let adopted: Vec<Allocation> = self
             .state()
             .allocations
             .values()
             .filter(|a| a.handoff_until.is_some())
-            .filter_map(|a| {
-                let pid = self.host.listener_of(a.port, a.owner.uid)?;
-                let start_time = self.host.running_start_time(pid)?;
-                let owner = Owner { uid: a.owner.uid, pid: Some(pid), start_time: Some(start_time) };
-                Some(Allocation { owner, handoff_until: None, ..a.clone() })
-            })
+            .filter_map(|a| self.adoption(a.port, self.host.listener_of(a.port, a.owner.uid)?))
             .collect();
-        self.adopted.extend(adopted.iter().filter_map(|a| a.owner.pid));
-        self.commit(adopted.into_iter().map(Change::PutAllocation).collect())
+        self.commit_adoptions(adopted)
+    }
+
+    /// Hands the reservation on `port`, if it awaits its hand-off, to `pid`,
+    /// a listener that someone privileged saw (the observer service, for an
+    /// allocator that cannot see other users' processes). Returns whether
+    /// `pid` adopted it: not when it is no hand-off or `pid` does not run as
+    /// its uid.
+    pub fn adopt(&mut self, port: u16, pid: u32) -> Result<bool> {
+        let adopted: Vec<Allocation> = self.adoption(port, pid).into_iter().collect();
+        let any = !adopted.is_empty();
+        self.commit_adoptions(adopted)?;
+        Ok(any)
     }
 
     /// The owner pids that adopted a reservation since the last call.

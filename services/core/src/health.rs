@@ -156,7 +156,9 @@ pub fn verdict(
     processes: &dyn Processes,
     listening: Option<&Listening>,
 ) -> Option<Failure> {
-    holder_failure(a, &state.instances, now, processes).or_else(|| {
+    // A hand-off its uid listens on is adopted, not freed (see `check`).
+    let claimed = |f: &Failure| *f == Failure::Unclaimed && listening.is_some_and(|l| l.by(a.port, a.owner.uid));
+    holder_failure(a, &state.instances, now, processes).filter(|f| !claimed(f)).or_else(|| {
         let checked = a.lease == LeaseKind::Process && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
         let silent = listening.is_some_and(|l| !l.by(a.port, a.owner.uid));
         (checked && silent).then_some(Failure::NotListening)

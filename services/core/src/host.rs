@@ -52,6 +52,10 @@ pub trait Kernel {
     /// host may see it: a socket's process is found through /proc, so an
     /// unprivileged host names only its own user's.
     fn listener_of(&self, port: u16, uid: u32) -> Option<u32>;
+
+    /// Whether a socket of `uid` listens on `port` (IPv4 or IPv6), whoever
+    /// asks: the kernel tells any user a socket's uid, not its process.
+    fn listens(&self, port: u16, uid: u32) -> bool;
 }
 
 /// Everything the engine asks of the machine.
@@ -91,6 +95,11 @@ impl Kernel for RealHost {
         let listeners = styxy_observe::Observer::new().and_then(|mut o| o.listeners_on(port)).ok()?;
         listeners.into_iter().filter(|l| l.uid == uid).find_map(|l| l.pid)
     }
+
+    fn listens(&self, port: u16, uid: u32) -> bool {
+        let listeners = styxy_observe::sockdiag::SockDiag::open().and_then(|mut diag| diag.tcp_listeners_on(port));
+        listeners.is_ok_and(|ls| ls.iter().any(|l| l.uid == uid))
+    }
 }
 
 impl Host for RealHost {
@@ -122,6 +131,8 @@ pub(crate) mod fake {
         bound: HashSet<u16>,
         /// port → the pids listening on it
         listening: HashMap<u16, Vec<u32>>,
+        /// Whether [`Kernel::listener_of`] is blind to listeners' processes.
+        hides_listener_pids: bool,
         next_pid: u32,
     }
 
@@ -174,6 +185,12 @@ pub(crate) mod fake {
             machine.listening.entry(port).or_default().push(pid);
         }
 
+        /// From now on, listeners' processes are hidden and only their
+        /// sockets' uids show, as to the unprivileged system allocator.
+        pub fn hide_listener_pids(&self) {
+            self.machine().hides_listener_pids = true;
+        }
+
         /// Someone else binds `port`.
         pub fn bind(&self, port: u16) {
             self.machine().bound.insert(port);
@@ -201,8 +218,14 @@ pub(crate) mod fake {
 
         fn listener_of(&self, port: u16, uid: u32) -> Option<u32> {
             let machine = self.machine();
-            let pids = machine.listening.get(&port)?;
+            let pids = machine.listening.get(&port).filter(|_| !machine.hides_listener_pids)?;
             pids.iter().copied().find(|pid| machine.processes.get(pid).is_some_and(|(_, owner)| *owner == uid))
+        }
+
+        fn listens(&self, port: u16, uid: u32) -> bool {
+            let machine = self.machine();
+            let pids = machine.listening.get(&port).into_iter().flatten();
+            pids.into_iter().any(|pid| machine.processes.get(pid).is_some_and(|(_, owner)| *owner == uid))
         }
     }
 

@@ -465,3 +465,50 @@ fn a_handoff_naming_a_pid_or_another_lease_is_refused_and_changes_nothing() {
     }
     assert_eq!(f.engine.state().generation, generation);
 }
+
+#[test]
+fn a_handoff_its_uid_listens_on_is_held_past_the_grace_and_adopted_by_the_pid_a_privileged_observer_names() {
+    let mut f = fixture();
+    let me = me();
+    f.host.hide_listener_pids();
+    let r = f.engine.allocate(&handoff("dev"), &me).unwrap();
+    let server = f.host.spawn(me.uid);
+    f.host.listen(r.port, server);
+    f.host.advance(60_000);
+    let held = listed(&mut f, r.port, &me).expect("held while its uid listens, though the listener's pid is unseen");
+    assert_eq!(held.owner.pid, None, "nobody this host cannot see is named");
+
+    let stranger = f.host.spawn(me.uid + 1);
+    assert!(!f.engine.adopt(r.port, stranger).unwrap(), "another user's process does not adopt it");
+    assert!(!f.engine.adopt(r.port + 1, server).unwrap(), "nor is anything adopted where no hand-off waits");
+    assert_eq!(listed(&mut f, r.port, &me).unwrap().owner.pid, None);
+
+    assert!(f.engine.adopt(r.port, server).unwrap());
+    assert_eq!(listed(&mut f, r.port, &me).unwrap().owner.pid, Some(server), "the listener is named as holder");
+    assert_eq!(f.engine.take_adopted(), vec![server], "and handed out to be watched");
+    f.host.kill(server);
+    let freed = f.engine.reap_pid(server).unwrap();
+    assert_eq!(freed.iter().map(|a| a.port).collect::<Vec<_>>(), vec![r.port], "freed when its holder exits");
+}
+
+#[test]
+fn a_health_pass_keeps_a_handoff_past_the_grace_while_its_uid_listens_and_frees_it_after() {
+    let mut f = fixture();
+    let me = me();
+    f.host.hide_listener_pids();
+    let port = f.engine.allocate(&handoff("dev"), &me).unwrap().port;
+    let server = f.host.spawn(me.uid);
+    f.host.listen(port, server);
+    f.host.advance(60_000);
+    let listening = health::Listening::new([(port, me.uid)]);
+    let report = health::check(f.engine.state(), f.host.now(), &f.host, Some(&listening));
+    let verdicts: Vec<(u16, Option<Failure>)> = report.findings.iter().map(|x| (x.port, x.failure)).collect();
+    assert_eq!(verdicts, vec![(port, None)], "reported to be adopted, not as unclaimed");
+    assert!(f.engine.apply_health(&report).unwrap().is_empty());
+    assert!(f.engine.state().allocations.contains_key(&port));
+
+    f.host.kill(server);
+    let report = health::check(f.engine.state(), f.host.now(), &f.host, Some(&health::Listening::default()));
+    let released = f.engine.apply_health(&report).unwrap();
+    assert_eq!(released.iter().map(|x| (x.port, x.reason)).collect::<Vec<_>>(), vec![(port, Failure::Unclaimed)]);
+}
