@@ -74,20 +74,20 @@ impl Ancestor {
         Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
     }
 
-    /// A wrapper, a shell running one command string (`su -c`, `sh -c`),
-    /// or a forked copy of its parent that did not exec (a `$(...)`
-    /// subshell): it exits with the command, not with the session that ran
-    /// it.
+    /// A wrapper, a shell whose `-c` string is one command (`su -c`,
+    /// `sh -c 'styxy allocate ... >file'`), or a forked copy of its parent
+    /// that did not exec (a `$(...)` subshell): it exits with the command,
+    /// not with the session that ran it. A `-c` string of several commands
+    /// (`sh -c 'styxy allocate ...; exec server'`) is a script that lives
+    /// on: its shell holds the port.
     fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
         let comm = self.comm.as_deref().unwrap_or_default();
         let wrapper = WRAPPERS.contains(&comm);
-        let command_string = SHELLS.contains(&comm)
-            && self
-                .cmdline
-                .iter()
-                .skip(1)
-                .take_while(|a| a.starts_with('-'))
-                .any(|a| !a.starts_with("--") && a.contains('c'));
+        let args = self.cmdline.get(1..).unwrap_or_default();
+        let options = args.iter().take_while(|a| a.starts_with('-')).count();
+        let command_flag = args[..options].iter().any(|a| !a.starts_with("--") && a.contains('c'));
+        let one_command = args.get(options).is_some_and(|script| !script.contains([';', '&', '|', '\n']));
+        let command_string = SHELLS.contains(&comm) && command_flag && one_command;
         let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
         wrapper || command_string || copy
     }
@@ -560,7 +560,10 @@ mod tests {
         // su alice -c "styxy allocate ..." from root, through alice's sh -c.
         let one_shot = ancestor(40, 1000, "sh", &["sh", "-c", "styxy allocate -s dev"]);
         let su = ancestor(39, 0, "su", &["su", "alice", "-c", "styxy allocate -s dev"]);
-        assert_eq!(nearest_own(&[one_shot, su], 1000), None);
+        assert_eq!(nearest_own(&[one_shot, su.clone()], 1000), None);
+        // A -c script of alice's that goes on after styxy holds it.
+        let script = ancestor(41, 1000, "sh", &["sh", "-c", "styxy allocate -s dev; exec sleep infinity"]);
+        assert_eq!(nearest_own(&[script, su], 1000), Some(41));
         // A script of alice's holds it while it runs.
         let script = ancestor(30, 1000, "sh", &["sh", "./start.sh"]);
         assert_eq!(nearest_own(&[script, login], 1000), Some(30));
