@@ -69,14 +69,17 @@ pub struct App {
     allocations_changed: watch::Sender<u64>,
     watched: Mutex<HashSet<u32>>,
     stop: tokio::sync::Notify,
+    /// This app, for watching the owners the engine hands out while locked.
+    me: std::sync::Weak<App>,
 }
 
 /// The engine, locked. Dropping it publishes a change of the allocation
-/// set, whichever request made it.
+/// set and watches the processes that adopted a reservation, whichever
+/// request made them.
 pub struct EngineGuard<'a> {
     engine: MutexGuard<'a, Engine>,
     edits: u64,
-    changed: &'a watch::Sender<u64>,
+    app: &'a App,
 }
 
 impl Deref for EngineGuard<'_> {
@@ -96,7 +99,13 @@ impl DerefMut for EngineGuard<'_> {
 impl Drop for EngineGuard<'_> {
     fn drop(&mut self) {
         if self.engine.allocation_edits() != self.edits {
-            self.changed.send_replace(self.engine.state().generation);
+            self.app.allocations_changed.send_replace(self.engine.state().generation);
+        }
+        let adopted = self.engine.take_adopted();
+        if let Some(app) = self.app.me.upgrade().filter(|_| !adopted.is_empty()) {
+            for pid in adopted {
+                app.watch_owner(pid);
+            }
         }
     }
 }
@@ -104,7 +113,7 @@ impl Drop for EngineGuard<'_> {
 impl App {
     pub fn new(engine: Engine, tokens: Tokens, mode: Mode, socket: PathBuf) -> Arc<App> {
         let generation = engine.state().generation;
-        Arc::new(App {
+        Arc::new_cyclic(|me| App {
             engine: Mutex::new(engine),
             observer: Mutex::new(None),
             observer_bus: OnceLock::new(),
@@ -119,6 +128,7 @@ impl App {
             allocations_changed: watch::Sender::new(generation),
             watched: Mutex::new(HashSet::new()),
             stop: tokio::sync::Notify::new(),
+            me: me.clone(),
         })
     }
 
@@ -127,7 +137,7 @@ impl App {
     pub fn engine(&self) -> EngineGuard<'_> {
         let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         let edits = engine.allocation_edits();
-        EngineGuard { engine, edits, changed: &self.allocations_changed }
+        EngineGuard { engine, edits, app: self }
     }
 
     /// The generation after each change of the allocation set.
@@ -280,6 +290,41 @@ impl App {
         self.metrics.releases.fetch_add(1, Ordering::Relaxed);
         tracing::info!(port = r.port, lock_id = %r.lock_id, uid = who.uid, "released port {}", r.port);
         Ok(r)
+    }
+
+    /// Hands the hand-offs that `report` finds listened to (styxy-health,
+    /// system mode) to their listeners, which the observer service names:
+    /// this unprivileged allocator sees only the sockets' uids. Each is then
+    /// watched like any owner. The engine checks the pid runs as the
+    /// hand-off's uid; a hand-off left unadopted stays held while its uid
+    /// listens ([`Engine::holder_alive`]).
+    async fn adopt_observed_listeners(&self, report: &Report) {
+        for f in report.findings.iter().filter(|f| f.failure.is_none()) {
+            let awaiting =
+                self.engine().state().allocations.get(&f.port).filter(|a| a.handoff_until.is_some()).cloned();
+            let Some(handoff) = awaiting else { continue };
+            // Seen as its owner sees them: its own listeners' pids show.
+            let viewer = Caller { uid: handoff.owner.uid, pid: None, start_time: None };
+            let listeners = match self.observe_port(f.port, &viewer).await {
+                Ok(listeners) => listeners,
+                Err(e) => {
+                    tracing::warn!(port = f.port, "cannot name the listener that claims port {}: {e}", f.port);
+                    continue;
+                }
+            };
+            let pids = listeners.into_iter().filter(|l| l.uid == handoff.owner.uid).filter_map(|l| l.pid);
+            let mut engine = self.engine();
+            for pid in pids {
+                match engine.adopt(f.port, pid) {
+                    Ok(true) => {
+                        tracing::info!(port = f.port, lock_id = %handoff.lock_id, pid, "port {} adopted by pid {pid}", f.port);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(port = f.port, "recording the adoption of port {}: {e}", f.port),
+                }
+            }
+        }
     }
 
     /// Records a health report (from styxy-health over the bus, or from the
@@ -441,7 +486,8 @@ impl AllocatorBackend for OnBus {
         self.0.engine().state().generation
     }
 
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+    async fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+        self.0.adopt_observed_listeners(report).await;
         self.0.record_health(report)
     }
 

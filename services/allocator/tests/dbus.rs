@@ -126,9 +126,12 @@ async fn health_reports_are_counted_and_release_at_the_limit() {
     assert_eq!(proxy.repair().await.unwrap(), ("clean".to_string(), vec![]));
 }
 
-/// Listeners as the real observer service would report them, with a
-/// process name the allocator could not have found itself.
-struct Canned;
+/// Listeners as the real observer service would report them: one on any
+/// port asked about, of this test's uid, with a pid and a process name the
+/// allocator could not have found itself.
+struct Canned {
+    pid: u32,
+}
 
 impl ListenerSource for Canned {
     fn listeners(&mut self) -> Result<Vec<Listener>, ObserveError> {
@@ -143,7 +146,7 @@ impl ListenerSource for Canned {
             uid: styxy_proto::paths::uid(),
             inode: 1,
             user: None,
-            pid: Some(1),
+            pid: Some(self.pid),
             process: Some("from-observer1".into()),
             command: None,
             service_type: None,
@@ -152,16 +155,21 @@ impl ListenerSource for Canned {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn observation_goes_through_the_observer_service() {
-    let bus = PrivateBus::start(&[]).unwrap();
-    let service = ObserverService::new(Canned, Config::builtin(), bus.path("state"), Arc::new(Activity::default()));
-    let _observer = zbus::connection::Builder::address(bus.address())
+/// Serves `source` as org.styxy.Observer1 on `bus` until dropped.
+async fn serve_observer(bus: &PrivateBus, source: Canned) -> zbus::Connection {
+    let service = ObserverService::new(source, Config::builtin(), bus.path("state"), Arc::new(Activity::default()));
+    zbus::connection::Builder::address(bus.address())
         .serve_at("/org/styxy/Observer1", service)
         .name("org.styxy.Observer1")
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observation_goes_through_the_observer_service() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let _observer = serve_observer(&bus, Canned { pid: 1 }).await;
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = start_allocator(&sb, &bus, 0);
 
@@ -170,6 +178,38 @@ async fn observation_goes_through_the_observer_service() {
     assert_eq!(seen["listeners"][0]["process"], "from-observer1", "{seen}");
     assert_eq!(seen["listeners"][0]["port"], 7777);
     assert_eq!(all["observations"][0]["process"], "from-observer1", "{all}");
+}
+
+/// System mode: the allocator cannot see which process of another user
+/// listens, so a hand-off that a health report finds listened to is adopted
+/// by the pid the observer service names, and freed when that process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_is_adopted_by_the_listener_the_observer_service_names() {
+    let bus = PrivateBus::start(&[]).unwrap();
+    let mut server = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let _observer = serve_observer(&bus, Canned { pid: server.id() }).await;
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let _allocator = start_allocator(&sb, &bus, 0);
+    let conn = bus.connect().await.unwrap();
+    wait_for_name(&conn).await;
+    let proxy = Allocator1Proxy::new(&conn).await.unwrap();
+    let handoff = serde_json::json!({"service_type": "dev", "service_name": "web", "handoff": true});
+    let (_, r) = tokio::task::block_in_place(|| sb.post("/allocate", &handoff));
+    let (port, lock_id) = (r["port"].as_u64().unwrap() as u16, r["lock_id"].as_str().unwrap().to_string());
+    let holder = |list: &[styxy_bus::wire::AllocationRecord]| list.iter().find(|a| a.lock_id == lock_id).map(|a| a.pid);
+    assert_eq!(holder(&proxy.list().await.unwrap()), Some(0), "no holder before the report");
+
+    let listened = vec![(port, lock_id.clone(), "healthy".to_string())];
+    assert!(proxy.report_health(listened, vec![]).await.unwrap().is_empty());
+    assert_eq!(holder(&proxy.list().await.unwrap()), Some(server.id()), "the observer's listener holds it");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while holder(&proxy.list().await.unwrap()).is_some() {
+        assert!(Instant::now() < deadline, "port {port} still held after its holder exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,7 @@ pub trait AllocatorBackend: Send + Sync + 'static {
     fn list(&self, caller: &Caller) -> Result<Vec<AllocationView>, ApiError>;
     fn generation(&self) -> u64;
     /// Records a health pass (see [`styxy_core::engine::Engine::apply_health`]).
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError>;
+    fn report_health(&self, report: &Report) -> impl Future<Output = Result<Vec<Released>, ApiError>> + Send;
     /// Re-reads and repairs the state and the configuration.
     fn reload(&self) -> Result<Outcome, ApiError>;
     /// Repairs the state in memory and rewrites damaged files from it.
@@ -113,7 +113,7 @@ impl<B: AllocatorBackend> AllocatorService<B> {
 
     /// Records a health pass (root and the styxy user only): findings are
     /// (port, lock_id, verdict) with verdict healthy, exited, pid_reused,
-    /// session_expired or not_listening. Returns what was released, with
+    /// session_expired, not_listening or unclaimed. Returns what was released, with
     /// the reason.
     #[zbus(out_args("released"))]
     async fn report_health(
@@ -126,7 +126,7 @@ impl<B: AllocatorBackend> AllocatorService<B> {
         let _busy = self.backend.activity().begin();
         self.require_trusted(conn, &header).await?;
         let report = wire::report_from_wire(findings, expired_instances)?;
-        Ok(wire::released_to_wire(&self.backend.report_health(&report)?))
+        Ok(wire::released_to_wire(&self.backend.report_health(&report).await?))
     }
 
     /// Re-reads the configuration and the state from disk and repairs them

@@ -150,7 +150,7 @@ impl AllocatorBackend for Arc<EngineBackend> {
         self.engine().state().generation
     }
 
-    fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
+    async fn report_health(&self, report: &Report) -> Result<Vec<Released>, ApiError> {
         self.engine().apply_health(report)
     }
 

@@ -3,10 +3,12 @@
 
 use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
+use crate::hook::owner::SHELLS;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, age, or_dash, utc};
 use serde_json::json;
 use std::collections::BTreeMap;
+use styxy_observe::process;
 use styxy_proto::api::{
     AllocateRequest, AllocateResponse, AllocationView, AllocationsResponse, CheckResponse, CleanupRequest,
     CleanupResponse, Holder, InstancesResponse, Listener, ObserveAllResponse, ReleaseResponse, ScanResponse,
@@ -54,12 +56,70 @@ pub fn session_from_env() -> Option<String> {
     std::env::var(ENV_SESSION).ok().filter(|s| !s.is_empty())
 }
 
-/// The request `allocate` sends: by default owned by the process that ran
-/// styxy (process lease), or by `$STYXY_SESSION` (session lease).
+/// Programs that only switch users or wrap a command and wait for it (or
+/// exec it): never the process a reservation should follow.
+const WRAPPERS: &[&str] = &["runuser", "su", "sudo", "setpriv", "env", "timeout"];
+
+/// A process above the CLI, as the owner walk sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub uid: Option<u32>,
+    pub comm: Option<String>,
+    pub cmdline: Vec<String>,
+}
+
+impl Ancestor {
+    fn read(pid: u32) -> Ancestor {
+        Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
+    }
+
+    /// A wrapper, a shell whose `-c` string is one command (`su -c`,
+    /// `sh -c 'styxy allocate ... >file'`), or a forked copy of its parent
+    /// that did not exec (a `$(...)` subshell): it exits with the command,
+    /// not with the session that ran it. A `-c` string of several commands
+    /// (`sh -c 'styxy allocate ...; exec server'`) is a script that lives
+    /// on: its shell holds the port.
+    fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
+        let comm = self.comm.as_deref().unwrap_or_default();
+        let wrapper = WRAPPERS.contains(&comm);
+        let args = self.cmdline.get(1..).unwrap_or_default();
+        let options = args.iter().take_while(|a| a.starts_with('-')).count();
+        let command_flag = args[..options].iter().any(|a| !a.starts_with("--") && a.contains('c'));
+        let one_command = args.get(options).is_some_and(|script| !script.contains([';', '&', '|', '\n']));
+        let command_string = SHELLS.contains(&comm) && command_flag && one_command;
+        let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
+        wrapper || command_string || copy
+    }
+}
+
+/// The nearest of `chain` (the CLI's ancestors, nearest first) that is
+/// `uid`'s and not a pass-through: the process a reservation follows.
+/// `None` when `uid` has none above the CLI (runuser, su -c, sudo -u run by
+/// root, a service's `ExecStartPre=`).
+pub fn nearest_own(chain: &[Ancestor], uid: u32) -> Option<u32> {
+    chain
+        .iter()
+        .enumerate()
+        .find(|(i, a)| a.uid == Some(uid) && !a.passes_through(chain.get(i + 1)))
+        .map(|(_, a)| a.pid)
+}
+
+/// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows them.
+fn default_owner() -> Option<u32> {
+    let chain: Vec<Ancestor> = process::lineage(std::os::unix::process::parent_id()).map(Ancestor::read).collect();
+    nearest_own(&chain, styxy_proto::paths::uid())
+}
+
+/// The request `allocate` sends: by default owned by `owner`, the nearest
+/// process of the caller's own above styxy (process lease), or by
+/// `$STYXY_SESSION` (session lease). Without such a process a process lease
+/// is a hand-off: held for the first of the caller's processes that
+/// listens on the port.
 pub fn allocate_request(
     args: &AllocateArgs,
     session: Option<String>,
-    parent_pid: u32,
+    owner: Option<u32>,
 ) -> Result<AllocateRequest, Failure> {
     let lease = args.lease.map(LeaseKind::from).unwrap_or(if session.is_some() {
         LeaseKind::Session
@@ -83,14 +143,15 @@ pub fn allocate_request(
         project_path: Some(project.to_string_lossy().into_owned()),
         dry_run: args.dry_run,
         // The process lease follows it; other leases only record who asked.
-        pid: Some(args.pid.unwrap_or(parent_pid)),
+        pid: args.pid.or(owner),
         lease: Some(lease),
         source: Some(Source::Cli),
+        handoff: lease == LeaseKind::Process && args.pid.is_none() && owner.is_none(),
     })
 }
 
 pub fn allocate(ctx: &Ctx, args: &AllocateArgs) -> Result<u8, Failure> {
-    let request = allocate_request(args, session_from_env(), std::os::unix::process::parent_id())?;
+    let request = allocate_request(args, session_from_env(), default_owner())?;
     let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
     if ctx.json {
         print_raw_json(&reply.body);
@@ -134,7 +195,13 @@ fn describe_allocation(r: &AllocateResponse, lease: LeaseKind) -> String {
     if r.existing {
         out.push_str(&format!("Port {}: {service} is single-instance; sharing the existing one\n", r.port));
     } else {
-        out.push_str(&format!("Port {} allocated for {service} (lease: {})\n", r.port, lease_name(lease)));
+        out.push_str(&format!("Port {} allocated for {service} (lease: {}", r.port, lease_name(lease)));
+        if let Some(secs) = r.handoff_grace_secs {
+            out.push_str(&format!(
+                "; no process of yours above this command: held for {secs} s for the first of your processes that listens on it"
+            ));
+        }
+        out.push_str(")\n");
     }
     out.push_str(&format!("Lock ID: {}\n", r.lock_id));
     out
@@ -448,7 +515,7 @@ mod tests {
 
     #[test]
     fn allocation_defaults_to_the_parent_process() {
-        let r = allocate_request(&args(None, None, None), None, 4242).unwrap();
+        let r = allocate_request(&args(None, None, None), None, Some(4242)).unwrap();
         assert_eq!(r.pid, Some(4242));
         assert_eq!(r.lease, Some(LeaseKind::Process));
         assert_eq!(r.instance_id, None);
@@ -458,8 +525,54 @@ mod tests {
     }
 
     #[test]
+    fn without_an_own_process_above_a_process_lease_is_a_handoff() {
+        let r = allocate_request(&args(None, None, None), None, None).unwrap();
+        assert_eq!((r.pid, r.lease, r.handoff), (None, Some(LeaseKind::Process), true));
+        let named = allocate_request(&args(None, None, Some(77)), None, None).unwrap();
+        assert_eq!((named.pid, named.handoff), (Some(77), false), "--pid names the owner");
+        let manual = allocate_request(&args(Some(Lease::Manual), None, None), None, None).unwrap();
+        assert!(!manual.handoff, "a manual lease needs no holder");
+        assert!(!allocate_request(&args(None, None, None), None, Some(4242)).unwrap().handoff);
+    }
+
+    fn ancestor(pid: u32, uid: u32, comm: &str, cmdline: &[&str]) -> Ancestor {
+        Ancestor {
+            pid,
+            uid: Some(uid),
+            comm: Some(comm.into()),
+            cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_owner_is_the_nearest_own_ancestor_past_wrappers_and_subshells() {
+        let login = ancestor(10, 1000, "bash", &["-bash"]);
+        // PORT=$(timeout 5 styxy allocate ...) in alice's login shell.
+        let subshell = ancestor(12, 1000, "bash", &["-bash"]);
+        let timeout = ancestor(13, 1000, "timeout", &["timeout", "5", "styxy"]);
+        assert_eq!(nearest_own(&[timeout, subshell, login.clone()], 1000), Some(10));
+        // sudo -u alice styxy ... from root's shell, inside alice's session.
+        let sudo = ancestor(20, 0, "sudo", &["sudo", "-u", "alice", "styxy"]);
+        let root_shell = ancestor(19, 0, "bash", &["bash"]);
+        assert_eq!(nearest_own(&[sudo.clone(), root_shell.clone(), login.clone()], 1000), Some(10));
+        // The same from a root login: nothing of alice's above.
+        assert_eq!(nearest_own(&[sudo, root_shell], 1000), None);
+        // su alice -c "styxy allocate ..." from root, through alice's sh -c.
+        let one_shot = ancestor(40, 1000, "sh", &["sh", "-c", "styxy allocate -s dev"]);
+        let su = ancestor(39, 0, "su", &["su", "alice", "-c", "styxy allocate -s dev"]);
+        assert_eq!(nearest_own(&[one_shot, su.clone()], 1000), None);
+        // A -c script of alice's that goes on after styxy holds it.
+        let script = ancestor(41, 1000, "sh", &["sh", "-c", "styxy allocate -s dev; exec sleep infinity"]);
+        assert_eq!(nearest_own(&[script, su], 1000), Some(41));
+        // A script of alice's holds it while it runs.
+        let script = ancestor(30, 1000, "sh", &["sh", "./start.sh"]);
+        assert_eq!(nearest_own(&[script, login], 1000), Some(30));
+        assert_eq!(nearest_own(&[], 1000), None, "run by init");
+    }
+
+    #[test]
     fn a_session_in_the_environment_makes_a_session_lease() {
-        let r = allocate_request(&args(None, None, None), Some("agent-7".into()), 4242).unwrap();
+        let r = allocate_request(&args(None, None, None), Some("agent-7".into()), Some(4242)).unwrap();
         assert_eq!(r.lease, Some(LeaseKind::Session));
         assert_eq!(r.instance_id.as_deref(), Some("agent-7"));
         assert_eq!(r.pid, Some(4242));
@@ -467,8 +580,8 @@ mod tests {
 
     #[test]
     fn explicit_flags_win_over_defaults() {
-        let r =
-            allocate_request(&args(Some(Lease::Manual), Some("x"), Some(99)), Some("agent-7".into()), 4242).unwrap();
+        let r = allocate_request(&args(Some(Lease::Manual), Some("x"), Some(99)), Some("agent-7".into()), Some(4242))
+            .unwrap();
         assert_eq!(r.lease, Some(LeaseKind::Manual));
         assert_eq!(r.instance_id.as_deref(), Some("x"));
         assert_eq!(r.pid, Some(99));
@@ -476,7 +589,7 @@ mod tests {
 
     #[test]
     fn a_session_lease_without_a_session_is_refused() {
-        assert!(allocate_request(&args(Some(Lease::Session), None, None), None, 1).is_err());
+        assert!(allocate_request(&args(Some(Lease::Session), None, None), None, Some(1)).is_err());
     }
 
     fn view(port: u16, requested: Option<u16>) -> AllocationView {

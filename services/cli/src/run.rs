@@ -72,6 +72,7 @@ fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
         pid: Some(std::process::id()),
         lease: Some(LeaseKind::Process),
         source: Some(Source::Run),
+        handoff: false,
     };
     let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
     Ok(reply.decode()?)

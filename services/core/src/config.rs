@@ -41,6 +41,7 @@
 //! [health]
 //! period_secs = 15
 //! max_failures = 3
+//! handoff_grace_secs = 30
 //!
 //! [limits]
 //! max_allocations_per_user = 1000
@@ -93,6 +94,9 @@ pub struct Health {
     pub period_secs: u64,
     /// Consecutive failed checks after which an allocation is released.
     pub max_failures: u32,
+    /// How long a reservation without its process waits for the first
+    /// listener of its user to adopt it (docs/design.md, "Ownership").
+    pub handoff_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

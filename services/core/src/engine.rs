@@ -23,7 +23,7 @@ use crate::recovery::{self, Problem};
 use crate::store::Store;
 use styxy_proto::api::ErrorCode;
 use styxy_proto::error::ApiError;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, State};
+use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, Owner, State};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -41,6 +41,9 @@ pub struct Engine {
     /// Counts commits that added or removed allocations, so a caller can
     /// tell the allocation set changed (heartbeats move the generation too).
     allocation_edits: u64,
+    /// Owner pids that adopted a reservation since [`Engine::take_adopted`]
+    /// was last called, for the caller to watch.
+    adopted: Vec<u32>,
 }
 
 impl Engine {
@@ -49,7 +52,7 @@ impl Engine {
     pub fn new(base: Config, store: Store, map: Option<PortMap>, host: Box<dyn Host>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
-        let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0 };
+        let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0, adopted: Vec::new() };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
         }
@@ -168,14 +171,65 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether an allocation's holder still exists.
+    /// Whether an allocation's holder still exists. A hand-off past its
+    /// deadline lives on while a socket of its uid listens on its port: its
+    /// listener may be one whose process this host cannot see (see
+    /// [`Engine::adopt`]).
     pub fn holder_alive(&self, a: &Allocation, now: Millis) -> bool {
         holder_alive(self.state(), a, now, &*self.host)
+            || (a.handoff_until.is_some() && self.host.listens(a.port, a.owner.uid))
     }
 
-    /// Frees allocations whose holder is gone and drops expired instances.
+    /// The hand-off on `port` with `pid` as its owner, when `pid` runs as
+    /// the hand-off's uid.
+    fn adoption(&self, port: u16, pid: u32) -> Option<Allocation> {
+        let a = self.state().allocations.get(&port).filter(|a| a.handoff_until.is_some())?;
+        let start_time = self.host.running_start_time(pid).filter(|_| self.host.uid_of(pid) == Some(a.owner.uid))?;
+        let owner = Owner { uid: a.owner.uid, pid: Some(pid), start_time: Some(start_time) };
+        Some(Allocation { owner, handoff_until: None, ..a.clone() })
+    }
+
+    fn commit_adoptions(&mut self, adopted: Vec<Allocation>) -> Result<()> {
+        self.adopted.extend(adopted.iter().filter_map(|a| a.owner.pid));
+        self.commit(adopted.into_iter().map(Change::PutAllocation).collect())
+    }
+
+    /// Hands each reservation awaiting its hand-off to a process of its uid
+    /// that this host sees listening on its port, which becomes its owner
+    /// (a plain process lease from then on).
+    fn adopt_listeners(&mut self) -> Result<()> {
+        let adopted: Vec<Allocation> = self
+            .state()
+            .allocations
+            .values()
+            .filter(|a| a.handoff_until.is_some())
+            .filter_map(|a| self.adoption(a.port, self.host.listener_of(a.port, a.owner.uid)?))
+            .collect();
+        self.commit_adoptions(adopted)
+    }
+
+    /// Hands the reservation on `port`, if it awaits its hand-off, to `pid`,
+    /// a listener that someone privileged saw (the observer service, for an
+    /// allocator that cannot see other users' processes). Returns whether
+    /// `pid` adopted it: not when it is no hand-off or `pid` does not run as
+    /// its uid.
+    pub fn adopt(&mut self, port: u16, pid: u32) -> Result<bool> {
+        let adopted: Vec<Allocation> = self.adoption(port, pid).into_iter().collect();
+        let any = !adopted.is_empty();
+        self.commit_adoptions(adopted)?;
+        Ok(any)
+    }
+
+    /// The owner pids that adopted a reservation since the last call.
+    pub fn take_adopted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.adopted)
+    }
+
+    /// Frees allocations whose holder is gone and drops expired instances,
+    /// after handing reservations to the listeners that claim them.
     /// Returns what was freed.
     pub fn reap(&mut self) -> Result<Vec<Allocation>> {
+        self.adopt_listeners()?;
         let now = self.host.now();
         let dead: Vec<Allocation> =
             self.state().allocations.values().filter(|a| !self.holder_alive(a, now)).cloned().collect();
@@ -213,6 +267,7 @@ impl Engine {
     /// listening failure is only counted until `health.max_failures` is
     /// reached.
     pub fn apply_health(&mut self, report: &Report) -> Result<Vec<Released>> {
+        self.adopt_listeners()?;
         let reported: HashMap<&str, Failure> =
             report.findings.iter().filter_map(|f| Some((f.lock_id.as_str(), f.failure?))).collect();
         let mut released = Vec::new();
@@ -221,6 +276,7 @@ impl Engine {
                 // Reaping also frees holders that died since the pass.
                 let reason = reported.get(a.lock_id.as_str()).copied().unwrap_or(match a.lease {
                     LeaseKind::Session => Failure::SessionExpired,
+                    _ if a.owner.pid.is_none() => Failure::Unclaimed,
                     _ => Failure::Exited,
                 });
                 released.push(Released { port: a.port, lock_id: a.lock_id, reason });

@@ -46,6 +46,9 @@ pub enum Failure {
     SessionExpired,
     /// The owner runs, but no socket of its uid listens on the port.
     NotListening,
+    /// A reservation awaiting its hand-off saw no listener of its uid
+    /// within the grace.
+    Unclaimed,
 }
 
 impl Failure {
@@ -61,6 +64,7 @@ impl Failure {
             Failure::PidReused => "pid_reused",
             Failure::SessionExpired => "session_expired",
             Failure::NotListening => "not_listening",
+            Failure::Unclaimed => "unclaimed",
         }
     }
 }
@@ -72,14 +76,14 @@ impl fmt::Display for Failure {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown health verdict {0:?} (expected exited, pid_reused, session_expired or not_listening)")]
+#[error("unknown health verdict {0:?} (expected exited, pid_reused, session_expired, not_listening or unclaimed)")]
 pub struct UnknownFailure(pub String);
 
 impl FromStr for Failure {
     type Err = UnknownFailure;
 
     fn from_str(s: &str) -> Result<Failure, UnknownFailure> {
-        [Failure::Exited, Failure::PidReused, Failure::SessionExpired, Failure::NotListening]
+        [Failure::Exited, Failure::PidReused, Failure::SessionExpired, Failure::NotListening, Failure::Unclaimed]
             .into_iter()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| UnknownFailure(s.chars().take(50).collect()))
@@ -87,8 +91,8 @@ impl FromStr for Failure {
 }
 
 /// Whether the holder of `a` is gone, by its lease: process leases by pid
-/// and start time, session leases by their instance. Manual leases have no
-/// holder to lose.
+/// and start time (one awaiting its hand-off by its deadline), session
+/// leases by their instance. Manual leases have no holder to lose.
 pub fn holder_failure(
     a: &Allocation,
     instances: &BTreeMap<String, Instance>,
@@ -98,7 +102,9 @@ pub fn holder_failure(
     match a.lease {
         LeaseKind::Manual => None,
         LeaseKind::Process => {
-            let pid = a.owner.pid?;
+            let Some(pid) = a.owner.pid else {
+                return a.handoff_until.is_some_and(|until| now >= until).then_some(Failure::Unclaimed);
+            };
             match processes.running_start_time(pid) {
                 None => Some(Failure::Exited),
                 Some(now) if a.owner.start_time.is_some_and(|then| then != now) => Some(Failure::PidReused),
@@ -150,7 +156,9 @@ pub fn verdict(
     processes: &dyn Processes,
     listening: Option<&Listening>,
 ) -> Option<Failure> {
-    holder_failure(a, &state.instances, now, processes).or_else(|| {
+    // A hand-off its uid listens on is adopted, not freed (see `check`).
+    let claimed = |f: &Failure| *f == Failure::Unclaimed && listening.is_some_and(|l| l.by(a.port, a.owner.uid));
+    holder_failure(a, &state.instances, now, processes).filter(|f| !claimed(f)).or_else(|| {
         let checked = a.lease == LeaseKind::Process && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
         let silent = listening.is_some_and(|l| !l.by(a.port, a.owner.uid));
         (checked && silent).then_some(Failure::NotListening)
@@ -262,8 +270,11 @@ pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: O
         .filter_map(|a| {
             let failure = verdict(a, state, now, processes, listening);
             // Counted failures are listening failures: without a dump,
-            // nothing says they are over.
-            let record = failure.is_some() || (a.health_failures > 0 && listening.is_some());
+            // nothing says they are over. A reservation awaiting its
+            // hand-off that its uid now listens on is reported so the writer
+            // adopts the listener.
+            let adoptable = a.handoff_until.is_some() && listening.is_some_and(|l| l.by(a.port, a.owner.uid));
+            let record = failure.is_some() || (a.health_failures > 0 && listening.is_some()) || adoptable;
             record.then(|| Finding { port: a.port, lock_id: a.lock_id.clone(), failure })
         })
         .collect();

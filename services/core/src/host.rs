@@ -47,6 +47,15 @@ impl Processes for HashMap<u32, u64> {
 pub trait Kernel {
     /// Whether something is bound to `port` (IPv4 or IPv6).
     fn port_busy(&self, port: u16) -> bool;
+
+    /// A process of `uid` that listens on `port` (IPv4 or IPv6), when this
+    /// host may see it: a socket's process is found through /proc, so an
+    /// unprivileged host names only its own user's.
+    fn listener_of(&self, port: u16, uid: u32) -> Option<u32>;
+
+    /// Whether a socket of `uid` listens on `port` (IPv4 or IPv6), whoever
+    /// asks: the kernel tells any user a socket's uid, not its process.
+    fn listens(&self, port: u16, uid: u32) -> bool;
 }
 
 /// Everything the engine asks of the machine.
@@ -81,6 +90,16 @@ impl Kernel for RealHost {
     fn port_busy(&self, port: u16) -> bool {
         !styxy_observe::probe::is_free(port)
     }
+
+    fn listener_of(&self, port: u16, uid: u32) -> Option<u32> {
+        let listeners = styxy_observe::Observer::new().and_then(|mut o| o.listeners_on(port)).ok()?;
+        listeners.into_iter().filter(|l| l.uid == uid).find_map(|l| l.pid)
+    }
+
+    fn listens(&self, port: u16, uid: u32) -> bool {
+        let listeners = styxy_observe::sockdiag::SockDiag::open().and_then(|mut diag| diag.tcp_listeners_on(port));
+        listeners.is_ok_and(|ls| ls.iter().any(|l| l.uid == uid))
+    }
 }
 
 impl Host for RealHost {
@@ -110,6 +129,10 @@ pub(crate) mod fake {
         /// pid → (start time, uid)
         processes: HashMap<u32, (u64, u32)>,
         bound: HashSet<u16>,
+        /// port → the pids listening on it
+        listening: HashMap<u16, Vec<u32>>,
+        /// Whether [`Kernel::listener_of`] is blind to listeners' processes.
+        hides_listener_pids: bool,
         next_pid: u32,
     }
 
@@ -141,8 +164,31 @@ pub(crate) mod fake {
             pid
         }
 
+        /// Ends `pid`, closing its listening sockets.
         pub fn kill(&self, pid: u32) {
-            self.machine().processes.remove(&pid);
+            let mut machine = self.machine();
+            machine.processes.remove(&pid);
+            let Machine { listening, bound, .. } = &mut *machine;
+            listening.retain(|port, pids| {
+                pids.retain(|p| *p != pid);
+                if pids.is_empty() {
+                    bound.remove(port);
+                }
+                !pids.is_empty()
+            });
+        }
+
+        /// `pid` listens on `port` (which is then bound).
+        pub fn listen(&self, port: u16, pid: u32) {
+            let mut machine = self.machine();
+            machine.bound.insert(port);
+            machine.listening.entry(port).or_default().push(pid);
+        }
+
+        /// From now on, listeners' processes are hidden and only their
+        /// sockets' uids show, as to the unprivileged system allocator.
+        pub fn hide_listener_pids(&self) {
+            self.machine().hides_listener_pids = true;
         }
 
         /// Someone else binds `port`.
@@ -168,6 +214,18 @@ pub(crate) mod fake {
     impl Kernel for FakeHost {
         fn port_busy(&self, port: u16) -> bool {
             self.machine().bound.contains(&port)
+        }
+
+        fn listener_of(&self, port: u16, uid: u32) -> Option<u32> {
+            let machine = self.machine();
+            let pids = machine.listening.get(&port).filter(|_| !machine.hides_listener_pids)?;
+            pids.iter().copied().find(|pid| machine.processes.get(pid).is_some_and(|(_, owner)| *owner == uid))
+        }
+
+        fn listens(&self, port: u16, uid: u32) -> bool {
+            let machine = self.machine();
+            let pids = machine.listening.get(&port).into_iter().flatten();
+            pids.into_iter().any(|pid| machine.processes.get(pid).is_some_and(|(_, owner)| *owner == uid))
         }
     }
 

@@ -1,7 +1,8 @@
 //! The reserved-port map: a 256 KiB file beside the API socket with one
 //! little-endian u32 per port, the pid that owns (or, for session and manual
-//! leases, asked for) the allocation on that port (0 = free, [`NO_PROCESS`] =
-//! held with no pid known). The preload maps it read-only so a port styxy
+//! leases, asked for) the allocation on that port (0 = free, or awaiting
+//! its hand-off: the listener that will adopt it must be let bind it;
+//! [`NO_PROCESS`] = held with no pid known). The preload maps it read-only so a port styxy
 //! handed to someone else counts as busy without a round trip; it treats its
 //! own pid, its ancestors and dead pids as not busy, so the server a shell
 //! reserved a port for can take it.
@@ -40,7 +41,11 @@ unsafe impl Send for PortMap {}
 unsafe impl Sync for PortMap {}
 
 pub fn entry_for(a: &Allocation) -> u32 {
-    a.owner.pid.unwrap_or(NO_PROCESS)
+    match a.owner.pid {
+        Some(pid) => pid,
+        None if a.handoff_until.is_some() => 0,
+        None => NO_PROCESS,
+    }
 }
 
 impl PortMap {

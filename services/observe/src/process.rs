@@ -30,7 +30,6 @@ pub fn running_start_time(pid: u32) -> Option<u64> {
     with_stat(pid, |stat| stat.running().then(|| stat.start_time()).flatten())
 }
 
-/// Real uid of `pid` (the owner of /proc/PID).
 /// A pidfd for `pid`: readable once the process exits (None when it is gone
 /// already or the kernel lacks pidfd_open).
 pub fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
@@ -41,6 +40,7 @@ pub fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
     (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Real uid of `pid` (the owner of /proc/PID).
 pub fn uid_of(pid: u32) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
@@ -49,6 +49,15 @@ pub fn uid_of(pid: u32) -> Option<u32> {
 /// Parent pid of `pid` (field 4 of /proc/PID/stat).
 pub fn parent_of(pid: u32) -> Option<u32> {
     with_stat(pid, |stat| stat.parent())
+}
+
+/// Process trees deeper than this are not walked further.
+const MAX_DEPTH: usize = 64;
+
+/// `pid` and then its ancestors, nearest first, up to but not including
+/// init (pid 1); stops where a parent cannot be read (it exited).
+pub fn lineage(pid: u32) -> impl Iterator<Item = u32> {
+    std::iter::successors(Some(pid), |&p| parent_of(p)).take_while(|&p| p > 1).take(MAX_DEPTH)
 }
 
 /// The bytes of /proc/PID/`file`. Such files report size 0, so `fs::read`

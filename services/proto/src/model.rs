@@ -73,6 +73,11 @@ pub struct Allocation {
     /// Consecutive failed health checks (reset on success).
     #[serde(default)]
     pub health_failures: u32,
+    /// A process lease without its process yet (`owner.pid` is `None`):
+    /// held until this time for the first process of the owner's uid that
+    /// listens on the port, which then becomes the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_until: Option<Millis>,
 }
 
 impl Allocation {
@@ -100,6 +105,7 @@ impl Allocation {
             source: Source::Api,
             allocated_at: now_millis(),
             health_failures: 0,
+            handoff_until: None,
         }
     }
 }

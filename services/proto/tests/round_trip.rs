@@ -105,6 +105,7 @@ fn allocating() {
         pid: Some(4242),
         lease: Some(LeaseKind::Session),
         source: Some(Source::Cli),
+        handoff: true,
     });
     round_trip(Holder { uid: 1000, ..Holder::default() });
     let holder = Holder {
@@ -133,6 +134,7 @@ fn allocating() {
         allocated_range: None,
         chunk_size: None,
         placement: None,
+        handoff_grace_secs: None,
     };
     round_trip(answer.clone());
     round_trip(AllocateResponse {
@@ -144,6 +146,7 @@ fn allocating() {
         allocated_range: Some([31030, 31039]),
         chunk_size: Some(10),
         placement: Some("after".into()),
+        handoff_grace_secs: Some(30),
         ..answer
     });
     round_trip(ReleaseResponse {

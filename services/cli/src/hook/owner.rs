@@ -25,21 +25,16 @@ use crate::ports::ENV_SESSION;
 /// What Claude Code's process is called in a registration's metadata.
 const AGENT_PID: &str = "agent_pid";
 const AGENT_START: &str = "agent_start_time";
-/// Processes between Claude Code and the hook that are not Claude Code.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
-/// Process trees deeper than this are not walked further.
-const MAX_DEPTH: usize = 64;
+/// Processes between Claude Code and the hook that are not Claude Code
+/// (and the shells `styxy allocate` looks through when run with `-c`).
+pub const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "busybox"];
 
 /// The Claude Code process that runs this hook: the nearest ancestor that is
 /// not a shell (hooks run through `sh -c`). None when that is init.
 pub fn agent_pid() -> Option<u32> {
-    let mut pid = std::os::unix::process::parent_id();
-    for _ in 0..MAX_DEPTH {
-        if pid <= 1 {
-            return None;
-        }
+    for pid in process::lineage(std::os::unix::process::parent_id()) {
         match process::comm(pid) {
-            Some(name) if SHELLS.contains(&name.as_str()) => pid = process::parent_of(pid)?,
+            Some(name) if SHELLS.contains(&name.as_str()) => {}
             Some(_) => return Some(pid),
             None => return None,
         }
@@ -120,20 +115,12 @@ impl Sessions {
             }
         }
         for &pid in pids {
-            let mut current = pid;
-            for _ in 0..MAX_DEPTH {
-                if current <= 1 {
-                    break;
-                }
+            for current in process::lineage(pid) {
                 if Some(current) == self.our_agent {
                     return Belongs::ThisSession;
                 }
                 if let Some(b) = self.other_agents.get(&current).and_then(|id| self.session(id)) {
                     return b;
-                }
-                match process::parent_of(current) {
-                    Some(parent) => current = parent,
-                    None => break,
                 }
             }
         }

@@ -59,7 +59,10 @@ const RULE: Schema = &[("pattern", Kind::Str), ("chunk_size", CHUNK_SIZE), ("pla
 /// Every section but `service_types`, whose keys are type names.
 const SECTIONS: &[(&str, Schema)] = &[
     ("auto_allocation", AUTO_ALLOCATION),
-    ("health", &[("period_secs", POSITIVE), ("max_failures", Kind::Int(1, u32::MAX as i64))]),
+    (
+        "health",
+        &[("period_secs", POSITIVE), ("max_failures", Kind::Int(1, u32::MAX as i64)), ("handoff_grace_secs", POSITIVE)],
+    ),
     ("limits", &[("max_allocations_per_user", POSITIVE), ("max_connections", POSITIVE)]),
     ("instances", &[("ttl_secs", POSITIVE)]),
     ("allocator", &[("idle_timeout_secs", POSITIVE)]),

@@ -34,11 +34,26 @@ impl Engine {
             optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
         let source = req.source.unwrap_or_default();
-        let owner = self.owner_for(req.pid, caller)?;
-        let lease = req.lease.unwrap_or(if owner.pid.is_some() { LeaseKind::Process } else { LeaseKind::Manual });
+        let owner = if req.handoff {
+            if req.pid.is_some() {
+                return Err(invalid("'handoff' and 'pid' exclude each other: a hand-off has no owner process yet"));
+            }
+            if req.lease.is_some_and(|l| l != LeaseKind::Process) {
+                return Err(invalid("'handoff' holds a process lease; leave 'lease' out or set it to 'process'"));
+            }
+            Owner { uid: caller.uid, pid: None, start_time: None }
+        } else {
+            self.owner_for(req.pid, caller)?
+        };
+        let lease = req.lease.unwrap_or(if owner.pid.is_some() || req.handoff {
+            LeaseKind::Process
+        } else {
+            LeaseKind::Manual
+        });
         let now = self.host.now();
+        let handoff_grace_secs = req.handoff.then_some(self.config.health.handoff_grace_secs);
         match lease {
-            LeaseKind::Process if owner.pid.is_none() => {
+            LeaseKind::Process if owner.pid.is_none() && !req.handoff => {
                 return Err(invalid("lease 'process' needs an owner pid (field 'pid')"));
             }
             LeaseKind::Session => {
@@ -78,6 +93,7 @@ impl Engine {
                 allocated_range: None,
                 chunk_size: None,
                 placement: None,
+                handoff_grace_secs: None,
             });
         }
 
@@ -129,6 +145,7 @@ impl Engine {
             allocated_range: auto.as_ref().map(|t| t.range),
             chunk_size: auto.as_ref().map(|t| t.chunk_size),
             placement: auto.as_ref().map(|t| t.placement.clone()),
+            handoff_grace_secs,
         };
         if req.dry_run {
             return Ok(response);
@@ -140,6 +157,7 @@ impl Engine {
             project_path,
             source,
             allocated_at: now,
+            handoff_until: handoff_grace_secs.map(|secs| now.saturating_add(secs.saturating_mul(1000))),
             ..Allocation::new(port, service_type.clone(), service_name, owner, lease)
         };
         response.lock_id = allocation.lock_id.clone();

@@ -381,3 +381,134 @@ fn a_file_damaged_under_a_running_writer_is_rewritten_from_memory() {
     assert!(aside.iter().any(|n| std::fs::read(dir.path().join(n)).unwrap() == b"{ damaged"), "{aside:?}");
     assert_eq!(engine.recover().unwrap().verdict(), Verdict::Clean, "sound files are left alone");
 }
+
+fn handoff(service_type: &str) -> AllocateRequest {
+    AllocateRequest { handoff: true, ..req(service_type) }
+}
+
+/// The allocation on `port` as `who` lists it, after the lazy reap.
+fn listed(f: &mut Fixture, port: u16, who: &Caller) -> Option<Allocation> {
+    f.engine.list(who).unwrap().into_iter().map(|v| v.allocation).find(|a| a.port == port)
+}
+
+#[test]
+fn a_handoff_without_a_listener_is_held_for_the_grace_then_freed() {
+    let mut f = fixture();
+    let me = me();
+    let r = f.engine.allocate(&handoff("dev"), &me).unwrap();
+    assert_eq!(r.handoff_grace_secs, Some(30), "the built-in grace");
+    let held = listed(&mut f, r.port, &me).expect("held during the grace");
+    assert_eq!((held.owner.uid, held.owner.pid, held.lease), (me.uid, None, LeaseKind::Process));
+    assert_eq!(port_of(&mut f, req("dev"), &me), r.port + 1, "nobody else gets it meanwhile");
+
+    f.host.advance(29_999);
+    assert!(listed(&mut f, r.port, &me).is_some(), "still held just before the grace ends");
+    f.host.advance(1);
+    assert!(listed(&mut f, r.port, &me).is_none(), "freed when the grace ends");
+    assert_eq!(port_of(&mut f, req("dev"), &me), r.port, "and handed out again");
+}
+
+#[test]
+fn the_first_listener_of_the_owners_uid_adopts_a_handoff_and_holds_it_until_it_exits() {
+    let mut f = fixture();
+    let me = me();
+    let r = f.engine.allocate(&handoff("dev"), &me).unwrap();
+    let stranger = f.host.spawn(me.uid + 1);
+    f.host.listen(r.port, stranger);
+    assert_eq!(listed(&mut f, r.port, &me).unwrap().owner.pid, None, "another user's listener does not adopt it");
+
+    let server = f.host.spawn(me.uid);
+    f.host.listen(r.port, server);
+    let adopted = listed(&mut f, r.port, &me).expect("adopted, not freed");
+    assert_eq!(adopted.owner.pid, Some(server), "the listener is named as holder");
+    assert_eq!(adopted.handoff_until, None);
+    assert_eq!(f.engine.take_adopted(), vec![server], "the new owner is handed out to be watched");
+    assert!(f.engine.take_adopted().is_empty());
+
+    f.host.advance(60_000);
+    assert!(listed(&mut f, r.port, &me).is_some(), "an adopted port outlives the grace");
+    f.host.kill(server);
+    let freed = f.engine.reap_pid(server).unwrap();
+    assert_eq!(freed.iter().map(|a| a.port).collect::<Vec<_>>(), vec![r.port], "freed when its holder exits");
+}
+
+#[test]
+fn a_health_pass_finds_an_unclaimed_handoff_and_a_listener_to_adopt() {
+    let mut f = fixture();
+    let me = me();
+    let claimed = f.engine.allocate(&handoff("dev"), &me).unwrap().port;
+    let unclaimed = f.engine.allocate(&handoff("dev"), &me).unwrap().port;
+    let server = f.host.spawn(me.uid);
+    f.host.listen(claimed, server);
+    f.host.advance(30_000);
+    let listening = health::Listening::new([(claimed, me.uid)]);
+    let report = health::check(f.engine.state(), f.host.now(), &f.host, Some(&listening));
+    let verdicts: Vec<(u16, Option<Failure>)> = report.findings.iter().map(|x| (x.port, x.failure)).collect();
+    assert!(verdicts.contains(&(unclaimed, Some(Failure::Unclaimed))), "{verdicts:?}");
+    assert!(verdicts.iter().any(|(port, _)| *port == claimed), "the claimed one is reported to be adopted");
+
+    let released = f.engine.apply_health(&report).unwrap();
+    assert_eq!(released.iter().map(|x| (x.port, x.reason)).collect::<Vec<_>>(), vec![(unclaimed, Failure::Unclaimed)]);
+    assert_eq!(f.engine.state().allocations[&claimed].owner.pid, Some(server));
+}
+
+#[test]
+fn a_handoff_naming_a_pid_or_another_lease_is_refused_and_changes_nothing() {
+    let mut f = fixture();
+    let me = me();
+    let generation = f.engine.state().generation;
+    let with_pid = AllocateRequest { pid: Some(std::process::id()), ..handoff("dev") };
+    let manual = AllocateRequest { lease: Some(LeaseKind::Manual), ..handoff("dev") };
+    for bad in [with_pid, manual] {
+        let e = f.engine.allocate(&bad, &me).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField, "{e}");
+    }
+    assert_eq!(f.engine.state().generation, generation);
+}
+
+#[test]
+fn a_handoff_its_uid_listens_on_is_held_past_the_grace_and_adopted_by_the_pid_a_privileged_observer_names() {
+    let mut f = fixture();
+    let me = me();
+    f.host.hide_listener_pids();
+    let r = f.engine.allocate(&handoff("dev"), &me).unwrap();
+    let server = f.host.spawn(me.uid);
+    f.host.listen(r.port, server);
+    f.host.advance(60_000);
+    let held = listed(&mut f, r.port, &me).expect("held while its uid listens, though the listener's pid is unseen");
+    assert_eq!(held.owner.pid, None, "nobody this host cannot see is named");
+
+    let stranger = f.host.spawn(me.uid + 1);
+    assert!(!f.engine.adopt(r.port, stranger).unwrap(), "another user's process does not adopt it");
+    assert!(!f.engine.adopt(r.port + 1, server).unwrap(), "nor is anything adopted where no hand-off waits");
+    assert_eq!(listed(&mut f, r.port, &me).unwrap().owner.pid, None);
+
+    assert!(f.engine.adopt(r.port, server).unwrap());
+    assert_eq!(listed(&mut f, r.port, &me).unwrap().owner.pid, Some(server), "the listener is named as holder");
+    assert_eq!(f.engine.take_adopted(), vec![server], "and handed out to be watched");
+    f.host.kill(server);
+    let freed = f.engine.reap_pid(server).unwrap();
+    assert_eq!(freed.iter().map(|a| a.port).collect::<Vec<_>>(), vec![r.port], "freed when its holder exits");
+}
+
+#[test]
+fn a_health_pass_keeps_a_handoff_past_the_grace_while_its_uid_listens_and_frees_it_after() {
+    let mut f = fixture();
+    let me = me();
+    f.host.hide_listener_pids();
+    let port = f.engine.allocate(&handoff("dev"), &me).unwrap().port;
+    let server = f.host.spawn(me.uid);
+    f.host.listen(port, server);
+    f.host.advance(60_000);
+    let listening = health::Listening::new([(port, me.uid)]);
+    let report = health::check(f.engine.state(), f.host.now(), &f.host, Some(&listening));
+    let verdicts: Vec<(u16, Option<Failure>)> = report.findings.iter().map(|x| (x.port, x.failure)).collect();
+    assert_eq!(verdicts, vec![(port, None)], "reported to be adopted, not as unclaimed");
+    assert!(f.engine.apply_health(&report).unwrap().is_empty());
+    assert!(f.engine.state().allocations.contains_key(&port));
+
+    f.host.kill(server);
+    let report = health::check(f.engine.state(), f.host.now(), &f.host, Some(&health::Listening::default()));
+    let released = f.engine.apply_health(&report).unwrap();
+    assert_eq!(released.iter().map(|x| (x.port, x.reason)).collect::<Vec<_>>(), vec![(port, Failure::Unclaimed)]);
+}

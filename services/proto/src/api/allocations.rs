@@ -30,6 +30,12 @@ pub struct AllocateRequest {
     pub lease: Option<LeaseKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// No owner process yet (the client found none of the caller's uid
+    /// above it): a process lease held for `health.handoff_grace_secs` and
+    /// adopted by the first process of the caller's uid that listens on
+    /// the port. Excludes `pid`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
 }
 
 /// Who holds a port, as shown to a client (details only to root or the
@@ -81,6 +87,10 @@ pub struct AllocateResponse {
     pub chunk_size: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
+    /// A hand-off (`handoff` asked): how long the port waits for a
+    /// listener of the caller's uid before it is freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_grace_secs: Option<u64>,
 }
 
 /// `DELETE /allocate/{lock_id}`.
