@@ -74,23 +74,32 @@ impl Ancestor {
         Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
     }
 
-    /// A wrapper, a shell whose `-c` string is one command (`su -c`,
-    /// `sh -c 'styxy allocate ... >file'`), or a forked copy of its parent
-    /// that did not exec (a `$(...)` subshell): it exits with the command,
-    /// not with the session that ran it. A `-c` string of several commands
-    /// (`sh -c 'styxy allocate ...; exec server'`) is a script that lives
-    /// on: its shell holds the port.
+    /// A wrapper, a shell whose `-c` string ends with the styxy command
+    /// (`su -c`, `sh -c 'cd app && styxy allocate ... >file'`), or a forked
+    /// copy of its parent that did not exec (a `$(...)` subshell): it exits
+    /// with the command, not with the session that ran it. A `-c` string that
+    /// goes on after styxy (`sh -c 'styxy allocate ...; exec server'`) is a
+    /// script that lives on: its shell holds the port.
     fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
         let comm = self.comm.as_deref().unwrap_or_default();
         let wrapper = WRAPPERS.contains(&comm);
         let args = self.cmdline.get(1..).unwrap_or_default();
         let options = args.iter().take_while(|a| a.starts_with('-')).count();
         let command_flag = args[..options].iter().any(|a| !a.starts_with("--") && a.contains('c'));
-        let one_command = args.get(options).is_some_and(|script| !script.contains([';', '&', '|', '\n']));
+        let one_command = args.get(options).is_some_and(|script| ends_with_styxy(script));
         let command_string = SHELLS.contains(&comm) && command_flag && one_command;
         let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
         wrapper || command_string || copy
     }
+}
+
+/// Whether a `-c` script ends with its styxy command: nothing runs after the
+/// last `styxy` in it (`cd app && styxy allocate ...`), so its shell exits
+/// with the CLI. A script with no `styxy` in it (an alias, a variable) counts
+/// when it is one command.
+fn ends_with_styxy(script: &str) -> bool {
+    let rest = script.rfind("styxy").map_or(script, |at| &script[at..]);
+    !rest.contains([';', '&', '|', '\n'])
 }
 
 /// The nearest of `chain` (the CLI's ancestors, nearest first) that is
@@ -561,6 +570,9 @@ mod tests {
         let one_shot = ancestor(40, 1000, "sh", &["sh", "-c", "styxy allocate -s dev"]);
         let su = ancestor(39, 0, "su", &["su", "alice", "-c", "styxy allocate -s dev"]);
         assert_eq!(nearest_own(&[one_shot, su.clone()], 1000), None);
+        // A -c script that ends with styxy exits with it.
+        let last = ancestor(42, 1000, "bash", &["bash", "-c", "cd /srv/app && styxy allocate -s dev"]);
+        assert_eq!(nearest_own(&[last, su.clone()], 1000), None);
         // A -c script of alice's that goes on after styxy holds it.
         let script = ancestor(41, 1000, "sh", &["sh", "-c", "styxy allocate -s dev; exec sleep infinity"]);
         assert_eq!(nearest_own(&[script, su], 1000), Some(41));
