@@ -147,6 +147,12 @@ impl Listening {
     }
 }
 
+/// A reservation awaiting its hand-off whose uid now listens on its port:
+/// adopted by the writer, never freed.
+fn handoff_listened_to(a: &Allocation, listening: Option<&Listening>) -> bool {
+    a.handoff_until.is_some() && listening.is_some_and(|l| l.by(a.port, a.owner.uid))
+}
+
 /// The verdict on one allocation: `None` when healthy. Without a listener
 /// dump (`listening` is `None`) only the holder's existence is checked.
 pub fn verdict(
@@ -156,8 +162,7 @@ pub fn verdict(
     processes: &dyn Processes,
     listening: Option<&Listening>,
 ) -> Option<Failure> {
-    // A hand-off its uid listens on is adopted, not freed (see `check`).
-    let claimed = |f: &Failure| *f == Failure::Unclaimed && listening.is_some_and(|l| l.by(a.port, a.owner.uid));
+    let claimed = |f: &Failure| *f == Failure::Unclaimed && handoff_listened_to(a, listening);
     holder_failure(a, &state.instances, now, processes).filter(|f| !claimed(f)).or_else(|| {
         let checked = a.lease == LeaseKind::Process && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
         let silent = listening.is_some_and(|l| !l.by(a.port, a.owner.uid));
@@ -273,7 +278,7 @@ pub fn check(state: &State, now: Millis, processes: &dyn Processes, listening: O
             // nothing says they are over. A reservation awaiting its
             // hand-off that its uid now listens on is reported so the writer
             // adopts the listener.
-            let adoptable = a.handoff_until.is_some() && listening.is_some_and(|l| l.by(a.port, a.owner.uid));
+            let adoptable = handoff_listened_to(a, listening);
             let record = failure.is_some() || (a.health_failures > 0 && listening.is_some()) || adoptable;
             record.then(|| Finding { port: a.port, lock_id: a.lock_id.clone(), failure })
         })
