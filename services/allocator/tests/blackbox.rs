@@ -68,7 +68,11 @@ fn kill_9_under_load_loses_no_acknowledged_allocation() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    // Killed mid-load, once the load has run long enough to mean something.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     allocator.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
