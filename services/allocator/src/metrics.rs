@@ -1,4 +1,5 @@
-//! Monotonic counters for `/metrics` (never reset, unlike the original's).
+//! Monotonic counters for `/metrics` (never reset, unlike the original's),
+//! and which of its two forms a client asked for.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +71,43 @@ impl Metrics {
     }
 }
 
+/// The two forms `/metrics` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+    Json,
+}
+
+/// What `/metrics` sends: `format` (`prometheus` or `json`) decides when
+/// given; else JSON only when `accept` prefers `application/json` to every
+/// text form, so a scraper (Prometheus sends OpenMetrics and text/plain,
+/// others nothing or `*/*`) gets text.
+pub fn negotiate(format: Option<&str>, accept: Option<&str>) -> Result<Exposition, String> {
+    match format {
+        Some("prometheus") => return Ok(Exposition::Prometheus),
+        Some("json") => return Ok(Exposition::Json),
+        Some(other) => {
+            let shown: String = other.chars().filter(|c| !c.is_control()).take(40).collect();
+            return Err(format!("format must be prometheus or json, not '{shown}'"));
+        }
+        None => {}
+    }
+    let (mut json, mut text) = (0.0_f32, 0.0_f32);
+    for range in accept.unwrap_or("").split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q =
+            parts.filter_map(|p| p.strip_prefix("q=").and_then(|v| v.parse::<f32>().ok())).next_back().unwrap_or(1.0);
+        match media.as_str() {
+            "application/json" => json = json.max(q),
+            "text/plain" | "application/openmetrics-text" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    Ok(if json > 0.0 && json > text { Exposition::Json } else { Exposition::Prometheus })
+}
+
 /// Resident set size from /proc/self/statm.
 pub fn rss_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
@@ -83,6 +121,30 @@ pub fn rss_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Prometheus 2.x sends when it scrapes.
+    const PROMETHEUS_ACCEPT: &str =
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
+
+    #[test]
+    fn scrapers_get_text_and_json_asks_get_json() {
+        use Exposition::{Json, Prometheus};
+        for (format, accept, expected) in [
+            (None, Some(PROMETHEUS_ACCEPT), Prometheus),
+            (None, Some("application/openmetrics-text; version=1.0.0"), Prometheus),
+            (None, None, Prometheus),
+            (None, Some("*/*"), Prometheus),
+            (None, Some("application/json"), Json),
+            (None, Some("application/json, */*;q=0.1"), Json),
+            (None, Some("text/plain;q=0.9, application/json;q=0.5"), Prometheus),
+            (None, Some("application/json;q=0"), Prometheus),
+            (Some("json"), Some(PROMETHEUS_ACCEPT), Json),
+            (Some("prometheus"), Some("application/json"), Prometheus),
+        ] {
+            assert_eq!(negotiate(format, accept), Ok(expected), "{format:?} {accept:?}");
+        }
+        assert!(negotiate(Some("xml"), None).unwrap_err().contains("'xml'"));
+    }
 
     /// Prometheus and JSON name the same figures alike.
     #[test]

@@ -24,10 +24,10 @@ use styxy_proto::api::{
 };
 use styxy_proto::caller::Caller;
 use styxy_proto::error::{ApiError, printable};
-use styxy_proto::model::now_millis;
+use styxy_proto::timestamp::Timestamp;
 
 use crate::app::{App, Mode};
-use crate::metrics::rss_bytes;
+use crate::metrics::{Exposition, negotiate, rss_bytes};
 
 /// How the peer reached us: the kernel names Unix peers; TCP peers must
 /// present a token with every request.
@@ -231,7 +231,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::Check(port) => check(app, &who, port_arg(port)?).await,
         Route::Allocations => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
         Route::Config => config(app),
-        Route::InstanceList => ok(&InstancesResponse { instances: app.engine().instances()? }),
+        Route::InstanceList => {
+            ok(&InstancesResponse { instances: app.engine().instances()?.into_iter().map(Into::into).collect() })
+        }
         Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;
@@ -240,7 +242,11 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         }
         Route::Heartbeat(id) => {
             let i = app.engine().heartbeat(id, &who)?;
-            ok(&HeartbeatResponse { success: true, instance_id: i.instance_id, last_heartbeat: i.last_heartbeat })
+            ok(&HeartbeatResponse {
+                success: true,
+                instance_id: i.instance_id,
+                last_heartbeat: i.last_heartbeat.into(),
+            })
         }
         Route::EndInstance(id) => {
             let released = app.engine().end_instance(id, &who)?;
@@ -260,8 +266,11 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         }
         Route::Scan => scan(app, &who, &query(&req)).await,
         Route::Health => health(app),
-        Route::Metrics => metrics(app, &query(&req)),
-        Route::Audit => ok(&AuditResponse { recent_events: app.engine().state().audit.clone() }),
+        Route::Metrics => metrics(app, &query(&req), req.headers()),
+        Route::Audit => {
+            let recent_events = app.engine().state().audit.iter().cloned().map(Into::into).collect();
+            ok(&AuditResponse { recent_events })
+        }
         Route::CircuitBreakers => ok(&CircuitBreakersResponse::default()),
         Route::ObserveAll => {
             let observations = app.observe_all(&who).await?;
@@ -388,7 +397,7 @@ fn config(app: &App) -> Result<Reply> {
             let view = ServiceTypeView {
                 service_type: t.clone(),
                 auto_allocated: auto.is_some(),
-                auto_allocated_at: auto.map(|a| a.created_at),
+                auto_allocated_at: auto.map(|a| a.created_at.into()),
             };
             (name.clone(), view)
         })
@@ -401,7 +410,7 @@ fn health(app: &App) -> Result<Reply> {
     let state = engine.state();
     ok(&HealthResponse {
         status: "healthy".into(),
-        timestamp: now_millis(),
+        timestamp: Timestamp::now(),
         uptime: app.started.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION").into(),
         mode: mode_name(app.mode).into(),
@@ -415,7 +424,10 @@ fn health(app: &App) -> Result<Reply> {
     })
 }
 
-fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
+fn metrics(app: &App, q: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<Reply> {
+    let accept = headers.get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let exposition =
+        negotiate(q.get("format").map(String::as_str), accept).map_err(|m| err(ErrorCode::InvalidField, m))?;
     let gauges = {
         let engine = app.engine();
         MetricGauges {
@@ -426,7 +438,7 @@ fn metrics(app: &App, q: &BTreeMap<String, String>) -> Result<Reply> {
             open_connections: app.open_connections() as f64,
         }
     };
-    if q.get("format").map(String::as_str) == Some("prometheus") {
+    if exposition == Exposition::Prometheus {
         let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus(&gauges))));
         r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         return Ok(r);
@@ -473,6 +485,6 @@ async fn observation_stats(app: &App, who: &Caller) -> Result<Reply> {
     }
     ok(&ObservationStatsResponse {
         stats: ObservationStats { total_ports: listeners.len() as u64, by_service_type: by_type, by_user },
-        timestamp: now_millis(),
+        timestamp: Timestamp::now(),
     })
 }

@@ -53,7 +53,7 @@ impl From<&AllocationView> for AllocationRecord {
             user: v.user.clone().unwrap_or_default(),
             process: v.process.clone().unwrap_or_default(),
             project_path: a.project_path.clone().unwrap_or_default(),
-            allocated_at: a.allocated_at,
+            allocated_at: a.allocated_at.millis(),
         }
     }
 }

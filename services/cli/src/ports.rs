@@ -5,7 +5,7 @@ use crate::Ctx;
 use crate::cli::{AllocateArgs, EXIT_OK, Lease};
 use crate::hook::owner::SHELLS;
 use crate::output::{Failure, print, print_json, print_raw_json};
-use crate::table::{Table, age, or_dash, utc};
+use crate::table::{Table, age, local, or_dash};
 use serde_json::json;
 use std::collections::BTreeMap;
 use styxy_observe::process;
@@ -14,7 +14,8 @@ use styxy_proto::api::{
     CleanupResponse, Holder, InstancesResponse, Listener, ObserveAllResponse, ReleaseResponse, ScanResponse,
 };
 use styxy_proto::client::Method;
-use styxy_proto::model::{LeaseKind, Source, now_millis};
+use styxy_proto::model::{LeaseKind, Source};
+use styxy_proto::timestamp::Timestamp;
 
 /// Names the session a shell or agent belongs to; allocations default to a
 /// session lease with it.
@@ -295,7 +296,7 @@ fn describe_listener(l: &Listener) -> String {
 }
 
 /// `8001`, or `8000 → 8001` when the holder asked for another port.
-fn port_cell(a: &styxy_proto::model::Allocation) -> String {
+fn port_cell(a: &styxy_proto::model::Allocation<Timestamp>) -> String {
     match a.requested_port {
         Some(asked) if asked != a.port => format!("{asked} → {}", a.port),
         _ => a.port.to_string(),
@@ -325,12 +326,18 @@ pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
         Some(o) => o.decode::<ObserveAllResponse>()?.observations,
         None => Vec::new(),
     };
-    print(&list_table(&r.allocations, &listeners, verbose, all, now_millis()));
+    print(&list_table(&r.allocations, &listeners, verbose, all, Timestamp::now()));
     Ok(EXIT_OK)
 }
 
 /// The `list` table; with `all`, external listeners are merged in by port.
-fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: bool, all: bool, now: u64) -> String {
+fn list_table(
+    allocations: &[AllocationView],
+    listeners: &[Listener],
+    verbose: bool,
+    all: bool,
+    now: Timestamp,
+) -> String {
     let mut header = vec!["PORT"];
     if all {
         header.push("HELD_BY");
@@ -363,7 +370,7 @@ fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: b
                 or_dash(Some(&a.instance_id)),
                 or_dash(view.process.as_ref()),
                 age(a.allocated_at, now),
-                utc(a.allocated_at),
+                local(a.allocated_at),
                 or_dash(a.project_path.as_ref()),
             ]);
         }
@@ -477,7 +484,7 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
         print("No active instances registered\n");
         return Ok(EXIT_OK);
     }
-    let now = now_millis();
+    let now = Timestamp::now();
     let mut table = Table::new(vec!["INSTANCE", "UID", "LAST_SEEN", "TTL", "REGISTERED", "DIRECTORY"]);
     for i in &r.instances {
         table.push(vec![
@@ -485,7 +492,7 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
             i.uid.to_string(),
             format!("{} ago", age(i.last_heartbeat, now)),
             crate::table::span(i.ttl_secs),
-            utc(i.registered_at),
+            local(i.registered_at),
             or_dash(i.working_directory.as_ref().or(i.project_root.as_ref())),
         ]);
     }
@@ -619,7 +626,8 @@ mod tests {
                     Owner { uid: 1000, pid: Some(77), start_time: Some(1) },
                     LeaseKind::Process,
                 )
-            },
+            }
+            .into(),
             user: Some("alice".into()),
             process: Some("node".into()),
         }
@@ -648,7 +656,7 @@ mod tests {
             &[listener(8001, 77, "tcp"), listener(80, 5, "tcp"), listener(80, 5, "tcp6")],
             false,
             true,
-            0,
+            Timestamp(0),
         );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
@@ -662,6 +670,6 @@ mod tests {
 
     #[test]
     fn empty_list_says_so() {
-        assert_eq!(list_table(&[], &[], false, false, 0), "No active port allocations\n");
+        assert_eq!(list_table(&[], &[], false, false, Timestamp(0)), "No active port allocations\n");
     }
 }

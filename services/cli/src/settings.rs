@@ -4,7 +4,7 @@
 use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
 use crate::output::{Failure, print, print_json, print_raw_json};
-use crate::table::{Table, or_dash, utc};
+use crate::table::{Table, local, or_dash};
 use serde_json::json;
 use styxy_core::config::{Config, set_user_auto_allocation_enabled};
 use styxy_proto::api::{ConfigResponse, ServiceTypeView, UndoAutoTypeResponse};
@@ -109,7 +109,7 @@ fn auto_table(view: &ConfigResponse) -> String {
             name.clone(),
             range_text(t.service_type.range),
             (u32::from(t.service_type.range[1]) - u32::from(t.service_type.range[0]) + 1).to_string(),
-            or_dash(t.auto_allocated_at.map(utc)),
+            or_dash(t.auto_allocated_at.map(local)),
         ]);
     }
     if table.is_empty() { "No service types have been auto-allocated yet\n".into() } else { table.render() }

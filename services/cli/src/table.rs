@@ -1,7 +1,7 @@
 //! Plain aligned tables and time formatting for human output: one record per
 //! line, columns separated by two spaces, so `grep` and `awk` work on it.
 
-use styxy_proto::model::Millis;
+use styxy_proto::timestamp::Timestamp;
 
 pub struct Table {
     header: Vec<&'static str>,
@@ -55,27 +55,25 @@ pub fn or_dash(value: Option<impl ToString>) -> String {
     value.map(|v| v.to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-pub fn utc(at: Millis) -> String {
-    let secs = at / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+/// A moment in the machine's local time, to the second, as people read
+/// it: `2026-12-03 15:37:59` (the zone is `TZ`, else /etc/localtime).
+pub fn local(at: Timestamp) -> String {
+    local_in(at, utc_offset_secs(at))
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+fn local_in(at: Timestamp, offset_secs: i64) -> String {
+    let (year, month, day, hour, minute, second, _) = at.civil(offset_secs);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
+}
+
+/// Seconds east of UTC of the local zone at `at` (0 if unknown).
+fn utc_offset_secs(at: Timestamp) -> i64 {
+    let secs = (at.millis() / 1000) as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r is the reentrant form.
+    let filled = unsafe { libc::localtime_r(&secs, &mut tm) };
+    if filled.is_null() { 0 } else { tm.tm_gmtoff }
 }
 
 /// A duration in seconds as its largest unit: `42s`, `7m`, `3h`, `12d`.
@@ -89,8 +87,8 @@ pub fn span(secs: u64) -> String {
 }
 
 /// How long ago `at` was, as a [`span`].
-pub fn age(at: Millis, now: Millis) -> String {
-    span(now.saturating_sub(at) / 1000)
+pub fn age(at: Timestamp, now: Timestamp) -> String {
+    span(now.millis().saturating_sub(at.millis()) / 1000)
 }
 
 #[cfg(test)]
@@ -111,15 +109,15 @@ mod tests {
     }
 
     #[test]
-    fn utc_renders_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_795_271_050_000), "2026-11-21T14:24:10Z");
+    fn local_times_read_as_the_wall_clock_of_the_zone() {
+        assert_eq!(local_in(Timestamp(1_795_271_050_000), 0), "2026-11-21 14:24:10");
+        assert_eq!(local_in(Timestamp(1_795_271_050_999), 3600), "2026-11-21 15:24:10");
+        assert_eq!(local_in(Timestamp(0), -3600), "1969-12-31 23:00:00");
     }
 
     #[test]
     fn ages_use_the_largest_unit() {
-        assert_eq!(age(1_000, 43_000), "42s");
+        assert_eq!(age(Timestamp(1_000), Timestamp(43_000)), "42s");
         assert_eq!(span(7 * 60 + 5), "7m");
         assert_eq!(span(3 * 3600), "3h");
         assert_eq!(span(12 * 86_400 + 1), "12d");

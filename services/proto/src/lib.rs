@@ -2,7 +2,7 @@
 //! allocator: where the files and sockets are ([`paths`]), the layout of the
 //! reserved-port map ([`portmap`]), the kernel formats the preload and the
 //! observer both read ([`sockdiag`], [`procstat`]); with the `wire` feature
-//! the HTTP API's types (`api`, `model`), its error (`error`) and who asks
+//! the HTTP API's types (`api`, `model`, `timestamp`), its error (`error`) and who asks
 //! (`caller`); with `client` the blocking HTTP client (`client`). Those are
 //! plain names, not links: without the features they do not exist.
 
@@ -21,3 +21,5 @@ pub mod client;
 pub mod error;
 #[cfg(feature = "wire")]
 pub mod model;
+#[cfg(feature = "wire")]
+pub mod timestamp;

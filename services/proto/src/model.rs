@@ -1,9 +1,15 @@
 //! The records Styxy keeps: allocations, instances, auto-allocated types.
 //! `State` is the whole persisted truth; `Change` is one atomic edit of it,
 //! the unit the write-ahead log records.
+//!
+//! The records the API also shows are generic over how their times are
+//! written: [`Millis`] in the store (the default), [`Timestamp`] on the
+//! wire; `From` converts one into the other.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+use crate::timestamp::Timestamp;
 
 /// Schema version of `state.json`. Bump on incompatible changes; the store
 /// refuses (and keeps aside) a file from a future version.
@@ -54,7 +60,7 @@ pub enum Source {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Allocation {
+pub struct Allocation<At = Millis> {
     pub lock_id: String,
     pub port: u16,
     /// The port the client asked for when it got another one (preload moves).
@@ -69,7 +75,7 @@ pub struct Allocation {
     pub lease: LeaseKind,
     #[serde(default)]
     pub source: Source,
-    pub allocated_at: Millis,
+    pub allocated_at: At,
     /// Consecutive failed health checks (reset on success).
     #[serde(default)]
     pub health_failures: u32,
@@ -77,7 +83,7 @@ pub struct Allocation {
     /// held until this time for the first process of the owner's uid that
     /// listens on the port, which then becomes the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff_until: Option<Millis>,
+    pub handoff_until: Option<At>,
 }
 
 impl Allocation {
@@ -112,15 +118,15 @@ impl Allocation {
 
 /// A registered client session (an agent session, a preloaded process).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Instance {
+pub struct Instance<At = Millis> {
     pub instance_id: String,
     pub uid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_root: Option<String>,
-    pub registered_at: Millis,
-    pub last_heartbeat: Millis,
+    pub registered_at: At,
+    pub last_heartbeat: At,
     /// Seconds without a heartbeat after which the instance expires.
     pub ttl_secs: u64,
     #[serde(default)]
@@ -149,13 +155,54 @@ pub struct AutoType {
 
 /// One line of the audit trail kept in the state (bounded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at: Millis,
+pub struct AuditEntry<At = Millis> {
+    pub at: At,
     pub action: String,
     pub service_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<[u16; 2]>,
     pub uid: u32,
+}
+
+impl From<Allocation> for Allocation<Timestamp> {
+    fn from(a: Allocation) -> Allocation<Timestamp> {
+        Allocation {
+            lock_id: a.lock_id,
+            port: a.port,
+            requested_port: a.requested_port,
+            service_type: a.service_type,
+            service_name: a.service_name,
+            instance_id: a.instance_id,
+            project_path: a.project_path,
+            owner: a.owner,
+            lease: a.lease,
+            source: a.source,
+            allocated_at: a.allocated_at.into(),
+            health_failures: a.health_failures,
+            handoff_until: a.handoff_until.map(Timestamp),
+        }
+    }
+}
+
+impl From<Instance> for Instance<Timestamp> {
+    fn from(i: Instance) -> Instance<Timestamp> {
+        Instance {
+            instance_id: i.instance_id,
+            uid: i.uid,
+            working_directory: i.working_directory,
+            project_root: i.project_root,
+            registered_at: i.registered_at.into(),
+            last_heartbeat: i.last_heartbeat.into(),
+            ttl_secs: i.ttl_secs,
+            metadata: i.metadata,
+        }
+    }
+}
+
+impl From<AuditEntry> for AuditEntry<Timestamp> {
+    fn from(e: AuditEntry) -> AuditEntry<Timestamp> {
+        AuditEntry { at: e.at.into(), action: e.action, service_type: e.service_type, range: e.range, uid: e.uid }
+    }
 }
 
 /// How many audit entries the state keeps.

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use styxy_proto::api::*;
 use styxy_proto::model::{Allocation, AuditEntry, Instance, LeaseKind, Owner, Source};
+use styxy_proto::timestamp::Timestamp;
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
     let encoded = serde_json::to_value(&value).unwrap();
@@ -45,11 +46,15 @@ fn full_allocation(port: u16) -> Allocation {
 }
 
 fn bare_view(port: u16) -> AllocationView {
-    AllocationView { allocation: allocation(port), user: None, process: None }
+    AllocationView { allocation: allocation(port).into(), user: None, process: None }
 }
 
 fn full_view(port: u16) -> AllocationView {
-    AllocationView { allocation: full_allocation(port), user: Some("alice".into()), process: Some("node".into()) }
+    AllocationView {
+        allocation: full_allocation(port).into(),
+        user: Some("alice".into()),
+        process: Some("node".into()),
+    }
 }
 
 fn bare_listener(port: u16) -> Listener {
@@ -127,6 +132,8 @@ fn allocating() {
         service_type: "dev".into(),
         service_name: "web".into(),
         existing: false,
+        existing_instance_id: None,
+        existing_pid: None,
         dry_run: false,
         requested_port: None,
         requested_port_holder: None,
@@ -192,14 +199,14 @@ fn observing() {
     round_trip(ObserveAllResponse { total: 2, observations: vec![full_listener(3000), bare_listener(5432)] });
     round_trip(ObservePortResponse { port: 3005, bound: false, listeners: vec![] });
     round_trip(ObservePortResponse { port: 3000, bound: true, listeners: vec![full_listener(3000)] });
-    round_trip(ObservationStatsResponse { stats: ObservationStats::default(), timestamp: 1 });
+    round_trip(ObservationStatsResponse { stats: ObservationStats::default(), timestamp: Timestamp(1) });
     round_trip(ObservationStatsResponse {
         stats: ObservationStats {
             total_ports: 2,
             by_service_type: BTreeMap::from([("dev".into(), 1), ("unknown".into(), 1)]),
             by_user: BTreeMap::from([("alice".into(), 2)]),
         },
-        timestamp: 1_767_225_600_000,
+        timestamp: Timestamp(1_767_225_600_000),
     });
 }
 
@@ -218,7 +225,11 @@ fn instances() {
         instance_id: "s".into(),
         message: "Instance s registered".into(),
     });
-    round_trip(HeartbeatResponse { success: true, instance_id: "s".into(), last_heartbeat: 1_767_225_900_000 });
+    round_trip(HeartbeatResponse {
+        success: true,
+        instance_id: "s".into(),
+        last_heartbeat: Timestamp(1_767_225_900_000),
+    });
     round_trip(EndInstanceResponse { success: true, instance_id: "s".into(), released: vec![3000, 3001] });
     round_trip(RegisterForObserverRequest::default());
     round_trip(RegisterForObserverRequest {
@@ -233,8 +244,8 @@ fn instances() {
         uid: 1000,
         working_directory: None,
         project_root: Some("/home/alice/shop".into()),
-        registered_at: 1,
-        last_heartbeat: 2,
+        registered_at: Timestamp(1),
+        last_heartbeat: Timestamp(2),
         ttl_secs: 600,
         metadata: json!({}),
     };
@@ -259,8 +270,11 @@ fn configuration() {
     };
     round_trip(auto_allocation.clone());
     let configured = ServiceTypeView { service_type: service_type(), auto_allocated: false, auto_allocated_at: None };
-    let auto =
-        ServiceTypeView { auto_allocated: true, auto_allocated_at: Some(1_767_225_600_000), ..configured.clone() };
+    let auto = ServiceTypeView {
+        auto_allocated: true,
+        auto_allocated_at: Some(Timestamp(1_767_225_600_000)),
+        ..configured.clone()
+    };
     round_trip(configured.clone());
     round_trip(auto.clone());
     round_trip(ConfigResponse {
@@ -289,7 +303,7 @@ fn the_allocator_itself() {
     });
     round_trip(HealthResponse {
         status: "healthy".into(),
-        timestamp: 1_767_225_600_000,
+        timestamp: Timestamp(1_767_225_600_000),
         uptime: 0.25,
         version: "0.1.0".into(),
         mode: "system".into(),
@@ -322,7 +336,7 @@ fn the_allocator_itself() {
     });
     round_trip(AuditResponse {
         recent_events: vec![AuditEntry {
-            at: 1,
+            at: Timestamp(1),
             action: "auto_allocation".into(),
             service_type: "newthing".into(),
             range: Some([31030, 31039]),
@@ -346,9 +360,13 @@ fn shapes_clients_rely_on() {
     );
     assert_eq!(serde_json::to_value(bare_listener(1)).unwrap().as_object().unwrap().len(), 5);
     // A service type lists flat, its origin beside its settings.
-    let view = ServiceTypeView { service_type: service_type(), auto_allocated: true, auto_allocated_at: Some(5) };
+    let view =
+        ServiceTypeView { service_type: service_type(), auto_allocated: true, auto_allocated_at: Some(Timestamp(5)) };
     let listed = serde_json::to_value(view).unwrap();
-    assert_eq!((&listed["range"], &listed["auto_allocated_at"]), (&json!([3000, 3099]), &json!(5)));
+    assert_eq!(
+        (&listed["range"], &listed["auto_allocated_at"]),
+        (&json!([3000, 3099]), &json!("1970-01-01T00:00:00.005Z"))
+    );
     // An empty cleanup body, and the original registration's loose fields.
     assert_eq!(serde_json::from_value::<CleanupRequest>(json!({})).unwrap(), CleanupRequest { force: false });
     let loose: RegisterForObserverRequest =

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use styxy_observe::process;
 use styxy_proto::model::Instance;
+use styxy_proto::timestamp::Timestamp;
 
 use crate::ports::ENV_SESSION;
 
@@ -72,14 +73,14 @@ fn env_of(pid: u32, name: &str) -> Option<String> {
 pub struct Sessions {
     ours: String,
     our_agent: Option<u32>,
-    others: HashMap<String, Instance>,
+    others: HashMap<String, Instance<Timestamp>>,
     /// Other sessions' Claude Code processes that still run, by pid.
     other_agents: HashMap<u32, String>,
 }
 
 impl Sessions {
-    pub fn new(ours: String, our_agent: Option<u32>, instances: Vec<Instance>) -> Sessions {
-        let others: HashMap<String, Instance> =
+    pub fn new(ours: String, our_agent: Option<u32>, instances: Vec<Instance<Timestamp>>) -> Sessions {
+        let others: HashMap<String, Instance<Timestamp>> =
             instances.into_iter().filter(|i| i.instance_id != ours).map(|i| (i.instance_id.clone(), i)).collect();
         let other_agents = others
             .values()
@@ -133,14 +134,14 @@ mod tests {
     use super::*;
     use std::process::{Command, Stdio};
 
-    fn instance(id: &str, project: &str, metadata: Value) -> Instance {
+    fn instance(id: &str, project: &str, metadata: Value) -> Instance<Timestamp> {
         Instance {
             instance_id: id.into(),
             uid: 0,
             working_directory: None,
             project_root: Some(project.into()),
-            registered_at: 0,
-            last_heartbeat: 0,
+            registered_at: Timestamp(0),
+            last_heartbeat: Timestamp(0),
             ttl_secs: 60,
             metadata,
         }

@@ -86,6 +86,8 @@ impl Engine {
                 service_type,
                 service_name: existing.service_name.clone(),
                 existing: true,
+                existing_instance_id: caller.may_see(existing.owner.uid).then(|| existing.instance_id.clone()),
+                existing_pid: existing.owner.pid.filter(|_| caller.may_see(existing.owner.uid)),
                 dry_run: req.dry_run,
                 requested_port: None,
                 requested_port_holder: None,
@@ -138,6 +140,8 @@ impl Engine {
             service_type: service_type.clone(),
             service_name: service_name.clone(),
             existing: false,
+            existing_instance_id: None,
+            existing_pid: None,
             dry_run: req.dry_run,
             requested_port: moved,
             requested_port_holder: holder,
@@ -476,7 +480,7 @@ impl Engine {
         AllocationView {
             process: allocation.owner.pid.and_then(|pid| self.host.comm(pid)),
             user: process::user_name(a.owner.uid),
-            allocation,
+            allocation: allocation.into(),
         }
     }
 

@@ -387,7 +387,7 @@ fn handoff(service_type: &str) -> AllocateRequest {
 }
 
 /// The allocation on `port` as `who` lists it, after the lazy reap.
-fn listed(f: &mut Fixture, port: u16, who: &Caller) -> Option<Allocation> {
+fn listed(f: &mut Fixture, port: u16, who: &Caller) -> Option<Allocation<styxy_proto::timestamp::Timestamp>> {
     f.engine.list(who).unwrap().into_iter().map(|v| v.allocation).find(|a| a.port == port)
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Listener;
 use crate::model::{Allocation, LeaseKind, Source};
+use crate::timestamp::Timestamp;
 
 /// `POST /allocate`. Unknown fields are ignored, wrong types are a 400.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +71,13 @@ pub struct AllocateResponse {
     /// Singleton reuse: the existing holder's port was returned.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub existing: bool,
+    /// Singleton reuse: the instance of the allocation joined (the
+    /// original's camelCase name; only when the holder is the caller's user).
+    #[serde(rename = "existingInstanceId", default, skip_serializing_if = "Option::is_none")]
+    pub existing_instance_id: Option<String>,
+    /// Singleton reuse: the joined allocation's owner process (same rule).
+    #[serde(rename = "existingPid", default, skip_serializing_if = "Option::is_none")]
+    pub existing_pid: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     /// Set when the client asked for a port and got another one.
@@ -106,7 +114,7 @@ pub struct ReleaseResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationView {
     #[serde(flatten)]
-    pub allocation: Allocation,
+    pub allocation: Allocation<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

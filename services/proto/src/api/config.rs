@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Millis;
+use crate::timestamp::Timestamp;
 
 /// How many instances of a service type may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -123,7 +123,7 @@ pub struct ServiceTypeView {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_allocated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_allocated_at: Option<Millis>,
+    pub auto_allocated_at: Option<Timestamp>,
 }
 
 /// `DELETE /config/auto-types/{type}`: the type is gone, its range free.

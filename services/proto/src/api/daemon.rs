@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AuditEntry, Millis};
+use crate::model::AuditEntry;
+use crate::timestamp::Timestamp;
 
 /// `GET /status` (no authentication).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +33,7 @@ pub struct StatusResponse {
 pub struct HealthResponse {
     /// Always `healthy`: an allocator that answers is.
     pub status: String,
-    pub timestamp: Millis,
+    pub timestamp: Timestamp,
     /// Seconds since the allocator started.
     pub uptime: f64,
     pub version: String,
@@ -47,8 +48,9 @@ pub struct HealthResponse {
     pub memory_rss_bytes: u64,
 }
 
-/// `GET /metrics` as JSON (`?format=prometheus` gives the same figures as
-/// Prometheus text, each name prefixed with `styxy_`).
+/// `GET /metrics` as JSON (`?format=json` or `Accept: application/json`;
+/// otherwise the same figures come as Prometheus text, each name prefixed
+/// with `styxy_`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsResponse {
     pub counters: MetricCounters,
@@ -80,7 +82,7 @@ pub struct MetricGauges {
 /// `GET /audit`: the auto-allocation trail, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditResponse {
-    pub recent_events: Vec<AuditEntry>,
+    pub recent_events: Vec<AuditEntry<Timestamp>>,
 }
 
 /// `GET /circuit-breakers`, kept for the original's clients.

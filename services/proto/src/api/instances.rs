@@ -3,7 +3,8 @@
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Instance, Millis};
+use crate::model::Instance;
+use crate::timestamp::Timestamp;
 
 /// `POST /instance/register`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +23,7 @@ pub struct RegisterInstanceRequest {
 /// `GET /instance/list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstancesResponse {
-    pub instances: Vec<Instance>,
+    pub instances: Vec<Instance<Timestamp>>,
 }
 
 /// `POST /instance/register` and `POST /register-instance`.
@@ -38,7 +39,7 @@ pub struct RegisterInstanceResponse {
 pub struct HeartbeatResponse {
     pub success: bool,
     pub instance_id: String,
-    pub last_heartbeat: Millis,
+    pub last_heartbeat: Timestamp,
 }
 
 /// `DELETE /instance/{id}`: the instance ended and its session leases freed.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Millis;
+use crate::timestamp::Timestamp;
 
 /// A listening socket seen by the observer, ours or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ pub struct ObservePortResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservationStatsResponse {
     pub stats: ObservationStats,
-    pub timestamp: Millis,
+    pub timestamp: Timestamp,
 }
 
 /// Listeners counted by guessed service type and by user.
