@@ -25,7 +25,8 @@ use styxy_proto::paths;
 #[derive(Parser, Debug)]
 #[command(name = "styxy-allocator", version, about = "Styxy's port allocator (HTTP API)")]
 struct Args {
-    /// User mode: per-user socket and state, no TCP unless --tcp is given.
+    /// User mode: per-user socket and state, no TCP unless --tcp or the
+    /// configuration's api.tcp gives an address.
     #[arg(long)]
     user: bool,
     /// Unix socket path (default: /run/styxy/api.sock, or with --user
@@ -135,12 +136,23 @@ pub fn run() -> Result<ExitCode> {
     let tcp = match (&args.tcp, args.no_tcp, mode) {
         (Some(addr), _, _) => Some(addr.clone()),
         (None, false, Mode::System) if listeners.tcp.is_empty() => Some(paths::TCP_ADDR.to_string()),
+        (None, false, Mode::User) if !config.api.tcp.is_empty() => Some(config.api.tcp.clone()),
         _ => None,
     };
     if let Some(addr) = tcp {
-        let l = std::net::TcpListener::bind(&addr).with_context(|| format!("binding TCP {addr}"))?;
-        l.set_nonblocking(true)?;
-        listeners.tcp.push(l);
+        match std::net::TcpListener::bind(&addr) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                listeners.tcp.push(l);
+            }
+            // A user-mode allocator started on demand serves its socket
+            // even when the configured port is taken (another user's
+            // allocator, or anything else): `styxy doctor` names the holder.
+            Err(e) if args.tcp.is_none() && mode == Mode::User => {
+                tracing::error!("not serving TCP {addr} (api.tcp): {e}; the Unix socket is served");
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding TCP {addr}")),
+        }
     }
     let map_path = paths::port_map_for(&socket);
     let map =

@@ -17,10 +17,11 @@ use serde::de::DeserializeOwned;
 use styxy_core::engine::parse_port;
 use styxy_proto::api::{
     AllocationsResponse, AuditResponse, CheckResponse, CircuitBreakersResponse, CleanupRequest, CleanupResponse,
-    ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstancesResponse,
-    Listener, MAX_BODY, MetricGauges, ObservationStats, ObservationStatsResponse, ObserveAllResponse,
-    ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest, RegisterInstanceResponse,
-    ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse, TokenResponse, UndoAutoTypeResponse,
+    ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstanceView,
+    InstancesResponse, Listener, MAX_BODY, MetricGauges, ObservationStats, ObservationStatsResponse,
+    ObserveAllResponse, ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest,
+    RegisterInstanceResponse, ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse,
+    TokenResponse, UndoAutoTypeResponse,
 };
 use styxy_proto::caller::Caller;
 use styxy_proto::error::{ApiError, printable};
@@ -232,7 +233,17 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::Allocations => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
         Route::Config => config(app),
         Route::InstanceList => {
-            ok(&InstancesResponse { instances: app.engine().instances()?.into_iter().map(Into::into).collect() })
+            let mut engine = app.engine();
+            let instances = engine.instances()?;
+            let state = engine.state();
+            let active = |id: &str| {
+                state.allocations.values().filter(|a| a.instance_id == id).map(|a| a.lock_id.clone()).collect()
+            };
+            let instances = instances
+                .into_iter()
+                .map(|i| InstanceView { active_allocations: active(&i.instance_id), instance: i.into() })
+                .collect();
+            ok(&InstancesResponse { instances })
         }
         Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;

@@ -158,8 +158,13 @@ instance id instead. Use --lease manual to keep it until `styxy release`.")]
     #[command(subcommand)]
     Daemon(DaemonCommand),
 
-    /// Print your token for the loopback TCP API (system mode)
-    Token,
+    /// Print your token for the loopback TCP API
+    Token {
+        /// Also write it to ~/.styxy/auth.token (0600), where the original
+        /// Styxy's CLI, hooks and dashboards read it
+        #[arg(long)]
+        write_legacy: bool,
+    },
 
     /// Run a command with a reserved port in $PORT and the bind() interposer loaded
     #[command(after_help = "\

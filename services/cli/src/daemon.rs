@@ -1,13 +1,16 @@
-//! `daemon status`, `daemon stop` and `token`.
+//! `daemon status`, `daemon stop` and `token` (with `--write-legacy`, the
+//! original's token file).
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
+use crate::legacy;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::span;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use styxy_proto::api::{StatusResponse, TokenResponse};
 use styxy_proto::client::Method;
+use styxy_proto::paths;
 
 pub fn status(ctx: &Ctx) -> Result<u8, Failure> {
     // Asking whether it runs must not start it.
@@ -68,13 +71,25 @@ pub fn stop(ctx: &Ctx) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-pub fn token(ctx: &Ctx) -> Result<u8, Failure> {
+pub fn token(ctx: &Ctx, write_legacy: bool) -> Result<u8, Failure> {
     let reply = ctx.client()?.call(Method::Get, "/token")?;
+    let t: TokenResponse = reply.decode()?;
+    if !write_legacy {
+        if ctx.json {
+            print_raw_json(&reply.body);
+        } else {
+            print(&format!("{}\n", t.token));
+        }
+        return Ok(EXIT_OK);
+    }
+    let dir =
+        paths::legacy_dir().ok_or_else(|| Failure::local("no_home", "HOME is not set: no ~/.styxy to write to"))?;
+    let path = legacy::replace_file(&dir, paths::LEGACY_TOKEN_NAME, t.token.as_bytes(), 0o600)
+        .map_err(|m| Failure::local("unsafe_path", m))?;
     if ctx.json {
-        print_raw_json(&reply.body);
+        print_json(&json!({"success": true, "path": path}));
     } else {
-        let t: TokenResponse = reply.decode()?;
-        print(&format!("{}\n", t.token));
+        print(&format!("Wrote your token to {} (mode 0600) for the original Styxy's clients\n", path.display()));
     }
     Ok(EXIT_OK)
 }

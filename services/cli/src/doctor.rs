@@ -44,6 +44,7 @@ pub fn doctor(ctx: &Ctx) -> u8 {
     checks.push(preload());
     if let Some(client) = &client {
         checks.push(listener_table(client));
+        checks.extend(loopback_tcp(client, mode.as_deref()));
     }
 
     let worst = checks.iter().map(|c| c.status).max().unwrap_or(Level::Ok);
@@ -181,4 +182,35 @@ fn listener_table(client: &Client) -> Check {
         }
         Err(e) => check("sock_diag", Level::Error, format!("GET /observe/{port} failed: {e}")),
     }
+}
+
+/// User mode with `api.tcp` set: the original's clients send the token to
+/// whoever listens there, so it must be this user's own allocator.
+fn loopback_tcp(client: &Client, mode: Option<&str>) -> Option<Check> {
+    if mode != Some("user") {
+        return None;
+    }
+    let addr = Config::load().ok()?.api.tcp;
+    let port = addr.parse::<std::net::SocketAddr>().ok()?.port();
+    let me = styxy_proto::paths::uid();
+    Some(match client.get::<ObservePortResponse>(&format!("/observe/{port}")) {
+        Err(e) => check("tcp", Level::Error, format!("GET /observe/{port} failed: {e}")),
+        Ok(r) => match r.listeners.iter().find(|l| l.uid != me) {
+            Some(other) => check(
+                "tcp",
+                Level::Error,
+                format!(
+                    "{addr} (api.tcp) is held by uid {}{}, not your allocator: clients reading ~/.styxy/auth.token would send it there",
+                    other.uid,
+                    other.user.as_ref().map(|u| format!(" ({u})")).unwrap_or_default()
+                ),
+            ),
+            None if r.bound => check("tcp", Level::Ok, format!("your allocator serves {addr} (api.tcp)")),
+            None => check(
+                "tcp",
+                Level::Warning,
+                format!("nothing listens on {addr} (api.tcp): restart the allocator (`styxy daemon stop`)"),
+            ),
+        },
+    })
 }

@@ -7,6 +7,7 @@ mod discover;
 mod doctor;
 mod elf;
 mod hook;
+mod legacy;
 mod output;
 mod ports;
 mod run;
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         Command::Doctor => Ok(doctor::doctor(&ctx)),
         Command::Daemon(DaemonCommand::Status) => daemon::status(&ctx),
         Command::Daemon(DaemonCommand::Stop) => daemon::stop(&ctx),
-        Command::Token => daemon::token(&ctx),
+        Command::Token { write_legacy } => daemon::token(&ctx, *write_legacy),
         Command::Run(args) => Ok(run::run(&ctx, args)),
         Command::ShellInit { shell } => run::shell_init(*shell),
         Command::Hook(event) => {

@@ -52,6 +52,9 @@
 //!
 //! [allocator]
 //! idle_timeout_secs = 300
+//!
+//! [api]
+//! tcp = "127.0.0.1:9876"          # user mode: also serve loopback TCP (token); "" = off
 //! ```
 //!
 //! Every problem is reported as a [`ConfigIssue`] naming the file, the dotted
@@ -122,6 +125,15 @@ pub struct Allocator {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Api {
+    /// User mode: a loopback `IP:PORT` to serve the token-authenticated API
+    /// on besides the Unix socket (the original's clients talk TCP); empty
+    /// for none. System mode's socket unit decides its own.
+    pub tcp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub service_types: BTreeMap<String, ServiceType>,
     pub auto_allocation: AutoAllocation,
@@ -129,6 +141,7 @@ pub struct Config {
     pub limits: Limits,
     pub instances: Instances,
     pub allocator: Allocator,
+    pub api: Api,
 }
 
 /// One problem found in a configuration file.

@@ -87,6 +87,16 @@ pub fn system_config_file() -> PathBuf {
     env_path(ENV_SYSTEM_CONFIG).unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG_FILE))
 }
 
+/// `~/.styxy`, where the original Styxy kept its token
+/// ([`LEGACY_TOKEN_NAME`]) and configuration ([`LEGACY_CONFIG_NAME`]), and
+/// where its clients still read them.
+pub fn legacy_dir() -> Option<PathBuf> {
+    home().map(|h| h.join(".styxy"))
+}
+
+pub const LEGACY_TOKEN_NAME: &str = "auth.token";
+pub const LEGACY_CONFIG_NAME: &str = "config.json";
+
 /// `~/.config/styxy/config.toml` (or `$STYXY_CONFIG`, or `$XDG_CONFIG_HOME`).
 pub fn user_config_file() -> Option<PathBuf> {
     if let Some(p) = env_path(ENV_CONFIG) {

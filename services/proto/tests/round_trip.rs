@@ -249,7 +249,12 @@ fn instances() {
         ttl_secs: 600,
         metadata: json!({}),
     };
-    round_trip(InstancesResponse { instances: vec![instance] });
+    round_trip(InstancesResponse {
+        instances: vec![InstanceView {
+            instance,
+            active_allocations: vec!["0b6f4e2a-58d1-4c1e-9a57-2f7f5c1d9e11".into()],
+        }],
+    });
 }
 
 #[test]

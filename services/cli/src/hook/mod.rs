@@ -304,7 +304,13 @@ impl World {
             return Ok(sessions);
         }
         let list: InstancesResponse = self.client.get("/instance/list")?;
-        Ok(self.sessions.get_or_init(|| Sessions::new(self.instance_id.clone(), self.agent, list.instances)))
+        Ok(self.sessions.get_or_init(|| {
+            Sessions::new(
+                self.instance_id.clone(),
+                self.agent,
+                list.instances.into_iter().map(|v| v.instance).collect(),
+            )
+        }))
     }
 
     fn classify(

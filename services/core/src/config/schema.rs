@@ -29,6 +29,8 @@ enum Kind {
     Range,
     Strings,
     Rules,
+    /// Empty, or `IP:PORT` with a loopback IP.
+    LoopbackAddr,
 }
 
 type Schema = &'static [(&'static str, Kind)];
@@ -66,6 +68,7 @@ const SECTIONS: &[(&str, Schema)] = &[
     ("limits", &[("max_allocations_per_user", POSITIVE), ("max_connections", POSITIVE)]),
     ("instances", &[("ttl_secs", POSITIVE)]),
     ("allocator", &[("idle_timeout_secs", POSITIVE)]),
+    ("api", &[("tcp", Kind::LoopbackAddr)]),
 ];
 
 /// Checks one file on its own (keys, types, bounds, names) and normalises it
@@ -170,6 +173,18 @@ impl Checker<'_> {
                 }
             }),
             Kind::Range => self.range(field, value),
+            Kind::LoopbackAddr => match value.as_str() {
+                None => self.wrong_type(field, "a string", value),
+                Some("") => {}
+                Some(text) => match text.parse::<std::net::SocketAddr>() {
+                    Ok(addr) if addr.ip().is_loopback() && addr.port() != 0 => {}
+                    Ok(_) => self.issue(
+                        field,
+                        format!("{text} is not a loopback address with a port (127.0.0.1:9876, [::1]:9876)"),
+                    ),
+                    Err(_) => self.issue(field, format!("{text:?} is not IP:PORT (such as 127.0.0.1:9876)")),
+                },
+            },
             Kind::Rules => self.each(field, value, |checker, field, rule| {
                 let Some(rule) = rule.as_table_mut() else {
                     return checker.wrong_type(field, "a table", rule);

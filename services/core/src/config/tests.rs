@@ -78,6 +78,7 @@ fn builtin_settings_are_the_documented_defaults() {
     assert_eq!(config.limits, Limits { max_allocations_per_user: 1000, max_connections: 512 });
     assert_eq!(config.instances, Instances { ttl_secs: 120 });
     assert_eq!(config.allocator, Allocator { idle_timeout_secs: 300 });
+    assert_eq!(config.api, Api { tcp: String::new() }, "no TCP unless asked for");
 }
 
 #[test]
@@ -282,6 +283,9 @@ fn every_rule_reports_file_field_and_reason() {
             "allocator.idle_timeout_secs",
             "expected an integer, found string",
         ),
+        ("[api]\ntcp = \"0.0.0.0:9876\"\n".into(), "api.tcp", "not a loopback address"),
+        ("[api]\ntcp = \"localhost\"\n".into(), "api.tcp", "is not IP:PORT"),
+        ("[api]\ntcp = 9876\n".into(), "api.tcp", "expected a string"),
         (
             "[service_types.\"Bad Type!\"]\nrange = [13000, 13009]\n".into(),
             "service_types.\"Bad Type!\"",
@@ -308,9 +312,11 @@ fn edge_values_are_accepted() {
     let (_dir, _user, result) = load_user(
         "[auto_allocation]\ndefault_chunk_size = 1\ngap_size = 0\nmin_port = 1\nmax_port = 65535\n\
          [[auto_allocation.rules]]\npattern = \"x-*\"\nchunk_size = 1000\n\
-         [service_types.one]\nrange = [65535, 65535]\npreferred_ports = [65535]\n",
+         [service_types.one]\nrange = [65535, 65535]\npreferred_ports = [65535]\n\
+         [api]\ntcp = \"[::1]:9876\"\n",
     );
     let config = result.unwrap();
+    assert_eq!(config.api.tcp, "[::1]:9876");
     assert_eq!(config.auto_allocation.default_chunk_size, 1);
     assert_eq!(config.auto_allocation.gap_size, 0);
     assert_eq!(config.service_types["one"].range, [65535, 65535]);

@@ -23,7 +23,18 @@ pub struct RegisterInstanceRequest {
 /// `GET /instance/list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstancesResponse {
-    pub instances: Vec<Instance<Timestamp>>,
+    pub instances: Vec<InstanceView>,
+}
+
+/// An instance as listed: the stored record and its live allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    pub instance: Instance<Timestamp>,
+    /// Lock ids of the allocations made under this instance id (the
+    /// original's field, which it never filled).
+    #[serde(default)]
+    pub active_allocations: Vec<String>,
 }
 
 /// `POST /instance/register` and `POST /register-instance`.
