@@ -251,6 +251,16 @@ pub enum ConfigCommand {
     Show,
     /// Check the configuration files (runs locally)
     Validate,
+    /// Turn the original Styxy's config.json into your config.toml: shows
+    /// what it writes and what it leaves out; refuses an invalid file
+    Import {
+        /// Default: ~/.styxy/config.json
+        #[arg(value_name = "PATH")]
+        path: Option<std::path::PathBuf>,
+        /// Show what would be written; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Automatic ranges for unknown service types
     AutoAllocation {
         #[command(subcommand)]

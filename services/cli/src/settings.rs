@@ -3,10 +3,11 @@
 
 use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
+use crate::legacy;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, local, or_dash};
 use serde_json::json;
-use styxy_core::config::{Config, set_user_auto_allocation_enabled};
+use styxy_core::config::{Config, import_original, set_user_auto_allocation_enabled};
 use styxy_proto::api::{ConfigResponse, ServiceTypeView, UndoAutoTypeResponse};
 use styxy_proto::client::Method;
 use styxy_proto::paths;
@@ -15,6 +16,7 @@ pub fn config(ctx: &Ctx, command: &ConfigCommand) -> Result<u8, Failure> {
     match command {
         ConfigCommand::Show => show(ctx),
         ConfigCommand::Validate => validate(ctx.json),
+        ConfigCommand::Import { path, dry_run } => import(ctx.json, path.as_deref(), *dry_run),
         ConfigCommand::AutoAllocation { action } => match action {
             None | Some(AutoAllocationCommand::Status) => auto_status(ctx),
             Some(AutoAllocationCommand::List) => auto_list(ctx),
@@ -84,6 +86,67 @@ fn validate(json: bool) -> Result<u8, Failure> {
         print(&format!("configuration is valid ({types} service types)\n"));
     } else {
         print(&issues.iter().map(|i| format!("{i}\n")).collect::<String>());
+    }
+    Ok(if issues.is_empty() { EXIT_OK } else { EXIT_REFUSED })
+}
+
+/// `config import`: the original's JSON as this user's TOML, the file it
+/// replaces kept beside it as `config.toml.backup-MILLIS`.
+fn import(json: bool, path: Option<&std::path::Path>, dry_run: bool) -> Result<u8, Failure> {
+    let source = match path {
+        Some(p) => p.to_path_buf(),
+        None => paths::legacy_dir()
+            .ok_or_else(|| Failure::local("no_home", "HOME is not set: give the path of config.json"))?
+            .join(paths::LEGACY_CONFIG_NAME),
+    };
+    let text = std::fs::read_to_string(&source)
+        .map_err(|e| Failure::local("unreadable", format!("cannot read {}: {e}", source.display())))?;
+    let imported = import_original(&source, &text, &paths::system_config_file());
+    let target = paths::user_config_file()
+        .ok_or_else(|| Failure::local("no_home", "HOME is not set: no ~/.config/styxy/config.toml to write"))?;
+    let issues: Vec<String> = imported.issues.iter().map(ToString::to_string).collect();
+    let mut backup = None;
+    let write = issues.is_empty() && !dry_run;
+    if write {
+        let (dir, name) = match (target.parent(), target.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => return Err(Failure::local("invalid_path", format!("{} is not a file path", target.display()))),
+        };
+        if let Ok(old) = std::fs::read(&target) {
+            let kept = format!("{name}.backup-{}", styxy_proto::model::now_millis());
+            backup = Some(legacy::replace_file(dir, &kept, &old, 0o600).map_err(|m| Failure::local("unsafe_path", m))?);
+        }
+        legacy::replace_file(dir, name, imported.toml.as_bytes(), 0o644)
+            .map_err(|m| Failure::local("unsafe_path", m))?;
+    }
+    if json {
+        print_json(&json!({
+            "success": issues.is_empty(),
+            "source": source,
+            "target": target,
+            "written": write,
+            "backup": backup,
+            "toml": imported.toml,
+            "left_out": imported.left_out,
+            "issues": issues,
+        }));
+    } else {
+        let mut out = format!("# {} as {}:\n{}\n", source.display(), target.display(), imported.toml);
+        for line in &imported.left_out {
+            out.push_str(&format!("not imported: {line}\n"));
+        }
+        for line in &issues {
+            out.push_str(&format!("invalid: {line}\n"));
+        }
+        if let Some(b) = &backup {
+            out.push_str(&format!("kept the previous file as {}\n", b.display()));
+        }
+        out.push_str(&match (issues.is_empty(), write) {
+            (false, _) => format!("nothing written: fix {} and run it again\n", source.display()),
+            (true, true) => format!("wrote {}\n", target.display()),
+            (true, false) => "dry run: nothing written\n".into(),
+        });
+        print(&out);
     }
     Ok(if issues.is_empty() { EXIT_OK } else { EXIT_REFUSED })
 }

@@ -142,3 +142,59 @@ fn the_original_clients_reach_an_autostarted_allocator_over_tcp_and_read_what_th
     assert!(head.contains("content-type: application/json"), "{head}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["counters"]["allocations_total"], 3);
 }
+
+#[test]
+fn config_import_refuses_an_invalid_entry_then_writes_the_rest_as_toml_keeping_the_old_file() {
+    let sb = Sandbox::with_config("[allocator]\nidle_timeout_secs = 60\n");
+    let original = include_str!("fixtures/original-config.json");
+    let given = sb.path().join("config.json");
+    std::fs::write(&given, original).unwrap();
+
+    // One invalid entry: named, and nothing changes.
+    let o = sb.run(&["config", "import", given.to_str().unwrap()]);
+    let said = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(said.contains("service_types.broken-svc.instance_behavior") && said.contains("nothing written"), "{said}");
+    assert_eq!(std::fs::read_to_string(sb.config_file()).unwrap(), "[allocator]\nidle_timeout_secs = 60\n");
+    assert_eq!(std::fs::read_dir(sb.path()).unwrap().filter(|e| is_backup(e.as_ref().unwrap())).count(), 0);
+
+    // Fixed, from where the original kept it: written, with what was left out said.
+    let mut fixed: Value = serde_json::from_str(original).unwrap();
+    fixed["service_types"].as_object_mut().unwrap().remove("broken-svc");
+    std::fs::create_dir_all(sb.path().join(".styxy")).unwrap();
+    std::fs::write(sb.path().join(".styxy/config.json"), fixed.to_string()).unwrap();
+    let o = sb.run(&["config", "import"]);
+    let said = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{said}{}", text(&o.stderr));
+    for left_out in [
+        "not imported: recovery:",
+        "not imported: daemon:",
+        "not imported: service_types.grafana.multi_instance_pattern: informational",
+        "not imported: auto_allocation_rules.monitoring-*.preferred_range_start",
+    ] {
+        assert!(said.contains(left_out), "{left_out:?} missing from\n{said}");
+    }
+    let backups: Vec<_> =
+        std::fs::read_dir(sb.path()).unwrap().map(Result::unwrap).filter(is_backup).map(|e| e.path()).collect();
+    assert_eq!(backups.len(), 1, "{said}");
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), "[allocator]\nidle_timeout_secs = 60\n");
+
+    // The written file is a valid configuration with the original's types and rules.
+    let valid = sb.json(&["config", "validate"]);
+    assert_eq!(valid["valid"], true, "{valid}");
+    assert_eq!(valid["service_types"], 17 + 2, "grafana and monitoring-loki join the built-ins");
+    let written: toml::Table = std::fs::read_to_string(sb.config_file()).unwrap().parse().unwrap();
+    assert_eq!(written["service_types"]["grafana"]["range"], toml::Value::try_from([13000, 13019]).unwrap());
+    assert_eq!(written["service_types"]["grafana"]["instance_behavior"].as_str(), Some("single"));
+    assert_eq!(written["service_types"]["dev"]["preferred_ports"], toml::Value::try_from([3005, 3006]).unwrap());
+    let rules = written["auto_allocation"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(
+        rules.iter().any(|r| r["pattern"].as_str() == Some("monitoring-*") && r["chunk_size"].as_integer() == Some(20))
+    );
+    assert_eq!(written["auto_allocation"]["enabled"].as_bool(), Some(true));
+}
+
+fn is_backup(entry: &std::fs::DirEntry) -> bool {
+    entry.file_name().to_string_lossy().starts_with("config.toml.backup-")
+}

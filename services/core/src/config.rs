@@ -61,10 +61,12 @@
 //! field and the reason; a configuration with any issue is not used.
 
 mod edit;
+mod import;
 mod merge;
 mod schema;
 
 pub use edit::set_user_auto_allocation_enabled;
+pub use import::{Import, import_original};
 pub use schema::{MAX_TYPE_NAME_LEN, valid_type_name};
 
 use merge::{Merged, parse_layer, read_layers};
