@@ -78,6 +78,10 @@ pub struct Allocation {
     /// listens on the port, which then becomes the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_until: Option<Millis>,
+    /// The copy of a stack the holder belongs to (docs/design.md, "Scopes"):
+    /// a worktree's or project's directory, or what `$STYXY_SCOPE` named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Allocation {
@@ -106,7 +110,15 @@ impl Allocation {
             allocated_at: now_millis(),
             health_failures: 0,
             handoff_until: None,
+            scope: None,
         }
+    }
+
+    /// A moved server's scope entry: (scope, canonical port) when it has a
+    /// scope and listens on another port than the one it asked for.
+    pub fn scope_entry(&self) -> Option<(&str, u16)> {
+        let canonical = self.requested_port.filter(|p| *p != self.port)?;
+        Some((self.scope.as_deref()?, canonical))
     }
 }
 

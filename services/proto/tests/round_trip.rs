@@ -106,6 +106,7 @@ fn allocating() {
         lease: Some(LeaseKind::Session),
         source: Some(Source::Cli),
         handoff: true,
+        scope: Some("/home/alice/shop-b".into()),
     });
     round_trip(Holder { uid: 1000, ..Holder::default() });
     let holder = Holder {

@@ -36,6 +36,11 @@ pub struct AllocateRequest {
     /// the port. Excludes `pid`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handoff: bool,
+    /// The caller's scope (an absolute directory, docs/design.md "Scopes"):
+    /// a preload move records (scope, requested port) -> the port granted,
+    /// and the scope's earlier port for the requested one is tried first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Who holds a port, as shown to a client (details only to root or the
