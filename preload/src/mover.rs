@@ -47,14 +47,17 @@ impl Drop for HookGuard {
 pub unsafe fn bind_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: forwarded from the caller.
     let pass = || unsafe { real::bind(fd, raw, len) };
-    if config::get().is_none() {
+    let Some(config) = config::get() else {
         return pass();
-    }
+    };
     // SAFETY: as above.
     let Some(addr) = (unsafe { InetAddr::from_raw(raw, len) }) else {
         return pass();
     };
-    if addr.port() < FIRST_MOVABLE_PORT || !sys::is_stream_socket(fd) {
+    if addr.port() < FIRST_MOVABLE_PORT
+        || !sys::is_stream_socket(fd)
+        || portmap::never_moved(addr.port(), config.program)
+    {
         return pass();
     }
     let Some(_guard) = HookGuard::enter() else {
@@ -65,7 +68,10 @@ pub unsafe fn bind_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c_in
 
 pub fn listen_hook(fd: c_int, backlog: c_int) -> c_int {
     let rc = real::listen(fd, backlog);
-    if rc == 0 || sys::errno() != libc::EADDRINUSE || config::get().is_none() {
+    let Some(config) = config::get() else {
+        return rc;
+    };
+    if rc == 0 || sys::errno() != libc::EADDRINUSE {
         return rc;
     }
     let Some(_guard) = HookGuard::enter() else {
@@ -73,6 +79,7 @@ pub fn listen_hook(fd: c_int, backlog: c_int) -> c_int {
     };
     let moved = InetAddr::of_socket(fd)
         .filter(|addr| addr.port() >= FIRST_MOVABLE_PORT && sys::is_stream_socket(fd))
+        .filter(|addr| !portmap::never_moved(addr.port(), config.program))
         .is_some_and(|addr| relocate(fd, &addr, Stage::Listen { backlog }));
     if moved {
         return 0;

@@ -52,6 +52,9 @@ impl Engine {
     pub fn new(base: Config, store: Store, map: Option<PortMap>, host: Box<dyn Host>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
+        if let Some(map) = &map {
+            map.set_never_move(&config.preload);
+        }
         let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0, adopted: Vec::new() };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
@@ -117,6 +120,7 @@ impl Engine {
         self.occupancy = Occupancy::of(self.store.state());
         if let Some(map) = &self.map {
             map.fill(self.store.state());
+            map.set_never_move(&self.config.preload);
         }
         self.allocation_edits += 1;
     }

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use styxy_proto::portmap::{ENTRIES, FILE_SIZE, NO_PROCESS, SIZE};
-use styxy_proto::portmap::{ScopeTable, scope_hash};
+use styxy_proto::portmap::{NEVER_MOVE_OFFSET, NeverMove, ScopeTable, scope_hash};
 
 use styxy_proto::model::{Allocation, Change, State};
 
@@ -124,6 +124,14 @@ impl PortMap {
         // SIZE on (an offset its alignment accepts) and holds only atomics,
         // for which any bytes are valid.
         unsafe { &*self.base.cast::<u8>().add(SIZE).cast::<ScopeTable>() }
+    }
+
+    /// Publishes `[preload] never_move` for the preload.
+    pub fn set_never_move(&self, preload: &crate::config::Preload) {
+        // SAFETY: as in scope_table; the opt-outs fill the mapping from
+        // NEVER_MOVE_OFFSET to its end.
+        let never = unsafe { &*self.base.cast::<u8>().add(NEVER_MOVE_OFFSET).cast::<NeverMove>() };
+        never.set(&preload.ports(), &preload.programs());
     }
 
     fn scoped(&self) -> std::sync::MutexGuard<'_, ScopedEntries> {

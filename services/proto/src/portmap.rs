@@ -3,8 +3,10 @@
 //! the pid table, one little-endian u32 per port, the pid that owns (or, for
 //! session and manual leases, asked for) the allocation on that port: 0 is
 //! free, [`NO_PROCESS`] held with no pid known. The scope table
-//! ([`ScopeTable`]) follows it at [`SIZE`]. The allocator writes the file;
-//! the preload maps it read-only.
+//! ([`ScopeTable`]) follows it at [`SIZE`], then the opt-outs
+//! ([`NeverMove`]) at [`NEVER_MOVE_OFFSET`]; the scope table's header says
+//! which version of both is there. The allocator writes the file; the
+//! preload maps it read-only.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -13,8 +15,12 @@ pub const ENTRIES: usize = 65536;
 pub const SIZE: usize = ENTRIES * 4;
 /// Entry value for ports held with no pid known (TCP clients).
 pub const NO_PROCESS: u32 = u32::MAX;
-/// The whole file: the pid table, then the scope table.
-pub const FILE_SIZE: usize = SIZE + size_of::<ScopeTable>();
+/// Where [`NeverMove`] starts.
+pub const NEVER_MOVE_OFFSET: usize = SIZE + size_of::<ScopeTable>();
+/// The whole file: the pid table, the scope table, the opt-outs.
+pub const FILE_SIZE: usize = NEVER_MOVE_OFFSET + size_of::<NeverMove>();
+/// How many program names `[preload] never_move` may list.
+pub const NEVER_MOVE_PROGRAMS: usize = 32;
 
 /// `"SCP1"`: the scope table's header says which layout follows it.
 pub const SCOPE_MAGIC: u32 = u32::from_le_bytes(*b"SCP1");
@@ -60,8 +66,20 @@ pub struct ScopeTable {
     pub slots: [ScopeSlot; SCOPE_SLOTS],
 }
 
-// The table follows the pid table at an offset its 8-byte words accept.
+/// `[preload] never_move`: ports and programs the preload never moves nor
+/// redirects (a program that binds a fixed port as a lock must fail as it
+/// would without Styxy).
+#[repr(C)]
+pub struct NeverMove {
+    /// Bit `p % 64` of word `p / 64`: port `p` is never moved.
+    pub ports: [AtomicU64; PORT_BITMAP_WORDS],
+    /// Program names (`comm`, at most 15 bytes), NUL-padded; all-zero ends the list.
+    pub programs: [[AtomicU64; 2]; NEVER_MOVE_PROGRAMS],
+}
+
+// The tables follow the pid table at offsets their 8-byte words accept.
 const _: () = assert!(SIZE.is_multiple_of(align_of::<ScopeTable>()));
+const _: () = assert!(NEVER_MOVE_OFFSET.is_multiple_of(align_of::<NeverMove>()));
 const _: () = assert!(SCOPE_SLOTS.is_power_of_two() && SCOPE_WINDOW <= SCOPE_SLOTS);
 
 /// FNV-1a of a scope's path bytes, never 0 (0 marks an empty slot).
@@ -207,6 +225,52 @@ impl ScopeTable {
     }
 }
 
+/// A program name as [`NeverMove::programs`] holds it.
+pub fn program_words(name: &[u8]) -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    for (dst, src) in bytes.iter_mut().zip(name.iter().take(15)) {
+        *dst = *src;
+    }
+    let (low, high) = bytes.split_at(8);
+    let word = |half: &[u8]| half.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b));
+    [word(low), word(high)]
+}
+
+impl NeverMove {
+    /// Whether `port`, or the program named `program` (as
+    /// [`program_words`] gives it), is never moved.
+    pub fn covers(&self, port: u16, program: [u64; 2]) -> bool {
+        let (word, bit) = (usize::from(port) / 64, u32::from(port) % 64);
+        if self.ports.get(word).is_some_and(|w| w.load(Ordering::Acquire) & (1 << bit) != 0) {
+            return true;
+        }
+        for [low, high] in &self.programs {
+            let name = [low.load(Ordering::Acquire), high.load(Ordering::Acquire)];
+            if name == [0, 0] {
+                return false;
+            }
+            if name == program {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Writes the lists (the allocator's single writer); names past
+    /// [`NEVER_MOVE_PROGRAMS`] are dropped.
+    pub fn set(&self, ports: &[u16], programs: &[&[u8]]) {
+        for (word, w) in self.ports.iter().enumerate() {
+            let bits = ports.iter().filter(|&&p| usize::from(p) / 64 == word).fold(0u64, |b, &p| b | 1 << (p % 64));
+            w.store(bits, Ordering::Release);
+        }
+        let names = programs.iter().map(|n| program_words(n)).chain(core::iter::repeat([0, 0]));
+        for ([low, high], [l, h]) in self.programs.iter().zip(names) {
+            low.store(l, Ordering::Release);
+            high.store(h, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +280,8 @@ mod tests {
         assert_eq!(size_of::<ScopeHeader>(), 64);
         assert_eq!(size_of::<ScopeSlot>(), 16);
         assert_eq!(size_of::<ScopeTable>(), 64 + 8192 + SCOPE_SLOTS * 16);
-        assert_eq!(FILE_SIZE, 262_144 + 270_400);
+        assert_eq!(size_of::<NeverMove>(), 8192 + 32 * 16);
+        assert_eq!(FILE_SIZE, 262_144 + 270_400 + 8704);
     }
 
     #[test]

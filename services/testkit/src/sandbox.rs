@@ -191,9 +191,10 @@ impl Sandbox {
         status["generation"].as_u64().unwrap_or_else(|| panic!("no generation in {status}"))
     }
 
-    /// Writes the port map beside the socket: every port free except `entries`.
+    /// Writes the port map beside the socket: every port free except
+    /// `entries`, no scope table (an older layout: the preload ignores it).
     pub fn write_port_map(&self, entries: &[(u16, u32)]) {
-        let mut map = vec![0u8; styxy_proto::portmap::SIZE];
+        let mut map = vec![0u8; styxy_proto::portmap::FILE_SIZE];
         for &(port, owner) in entries {
             let at = usize::from(port) * 4;
             map[at..at + 4].copy_from_slice(&owner.to_le_bytes());
