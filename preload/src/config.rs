@@ -54,6 +54,9 @@ pub struct Config {
     /// bytes, as `styxy_proto::portmap::program_words` packs it), matched
     /// against `[preload] never_move`.
     pub program: [u64; 2],
+    /// Under `styxy run` (`STYXY_PORT` set): the lock id of its `PORT`
+    /// reservation (`STYXY_LOCK_ID`), empty when it kept none.
+    pub run_reservation: Option<Box<[u8]>>,
 }
 
 /// A scope: its path, sent with a move so the allocator records it, and
@@ -132,6 +135,8 @@ pub fn init() -> bool {
         uid: unsafe { libc::geteuid() },
         scope: Scope::current(),
         program: program_name(),
+        run_reservation: env_flag("STYXY_PORT")
+            .map(|_| env_flag("STYXY_LOCK_ID").map(|id| id.as_bytes().into()).unwrap_or_default()),
     };
     CONFIG.set(config).is_ok()
 }

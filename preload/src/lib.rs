@@ -41,6 +41,7 @@ mod config;
 mod connect;
 mod diag;
 mod family;
+mod follow;
 mod json;
 mod mover;
 mod notice;

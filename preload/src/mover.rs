@@ -13,7 +13,7 @@
 //! the first free port above within [`LOCAL_SEARCH`].
 
 use crate::addr::{InetAddr, Reach};
-use crate::{client, config, diag, family, notice, portmap, real, sys};
+use crate::{client, config, diag, family, follow, notice, portmap, real, sys};
 use core::cell::Cell;
 use libc::{c_int, sockaddr, socklen_t};
 
@@ -71,12 +71,16 @@ pub fn listen_hook(fd: c_int, backlog: c_int) -> c_int {
     let Some(config) = config::get() else {
         return rc;
     };
-    if rc == 0 || sys::errno() != libc::EADDRINUSE {
-        return rc;
-    }
     let Some(_guard) = HookGuard::enter() else {
         return rc;
     };
+    if rc == 0 {
+        follow::listened(fd);
+        return 0;
+    }
+    if sys::errno() != libc::EADDRINUSE {
+        return rc;
+    }
     let moved = InetAddr::of_socket(fd)
         .filter(|addr| addr.port() >= FIRST_MOVABLE_PORT && sys::is_stream_socket(fd))
         .filter(|addr| !portmap::never_moved(addr.port(), config.program))

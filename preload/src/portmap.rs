@@ -210,6 +210,15 @@ pub fn held_by_other(port: u16) -> bool {
     }
 }
 
+/// Whether the allocation on `port` is this process's or an ancestor's.
+pub fn held_by_own(port: u16) -> bool {
+    refresh_if_due();
+    match entry(port) {
+        0 | NO_PROCESS => false,
+        owner => is_us_or_ancestor(owner),
+    }
+}
+
 fn is_us_or_ancestor(pid: u32) -> bool {
     if pid == sys::getpid() || config::get().is_some_and(|c| c.loader_pid == pid) {
         return true;

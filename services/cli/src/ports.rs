@@ -156,7 +156,9 @@ pub fn allocate_request(
         lease: Some(lease),
         source: Some(Source::Cli),
         handoff: lease == LeaseKind::Process && args.pid.is_none() && owner.is_none(),
-        scope: scope::current().map(|s| s.to_string_lossy().into_owned()),
+        scope: styxy_proto::scope::current().map(|s| s.to_string_lossy().into_owned()),
+        listening: false,
+        replaces: None,
     })
 }
 

@@ -4,6 +4,7 @@
 //! as the allocation itself and concurrent callers agree.
 
 mod allocate;
+mod follow;
 mod instances;
 mod occupancy;
 mod validate;

@@ -34,6 +34,10 @@ impl Engine {
             optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
         let scope = req.scope.as_deref().map(validate_scope).transpose()?;
+        if req.listening {
+            let port = requested.ok_or_else(|| invalid("'listening' needs the port listened on (preferred_port)"))?;
+            return self.record_listener(req, caller, port, service_name, scope);
+        }
         let source = req.source.unwrap_or_default();
         let owner = if req.handoff {
             if req.pid.is_some() {
@@ -98,16 +102,7 @@ impl Engine {
             });
         }
 
-        if !caller.is_root() {
-            let held = self.occupancy.held_by(caller.uid);
-            let limit = self.config.limits.max_allocations_per_user;
-            if held >= limit {
-                return Err(ApiError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
-                ));
-            }
-        }
+        self.check_quota(caller)?;
 
         // A move in a scope comes back to the port the scope's server had.
         let sticky_key = match (source, &scope, requested) {
@@ -173,6 +168,19 @@ impl Engine {
         changes.push(Change::SetSticky { key: sticky_key, port });
         self.commit(changes)?;
         Ok(response)
+    }
+
+    /// Refuses a new allocation to a non-root user at the per-user limit.
+    pub(super) fn check_quota(&self, caller: &Caller) -> Result<()> {
+        let held = self.occupancy.held_by(caller.uid);
+        let limit = self.config.limits.max_allocations_per_user;
+        if !caller.is_root() && held >= limit {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
+            ));
+        }
+        Ok(())
     }
 
     /// The owner of a new allocation: the named pid (same uid unless root) or

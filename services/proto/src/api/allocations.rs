@@ -41,6 +41,16 @@ pub struct AllocateRequest {
     /// and the scope's earlier port for the requested one is tried first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The caller already listens on `preferred_port` (the preload under
+    /// `styxy run`): record exactly that port as the caller's process lease
+    /// (a conflict when another user's allocation holds it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listening: bool,
+    /// With `listening`: the lock id of the caller's user's `styxy run`
+    /// reservation to give back in the same commit unless its owner listens
+    /// on its port (the reservation follows the listener).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// Who holds a port, as shown to a client (details only to root or the
