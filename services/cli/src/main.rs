@@ -10,6 +10,7 @@ mod hook;
 mod output;
 mod ports;
 mod run;
+mod scopes;
 mod settings;
 mod table;
 
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         Command::Token => daemon::token(&ctx),
         Command::Run(args) => Ok(run::run(&ctx, args)),
         Command::ShellInit { shell } => run::shell_init(*shell),
+        Command::Env { scope } => scopes::env(&ctx, scope.as_deref()),
         Command::Hook(event) => {
             let (kind, rewrite) = match event {
                 HookCommand::SessionStart => (EventKind::SessionStart, false),

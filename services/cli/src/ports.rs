@@ -333,6 +333,9 @@ pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
 }
 
 /// The `list` table; with `all`, external listeners are merged in by port.
+/// Rows are grouped by scope (an allocation's scope, a listener's project),
+/// each group under a `scope DIR` line when there are several; a moved
+/// server's port reads `CANONICAL → ACTUAL`.
 fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: bool, all: bool, now: u64) -> String {
     let mut header = vec!["PORT"];
     if all {
@@ -344,8 +347,8 @@ fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: b
     }
     let extra_dashes = if verbose { 6 } else { 0 };
 
-    // Rows keyed by port so allocations and listeners interleave in order.
-    let mut rows: BTreeMap<(u16, u8, u32), Vec<String>> = BTreeMap::new();
+    // Rows keyed by scope, then port, so allocations and listeners interleave in order.
+    let mut rows: BTreeMap<(String, u16, u8, u32), Vec<String>> = BTreeMap::new();
     for view in allocations {
         let a = &view.allocation;
         let mut row = vec![port_cell(a)];
@@ -370,12 +373,12 @@ fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: b
                 or_dash(a.project_path.as_ref()),
             ]);
         }
-        rows.insert((a.port, 0, 0), row);
+        rows.insert((a.scope.clone().unwrap_or_default(), a.port, 0, 0), row);
     }
     let reserved: std::collections::HashSet<u16> = allocations.iter().map(|v| v.allocation.port).collect();
     for l in listeners.iter().filter(|l| !reserved.contains(&l.port)) {
         // IPv4 and IPv6 sockets of one process on one port make one row.
-        let key = (l.port, 1, l.pid.unwrap_or(u32::MAX));
+        let key = (l.project.clone().unwrap_or_default(), l.port, 1, l.pid.unwrap_or(u32::MAX));
         if rows.contains_key(&key) {
             continue;
         }
@@ -395,11 +398,25 @@ fn list_table(allocations: &[AllocationView], listeners: &[Listener], verbose: b
     if rows.is_empty() {
         return if all { "No reserved or listening ports\n".into() } else { "No active port allocations\n".into() };
     }
-    let mut table = Table::new(header);
-    for row in rows.into_values() {
-        table.push(row);
+    let mut groups: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for ((scope, ..), row) in rows {
+        groups.entry(scope).or_default().push(row);
     }
-    table.render()
+    // One group needs no heading.
+    let scoped = groups.len() > 1;
+    let mut out = String::new();
+    for (scope, rows) in groups {
+        if scoped {
+            let title = if scope.is_empty() { "outside any scope".to_string() } else { format!("scope {scope}") };
+            out.push_str(&format!("{}{title}\n", if out.is_empty() { "" } else { "\n" }));
+        }
+        let mut table = Table::new(header.clone());
+        for row in rows {
+            table.push(row);
+        }
+        out.push_str(&table.render());
+    }
+    out
 }
 
 pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
@@ -642,6 +659,31 @@ mod tests {
             service_type: Some("proxy".into()),
             project: None,
         }
+    }
+
+    #[test]
+    fn list_groups_by_scope_with_canonical_and_actual_ports() {
+        let in_scope = |port, requested, scope: &str| {
+            let mut v = view(port, requested);
+            v.allocation.scope = Some(scope.into());
+            v
+        };
+        let mut outside = listener(80, 5, "tcp");
+        outside.project = None;
+        let text = list_table(
+            &[in_scope(8001, Some(8000), "/src/shop-b"), in_scope(8000, None, "/src/shop"), view(9000, None)],
+            &[outside],
+            false,
+            true,
+            0,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "outside any scope", "{text}");
+        assert!(lines[2].starts_with("80 ") && lines[3].starts_with("9000 "), "{text}");
+        assert_eq!(lines[5], "scope /src/shop", "{text}");
+        assert!(lines[7].starts_with("8000 "), "{text}");
+        assert_eq!(lines[9], "scope /src/shop-b", "{text}");
+        assert!(lines[11].starts_with("8000 → 8001"), "{text}");
     }
 
     #[test]
