@@ -74,13 +74,12 @@ impl Ancestor {
         Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
     }
 
-    /// A wrapper, a shell whose `-c` string ends with the styxy command
-    /// (`su -c`, `sh -c 'cd app && styxy allocate ... >file'`), or a forked
-    /// copy of its parent that did not exec (a `$(...)` subshell): it exits
+    /// A wrapper or a shell whose `-c` string ends with the styxy command
+    /// (`su -c`, `sh -c 'cd app && styxy allocate ... >file'`): it exits
     /// with the command, not with the session that ran it. A `-c` string that
     /// goes on after styxy (`sh -c 'styxy allocate ...; exec server'`) is a
     /// script that lives on: its shell holds the port.
-    fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
+    fn passes_through(&self) -> bool {
         let comm = self.comm.as_deref().unwrap_or_default();
         let wrapper = WRAPPERS.contains(&comm);
         let args = self.cmdline.get(1..).unwrap_or_default();
@@ -88,8 +87,12 @@ impl Ancestor {
         let command_flag = args[..options].iter().any(|a| !a.starts_with("--") && a.contains('c'));
         let one_command = args.get(options).is_some_and(|script| ends_with_styxy(script));
         let command_string = SHELLS.contains(&comm) && command_flag && one_command;
-        let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
-        wrapper || command_string || copy
+        wrapper || command_string
+    }
+
+    /// A forked copy of its parent that did not exec: a subshell.
+    fn is_copy_of(&self, parent: Option<&Ancestor>) -> bool {
+        parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline)
     }
 }
 
@@ -105,19 +108,46 @@ fn ends_with_styxy(script: &str) -> bool {
 /// The nearest of `chain` (the CLI's ancestors, nearest first) that is
 /// `uid`'s and not a pass-through: the process a reservation follows.
 /// `None` when `uid` has none above the CLI (runuser, su -c, sudo -u run by
-/// root, a service's `ExecStartPre=`).
+/// root, a service's `ExecStartPre=`), or when the CLI runs in a subshell
+/// (`PORT=$(styxy allocate ... | jq -r .port)`): the port is for a server
+/// the shell starts next, so it is a hand-off that server adopts.
 pub fn nearest_own(chain: &[Ancestor], uid: u32) -> Option<u32> {
-    chain
-        .iter()
-        .enumerate()
-        .find(|(i, a)| a.uid == Some(uid) && !a.passes_through(chain.get(i + 1)))
-        .map(|(_, a)| a.pid)
+    for (i, a) in chain.iter().enumerate() {
+        if a.is_copy_of(chain.get(i + 1)) {
+            return None;
+        }
+        if a.uid == Some(uid) && !a.passes_through() {
+            return Some(a.pid);
+        }
+    }
+    None
 }
 
-/// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows them.
+/// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows
+/// them; none when its output goes straight back to its parent shell
+/// (`PORT=$(styxy allocate ...)`, which a shell runs without a subshell).
 fn default_owner() -> Option<u32> {
-    let chain: Vec<Ancestor> = process::lineage(std::os::unix::process::parent_id()).map(Ancestor::read).collect();
+    let parent = std::os::unix::process::parent_id();
+    if stdout_read_by(parent) {
+        return None;
+    }
+    let chain: Vec<Ancestor> = process::lineage(parent).map(Ancestor::read).collect();
     nearest_own(&chain, styxy_proto::paths::uid())
+}
+
+/// Whether this process's stdout is a pipe that `pid` holds too: a
+/// command substitution, whose shell reads the output.
+fn stdout_read_by(pid: u32) -> bool {
+    let Ok(ours) = std::fs::read_link("/proc/self/fd/1") else {
+        return false;
+    };
+    if !ours.as_os_str().as_encoded_bytes().starts_with(b"pipe:") {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == ours))
 }
 
 /// The request `allocate` sends: by default owned by `owner`, the nearest
@@ -574,12 +604,14 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_the_nearest_own_ancestor_past_wrappers_and_subshells() {
+    fn the_owner_is_the_nearest_own_ancestor_past_wrappers_and_none_from_a_subshell() {
         let login = ancestor(10, 1000, "bash", &["-bash"]);
-        // PORT=$(timeout 5 styxy allocate ...) in alice's login shell.
+        // PORT=$(timeout 5 styxy allocate ...) in alice's login shell: the
+        // port is for the server the shell starts next, a hand-off.
         let subshell = ancestor(12, 1000, "bash", &["-bash"]);
         let timeout = ancestor(13, 1000, "timeout", &["timeout", "5", "styxy"]);
-        assert_eq!(nearest_own(&[timeout, subshell, login.clone()], 1000), Some(10));
+        assert_eq!(nearest_own(&[timeout.clone(), subshell, login.clone()], 1000), None);
+        assert_eq!(nearest_own(&[timeout, login.clone()], 1000), Some(10), "timeout is looked through");
         // sudo -u alice styxy ... from root's shell, inside alice's session.
         let sudo = ancestor(20, 0, "sudo", &["sudo", "-u", "alice", "styxy"]);
         let root_shell = ancestor(19, 0, "bash", &["bash"]);
