@@ -229,8 +229,8 @@ fn a_probe_then_listen_server_serves_where_it_says_and_reaches_itself() {
     preload_lib();
     let sb = Sandbox::new();
     sb.json(&["list"]); // the allocator runs
-    let (_taken, busy) = (hold("::", 0, Hold::default()), 0u16);
-    let busy = if busy == 0 { local_port(&_taken) } else { busy };
+    let taken = hold("::", 0, Hold::default());
+    let busy = local_port(&taken);
     let script = project_source().join("detect_port.js");
     let o = sb.command("node").arg(&script).arg(busy.to_string()).output().unwrap();
     let out = text(&o.stdout);
