@@ -54,9 +54,23 @@ pub struct Config {
     /// bytes, as `styxy_proto::portmap::program_words` packs it), matched
     /// against `[preload] never_move`.
     pub program: [u64; 2],
-    /// Under `styxy run` (`STYXY_PORT` set): the lock id of its `PORT`
-    /// reservation (`STYXY_LOCK_ID`), empty when it kept none.
-    pub run_reservation: Option<Box<[u8]>>,
+    /// Under `styxy run` (`STYXY_PORT` set): what it handed the command.
+    pub run: Option<RunPort>,
+}
+
+/// The port `styxy run` exported, and the lock id of its reservation
+/// (`STYXY_LOCK_ID`; empty when it kept none).
+pub struct RunPort {
+    pub port: u16,
+    pub lock_id: Box<[u8]>,
+}
+
+impl RunPort {
+    fn from_env() -> Option<RunPort> {
+        let port = env_flag("STYXY_PORT")?.to_str()?.parse().ok()?;
+        let lock_id = env_flag("STYXY_LOCK_ID").map(|id| id.as_bytes().into()).unwrap_or_default();
+        Some(RunPort { port, lock_id })
+    }
 }
 
 /// A scope: its path, sent with a move so the allocator records it, and
@@ -135,8 +149,7 @@ pub fn init() -> bool {
         uid: unsafe { libc::geteuid() },
         scope: Scope::current(),
         program: program_name(),
-        run_reservation: env_flag("STYXY_PORT")
-            .map(|_| env_flag("STYXY_LOCK_ID").map(|id| id.as_bytes().into()).unwrap_or_default()),
+        run: RunPort::from_env(),
     };
     CONFIG.set(config).is_ok()
 }

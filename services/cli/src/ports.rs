@@ -126,12 +126,15 @@ pub fn nearest_own(chain: &[Ancestor], uid: u32) -> Option<u32> {
 /// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows
 /// them; none when its output goes straight back to its parent shell
 /// (`PORT=$(styxy allocate ...)`, which a shell runs without a subshell).
+/// A program that reads the output (a test harness, a script's
+/// `subprocess`) is not a shell: it holds the port.
 fn default_owner() -> Option<u32> {
-    let parent = std::os::unix::process::parent_id();
-    if stdout_read_by(parent) {
+    let chain: Vec<Ancestor> = process::lineage(std::os::unix::process::parent_id()).map(Ancestor::read).collect();
+    let parent = chain.first()?;
+    let shell = parent.comm.as_deref().is_some_and(|comm| SHELLS.contains(&comm));
+    if shell && stdout_read_by(parent.pid) {
         return None;
     }
-    let chain: Vec<Ancestor> = process::lineage(parent).map(Ancestor::read).collect();
     nearest_own(&chain, styxy_proto::paths::uid())
 }
 
