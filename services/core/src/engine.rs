@@ -54,7 +54,7 @@ impl Engine {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
         if let Some(map) = &map {
-            map.set_never_move(&config.preload);
+            map.set_never_move(&config.preload.ports(), &config.preload.programs());
         }
         let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0, adopted: Vec::new() };
         for problem in engine.repair()? {
@@ -121,7 +121,7 @@ impl Engine {
         self.occupancy = Occupancy::of(self.store.state());
         if let Some(map) = &self.map {
             map.fill(self.store.state());
-            map.set_never_move(&self.config.preload);
+            map.set_never_move(&self.config.preload.ports(), &self.config.preload.programs());
         }
         self.allocation_edits += 1;
     }

@@ -126,12 +126,12 @@ impl PortMap {
         unsafe { &*self.base.cast::<u8>().add(SIZE).cast::<ScopeTable>() }
     }
 
-    /// Publishes `[preload] never_move` for the preload.
-    pub fn set_never_move(&self, preload: &crate::config::Preload) {
+    /// Publishes `[preload] never_move` (ports, program names) for the preload.
+    pub fn set_never_move(&self, ports: &[u16], programs: &[&[u8]]) {
         // SAFETY: as in scope_table; the opt-outs fill the mapping from
         // NEVER_MOVE_OFFSET to its end.
         let never = unsafe { &*self.base.cast::<u8>().add(NEVER_MOVE_OFFSET).cast::<NeverMove>() };
-        never.set(&preload.ports(), &preload.programs());
+        never.set(ports, programs);
     }
 
     fn scoped(&self) -> std::sync::MutexGuard<'_, ScopedEntries> {
