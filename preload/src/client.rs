@@ -57,7 +57,9 @@ pub struct Grant {
 
 /// Asks for a port instead of `requested` (POST /allocate), recorded as
 /// this process's allocation in its scope. None when no allocator answers
-/// in time.
+/// in time. Never inlined: its answer buffer must not share a frame with
+/// the move's kernel dump (the stack budget in lib.rs).
+#[inline(never)]
 pub fn allocate(requested: u16) -> Option<Grant> {
     let mut response = [0u8; 4096];
     match post_allocate(requested, Ask::Move, &mut response)? {
@@ -69,6 +71,7 @@ pub fn allocate(requested: u16) -> Option<Grant> {
 /// Tells the allocator this process listens on `port` (under `styxy run`):
 /// recorded as its allocation, and the run's reservation `replaces` given
 /// back unless its owner listens on it. Whether it was recorded.
+#[inline(never)]
 pub fn report_listening(port: u16, replaces: Option<&[u8]>) -> bool {
     let mut response = [0u8; 1024];
     post_allocate(port, Ask::Listening { replaces }, &mut response).is_some_and(|(status, _)| status == 200)
@@ -84,6 +87,7 @@ enum Ask<'a> {
 }
 
 /// Sends one `POST /allocate` about `port`; the answer's status and body.
+#[inline(never)]
 fn post_allocate<'r>(port: u16, ask: Ask<'_>, response: &'r mut [u8]) -> Option<(u32, &'r [u8])> {
     let mut comm = [0u8; 17];
     // SAFETY: PR_GET_NAME writes at most 16 bytes.
