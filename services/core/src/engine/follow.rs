@@ -1,8 +1,8 @@
 //! A reservation follows its listener (docs/design.md, "Scopes"): under
 //! `styxy run` the preload reports each port the command's processes
 //! listen on (`"listening":true`), which becomes the listener's own
-//! allocation, and the run's `PORT` reservation, when its owner does not
-//! listen on it, is given back in the same commit.
+//! allocation, and the run's `PORT` reservation, when no socket of its
+//! user listens on it, is given back in the same commit.
 
 use styxy_proto::api::{AllocateRequest, AllocateResponse, ErrorCode};
 use styxy_proto::caller::Caller;
@@ -16,8 +16,8 @@ use super::{Engine, Result, remove_change};
 impl Engine {
     /// Records `port`, which the caller listens on, as the caller's process
     /// lease, and releases the reservation `req.replaces` names when it is
-    /// a `styxy run` reservation of the caller's user whose owner does not
-    /// listen on its port.
+    /// a `styxy run` reservation of the caller's user that no socket of
+    /// that user listens on.
     pub(super) fn record_listener(
         &mut self,
         req: &AllocateRequest,
@@ -33,7 +33,9 @@ impl Engine {
             .as_deref()
             .and_then(|lock_id| self.state().by_lock_id(lock_id))
             .filter(|r| r.owner.uid == caller.uid && r.source == Source::Run && r.port != port)
-            .filter(|r| r.owner.pid.is_none_or(|owner| self.host.listener_of(r.port, r.owner.uid) != Some(owner)))
+            // A socket of its user on it keeps it: the kernel names a
+            // socket's uid to anyone, its process only to the same user.
+            .filter(|r| !self.host.listens(r.port, r.owner.uid))
             .cloned();
         let mut changes: Vec<Change> = replaced.iter().map(remove_change).collect();
         let existing = self.state().allocations.get(&port).cloned();

@@ -47,8 +47,8 @@ pub struct AllocateRequest {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub listening: bool,
     /// With `listening`: the lock id of the caller's user's `styxy run`
-    /// reservation to give back in the same commit unless its owner listens
-    /// on its port (the reservation follows the listener).
+    /// reservation to give back in the same commit unless a socket of that
+    /// user listens on its port (the reservation follows the listener).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
 }
