@@ -27,6 +27,14 @@ impl Engine {
         scope: Option<String>,
     ) -> Result<AllocateResponse> {
         let pid = caller.pid.ok_or_else(|| invalid("'listening' needs a caller process (the Unix socket)"))?;
+        // Only what the caller's user really listens on: never a way to take
+        // a port past the kernel probe of a plain allocation.
+        if !self.host.listens(port, caller.uid) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("no socket of user {} listens on port {port}; not recorded", caller.uid),
+            ));
+        }
         let now = self.host.now();
         let replaced = req
             .replaces

@@ -564,10 +564,16 @@ fn a_listener_report_never_takes_another_users_port() {
     let mut f = fixture();
     let theirs = AllocateRequest { lease: Some(LeaseKind::Manual), preferred_port: Some(json!(8000)), ..req("api") };
     f.engine.allocate(&theirs, &other_user()).unwrap();
+    let listener = f.host.spawn(paths::uid());
+    f.host.listen(8000, listener);
     let report = AllocateRequest { preferred_port: Some(json!(8000)), listening: true, ..Default::default() };
     let refused = f.engine.allocate(&report, &me()).unwrap_err();
     assert_eq!(refused.code, ErrorCode::Conflict);
     assert_eq!(f.engine.state().allocations[&8000].owner.uid, 4242);
+    // Nor a port the caller's user does not listen on.
+    let report = AllocateRequest { preferred_port: Some(json!(8050)), listening: true, ..Default::default() };
+    assert_eq!(f.engine.allocate(&report, &me()).unwrap_err().code, ErrorCode::Conflict);
+    assert!(!f.engine.state().allocations.contains_key(&8050));
 }
 
 #[test]
