@@ -12,12 +12,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed unwrap is a failure
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use libc::{c_int, sockaddr, socklen_t};
-use styxy_proto::portmap::{FILE_SIZE, SIZE, ScopeTable, scope_hash};
 use styxy_testkit::percentiles::report;
 
 const SAMPLES: usize = 20_000;
@@ -26,12 +24,7 @@ const CHILD_ENV: &str = "STYXY_CONNECT_BENCH";
 type ConnectFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
 
 fn loopback(port: u16) -> libc::sockaddr_in {
-    // SAFETY: plain data; zero is valid.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = port.to_be();
-    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-    addr
+    styxy_testkit::sockaddr_v4(std::net::Ipv4Addr::LOCALHOST, port)
 }
 
 /// A port nothing listens on (the kernel's pick, released).
@@ -91,21 +84,6 @@ fn measure(canonical: u16, actual: u16) {
     println!("{:<50} {:>7} ns (goal ≤ 2000 ns)", "rewritten, extra p50", rewritten.as_nanos());
 }
 
-fn write_port_map(path: &Path, scope: &Path, canonical: u16, actual: u16) {
-    let mut words = vec![0u64; FILE_SIZE / 8];
-    let bytes = words.as_mut_ptr().cast::<u8>();
-    // SAFETY: `words` holds FILE_SIZE bytes; the scope table starts at SIZE,
-    // 8-aligned, all atomics.
-    let table = unsafe { &*bytes.add(SIZE).cast::<ScopeTable>() };
-    table.reset();
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert!(table.insert(uid, scope_hash(scope.as_os_str().as_encoded_bytes()), canonical, actual));
-    table.set_canonical(canonical, true);
-    // SAFETY: as above, read as bytes.
-    std::fs::write(path, unsafe { std::slice::from_raw_parts(bytes, FILE_SIZE) }).unwrap();
-}
-
 fn main() {
     if let Ok(ports) = std::env::var(CHILD_ENV) {
         let (canonical, actual) = ports.split_once(':').unwrap();
@@ -114,7 +92,9 @@ fn main() {
     let sandbox = tempfile::tempdir().unwrap();
     let scope = sandbox.path().join("worktree-b");
     let (canonical, actual) = (unused_port(), unused_port());
-    write_port_map(&sandbox.path().join("ports.map"), &scope, canonical, actual);
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    styxy_testkit::write_port_map(&sandbox.path().join("ports.map"), &[], &[(uid, &scope, canonical, actual)]);
     let status = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, format!("{canonical}:{actual}"))
         .env("STYXY_SOCKET", sandbox.path().join("api.sock"))

@@ -88,12 +88,7 @@ fn counted<T>(call: impl FnOnce() -> T) -> T {
 }
 
 fn loopback(port: u16) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain data; all-zero is valid.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = port.to_be();
-    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-    addr
+    styxy_testkit::sockaddr_v4(Ipv4Addr::LOCALHOST, port)
 }
 
 const ADDR_LEN: libc::socklen_t = size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -190,8 +185,7 @@ fn through_hooks(fd: &OwnedFd, calls: Calls) -> Outcome {
 /// A connect through the hook to `ip:port` on a painted stack, counted;
 /// `port` of the outcome is the peer's.
 fn through_connect(fd: &OwnedFd, ip: Ipv4Addr, port: u16) -> Outcome {
-    let mut addr = loopback(port);
-    addr.sin_addr.s_addr = u32::from(ip).to_be();
+    let addr = styxy_testkit::sockaddr_v4(ip, port);
     let mut rc = 0;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let stack = on_painted_stack(&mut || {
@@ -327,7 +321,10 @@ fn hooks_allocate_nothing_and_keep_to_their_stack_budget() {
     let scope = sandbox.path().join("worktree-b");
     let (_moved_server, actual) = hold();
     let canonical = free_port();
-    write_port_map(&sandbox.path().join("run/ports.map"), (reserved, stranger.id()), (&scope, canonical, actual));
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let map = sandbox.path().join("run/ports.map");
+    styxy_testkit::write_port_map(&map, &[(reserved, stranger.id())], &[(uid, &scope, canonical, actual)]);
 
     let out = Command::new(std::env::current_exe().expect("test executable"))
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
@@ -350,30 +347,6 @@ fn hooks_allocate_nothing_and_keep_to_their_stack_budget() {
     // The moves' notices name the holder the fake allocator reported.
     assert!(stderr.contains("styxy: port "), "no notice of a move:\n{stderr}");
     assert!(stderr.contains("in use by python3 (pid 4242, api)"), "{stderr}");
-}
-
-/// A port map whose pid table reserves `reserved.0` for pid `reserved.1`
-/// and whose scope table moves the test user's `scoped.1` to `scoped.2` in
-/// scope `scoped.0`, as the allocator writes it.
-fn write_port_map(path: &Path, reserved: (u16, u32), scoped: (&Path, u16, u16)) {
-    use styxy_proto::portmap::{FILE_SIZE, SIZE, ScopeTable, scope_hash};
-    // u64 words: the scope table's alignment.
-    let mut words = vec![0u64; FILE_SIZE / 8];
-    let bytes = words.as_mut_ptr().cast::<u8>();
-    // SAFETY: `words` holds FILE_SIZE bytes; the scope table starts at SIZE,
-    // 8-aligned, and is all atomics (zero is valid).
-    let table = unsafe { &*bytes.add(SIZE).cast::<ScopeTable>() };
-    table.reset();
-    let (scope, canonical, actual) = scoped;
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert!(table.insert(uid, scope_hash(scope.as_os_str().as_encoded_bytes()), canonical, actual));
-    table.set_canonical(canonical, true);
-    // SAFETY: as above, read as bytes.
-    let mut map = unsafe { std::slice::from_raw_parts(bytes, FILE_SIZE) }.to_vec();
-    let at = usize::from(reserved.0) * 4;
-    map[at..at + 4].copy_from_slice(&reserved.1.to_le_bytes());
-    std::fs::write(path, map).expect("write ports.map");
 }
 
 fn socket_path(sandbox: &Path) -> PathBuf {

@@ -83,22 +83,11 @@ impl Engine {
         };
 
         if let Some(existing) = self.live_singleton(&service_type, now) {
+            let message = format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port);
             return Ok(AllocateResponse {
-                success: true,
-                port: existing.port,
-                lock_id: existing.lock_id.clone(),
-                message: format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port),
-                service_type,
-                service_name: existing.service_name.clone(),
                 existing: true,
                 dry_run: req.dry_run,
-                requested_port: None,
-                requested_port_holder: None,
-                auto_allocated: false,
-                allocated_range: None,
-                chunk_size: None,
-                placement: None,
-                handoff_grace_secs: None,
+                ..AllocateResponse::of(existing, message)
             });
         }
 

@@ -81,25 +81,10 @@ impl Engine {
             changes.push(Change::PutAllocation(allocation.clone()));
         }
         self.commit(changes)?;
-        Ok(AllocateResponse {
-            success: true,
-            port,
-            lock_id: allocation.lock_id.clone(),
-            message: match &replaced {
-                Some(r) => format!("Port {port} recorded as listened on; port {} given back", r.port),
-                None => format!("Port {port} recorded as listened on"),
-            },
-            service_type: allocation.service_type.clone(),
-            service_name: allocation.service_name.clone(),
-            existing: false,
-            dry_run: false,
-            requested_port: None,
-            requested_port_holder: None,
-            auto_allocated: false,
-            allocated_range: None,
-            chunk_size: None,
-            placement: None,
-            handoff_grace_secs: None,
-        })
+        let message = match &replaced {
+            Some(r) => format!("Port {port} recorded as listened on; port {} given back", r.port),
+            None => format!("Port {port} recorded as listened on"),
+        };
+        Ok(AllocateResponse::of(&allocation, message))
     }
 }

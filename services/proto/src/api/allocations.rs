@@ -108,6 +108,30 @@ pub struct AllocateResponse {
     pub handoff_grace_secs: Option<u64>,
 }
 
+impl AllocateResponse {
+    /// A successful answer for `allocation` that says `message` and nothing
+    /// more (struct update syntax sets the rest).
+    pub fn of(allocation: &Allocation, message: String) -> AllocateResponse {
+        AllocateResponse {
+            success: true,
+            port: allocation.port,
+            lock_id: allocation.lock_id.clone(),
+            message,
+            service_type: allocation.service_type.clone(),
+            service_name: allocation.service_name.clone(),
+            existing: false,
+            dry_run: false,
+            requested_port: None,
+            requested_port_holder: None,
+            auto_allocated: false,
+            allocated_range: None,
+            chunk_size: None,
+            placement: None,
+            handoff_grace_secs: None,
+        }
+    }
+}
+
 /// `DELETE /allocate/{lock_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseResponse {
