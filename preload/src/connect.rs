@@ -36,8 +36,9 @@ pub unsafe fn connect_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c
     unsafe { real::connect(fd, moved.as_ptr(), moved.len()) }
 }
 
-/// Where a client of this program asking for `port` should go instead.
-fn target(config: &config::Config, port: u16) -> Option<u16> {
+/// Where a client of this program asking for `port` goes instead: where
+/// this program or its scope's server of `port` listens.
+pub fn target(config: &config::Config, port: u16) -> Option<u16> {
     let own = family::target(port).filter(|&to| to != port);
     own.or_else(|| portmap::scope_target(config.uid, config.scope.as_ref()?.hash, port)).filter(|&to| to != port)
 }

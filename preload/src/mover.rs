@@ -9,11 +9,13 @@
 //! SO_REUSEPORT (the kernel would silently share the port).
 //!
 //! A move takes, in order: the port this program already moved the same
-//! port to (its other family, another worker), one from the allocator, or
-//! the first free port above within [`LOCAL_SEARCH`].
+//! port to (its other family, another worker), the port its scope's server
+//! of that port has (where this program's clients are sent: a server
+//! started after a probe of its port, by the prober or a sibling), one from
+//! the allocator, or the first free port above within [`LOCAL_SEARCH`].
 
 use crate::addr::{InetAddr, Reach};
-use crate::{client, config, diag, family, follow, notice, portmap, real, sys};
+use crate::{client, config, connect, diag, family, follow, notice, portmap, real, sys};
 use core::cell::Cell;
 use libc::{c_int, sockaddr, socklen_t};
 
@@ -162,6 +164,14 @@ fn relocate(fd: c_int, addr: &InetAddr, stage: Stage) -> bool {
     if let Some(to) = family::target(requested).filter(|&to| to != requested)
         && stage.try_port(fd, addr, to)
     {
+        return true;
+    }
+    if let Some(to) = config::get().and_then(|c| connect::target(c, requested))
+        && to >= FIRST_MOVABLE_PORT
+        && stage.try_port(fd, addr, to)
+    {
+        family::record(requested, to);
+        notice::moved(requested, to, None);
         return true;
     }
     let mut holder = None;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use styxy_testkit::{Hold, Sandbox, hold, local_port, preload_lib, text};
 
 /// The project the tests run: tests/scopes/*.
-const PROJECT_FILES: &[&str] = &["backend.py", "frontend.js", "detect_port.js"];
+const PROJECT_FILES: &[&str] = &["backend.py", "frontend.js"];
 
 fn project_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scopes")
@@ -237,6 +237,23 @@ fn a_probe_then_listen_server_serves_where_it_says_and_reaches_itself() {
     assert!(o.status.success(), "{out}{}", text(&o.stderr));
     assert!(out.contains(&format!("serving at http://localhost:{busy}/")), "{out}");
     assert!(out.contains("self-check: self "), "{out}");
+}
+
+#[test]
+fn a_server_started_after_a_probe_of_its_port_listens_where_the_probe_landed() {
+    preload_lib();
+    let sb = Sandbox::new();
+    sb.json(&["list"]); // the allocator runs
+    let project = sb.path().join("app");
+    std::fs::create_dir(&project).unwrap();
+    git(&project, &["init", "-q", "."]);
+    let taken = hold("::", 0, Hold::default());
+    let busy = local_port(&taken);
+    let script = project_source().join("probe_then_spawn.js");
+    let o = client(&sb, &project, "node", &[&script.to_string_lossy(), &busy.to_string()]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("check: server "), "{out}");
 }
 
 #[test]
