@@ -75,10 +75,11 @@ struct Reserved {
     lock_id: Option<String>,
 }
 
-/// Reserves the command's port. With the preload, `PORT` is the canonical
-/// port even where another worktree's server holds it: the preload moves
-/// the bind and records it for this scope, so one checked-in configuration
-/// works in every worktree. Without it, `PORT` is a free port.
+/// Reserves the command's port. When the preload can move the command
+/// (`preload`), `PORT` is the canonical port even where another worktree's
+/// server holds it: the preload moves the bind and records it for this
+/// scope, so one checked-in configuration works in every worktree.
+/// Otherwise `PORT` is a free port.
 fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, preload: bool) -> Result<Reserved, Failure> {
     let program = Path::new(&args.command[0]);
     let canonical = if preload { canonical_port(ctx, args) } else { args.port };
@@ -129,12 +130,21 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
     command.args(&args.command[1..]);
 
     let preload = find_preload().ok().filter(|_| !preload_switched_off());
+    let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
+    let why = match linkage {
+        Some(Linkage::Static) => Some("is statically linked"),
+        Some(Linkage::Go) => Some("is a Go program (Go makes its own system calls)"),
+        _ => None,
+    };
     let scope = scope::current();
     if let Some(scope) = &scope {
         // The command's processes keep this scope wherever they chdir to.
         command.env(scope::ENV_SCOPE, scope);
     }
-    let port = match reserve(ctx, args, scope.as_deref(), preload.is_some()) {
+    // A program the preload cannot reach gets a free port, not the
+    // canonical one it could not be moved off.
+    let moves = preload.is_some() && why.is_none();
+    let port = match reserve(ctx, args, scope.as_deref(), moves) {
         Ok(r) => {
             command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string());
             match &r.lock_id {
@@ -155,12 +165,6 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
     if let Some(lib) = &preload {
         command.env("LD_PRELOAD", prepend_preload(lib, std::env::var_os("LD_PRELOAD").as_deref()));
     }
-    let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
-    let why = match linkage {
-        Some(Linkage::Static) => Some("is statically linked"),
-        Some(Linkage::Go) => Some("is a Go program (Go makes its own system calls)"),
-        _ => None,
-    };
     if let Some(why) = why {
         let port_note = match port {
             Some(p) => format!("; it still gets PORT={p}"),
