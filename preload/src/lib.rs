@@ -3,6 +3,9 @@
 //!
 //! `bind` and `listen` are interposed. Only inet `SOCK_STREAM` sockets on
 //! ports ≥ 1024 ever move; everything else goes straight to the real call.
+//! `connect` is interposed so a client reaches its own scope's moved server
+//! (`connect.rs`); it never allocates, never asks the allocator and adds
+//! one bitmap load for a port no scope moved.
 //! Everything reachable from the hooks runs inside arbitrary host programs,
 //! so it keeps to: no panics (a panic in an `extern "C"` hook aborts the
 //! host), no locks, no heap allocation, no std I/O and no `std::net` (it would
@@ -19,6 +22,8 @@
 //! local search. The allocator round trip's buffers (`client`: a 4 KiB
 //! answer and the request) and the 512-byte /proc/PID/stat read of the port
 //! map's ancestry check are never live at the same time as that one.
+//! The client's functions are never inlined, so their buffers never share
+//! a frame with that dump. `connect` takes under 2 KiB.
 //! tests/hook_path.rs measures every path on a painted stack and holds it to
 //! the budget: about 10 KiB in a release build, 13 KiB unoptimised.
 #![deny(
@@ -35,8 +40,10 @@
 mod addr;
 mod client;
 mod config;
+mod connect;
 mod diag;
 mod family;
+mod follow;
 mod json;
 mod mover;
 mod notice;
@@ -54,6 +61,16 @@ use libc::{c_int, sockaddr, socklen_t};
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: forwarded unchanged from the caller, who upholds bind's contract.
     unsafe { mover::bind_hook(fd, addr, len) }
+}
+
+/// Interposed `connect(2)`.
+///
+/// # Safety
+/// Same contract as libc's `connect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarded unchanged from the caller, who upholds connect's contract.
+    unsafe { connect::connect_hook(fd, addr, len) }
 }
 
 /// Interposed `listen(2)`.

@@ -9,11 +9,13 @@
 //! SO_REUSEPORT (the kernel would silently share the port).
 //!
 //! A move takes, in order: the port this program already moved the same
-//! port to (its other family, another worker), one from the allocator, or
-//! the first free port above within [`LOCAL_SEARCH`].
+//! port to (its other family, another worker), the port its scope's server
+//! of that port has (where this program's clients are sent: a server
+//! started after a probe of its port, by the prober or a sibling), one from
+//! the allocator, or the first free port above within [`LOCAL_SEARCH`].
 
 use crate::addr::{InetAddr, Reach};
-use crate::{client, config, diag, family, notice, portmap, real, sys};
+use crate::{client, config, connect, diag, family, follow, notice, portmap, real, sys};
 use core::cell::Cell;
 use libc::{c_int, sockaddr, socklen_t};
 
@@ -47,14 +49,17 @@ impl Drop for HookGuard {
 pub unsafe fn bind_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: forwarded from the caller.
     let pass = || unsafe { real::bind(fd, raw, len) };
-    if config::get().is_none() {
+    let Some(config) = config::get() else {
         return pass();
-    }
+    };
     // SAFETY: as above.
     let Some(addr) = (unsafe { InetAddr::from_raw(raw, len) }) else {
         return pass();
     };
-    if addr.port() < FIRST_MOVABLE_PORT || !sys::is_stream_socket(fd) {
+    if addr.port() < FIRST_MOVABLE_PORT
+        || !sys::is_stream_socket(fd)
+        || portmap::never_moved(addr.port(), config.program)
+    {
         return pass();
     }
     let Some(_guard) = HookGuard::enter() else {
@@ -65,14 +70,22 @@ pub unsafe fn bind_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c_in
 
 pub fn listen_hook(fd: c_int, backlog: c_int) -> c_int {
     let rc = real::listen(fd, backlog);
-    if rc == 0 || sys::errno() != libc::EADDRINUSE || config::get().is_none() {
+    let Some(config) = config::get() else {
         return rc;
-    }
+    };
     let Some(_guard) = HookGuard::enter() else {
         return rc;
     };
+    if rc == 0 {
+        follow::listened(fd);
+        return 0;
+    }
+    if sys::errno() != libc::EADDRINUSE {
+        return rc;
+    }
     let moved = InetAddr::of_socket(fd)
         .filter(|addr| addr.port() >= FIRST_MOVABLE_PORT && sys::is_stream_socket(fd))
+        .filter(|addr| !portmap::never_moved(addr.port(), config.program))
         .is_some_and(|addr| relocate(fd, &addr, Stage::Listen { backlog }));
     if moved {
         return 0;
@@ -151,6 +164,14 @@ fn relocate(fd: c_int, addr: &InetAddr, stage: Stage) -> bool {
     if let Some(to) = family::target(requested).filter(|&to| to != requested)
         && stage.try_port(fd, addr, to)
     {
+        return true;
+    }
+    if let Some(to) = config::get().and_then(|c| connect::target(c, requested))
+        && to >= FIRST_MOVABLE_PORT
+        && stage.try_port(fd, addr, to)
+    {
+        family::record(requested, to);
+        notice::moved(requested, to, None);
         return true;
     }
     let mut holder = None;

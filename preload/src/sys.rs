@@ -132,6 +132,24 @@ impl<const N: usize> StackBuf<N> {
         self.push(digits.get(start..).unwrap_or(&[]))
     }
 
+    /// Writes `n` over the `width` bytes at `at`, right-aligned (the bytes
+    /// before it stay as they were); false when it does not fit.
+    pub fn put_u32_at(&mut self, at: usize, width: usize, n: u32) -> bool {
+        let mut digits = StackBuf::<10>::new();
+        let _ = digits.push_u32(n);
+        let digits = digits.as_bytes();
+        let Some(start) = at.checked_add(width).and_then(|end| end.checked_sub(digits.len())) else {
+            return false;
+        };
+        match self.bytes.get_mut(start..start.saturating_add(digits.len())) {
+            Some(slot) if start >= at && start.saturating_add(digits.len()) <= self.len => {
+                slot.copy_from_slice(digits);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Appends `text` as the inside of a JSON string.
     pub fn push_json_str(&mut self, text: &[u8]) -> bool {
         const HEX: &[u8; 16] = b"0123456789abcdef";

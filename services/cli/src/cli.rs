@@ -178,6 +178,14 @@ allocator cannot be reached or refuses, the command runs anyway without PORT.")]
     /// Print the shell lines that load the bind() interposer for every command
     ShellInit { shell: Shell },
 
+    /// Print a scope's port map (`STYXY_PORT_<canonical>=<actual>` lines) for
+    /// what the preload does not reach: `eval "$(styxy env)"`
+    Env {
+        /// The worktree or project directory (default: this one's)
+        #[arg(long, value_name = "DIR")]
+        scope: Option<std::path::PathBuf>,
+    },
+
     /// Answer a Claude Code hook event (the event's JSON on stdin)
     #[command(
         subcommand,

@@ -11,6 +11,7 @@ mod legacy;
 mod output;
 mod ports;
 mod run;
+mod scopes;
 mod settings;
 mod table;
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Token { write_legacy } => daemon::token(&ctx, *write_legacy),
         Command::Run(args) => Ok(run::run(&ctx, args)),
         Command::ShellInit { shell } => run::shell_init(*shell),
+        Command::Env { scope } => scopes::env(&ctx, scope.as_deref()),
         Command::Hook(event) => {
             let (kind, rewrite) = match event {
                 HookCommand::SessionStart => (EventKind::SessionStart, false),

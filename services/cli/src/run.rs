@@ -11,10 +11,10 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use styxy_proto::api::{AllocateRequest, AllocateResponse};
+use styxy_proto::api::{AllocateRequest, AllocateResponse, ConfigResponse};
 use styxy_proto::client::Method;
 use styxy_proto::model::{LeaseKind, Source};
-use styxy_proto::paths;
+use styxy_proto::{paths, scope};
 
 /// Names the preload library explicitly.
 pub const ENV_PRELOAD_LIB: &str = "STYXY_PRELOAD_LIB";
@@ -57,13 +57,37 @@ pub fn prepend_preload(lib: &Path, existing: Option<&OsStr>) -> OsString {
     value
 }
 
-fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
+/// The port a service of `args` has in every worktree (docs/design.md,
+/// "Scopes"): `--port`, else its type's first preferred port.
+fn canonical_port(ctx: &Ctx, args: &RunArgs) -> Option<u16> {
+    if args.port.is_some() {
+        return args.port;
+    }
+    let wanted = args.service_type.as_deref().unwrap_or(DEFAULT_RUN_TYPE);
+    let config: ConfigResponse = ctx.client().ok()?.get("/config").ok()?;
+    config.service_types.get(wanted)?.service_type.preferred_ports.first().copied()
+}
+
+/// What `run` hands the command: the port for `PORT` and the reservation
+/// behind it, if it kept one.
+struct Reserved {
+    port: u16,
+    lock_id: Option<String>,
+}
+
+/// Reserves the command's port. When the preload can move the command
+/// (`preload`), `PORT` is the canonical port even where another worktree's
+/// server holds it: the preload moves the bind and records it for this
+/// scope, so one checked-in configuration works in every worktree.
+/// Otherwise `PORT` is a free port.
+fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, preload: bool) -> Result<Reserved, Failure> {
     let program = Path::new(&args.command[0]);
+    let canonical = if preload { canonical_port(ctx, args) } else { args.port };
     let request = AllocateRequest {
         // With only a port, the allocator picks the type whose range holds it.
         service_type: args.service_type.clone().or_else(|| args.port.is_none().then(|| DEFAULT_RUN_TYPE.to_string())),
         service_name: args.name.clone().or_else(|| program.file_name().map(|n| n.to_string_lossy().into_owned())),
-        preferred_port: args.port.map(serde_json::Value::from),
+        preferred_port: canonical.map(serde_json::Value::from),
         instance_id: session_from_env(),
         project_path: std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned()),
         dry_run: false,
@@ -73,9 +97,19 @@ fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
         lease: Some(LeaseKind::Process),
         source: Some(Source::Run),
         handoff: false,
+        scope: scope.map(|s| s.to_string_lossy().into_owned()),
+        listening: false,
+        replaces: None,
     };
-    let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
-    Ok(reply.decode()?)
+    let client = ctx.client()?;
+    let reply: AllocateResponse = client.call_json(Method::Post, "/allocate", &request)?.decode()?;
+    match canonical.filter(|&p| preload && p != reply.port) {
+        Some(port) => {
+            client.call(Method::Delete, &format!("/allocate/{}", reply.lock_id))?;
+            Ok(Reserved { port, lock_id: None })
+        }
+        None => Ok(Reserved { port: reply.port, lock_id: Some(reply.lock_id) }),
+    }
 }
 
 /// The program `exec` would run: `name` itself when it has a slash, else the
@@ -95,12 +129,28 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
     let mut command = std::process::Command::new(program);
     command.args(&args.command[1..]);
 
-    let port = match reserve(ctx, args) {
+    let preload = find_preload().ok().filter(|_| !preload_switched_off());
+    let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
+    let why = match linkage {
+        Some(Linkage::Static) => Some("is statically linked"),
+        Some(Linkage::Go) => Some("is a Go program (Go makes its own system calls)"),
+        _ => None,
+    };
+    let scope = scope::current();
+    if let Some(scope) = &scope {
+        // The command's processes keep this scope wherever they chdir to.
+        command.env(scope::ENV_SCOPE, scope);
+    }
+    // A program the preload cannot reach gets a free port, not the
+    // canonical one it could not be moved off.
+    let moves = preload.is_some() && why.is_none();
+    let port = match reserve(ctx, args, scope.as_deref(), moves) {
         Ok(r) => {
-            command
-                .env("PORT", r.port.to_string())
-                .env("STYXY_PORT", r.port.to_string())
-                .env("STYXY_LOCK_ID", &r.lock_id);
+            command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string());
+            match &r.lock_id {
+                Some(lock_id) => command.env("STYXY_LOCK_ID", lock_id),
+                None => command.env_remove("STYXY_LOCK_ID"),
+            };
             if let Some(socket) = &ctx.discovery.socket {
                 // The preloaded command must ask the same allocator.
                 command.env(paths::ENV_SOCKET, socket);
@@ -112,15 +162,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
             None
         }
     };
-    if let Ok(lib) = find_preload() {
-        command.env("LD_PRELOAD", prepend_preload(&lib, std::env::var_os("LD_PRELOAD").as_deref()));
+    if let Some(lib) = &preload {
+        command.env("LD_PRELOAD", prepend_preload(lib, std::env::var_os("LD_PRELOAD").as_deref()));
     }
-    let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
-    let why = match linkage {
-        Some(Linkage::Static) => Some("is statically linked"),
-        Some(Linkage::Go) => Some("is a Go program (Go makes its own system calls)"),
-        _ => None,
-    };
     if let Some(why) = why {
         let port_note = match port {
             Some(p) => format!("; it still gets PORT={p}"),
@@ -135,6 +179,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_NOT_EXECUTABLE,
     }
+}
+
+/// `STYXY_PRELOAD=off` (or 0, false, no): the preload loads but does nothing.
+fn preload_switched_off() -> bool {
+    std::env::var("STYXY_PRELOAD").is_ok_and(|v| ["off", "0", "false", "no"].iter().any(|w| v.eq_ignore_ascii_case(w)))
 }
 
 /// Quotes `text` for a POSIX shell (bash, zsh) when it needs it.

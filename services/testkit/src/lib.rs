@@ -21,7 +21,7 @@ pub use allocator::{Allocator, TEST_CONFIG};
 pub use build::{allocator_bin, preload_lib, styxy_bin};
 pub use net::*;
 pub use programs::*;
-pub use sandbox::{Sandbox, text};
+pub use sandbox::{Sandbox, ScopeEntry, text, write_port_map};
 pub use users::{as_user, ensure_user};
 
 use std::time::Duration;
