@@ -1,0 +1,340 @@
+//! `styxy ui` and `styxy top` against a real allocator: what the page and
+//! the table show, who gets in, and whose ports may be released. The
+//! browser test drives Debian's chromium (installed by scripts/test) over
+//! its DevTools pipe. The cross-user tests need root (another user's
+//! process owns a reservation).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use styxy_testkit::{Hold, PATIENCE, Sandbox, as_user, ensure_user, hold, local_port, text};
+
+const OTHER_USER: &str = "styxy-dash";
+
+/// A running `styxy ui --no-open`; killed when dropped.
+struct Ui {
+    child: Child,
+    port: u16,
+    code: String,
+}
+
+impl Ui {
+    fn start(sb: &Sandbox) -> Ui {
+        let mut child =
+            sb.styxy().args(["ui", "--no-open"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line:?}"));
+        let rest = url.strip_prefix("http://127.0.0.1:").unwrap();
+        let (port, code) = rest.split_once("/?code=").unwrap();
+        Ui { child, port: port.parse().unwrap(), code: code.to_string() }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/?code={}", self.port, self.code)
+    }
+
+    /// Sends a request with `headers` (Host is the dashboard's unless given)
+    /// and returns the status, the header block and the body.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut message = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            message.push_str(&format!("Host: 127.0.0.1:{}\r\n", self.port));
+        }
+        for (name, value) in headers {
+            message.push_str(&format!("{name}: {value}\r\n"));
+        }
+        message.push_str("Content-Length: 0\r\n\r\n");
+        stream.write_all(message.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head.to_string(), body.to_string())
+    }
+
+    /// Redeems the one-time code; the `Cookie` header value it gave.
+    fn cookie(&self) -> String {
+        let (status, head, _) = self.request("GET", &format!("/?code={}", self.code), &[]);
+        assert_eq!(status, 303, "{head}");
+        let set = head.lines().find_map(|l| l.strip_prefix("Set-Cookie: ")).expect("Set-Cookie");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        set.split(';').next().unwrap().to_string()
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A manual reservation of ours; its lock id and port.
+fn reserve(sb: &Sandbox, name: &str) -> (String, u16) {
+    let a = sb.json(&["allocate", "-s", "dev", "-n", name, "--lease", "manual"]);
+    (a["lock_id"].as_str().unwrap().to_string(), a["port"].as_u64().unwrap() as u16)
+}
+
+/// A reservation owned by a process of another user (root names its pid);
+/// the process, lock id and port.
+fn reserve_for_other_user(sb: &Sandbox) -> (Child, String, u16) {
+    let (uid, gid) = ensure_user(OTHER_USER);
+    let holder = as_user(uid, gid, "sleep").arg("60").spawn().unwrap();
+    let (status, answer) = sb
+        .post("/allocate", &json!({"service_type":"dev","service_name":"theirs","pid":holder.id(),"lease":"process"}));
+    assert_eq!(status, 200, "{answer}");
+    (holder, answer["lock_id"].as_str().unwrap().to_string(), answer["port"].as_u64().unwrap() as u16)
+}
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+#[test]
+fn ui_refuses_requests_without_the_cookie_from_another_origin_or_for_another_host() {
+    let sb = Sandbox::new();
+    let ui = Ui::start(&sb);
+    let (status, _, body) = ui.request("GET", "/api/view", &[]);
+    assert_eq!((status, body.as_str()), (401, "open the link `styxy ui` printed (its code works once)"));
+    assert_eq!(ui.request("GET", "/?code=0000", &[]).0, 401, "a wrong code");
+
+    let cookie = ui.cookie();
+    assert_eq!(ui.request("GET", &format!("/?code={}", ui.code), &[]).0, 401, "the code works once");
+    assert_eq!(ui.request("GET", "/api/view", &[("Cookie", &cookie)]).0, 200);
+    let rebound = ui.request("GET", "/api/view", &[("Host", "attacker.example"), ("Cookie", &cookie)]);
+    assert_eq!(rebound.0, 421, "DNS rebinding: {}", rebound.2);
+    let foreign = ui.request("GET", "/api/view", &[("Cookie", &cookie), ("Origin", "http://attacker.example")]);
+    assert_eq!(foreign.0, 403, "{}", foreign.2);
+    assert!(!foreign.1.to_ascii_lowercase().contains("access-control-allow"), "no CORS: {}", foreign.1);
+    // A cross-site form post carries no custom header: refused.
+    let origin = format!("http://127.0.0.1:{}", ui.port);
+    let csrf = ui.request("POST", "/api/release/x", &[("Cookie", &cookie), ("Origin", &origin)]);
+    assert_eq!(csrf.0, 403, "{}", csrf.2);
+}
+
+#[test]
+fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
+    if !is_root() {
+        eprintln!("skipped: needs root for another user's reservation");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (lock_id, port) = reserve(&sb, "web");
+    let _serving = hold("127.0.0.1", port, Hold::default());
+    let external = hold("127.0.0.1", 0, Hold::default());
+    let external_port = local_port(&external);
+    let (mut holder, their_lock, their_port) = reserve_for_other_user(&sb);
+
+    let ui = Ui::start(&sb);
+    let cookie = ui.cookie();
+    let (status, _, body) = ui.request("GET", "/api/view", &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    let rows: Vec<&Value> = view["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["scopes"].as_array().unwrap())
+        .flat_map(|s| s["services"].as_array().unwrap())
+        .collect();
+    let mine = rows.iter().find(|r| r["lock_id"] == lock_id.as_str()).expect("our reservation");
+    assert_eq!((mine["port"].as_u64(), mine["state"].as_str()), (Some(u64::from(port)), Some("listening")));
+    assert_eq!(mine["url"], format!("http://localhost:{port}/"));
+    assert_eq!((mine["mine"].as_bool(), mine["pid"].as_u64()), (Some(true), Some(u64::from(std::process::id()))));
+    let theirs = rows.iter().find(|r| r["lock_id"] == their_lock.as_str()).expect("their reservation");
+    assert_eq!((theirs["user"].as_str(), theirs["mine"].as_bool()), (Some(OTHER_USER), Some(false)));
+    let others = view["others"].as_array().unwrap();
+    assert!(others.iter().any(|o| o["port"] == external_port), "external listener {external_port}: {others:?}");
+
+    let origin = format!("http://127.0.0.1:{}", ui.port);
+    let action = [("Cookie", cookie.as_str()), ("Origin", origin.as_str()), ("X-Styxy-Action", "1")];
+    for kind in ["release", "stop"] {
+        let (status, _, body) = ui.request("POST", &format!("/api/{kind}/{their_lock}"), &action);
+        assert_eq!(status, 403, "{kind} of another user's: {body}");
+        assert!(body.contains(&format!("port {their_port} is {OTHER_USER}'s")), "{body}");
+    }
+    assert!(holder.try_wait().unwrap().is_none(), "their process still runs");
+    assert!(sb.allocations().iter().any(|a| a["lock_id"] == their_lock.as_str()), "their port still reserved");
+
+    let (status, _, body) = ui.request("POST", &format!("/api/release/{lock_id}"), &action);
+    assert_eq!(status, 200, "{body}");
+    assert!(!sb.allocations().iter().any(|a| a["lock_id"] == lock_id.as_str()), "ours released");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn top_prints_a_plain_table_off_a_terminal() {
+    let sb = Sandbox::new();
+    let (lock_id, port) = reserve(&sb, "web");
+    let _serving = hold("127.0.0.1", port, Hold::default());
+    let external = hold("127.0.0.1", 0, Hold::default());
+    let external_port = local_port(&external);
+    let out = sb.run(&["top"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("PORT  "), "{table}");
+    let row = table.lines().find(|l| l.starts_with(&format!("{port} "))).unwrap_or_else(|| panic!("{table}"));
+    for cell in ["web", "dev", "listening", &format!("http://localhost:{port}/")] {
+        assert!(row.contains(cell), "row lacks {cell}: {row}");
+    }
+    let others = table.split("Other listeners\n").nth(1).unwrap_or_else(|| panic!("{table}"));
+    assert!(others.lines().any(|l| l.starts_with(&format!("{external_port} "))), "{table}");
+    assert!(!table.contains(&lock_id), "the table names ports, not lock ids");
+}
+
+/// Chromium's DevTools protocol over `--remote-debugging-pipe`: JSON
+/// messages ended by NUL, commands on its fd 3, answers on its fd 4.
+struct Chromium {
+    child: Child,
+    commands: std::fs::File,
+    answers: BufReader<std::fs::File>,
+    next_id: u64,
+    session: Option<String>,
+    _profile: tempfile::TempDir,
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors we own.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+impl Chromium {
+    fn start() -> Chromium {
+        let profile = tempfile::tempdir().unwrap();
+        let (their_read, our_write) = pipe();
+        let (our_read, their_write) = pipe();
+        let (r, w) = (their_read.as_raw_fd(), their_write.as_raw_fd());
+        let mut cmd = Command::new("chromium");
+        cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: dup2 only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("run chromium (scripts/test installs it): {e}"));
+        drop((their_read, their_write));
+        Chromium {
+            child,
+            commands: std::fs::File::from(our_write),
+            answers: BufReader::new(std::fs::File::from(our_read)),
+            next_id: 0,
+            session: None,
+            _profile: profile,
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let mut message = json!({"id": self.next_id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = json!(session);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.commands.write_all(&bytes).unwrap();
+        loop {
+            let mut raw = Vec::new();
+            self.answers.read_until(0, &mut raw).unwrap();
+            raw.pop();
+            let answer: Value = serde_json::from_slice(&raw).unwrap();
+            if answer["id"] == self.next_id {
+                assert!(answer.get("error").is_none(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    fn open(&mut self, url: &str) {
+        let target = self.call("Target.createTarget", json!({"url": url}));
+        let attached = self.call("Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true}));
+        self.session = Some(attached["sessionId"].as_str().unwrap().to_string());
+    }
+
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true, "awaitPromise": true}));
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until it is true, and how long that took.
+    fn wait_for(&mut self, expression: &str) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < PATIENCE {
+            if self.eval(expression) == json!(true) {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("never true: {expression}; page: {}", self.eval("document.body.innerText"));
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_page_in_chromium_shows_a_server_and_a_listener_and_releases_only_your_own() {
+    if !is_root() {
+        eprintln!("skipped: needs root for another user's reservation");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (lock_id, port) = reserve(&sb, "web");
+    let external = hold("127.0.0.1", 0, Hold::default());
+    let external_port = local_port(&external);
+    let (mut holder, their_lock, _) = reserve_for_other_user(&sb);
+    let ui = Ui::start(&sb);
+    let mut browser = Chromium::start();
+    browser.open(&ui.url());
+
+    let row = format!("document.querySelector('tr[data-lock-id=\"{lock_id}\"]')");
+    browser.wait_for(&format!("{row}?.innerText.includes('reserved') === true"));
+    browser.wait_for(&format!("document.querySelector('#others tr[data-port=\"{external_port}\"]') !== null"));
+    // A server starting on the reserved port shows as listening.
+    let serving = hold("127.0.0.1", port, Hold::default());
+    let took = browser.wait_for(&format!("{row}?.innerText.includes('listening') === true"));
+    assert!(took < PATIENCE, "listening shown after {took:?}");
+    let link = browser.eval(&format!("{row}.querySelector('a').href"));
+    assert_eq!(link, json!(format!("http://localhost:{port}/")));
+
+    let their_row = format!("document.querySelector('tr[data-lock-id=\"{their_lock}\"]')");
+    browser.wait_for(&format!("{their_row} !== null && {their_row}.querySelector('button') === null"));
+    // The server refuses it even when the page's own script asks.
+    let refused = browser.eval(&format!(
+        "fetch('/api/release/{their_lock}', {{method: 'POST', headers: {{'X-Styxy-Action': '1'}}}}).then(r => r.status)"
+    ));
+    assert_eq!(refused, json!(403));
+
+    browser.eval(&format!("{row}.querySelector('button.release').click(), true"));
+    browser.wait_for(&format!("{row} === null"));
+    assert!(!sb.allocations().iter().any(|a| a["lock_id"] == lock_id.as_str()), "released");
+    assert!(sb.allocations().iter().any(|a| a["lock_id"] == their_lock.as_str()), "theirs kept");
+    drop(serving);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
