@@ -3,6 +3,7 @@
 //! browser test drives Debian's chromium (installed by scripts/test) over
 //! its DevTools pipe. The cross-user tests need root (another user's
 //! process owns a reservation).
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

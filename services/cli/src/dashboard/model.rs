@@ -584,7 +584,8 @@ mod tests {
         let mut snap = snapshot();
         snap.reservations.push(scoped);
         let view = build(&snap, ALICE, NOW, &AllRun, &[]);
-        let layout: Vec<(String, Vec<(String, Vec<u16>)>)> = view
+        type Layout = Vec<(String, Vec<(String, Vec<u16>)>)>;
+        let layout: Layout = view
             .projects
             .iter()
             .map(|p| {
