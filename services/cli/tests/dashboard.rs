@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use styxy_testkit::{Hold, PATIENCE, Sandbox, as_user, ensure_user, hold, local_port, text};
+use styxy_testkit::{
+    Hold, PATIENCE, Running, Sandbox, as_user, busy_port, c_program, ensure_user, hold, local_port, text,
+};
 
 const OTHER_USER: &str = "styxy-dash";
 
@@ -89,6 +91,13 @@ fn reserve(sb: &Sandbox, name: &str) -> (String, u16) {
 fn reserve_for_other_user(sb: &Sandbox) -> (Child, String, u16) {
     let (uid, gid) = ensure_user(OTHER_USER);
     let holder = as_user(uid, gid, "sleep").arg("60").spawn().unwrap();
+    // setpriv runs as root until it execs sleep as the user.
+    let comm = format!("/proc/{}/comm", holder.id());
+    let start = Instant::now();
+    while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
+        assert!(start.elapsed() < PATIENCE, "sleep never started as {OTHER_USER}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let (status, answer) = sb
         .post("/allocate", &json!({"service_type":"dev","service_name":"theirs","pid":holder.id(),"lease":"process"}));
     assert_eq!(status, 200, "{answer}");
@@ -322,6 +331,24 @@ fn the_page_in_chromium_shows_a_server_and_a_listener_and_releases_only_your_own
     assert!(took < PATIENCE, "listening shown after {took:?}");
     let link = browser.eval(&format!("{row}.querySelector('a').href"));
     assert_eq!(link, json!(format!("http://localhost:{port}/")));
+
+    // A server the preload moves off a busy port shows as `busy → actual`,
+    // linked to the actual port, and goes when it exits.
+    let (_busy_holder, busy) = busy_port();
+    let mut cmd = sb.command(c_program("serve"));
+    cmd.args(["127.0.0.1", &busy.to_string()]);
+    let mut moved = Running::start(cmd);
+    let (_, actual) = moved.the_move();
+    let moved_row = format!("document.querySelector('tr[data-port=\"{actual}\"]')");
+    browser.wait_for(&format!("{moved_row}?.querySelector('a').innerText === '{busy} → {actual}'"));
+    assert_eq!(
+        browser.eval(&format!("{moved_row}.querySelector('a').href")),
+        json!(format!("http://localhost:{actual}/"))
+    );
+    assert_eq!(browser.eval(&format!("{moved_row}.querySelector('.state').innerText")), json!("moved"));
+    moved.stop();
+    browser.wait_for(&format!("{moved_row} === null"));
+    browser.wait_for(&format!("document.getElementById('recent').innerText.includes('{busy} → {actual}')"));
 
     let their_row = format!("document.querySelector('tr[data-lock-id=\"{their_lock}\"]')");
     browser.wait_for(&format!("{their_row} !== null && {their_row}.querySelector('button') === null"));
