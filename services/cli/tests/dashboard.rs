@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use styxy_testkit::{
-    Hold, PATIENCE, Running, Sandbox, as_user, busy_port, c_program, ensure_user, hold, local_port, text,
+    Hold, PATIENCE, Running, Sandbox, TEST_CONFIG, as_user, busy_port, c_program, ensure_user, hold, local_port, text,
 };
 
 const OTHER_USER: &str = "styxy-dash";
@@ -80,9 +80,15 @@ impl Drop for Ui {
     }
 }
 
-/// A manual reservation of ours; its lock id and port.
+/// A manual reservation of ours in the test configuration's wide range,
+/// tried first at a port of this test's own (parallel tests have
+/// allocators of their own, which do not know each other's reservations);
+/// its lock id and port.
 fn reserve(sb: &Sandbox, name: &str) -> (String, u16) {
-    let a = sb.json(&["allocate", "-s", "dev", "-n", name, "--lease", "manual"]);
+    let test =
+        std::thread::current().name().unwrap_or_default().bytes().fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
+    let preferred = (20_000 + (std::process::id() ^ test) % 10_000).to_string();
+    let a = sb.json(&["allocate", "-s", "bulk", "-p", &preferred, "-n", name, "--lease", "manual"]);
     (a["lock_id"].as_str().unwrap().to_string(), a["port"].as_u64().unwrap() as u16)
 }
 
@@ -111,7 +117,7 @@ fn is_root() -> bool {
 
 #[test]
 fn ui_refuses_requests_without_the_cookie_from_another_origin_or_for_another_host() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_config(TEST_CONFIG);
     let ui = Ui::start(&sb);
     let (status, _, body) = ui.request("GET", "/api/view", &[]);
     assert_eq!((status, body.as_str()), (401, "open the link `styxy ui` printed (its code works once)"));
@@ -137,9 +143,14 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
         eprintln!("skipped: needs root for another user's reservation");
         return;
     }
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_config(TEST_CONFIG);
     let (lock_id, port) = reserve(&sb, "web");
-    let _serving = hold("127.0.0.1", port, Hold::default());
+    let mut server = Running::start({
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()]).env("PYTHONUNBUFFERED", "1");
+        cmd
+    });
+    assert_eq!(server.listening(), port);
     let external = hold("127.0.0.1", 0, Hold::default());
     let external_port = local_port(&external);
     let (mut holder, their_lock, their_port) = reserve_for_other_user(&sb);
@@ -159,7 +170,8 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
     let mine = rows.iter().find(|r| r["lock_id"] == lock_id.as_str()).expect("our reservation");
     assert_eq!((mine["port"].as_u64(), mine["state"].as_str()), (Some(u64::from(port)), Some("listening")));
     assert_eq!(mine["url"], format!("http://localhost:{port}/"));
-    assert_eq!((mine["mine"].as_bool(), mine["pid"].as_u64()), (Some(true), Some(u64::from(std::process::id()))));
+    assert_eq!((mine["mine"].as_bool(), mine["pid"].as_u64()), (Some(true), Some(u64::from(server.pid()))));
+    assert!(mine["command"].as_str().unwrap().contains("http.server"), "{mine}");
     let theirs = rows.iter().find(|r| r["lock_id"] == their_lock.as_str()).expect("their reservation");
     assert_eq!((theirs["user"].as_str(), theirs["mine"].as_bool()), (Some(OTHER_USER), Some(false)));
     let others = view["others"].as_array().unwrap();
@@ -175,6 +187,12 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
     assert!(holder.try_wait().unwrap().is_none(), "their process still runs");
     assert!(sb.allocations().iter().any(|a| a["lock_id"] == their_lock.as_str()), "their port still reserved");
 
+    // Our own server is stopped with SIGTERM, and its port released.
+    let (status, _, body) = ui.request("POST", &format!("/api/stop/{lock_id}"), &action);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("sent SIGTERM to pid {} (port {port})", server.pid())), "{body}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(server.wait_exit().signal(), Some(libc::SIGTERM));
     let (status, _, body) = ui.request("POST", &format!("/api/release/{lock_id}"), &action);
     assert_eq!(status, 200, "{body}");
     assert!(!sb.allocations().iter().any(|a| a["lock_id"] == lock_id.as_str()), "ours released");
@@ -184,7 +202,7 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
 
 #[test]
 fn top_prints_a_plain_table_off_a_terminal() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_config(TEST_CONFIG);
     let (lock_id, port) = reserve(&sb, "web");
     let _serving = hold("127.0.0.1", port, Hold::default());
     let external = hold("127.0.0.1", 0, Hold::default());
@@ -195,7 +213,7 @@ fn top_prints_a_plain_table_off_a_terminal() {
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("PORT  "), "{table}");
     let row = table.lines().find(|l| l.starts_with(&format!("{port} "))).unwrap_or_else(|| panic!("{table}"));
-    for cell in ["web", "dev", "listening", &format!("http://localhost:{port}/")] {
+    for cell in ["web", "bulk", "listening", &format!("http://localhost:{port}/")] {
         assert!(row.contains(cell), "row lacks {cell}: {row}");
     }
     let others = table.split("Other listeners\n").nth(1).unwrap_or_else(|| panic!("{table}"));
@@ -313,7 +331,7 @@ fn the_page_in_chromium_shows_a_server_and_a_listener_and_releases_only_your_own
         eprintln!("skipped: needs root for another user's reservation");
         return;
     }
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_config(TEST_CONFIG);
     let (lock_id, port) = reserve(&sb, "web");
     let external = hold("127.0.0.1", 0, Hold::default());
     let external_port = local_port(&external);
@@ -365,4 +383,83 @@ fn the_page_in_chromium_shows_a_server_and_a_listener_and_releases_only_your_own
     drop(serving);
     holder.kill().unwrap();
     holder.wait().unwrap();
+}
+
+/// `styxy top` in a detached 80×24 tmux window on a private tmux socket.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn start(sb: &Sandbox, args: &[&str]) -> Tmux {
+        let tmux = Tmux { socket: sb.path().join("tmux.sock") };
+        let styxy = sb.styxy();
+        let mut cmd = tmux.command();
+        cmd.args(["new-session", "-d", "-x", "80", "-y", "24"]);
+        for (name, value) in styxy.get_envs() {
+            if let Some(value) = value {
+                cmd.arg("-e").arg(format!("{}={}", name.to_string_lossy(), value.to_string_lossy()));
+            }
+        }
+        cmd.arg("--").arg(styxy.get_program()).args(args);
+        let status = cmd.status().unwrap_or_else(|e| panic!("run tmux (scripts/test installs it): {e}"));
+        assert!(status.success());
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket).env_remove("TMUX");
+        cmd
+    }
+
+    fn screen(&self) -> String {
+        text(&self.command().args(["capture-pane", "-p"]).output().unwrap().stdout)
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        assert!(self.command().arg("send-keys").args(keys).status().unwrap().success());
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(start.elapsed() < PATIENCE, "never {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+#[test]
+fn top_in_a_terminal_shows_the_server_and_releases_it_from_the_keyboard() {
+    let sb = Sandbox::with_config(TEST_CONFIG);
+    let (lock_id, port) = reserve(&sb, "web");
+    let _serving = hold("127.0.0.1", port, Hold::default());
+    let tmux = Tmux::start(&sb, &["top"]);
+    let row_of = |screen: &str| screen.lines().find(|l| l.starts_with(&format!("{port} "))).map(str::to_string);
+    let screen = tmux.wait_for("shows the server", |s| row_of(s).is_some_and(|r| r.contains("listening")));
+    let row = row_of(&screen).unwrap();
+    for cell in ["web", "bulk", "listening", "root"] {
+        assert!(row.contains(cell), "row lacks {cell}: {row}\n{screen}");
+    }
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+
+    // The project's heading comes first; the server is the next line.
+    tmux.keys(&["j"]);
+    tmux.keys(&["r"]);
+    tmux.wait_for("says it released the port", |s| s.contains(&format!("Port {port} released")));
+    // The test's socket still listens: the port moves to the other listeners.
+    tmux.wait_for("drops the reservation", |s| row_of(s).is_some_and(|r| !r.contains("web")));
+    assert!(!sb.allocations().iter().any(|a| a["lock_id"] == lock_id.as_str()), "released");
+    tmux.keys(&["q"]);
 }

@@ -222,7 +222,7 @@ pub struct ServiceRow {
     pub uptime_secs: Option<u64>,
     /// The viewer's own: release and copy are offered.
     pub mine: bool,
-    /// The viewer's own with a process to stop.
+    /// The viewer's own with a listening process of the viewer's to stop.
     pub can_stop: bool,
 }
 
@@ -359,11 +359,15 @@ pub fn build(snapshot: &Snapshot, viewer_uid: u32, now: Millis, alive: &dyn Live
         } else {
             PortState::Listening
         };
-        let (pid, command) = match listener.filter(|l| l.pid.is_some()) {
+        let server = listener.filter(|l| l.pid.is_some());
+        let (pid, command) = match server {
             Some(l) => (l.pid, l.command.clone().or_else(|| l.process.clone())),
             None => (r.owner.pid.filter(|_| !exited), r.process.clone()),
         };
         let mine = r.owner.uid == viewer_uid;
+        // Only a listening server of the viewer's is stopped, never the
+        // owner of a port nothing listens on (often the shell that reserved it).
+        let can_stop = mine && server.is_some_and(|l| l.uid == viewer_uid);
         let addresses: Vec<&str> = listeners.iter().map(|l| l.address.as_str()).collect();
         let row = ServiceRow {
             lock_id: r.lock_id.clone(),
@@ -380,7 +384,7 @@ pub fn build(snapshot: &Snapshot, viewer_uid: u32, now: Millis, alive: &dyn Live
             session: session_label(r, &snapshot.sessions),
             uptime_secs: r.allocated_at.as_ref().and_then(timestamp_millis).map(|at| now.saturating_sub(at) / 1000),
             mine,
-            can_stop: mine && pid.is_some(),
+            can_stop,
         };
         let (project, scope) = placement(r);
         projects.entry(project).or_default().entry(scope).or_default().push(row);
@@ -641,9 +645,10 @@ mod tests {
         let mut snap = snapshot();
         snap.listeners.retain(|l| l.port != 3000);
         let view = build(&snap, ALICE, NOW, &AllRun, &[]);
-        assert_eq!(view.service("a1").unwrap().state, PortState::Reserved);
-        // A reserved port's owner process is the one to stop.
-        assert_eq!(may_stop(&view, "a1"), Ok(42));
+        let row = view.service("a1").unwrap();
+        assert_eq!((row.state, row.pid), (PortState::Reserved, Some(42)));
+        // Its owner (often the shell that reserved it) is shown, never stopped.
+        assert_eq!(may_stop(&view, "a1"), Err(Refusal::NoProcess(3000)));
 
         snap.reservations[0].health_failures = 2;
         assert_eq!(build(&snap, ALICE, NOW, &AllRun, &[]).service("a1").unwrap().state, PortState::Stale);

@@ -8,7 +8,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind}
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Cell, Paragraph, Row, Table as TuiTable, TableState};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph};
 use ratatui::{DefaultTerminal, Frame};
 
 use super::Watch;
@@ -200,47 +200,38 @@ fn draw(frame: &mut Frame, view: &View, list: &[Entry<'_>], screen: &Screen) {
         Layout::vertical([Constraint::Min(3), Constraint::Length(2), Constraint::Length(3), Constraint::Length(1)])
             .areas(frame.area());
 
-    let rows = list.iter().map(|entry| match entry {
-        Entry::Heading(text) => Row::new([Cell::from(text.clone())]).style(Style::new().add_modifier(Modifier::BOLD)),
-        Entry::Service(row) => Row::new([
-            port_text(row),
-            row.name.clone(),
-            row.service_type.clone(),
-            row.state.as_str().to_string(),
-            row.user.clone(),
-            or_dash(row.pid),
-            uptime(row),
-            or_dash(row.session.as_ref()),
-        ]),
-        Entry::Other(o) => Row::new([
-            o.port.to_string(),
-            or_dash(o.command.as_ref()),
-            "-".into(),
-            "listening".into(),
-            o.user.clone(),
-            or_dash(o.pid),
-            "-".into(),
-            "-".into(),
-        ]),
-    });
-    let widths = [
-        Constraint::Length(11),
-        Constraint::Min(8),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(4),
-        Constraint::Length(12),
-    ];
-    let header = Row::new(["PORT", "SERVICE", "TYPE", "STATE", "USER", "PID", "UP", "SESSION"])
-        .style(Style::new().add_modifier(Modifier::UNDERLINED));
-    let table = TuiTable::new(rows, widths)
-        .header(header)
-        .column_spacing(1)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(screen.selected));
-    frame.render_stateful_widget(table, body, &mut state);
+    let lines: Vec<ListItem> = list
+        .iter()
+        .map(|entry| match entry {
+            Entry::Heading(text) => ListItem::new(text.clone()).style(Style::new().add_modifier(Modifier::BOLD)),
+            Entry::Service(row) => ListItem::new(columns(&[
+                port_text(row),
+                row.name.clone(),
+                row.service_type.clone(),
+                row.state.as_str().to_string(),
+                row.user.clone(),
+                or_dash(row.pid),
+                uptime(row),
+                or_dash(row.session.as_ref()),
+            ])),
+            Entry::Other(o) => ListItem::new(columns(&[
+                o.port.to_string(),
+                or_dash(o.command.as_ref()),
+                "-".into(),
+                "listening".into(),
+                o.user.clone(),
+                or_dash(o.pid),
+                "-".into(),
+                "-".into(),
+            ])),
+        })
+        .collect();
+    let header = columns(&["PORT", "SERVICE", "TYPE", "STATE", "USER", "PID", "UP", "SESSION"].map(String::from));
+    let [header_area, list_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(body);
+    frame.render_widget(Paragraph::new(header).style(Style::new().add_modifier(Modifier::UNDERLINED)), header_area);
+    let list = List::new(lines).highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(Some(screen.selected));
+    frame.render_stateful_widget(list, list_area, &mut state);
 
     let strips: Vec<String> = view
         .ranges
@@ -271,6 +262,26 @@ fn draw(frame: &mut Frame, view: &View, list: &[Entry<'_>], screen: &Screen) {
     frame.render_widget(Paragraph::new(line).style(Style::new().add_modifier(Modifier::DIM)), status);
 }
 
+/// Column widths of a line, 80 with the spaces between them; the last
+/// column takes what is left of a wider terminal.
+const WIDTHS: [usize; 8] = [11, 14, 8, 9, 8, 7, 4, 12];
+
+/// `cells` cut or padded to [`WIDTHS`], one space apart.
+fn columns(cells: &[String; 8]) -> String {
+    let mut line = String::new();
+    for (i, (cell, width)) in cells.iter().zip(WIDTHS).enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        let last = i + 1 == cells.len();
+        let shown: String = if last { cell.clone() } else { cell.chars().take(width).collect() };
+        let pad = if last { 0 } else { width - shown.chars().count() };
+        line.push_str(&shown);
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    line
+}
+
 /// Standard base64 with padding.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -291,6 +302,16 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_columns_is_80_wide_and_cuts_long_cells() {
+        let line = columns(
+            &["8000 → 8001", "a-very-long-service-name", "api", "moved", "alice", "4242", "3h", "claude-7c1e"]
+                .map(String::from),
+        );
+        assert_eq!(line, "8000 → 8001 a-very-long-se api      moved     alice    4242    3h   claude-7c1e");
+        assert!(line.chars().count() <= 80);
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {
