@@ -177,6 +177,16 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
     let others = view["others"].as_array().unwrap();
     assert!(others.iter().any(|o| o["port"] == external_port), "external listener {external_port}: {others:?}");
 
+    // Another user with the cookie (a browser sends it to any port of
+    // 127.0.0.1, theirs too) is still refused: the kernel says who connected.
+    let (uid, gid) = ensure_user(OTHER_USER);
+    let stolen = as_user(uid, gid, "curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Cookie: {cookie}")])
+        .arg(format!("http://127.0.0.1:{}/api/view", ui.port))
+        .output()
+        .unwrap();
+    assert_eq!(text(&stolen.stdout), "403", "{}", text(&stolen.stderr));
+
     let origin = format!("http://127.0.0.1:{}", ui.port);
     let action = [("Cookie", cookie.as_str()), ("Origin", origin.as_str()), ("X-Styxy-Action", "1")];
     for kind in ["release", "stop"] {

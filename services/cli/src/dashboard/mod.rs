@@ -63,7 +63,8 @@ struct Cache {
 /// releases between readings are kept as recent events.
 pub struct Watch {
     discovery: Discovery,
-    viewer_uid: u32,
+    /// The user this process runs as: whose view it is and whose ports it may act on.
+    pub viewer_uid: u32,
     cache: Mutex<Cache>,
 }
 

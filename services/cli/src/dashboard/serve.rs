@@ -2,8 +2,10 @@
 //! it only.
 //!
 //! Other local users can connect to any loopback port, and any web page the
-//! user's browser opens can send requests to one, so every request must
-//! pass [`admit`]: the Host is this very listener's (a DNS-rebinding page
+//! user's browser opens can send requests to one. So a connection is
+//! served only when the kernel says the user's own process opened it (a
+//! browser sends every cookie of 127.0.0.1 to any of its ports, another
+//! user's server included), and every request must pass [`admit`]: the Host is this very listener's (a DNS-rebinding page
 //! names its own host), an Origin or `Sec-Fetch-Site` that is present says
 //! same-origin, and the session cookie is there. The cookie (HttpOnly,
 //! SameSite=Strict) is given once, for the one-time code in the URL that
@@ -18,6 +20,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use styxy_observe::sockdiag::SockDiag;
 
 use super::{ActionError, Watch};
 use crate::output::{Failure, print, warn};
@@ -224,11 +228,22 @@ pub fn serve(listener: TcpListener, watch: Arc<Watch>, secrets: Arc<Secrets>) ->
         }
         let (watch, secrets, open) = (watch.clone(), secrets.clone(), open.clone());
         std::thread::spawn(move || {
-            let _ = handle(&stream, port, &watch, &secrets);
+            let _ = if connected_by(&stream) == Some(watch.viewer_uid) {
+                handle(&stream, port, &watch, &secrets)
+            } else {
+                respond(&stream, 403, "text/plain", b"this dashboard serves only its own user's programs", &[])
+            };
             open.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())
+}
+
+/// The uid of the process that opened `stream` (loopback only: the kernel
+/// knows both ends); None when it cannot be told.
+fn connected_by(stream: &TcpStream) -> Option<u32> {
+    let (peer, local) = (stream.peer_addr().ok()?, stream.local_addr().ok()?);
+    SockDiag::open().and_then(|mut diag| diag.tcp_connection_uid(peer.port(), local.port())).ok().flatten()
 }
 
 fn read_request(stream: &TcpStream) -> io::Result<Option<Request>> {
