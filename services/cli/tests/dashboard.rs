@@ -5,8 +5,7 @@
 //! process owns a reservation).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -14,71 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use styxy_testkit::{
-    Hold, PATIENCE, Running, Sandbox, TEST_CONFIG, as_user, busy_port, c_program, ensure_user, hold, local_port, text,
+    Dashboard, Hold, PATIENCE, Running, Sandbox, TEST_CONFIG, as_user, busy_port, c_program, ensure_user, hold,
+    local_port, text,
 };
 
 const OTHER_USER: &str = "styxy-dash";
-
-/// A running `styxy ui --no-open`; killed when dropped.
-struct Ui {
-    child: Child,
-    port: u16,
-    code: String,
-}
-
-impl Ui {
-    fn start(sb: &Sandbox) -> Ui {
-        let mut child =
-            sb.styxy().args(["ui", "--no-open"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line:?}"));
-        let rest = url.strip_prefix("http://127.0.0.1:").unwrap();
-        let (port, code) = rest.split_once("/?code=").unwrap();
-        Ui { child, port: port.parse().unwrap(), code: code.to_string() }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/?code={}", self.port, self.code)
-    }
-
-    /// Sends a request with `headers` (Host is the dashboard's unless given)
-    /// and returns the status, the header block and the body.
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut message = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-            message.push_str(&format!("Host: 127.0.0.1:{}\r\n", self.port));
-        }
-        for (name, value) in headers {
-            message.push_str(&format!("{name}: {value}\r\n"));
-        }
-        message.push_str("Content-Length: 0\r\n\r\n");
-        stream.write_all(message.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, head.to_string(), body.to_string())
-    }
-
-    /// Redeems the one-time code; the `Cookie` header value it gave.
-    fn cookie(&self) -> String {
-        let (status, head, _) = self.request("GET", &format!("/?code={}", self.code), &[]);
-        assert_eq!(status, 303, "{head}");
-        let set = head.lines().find_map(|l| l.strip_prefix("Set-Cookie: ")).expect("Set-Cookie");
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-        set.split(';').next().unwrap().to_string()
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A manual reservation of ours in the test configuration's wide range,
 /// tried first at a port of this test's own (parallel tests have
@@ -118,7 +57,7 @@ fn is_root() -> bool {
 #[test]
 fn ui_refuses_requests_without_the_cookie_from_another_origin_or_for_another_host() {
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let ui = Ui::start(&sb);
+    let ui = Dashboard::start(&sb);
     let (status, _, body) = ui.request("GET", "/api/view", &[]);
     assert_eq!((status, body.as_str()), (401, "open the link `styxy ui` printed (its code works once)"));
     assert_eq!(ui.request("GET", "/?code=0000", &[]).0, 401, "a wrong code");
@@ -155,7 +94,7 @@ fn ui_shows_reservations_and_listeners_and_releases_only_your_own() {
     let external_port = local_port(&external);
     let (mut holder, their_lock, their_port) = reserve_for_other_user(&sb);
 
-    let ui = Ui::start(&sb);
+    let ui = Dashboard::start(&sb);
     let cookie = ui.cookie();
     let (status, _, body) = ui.request("GET", "/api/view", &[("Cookie", &cookie)]);
     assert_eq!(status, 200, "{body}");
@@ -346,7 +285,7 @@ fn the_page_in_chromium_shows_a_server_and_a_listener_and_releases_only_your_own
     let external = hold("127.0.0.1", 0, Hold::default());
     let external_port = local_port(&external);
     let (mut holder, their_lock, _) = reserve_for_other_user(&sb);
-    let ui = Ui::start(&sb);
+    let ui = Dashboard::start(&sb);
     let mut browser = Chromium::start();
     browser.open(&ui.url());
 
@@ -446,7 +385,8 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").status();
+        // The server is gone already when `top` quit.
+        let _ = self.command().arg("kill-server").stderr(Stdio::null()).status();
     }
 }
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use model::{Event, Liveness, Refusal, Reservation, Session, Snapshot, TypeRange, View};
 use serde::Deserialize;
+use std::net::IpAddr;
 use styxy_observe::process;
+use styxy_observe::sockdiag::SockDiag;
 use styxy_proto::api::{ObserveAllResponse, ReleaseResponse, StatusResponse};
 use styxy_proto::client::{Client, ClientError, Method};
 use styxy_proto::model::now_millis;
@@ -24,6 +26,9 @@ use crate::output::Failure;
 /// A view younger than this is served again rather than read anew: many
 /// open pages cost the allocator one reading per interval.
 const FRESH_FOR: Duration = Duration::from_millis(100);
+/// A view is built anew at least this often (an owner may exit, a recent
+/// event age out) even when the state and the listeners stay the same.
+const REBUILD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 struct AllocationsIn {
@@ -40,6 +45,21 @@ struct InstancesIn {
     instances: Vec<Session>,
 }
 
+/// The listening sockets as the kernel lists them (port, address, inode),
+/// sorted; empty when the kernel cannot be asked, which makes every reading
+/// ask the allocator.
+fn listening_sockets(diag: &mut Option<SockDiag>) -> Vec<(u16, IpAddr, u64)> {
+    if diag.is_none() {
+        *diag = SockDiag::open().ok();
+    }
+    let Some(listed) = diag.as_mut().and_then(|d| d.tcp_listeners().ok()) else {
+        return Vec::new();
+    };
+    let mut key: Vec<_> = listed.iter().map(|l| (l.port, l.address, l.inode)).collect();
+    key.sort_unstable();
+    key
+}
+
 /// Process liveness from /proc.
 struct ProcLiveness;
 
@@ -51,6 +71,10 @@ impl Liveness for ProcLiveness {
 
 struct Cache {
     client: Option<Client>,
+    /// The kernel's listening sockets, read here each time: only when they
+    /// (or the state's generation) change is the allocator asked who they are.
+    sockets: Option<SockDiag>,
+    socket_key: Vec<(u16, IpAddr, u64)>,
     /// The state generation the reservations, types and sessions were read at.
     generation: Option<u64>,
     snapshot: Snapshot,
@@ -81,8 +105,15 @@ pub enum ActionError {
 
 impl Watch {
     pub fn new(discovery: Discovery) -> Watch {
-        let cache =
-            Cache { client: None, generation: None, snapshot: Snapshot::default(), recent: Vec::new(), view: None };
+        let cache = Cache {
+            client: None,
+            sockets: None,
+            socket_key: Vec::new(),
+            generation: None,
+            snapshot: Snapshot::default(),
+            recent: Vec::new(),
+            view: None,
+        };
         Watch { discovery, viewer_uid: styxy_proto::paths::uid(), cache: Mutex::new(cache) }
     }
 
@@ -123,9 +154,16 @@ impl Watch {
         };
         cache.client = Some(client.clone());
         let status: StatusResponse = client.get("/status")?;
+        let socket_key = listening_sockets(&mut cache.sockets);
+        let unchanged = cache.generation == Some(status.generation) && socket_key == cache.socket_key;
+        if let Some((built, view)) = &mut cache.view
+            && unchanged
+            && built.elapsed() < REBUILD_EVERY
+        {
+            return Ok(view.clone());
+        }
         let now = now_millis();
-        // Reservations, types and sessions change only with the generation;
-        // listeners come and go without the allocator, so they are read every time.
+        // Reservations, types and sessions change only with the generation.
         if cache.generation != Some(status.generation) {
             let reservations = client.get::<AllocationsIn>("/allocations")?.allocations;
             let types = client.get::<ConfigIn>("/config")?.service_types;
@@ -138,8 +176,10 @@ impl Watch {
             cache.snapshot.sessions = sessions;
             cache.generation = Some(status.generation);
         }
+        model::forget_old(&mut cache.recent, now);
         cache.snapshot.listeners = client.get::<ObserveAllResponse>("/observe/all")?.observations;
-        let view = Arc::new(model::build(&cache.snapshot, self.viewer_uid, now, &ProcLiveness, &cache.recent));
+        cache.socket_key = socket_key;
+        let view = Arc::new(model::build(&cache.snapshot, self.viewer_uid, &ProcLiveness, &cache.recent));
         cache.view = Some((Instant::now(), view.clone()));
         Ok(view)
     }

@@ -219,7 +219,9 @@ pub struct ServiceRow {
     pub command: Option<String>,
     /// The agent session holding it: its instance id and agent name.
     pub session: Option<String>,
-    pub uptime_secs: Option<u64>,
+    /// When it was reserved (epoch milliseconds): its uptime, counted by
+    /// whoever draws it, so the view itself stays the same while nothing changes.
+    pub since: Option<Millis>,
     /// The viewer's own: release and copy are offered.
     pub mine: bool,
     /// The viewer's own with a listening process of the viewer's to stop.
@@ -334,8 +336,8 @@ fn session_label(reservation: &Reservation, sessions: &[Session]) -> Option<Stri
     })
 }
 
-/// The view of `snapshot` for `viewer_uid` at `now`.
-pub fn build(snapshot: &Snapshot, viewer_uid: u32, now: Millis, alive: &dyn Liveness, recent: &[Event]) -> View {
+/// The view of `snapshot` for `viewer_uid`.
+pub fn build(snapshot: &Snapshot, viewer_uid: u32, alive: &dyn Liveness, recent: &[Event]) -> View {
     let mut by_port: BTreeMap<u16, Vec<&Listener>> = BTreeMap::new();
     for listener in &snapshot.listeners {
         by_port.entry(listener.port).or_default().push(listener);
@@ -382,7 +384,7 @@ pub fn build(snapshot: &Snapshot, viewer_uid: u32, now: Millis, alive: &dyn Live
             pid,
             command,
             session: session_label(r, &snapshot.sessions),
-            uptime_secs: r.allocated_at.as_ref().and_then(timestamp_millis).map(|at| now.saturating_sub(at) / 1000),
+            since: r.allocated_at.as_ref().and_then(timestamp_millis),
             mine,
             can_stop,
         };
@@ -462,6 +464,11 @@ pub fn record_changes(recent: &mut Vec<Event>, before: &[Reservation], after: &[
             .filter(|r| !old.contains(&r.lock_id) && canonical_port(r).is_some())
             .map(|r| event(EventKind::Moved, r)),
     );
+    forget_old(recent, now);
+}
+
+/// Keeps the events of the last [`RECENT_KEEP_MS`] before `now`, at most [`RECENT_MAX`].
+pub fn forget_old(recent: &mut Vec<Event>, now: Millis) {
     recent.retain(|e| now.saturating_sub(e.at) <= RECENT_KEEP_MS);
     if recent.len() > RECENT_MAX {
         recent.drain(..recent.len() - RECENT_MAX);
@@ -587,7 +594,7 @@ mod tests {
         scoped.scope = Some("/home/alice/shop-wt2".into());
         let mut snap = snapshot();
         snap.reservations.push(scoped);
-        let view = build(&snap, ALICE, NOW, &AllRun, &[]);
+        let view = build(&snap, ALICE, &AllRun, &[]);
         type Layout = Vec<(String, Vec<(String, Vec<u16>)>)>;
         let layout: Layout = view
             .projects
@@ -611,24 +618,24 @@ mod tests {
     }
 
     #[test]
-    fn a_row_shows_owner_session_uptime_and_the_listening_process() {
-        let view = build(&snapshot(), ALICE, NOW, &AllRun, &[]);
+    fn a_row_shows_owner_session_start_and_the_listening_process() {
+        let view = build(&snapshot(), ALICE, &AllRun, &[]);
         let web = view.service("a1").unwrap();
         assert_eq!(web.state, PortState::Listening);
         assert_eq!(web.url, "http://localhost:3000/");
         assert_eq!((web.pid, web.command.as_deref()), (Some(4242), Some("node server.js")));
         assert_eq!(web.session.as_deref(), Some("claude-7c1e (claude-code)"));
-        assert_eq!(web.uptime_secs, Some(90));
+        assert_eq!(web.since, Some(NOW - 90_000));
         assert_eq!(web.user, "alice");
         assert!(web.mine && web.can_stop);
     }
 
     #[test]
     fn a_moved_server_shows_canonical_to_actual_and_another_users_row_has_no_actions() {
-        let view = build(&snapshot(), ALICE, NOW, &AllRun, &[]);
+        let view = build(&snapshot(), ALICE, &AllRun, &[]);
         let api = view.service("b1").unwrap();
         assert_eq!((api.canonical_port, api.port, api.state), (Some(8000), 8001, PortState::Moved));
-        assert_eq!(api.uptime_secs, Some(0), "allocated at NOW as RFC 3339");
+        assert_eq!(api.since, Some(NOW), "allocated at NOW, written as RFC 3339");
         assert_eq!((api.pid, api.command.as_deref(), api.session.as_deref()), (None, None, None));
         assert!(!api.mine && !api.can_stop);
         assert_eq!(may_release(&view, "b1"), Err(Refusal::NotYours { port: 8001, user: "bob".into() }));
@@ -636,7 +643,7 @@ mod tests {
         assert_eq!(may_stop(&view, "a1"), Ok(4242));
         assert_eq!(may_release(&view, "zz"), Err(Refusal::Unknown("zz".into())));
         // Bob sees the same rows the other way round.
-        let bobs = build(&snapshot(), BOB, NOW, &AllRun, &[]);
+        let bobs = build(&snapshot(), BOB, &AllRun, &[]);
         assert!(bobs.service("b1").unwrap().mine && !bobs.service("a1").unwrap().mine);
     }
 
@@ -644,16 +651,16 @@ mod tests {
     fn states_follow_listeners_health_and_owner_liveness() {
         let mut snap = snapshot();
         snap.listeners.retain(|l| l.port != 3000);
-        let view = build(&snap, ALICE, NOW, &AllRun, &[]);
+        let view = build(&snap, ALICE, &AllRun, &[]);
         let row = view.service("a1").unwrap();
         assert_eq!((row.state, row.pid), (PortState::Reserved, Some(42)));
         // Its owner (often the shell that reserved it) is shown, never stopped.
         assert_eq!(may_stop(&view, "a1"), Err(Refusal::NoProcess(3000)));
 
         snap.reservations[0].health_failures = 2;
-        assert_eq!(build(&snap, ALICE, NOW, &AllRun, &[]).service("a1").unwrap().state, PortState::Stale);
+        assert_eq!(build(&snap, ALICE, &AllRun, &[]).service("a1").unwrap().state, PortState::Stale);
 
-        let view = build(&snap, ALICE, NOW, &Gone(42), &[]);
+        let view = build(&snap, ALICE, &Gone(42), &[]);
         let row = view.service("a1").unwrap();
         assert_eq!((row.state, row.pid), (PortState::Exited, None));
         assert_eq!(may_stop(&view, "a1"), Err(Refusal::NoProcess(3000)));
@@ -662,7 +669,7 @@ mod tests {
 
     #[test]
     fn unreserved_listeners_form_their_own_group_and_ranges_count_what_is_busy() {
-        let view = build(&snapshot(), ALICE, NOW, &AllRun, &[]);
+        let view = build(&snapshot(), ALICE, &AllRun, &[]);
         let others: Vec<(u16, &str, Option<u32>)> =
             view.others.iter().map(|o| (o.port, o.user.as_str(), o.pid)).collect();
         assert_eq!(others, vec![(5432, "113", None)]);

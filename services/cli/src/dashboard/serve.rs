@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use styxy_observe::sockdiag::SockDiag;
 
+use super::model::View;
 use super::{ActionError, Watch};
 use crate::output::{Failure, print, warn};
 
@@ -336,14 +337,25 @@ fn events(stream: &TcpStream, watch: &Watch) -> io::Result<()> {
                 X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
     let mut out = stream;
     out.write_all(head.as_bytes())?;
+    // The view last sent (the same Arc comes back while nothing changed,
+    // so an idle page costs no serialising), and its bytes.
+    let mut last_view: Option<Arc<View>> = None;
     let mut last = Vec::new();
     let mut last_write = Instant::now();
     loop {
         let message = match watch.view() {
-            Ok(view) => serde_json::to_vec(&*view).unwrap_or_default(),
-            Err(failure) => format!("{{\"failure\":{}}}", failure.to_json()).into_bytes(),
+            Ok(view) if last_view.as_ref().is_some_and(|sent| Arc::ptr_eq(sent, &view)) => None,
+            Ok(view) => {
+                let bytes = serde_json::to_vec(&*view).unwrap_or_default();
+                last_view = Some(view);
+                Some(bytes)
+            }
+            Err(failure) => {
+                last_view = None;
+                Some(format!("{{\"failure\":{}}}", failure.to_json()).into_bytes())
+            }
         };
-        if message != last {
+        if let Some(message) = message.filter(|m| *m != last) {
             out.write_all(b"data: ")?;
             out.write_all(&message)?;
             out.write_all(b"\n\n")?;
@@ -353,8 +365,20 @@ fn events(stream: &TcpStream, watch: &Watch) -> io::Result<()> {
             out.write_all(b": still here\n\n")?;
             last_write = Instant::now();
         }
-        std::thread::sleep(POLL_EVERY);
+        if hung_up(stream, POLL_EVERY) {
+            return Ok(());
+        }
     }
+}
+
+/// Waits up to `wait` for the page to close its end; true when it did. A
+/// closed page stops its reading at once, not at the next write.
+fn hung_up(stream: &TcpStream, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut poll, 1, wait.as_millis() as libc::c_int) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn respond(mut stream: &TcpStream, status: u16, content_type: &str, body: &[u8], extra: &[&str]) -> io::Result<()> {

@@ -14,7 +14,8 @@ use ratatui::{DefaultTerminal, Frame};
 use super::Watch;
 use super::model::{OtherListener, ServiceRow, View};
 use crate::output::{Failure, print};
-use crate::table::{Table, or_dash, span};
+use crate::table::{Table, age, or_dash};
+use styxy_proto::model::now_millis;
 
 /// How often the view is read while `top` runs.
 const REFRESH_EVERY: Duration = Duration::from_millis(150);
@@ -27,7 +28,7 @@ fn port_text(row: &ServiceRow) -> String {
 }
 
 fn uptime(row: &ServiceRow) -> String {
-    or_dash(row.uptime_secs.map(span))
+    or_dash(row.since.map(|at| age(at, now_millis())))
 }
 
 /// The view as plain text: one table of reserved ports, one of other

@@ -27,6 +27,15 @@ function fill(percent) {
   return node;
 }
 
+function uptime(since) {
+  return since ? span(Math.max(0, Math.floor((Date.now() - since) / 1000))) : "-";
+}
+
+// The view stays the same while nothing changes: uptimes count here.
+setInterval(() => {
+  for (const cell of document.querySelectorAll("td.up[data-since]")) cell.textContent = uptime(Number(cell.dataset.since));
+}, 5000);
+
 function portText(row) {
   return row.canonical_port ? `${row.canonical_port} → ${row.port}` : String(row.port);
 }
@@ -56,7 +65,7 @@ function serviceRow(row) {
     el("td", {}, row.pid ?? "-"),
     el("td", { class: "command" }, row.command ?? "-"),
     el("td", {}, row.session ?? "-"),
-    el("td", {}, span(row.uptime_secs)),
+    el("td", { class: "up", "data-since": row.since ?? "" }, uptime(row.since)),
     actions);
 }
 
