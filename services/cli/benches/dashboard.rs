@@ -26,14 +26,22 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// Percent of one core `pids` used together over `span`.
-fn cpu_percent(pids: &[u32], span: Duration) -> (u64, f64) {
-    let before: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
-    std::thread::sleep(span);
-    let ticks = pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() - before;
+/// Prints the share of one core that `styxy ui` and the allocator (`pids`)
+/// use over [`IDLE`].
+fn idle(label: &str, pids: &[u32; 2]) {
+    let before = pids.map(cpu_ticks);
+    std::thread::sleep(IDLE);
+    let ticks: Vec<u64> = pids.iter().zip(before).map(|(&pid, then)| cpu_ticks(pid) - then).collect();
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks, 100.0 * ticks as f64 / per_second / span.as_secs_f64())
+    let percent = |t: u64| 100.0 * t as f64 / per_second / IDLE.as_secs_f64();
+    let total = ticks.iter().sum();
+    println!(
+        "{label:<50} {:.2}% of a core ({total} ticks in {IDLE:?}: ui {:.2}%, allocator {:.2}%)",
+        percent(total),
+        percent(ticks[0]),
+        percent(ticks[1])
+    );
 }
 
 fn has_other(view: &serde_json::Value, port: u16) -> bool {
@@ -83,14 +91,21 @@ fn main() {
     report("update: a listener appears -> event", &mut appear);
     report("update: a listener closes -> event", &mut close);
 
+    // The largest part of an update: the allocator naming 1,000 listeners'
+    // owners after one appeared (answer decoded here too).
+    let mut observe = Vec::new();
+    for _ in 0..UPDATES {
+        let listener = hold("127.0.0.1", 0, Hold::default());
+        let start = Instant::now();
+        assert_eq!(sb.get("/observe/all").0, 200);
+        observe.push(start.elapsed());
+        drop(listener);
+    }
+    report("of which: GET /observe/all after a listener appears", &mut observe);
+
     let pids = [ui.pid(), sb.allocator_pids()[0]];
-    let (ticks, percent) = cpu_percent(&pids, IDLE);
-    println!(
-        "{:<50} {ticks} ticks in {IDLE:?} = {percent:.2}% of a core",
-        "CPU, one open page, no change (ui + allocator)"
-    );
+    idle("CPU, one open page, no change", &pids);
     drop(events);
     std::thread::sleep(Duration::from_millis(500));
-    let (ticks, percent) = cpu_percent(&pids, IDLE);
-    println!("{:<50} {ticks} ticks in {IDLE:?} = {percent:.2}% of a core", "CPU, no page open (ui + allocator)");
+    idle("CPU, no page open", &pids);
 }

@@ -26,8 +26,9 @@ use crate::output::Failure;
 /// A view younger than this is served again rather than read anew: many
 /// open pages cost the allocator one reading per interval.
 const FRESH_FOR: Duration = Duration::from_millis(100);
-/// A view is built anew at least this often (an owner may exit, a recent
-/// event age out) even when the state and the listeners stay the same.
+/// A view is built anew from what was read at least this often (an owner
+/// may exit, a recent event age out) even when the state and the listeners
+/// stay the same.
 const REBUILD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
@@ -155,16 +156,18 @@ impl Watch {
         cache.client = Some(client.clone());
         let status: StatusResponse = client.get("/status")?;
         let socket_key = listening_sockets(&mut cache.sockets);
-        let unchanged = cache.generation == Some(status.generation) && socket_key == cache.socket_key;
-        if let Some((built, view)) = &mut cache.view
-            && unchanged
+        let generation_changed = cache.generation != Some(status.generation);
+        let sockets_changed = socket_key != cache.socket_key || cache.view.is_none();
+        if let Some((built, view)) = &cache.view
+            && !generation_changed
+            && !sockets_changed
             && built.elapsed() < REBUILD_EVERY
         {
             return Ok(view.clone());
         }
         let now = now_millis();
         // Reservations, types and sessions change only with the generation.
-        if cache.generation != Some(status.generation) {
+        if generation_changed {
             let reservations = client.get::<AllocationsIn>("/allocations")?.allocations;
             let types = client.get::<ConfigIn>("/config")?.service_types;
             let sessions = client.get::<InstancesIn>("/instance/list")?.instances;
@@ -176,10 +179,17 @@ impl Watch {
             cache.snapshot.sessions = sessions;
             cache.generation = Some(status.generation);
         }
+        if sockets_changed {
+            cache.snapshot.listeners = client.get::<ObserveAllResponse>("/observe/all")?.observations;
+            cache.socket_key = socket_key;
+        }
         model::forget_old(&mut cache.recent, now);
-        cache.snapshot.listeners = client.get::<ObserveAllResponse>("/observe/all")?.observations;
-        cache.socket_key = socket_key;
-        let view = Arc::new(model::build(&cache.snapshot, self.viewer_uid, &ProcLiveness, &cache.recent));
+        let view = model::build(&cache.snapshot, self.viewer_uid, &ProcLiveness, &cache.recent);
+        // The same view keeps its Arc: an open stream then has nothing to send.
+        let view = match cache.view.take() {
+            Some((_, old)) if *old == view => old,
+            _ => Arc::new(view),
+        };
         cache.view = Some((Instant::now(), view.clone()));
         Ok(view)
     }

@@ -127,8 +127,13 @@ struct Screen {
 
 fn run(terminal: &mut DefaultTerminal, watch: &Watch) -> Result<(), Failure> {
     let mut screen = Screen { selected: 0, confirm: None, message: String::new() };
+    let mut view = watch.view()?;
     loop {
-        let view = watch.view()?;
+        // An allocator that stops answering leaves the last view on screen, saying so.
+        match watch.view() {
+            Ok(fresh) => view = fresh,
+            Err(failure) => screen.message = format!("allocator: {failure}"),
+        }
         let list = entries(&view);
         screen.selected = screen.selected.min(list.len().saturating_sub(1));
         terminal.draw(|frame| draw(frame, &view, &list, &screen)).map_err(terminal_failure)?;
