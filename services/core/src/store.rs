@@ -36,17 +36,18 @@ mod wal;
 
 pub use snapshot::BACKUPS_KEPT;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use styxy_proto::model::{Change, State};
 
-use files::{FILE_MODE, io_error};
+use files::io_error;
 use snapshot::Snapshot;
 
 const WAL_NAME: &str = "state.wal";
+/// An empty log on its way to replace `state.wal`.
+const WAL_FRESH_NAME: &str = "state.wal.new";
 const LOCK_NAME: &str = "state.lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{} has schema {found}, newer than the supported {supported}", path.display())]
     FutureSchema { path: PathBuf, found: u32, supported: u32 },
+    #[error(transparent)]
+    UnsafeDir(styxy_proto::dirs::UnsafeDir),
     #[error("cannot encode the state for {}: {source}", path.display())]
     Encode {
         path: PathBuf,
@@ -282,13 +285,7 @@ impl Store {
         self.snapshot_generation = Some(self.state.generation);
         // Every record is in the new snapshot. The kept-aside log may be a
         // hard link to the open one: start a new file rather than truncate.
-        files::remove_optional(&wal_path)?;
-        self.wal = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .open(&wal_path)
-            .map_err(io_error("open", &wal_path))?;
+        self.wal = new_wal(&self.dir)?;
         self.wal_len = 0;
         self.wal_records = 0;
         self.wal_needs_trim = false;
@@ -316,7 +313,7 @@ impl Store {
         // Every record is now in the snapshot; a crash before this line
         // leaves records that replay skips by generation.
         if self.wal_len > 0 || self.wal_needs_trim {
-            self.wal.set_len(0).map_err(io_error("truncate", &self.wal_path()))?;
+            self.wal = new_wal(&self.dir)?;
             self.wal_len = 0;
             self.wal_records = 0;
             self.wal_needs_trim = false;
@@ -474,6 +471,20 @@ struct OnDisk {
     wal_records: usize,
 }
 
+/// Starts an empty log in place of the current one: a new file renamed over
+/// it, never a truncation of the file by name (a damaged log's kept-aside
+/// name may be a hard link to it, and the old file stays whole until the
+/// rename). Every record it held must be in the snapshot already.
+fn new_wal(dir: &Path) -> Result<File, StoreError> {
+    let wal_path = dir.join(WAL_NAME);
+    let fresh_path = dir.join(WAL_FRESH_NAME);
+    files::remove_optional(&fresh_path)?;
+    let fresh =
+        files::options().append(true).create_new(true).open(&fresh_path).map_err(io_error("create", &fresh_path))?;
+    std::fs::rename(&fresh_path, &wal_path).map_err(io_error("rename log", &fresh_path))?;
+    Ok(fresh)
+}
+
 /// Makes the files match `recovered` and opens the log for appending.
 fn install(dir: &Path, recovered: &Recovered) -> Result<(File, OnDisk), StoreError> {
     let wal_path = dir.join(WAL_NAME);
@@ -485,12 +496,7 @@ fn install(dir: &Path, recovered: &Recovered) -> Result<(File, OnDisk), StoreErr
         // be a hard link to this very file.
         files::remove_optional(&wal_path)?;
     }
-    let wal = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .open(&wal_path)
-        .map_err(io_error("open", &wal_path))?;
+    let wal = files::options().append(true).create(true).open(&wal_path).map_err(io_error("open", &wal_path))?;
     let (wal_len, wal_records) = if recovered.rewrite {
         (0, 0)
     } else {

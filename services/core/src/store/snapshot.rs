@@ -1,11 +1,10 @@
 //! `state.json` and its rotated copies in `backups/`.
 
 use super::StoreError;
-use super::files::{self, FILE_MODE, io_error};
+use super::files::{self, io_error};
 use serde::Deserialize;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use styxy_proto::model::{SCHEMA_VERSION, State};
 
@@ -119,16 +118,7 @@ pub(super) fn replace(dir: &Path, state: &State, current_generation: Option<u64>
     let mut bytes =
         serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode { path: tmp.clone(), source })?;
     bytes.push(b'\n');
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)
-        .map_err(io_error("create", &tmp))?;
-    file.write_all(&bytes).map_err(io_error("write", &tmp))?;
-    file.sync_all().map_err(io_error("fsync", &tmp))?;
-    drop(file);
+    files::write_new(&tmp, &bytes)?;
 
     let target = path(dir);
     if let Some(generation) = current_generation {
@@ -163,8 +153,10 @@ fn back_up(dir: &Path, snapshot: &Path, generation: u64) -> Result<(), StoreErro
 
 /// For file systems without hard links.
 fn copy_synced(from: &Path, to: &Path) -> Result<(), StoreError> {
-    fs::copy(from, to).map_err(io_error("copy to backup", to))?;
-    fs::File::open(to).and_then(|f| f.sync_all()).map_err(io_error("fsync", to))
+    match files::read_optional(from)? {
+        Some(bytes) => files::write_new(to, &bytes),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
