@@ -30,6 +30,7 @@
 //! beside a snapshot from a newer schema: it belongs to that writer and is kept
 //! aside unread.
 
+mod checksum;
 mod files;
 mod snapshot;
 mod wal;
@@ -375,12 +376,9 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     files::remove_optional(&snapshot::tmp_path(dir))?;
 
     let wal_path = dir.join(WAL_NAME);
-    let (scan, wal_present, unreadable_wal) = match files::read_optional(&wal_path) {
-        Ok(bytes) => {
-            let bytes = bytes.unwrap_or_default();
-            (wal::scan(&bytes), !bytes.is_empty(), None)
-        }
-        Err(e) => (wal::Scan::default(), true, Some(e.to_string())),
+    let (scan, unreadable_wal) = match files::read_optional(&wal_path) {
+        Ok(bytes) => (wal::scan(&bytes.unwrap_or_default()), None),
+        Err(e) => (wal::Scan::default(), Some(e.to_string())),
     };
     let snapshot_path = snapshot::path(dir);
     let snapshot = snapshot::read(&snapshot_path).unwrap_or_else(|e| Snapshot::Corrupt(e.to_string()));
@@ -395,12 +393,15 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
         Snapshot::Missing if backups.is_empty() => None,
         Snapshot::Missing => Some("missing, but backups exist".to_string()),
         Snapshot::Corrupt(reason) => Some(reason.clone()),
-        Snapshot::Future(found) => Some(format!(
-            "schema {found} is newer than the supported {}; not interpreted",
-            styxy_proto::model::SCHEMA_VERSION
-        )),
+        // A newer Styxy wrote this directory (a downgrade): its allocations
+        // may be in files we cannot read, so serving from anything else here
+        // (a backup, an empty state) could hand a held port out twice. Fail
+        // closed, leaving every file as it is.
+        Snapshot::Future(found) => {
+            let supported = styxy_proto::model::SCHEMA_VERSION;
+            return Err(StoreError::FutureSchema { path: snapshot_path, found: *found, supported });
+        }
     };
-    let wal_from_the_future = matches!(snapshot, Snapshot::Future(_)) && wal_present;
     let (mut state, snapshot_generation) = match snapshot {
         Snapshot::Valid(state) => {
             let generation = state.generation;
@@ -413,27 +414,22 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                 if snapshot_path.exists() {
                     report.moved_aside.push(files::keep_aside(&snapshot_path)?);
                 }
-                (restore(dir, &backups, &mut report), None)
+                (restore(dir, &backups, &mut report)?, None)
             }
         },
     };
 
-    let wal_problem = unreadable_wal
-        .or_else(|| scan.garbage())
-        .or_else(|| wal_from_the_future.then(|| "it continues a snapshot from a newer schema".to_string()))
-        .or_else(|| {
-            // After a restore the log is not expected to follow the base.
-            snapshot_problem.is_none().then(|| wal::sequence_problem(state.generation, &scan.records)).flatten()
-        });
+    let wal_problem = unreadable_wal.or_else(|| scan.garbage()).or_else(|| {
+        // After a restore the log is not expected to follow the base.
+        snapshot_problem.is_none().then(|| wal::sequence_problem(state.generation, &scan.records)).flatten()
+    });
     if let Some(reason) = &wal_problem {
         tracing::error!(path = %wal_path.display(), reason, "state log is damaged");
         report.moved_aside.push(files::keep_aside(&wal_path)?);
     } else if scan.torn_tail {
         tracing::warn!(path = %wal_path.display(), offset = scan.tail_start, "dropping a half-written last log record");
     }
-    if !wal_from_the_future {
-        wal::replay(&mut state, &scan.records);
-    }
+    wal::replay(&mut state, &scan.records);
     if snapshot_problem.is_some() {
         // Stay ahead of every snapshot this directory kept, so generations
         // never repeat and backup names keep sorting by age.
@@ -449,9 +445,11 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     })
 }
 
-/// The newest valid backup, else an empty state; noted in `report`.
-fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> State {
-    match snapshot::newest_valid(backups) {
+/// The newest valid backup, else an empty state; noted in `report`. A
+/// backup from a newer schema before any valid one fails closed, as a newer
+/// snapshot does.
+fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> Result<State, StoreError> {
+    Ok(match snapshot::newest_valid(backups)? {
         Some((path, state)) => {
             tracing::error!(backup = %path.display(), generation = state.generation, "restoring state from backup");
             report.restored_from = Some(path);
@@ -462,7 +460,7 @@ fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> S
             report.started_empty = true;
             State::new(styxy_observe::process::boot_id())
         }
-    }
+    })
 }
 
 struct OnDisk {

@@ -139,9 +139,8 @@ fn check_ancestor(path: &Path, meta: &std::fs::Metadata, policy: Policy) -> Resu
 fn check_leaf(path: &Path, policy: Policy) -> Result<(), UnsafeDir> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| unsafe_dir(path, "NUL in path".into()))?;
     // SAFETY: a NUL-terminated path; the result is checked.
-    let fd = unsafe {
-        libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-    };
+    let fd =
+        unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
     if fd < 0 {
         let err = io::Error::last_os_error();
         let what = match std::fs::symlink_metadata(path) {

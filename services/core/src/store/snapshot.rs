@@ -98,15 +98,19 @@ pub(super) fn backups(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
-/// The newest backup that reads as a valid snapshot of a schema we know.
-pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Option<(PathBuf, State)> {
-    backups.iter().find_map(|(_, path)| match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
-        Ok(Some(Snapshot::Valid(state))) => Some((path.clone(), state)),
-        outcome => {
-            tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup");
-            None
+/// The newest backup that reads as a valid snapshot of a schema we know;
+/// an error when a newer one is from a newer schema (see `Snapshot::Future`).
+pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Result<Option<(PathBuf, State)>, StoreError> {
+    for (_, path) in backups {
+        match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
+            Ok(Some(Snapshot::Valid(state))) => return Ok(Some((path.clone(), state))),
+            Ok(Some(Snapshot::Future(found))) => {
+                return Err(StoreError::FutureSchema { path: path.clone(), found, supported: SCHEMA_VERSION });
+            }
+            outcome => tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup"),
         }
-    })
+    }
+    Ok(None)
 }
 
 /// Replaces `state.json` with `state`: write a temporary file and fsync it,
