@@ -71,7 +71,7 @@ fn styxy_as_user(sb: &Sandbox, (uid, gid): (u32, u32), args: &[&str]) -> String 
             None => cmd.env_remove(name),
         };
     }
-    let out = cmd.args(args).current_dir(sb.path()).output().unwrap();
+    let out = cmd.args(args).current_dir(sb.path()).output().expect("run styxy as the user");
     assert_eq!(out.status.code(), Some(0), "styxy {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
 }
