@@ -53,29 +53,6 @@ impl Drop for AsMallory {
     }
 }
 
-/// Listens on argv[1], records every byte it is sent in argv[2] and answers
-/// every request with a port of its choosing.
-const FAKE_ALLOCATOR: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(16)
-body = b'{"success":true,"port":1999,"lock_id":"mallory"}'
-while True:
-    c, _ = s.accept()
-    c.settimeout(1)
-    try:
-        data = c.recv(65536)
-    except OSError:
-        data = b''
-    with open(sys.argv[2], 'ab') as f:
-        f.write(data)
-    try:
-        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
-    except OSError:
-        pass
-    c.close()
-"#;
-
 fn wait_for(path: &Path) {
     for _ in 0..500 {
         if path.exists() {
@@ -92,8 +69,7 @@ fn a_fake_allocator_of_another_user_on_the_socket_path_is_told_nothing_and_not_b
     let dir = mallory_dir(uid, gid);
     let socket = dir.path().join("api.sock");
     let heard = dir.path().join("heard");
-    let _fake = AsMallory::python(uid, gid, FAKE_ALLOCATOR, &[&socket, &heard]);
-    wait_for(&socket);
+    let _fake = FakeAllocator::start_as(uid, gid, &socket, &heard);
 
     let sandbox = Sandbox::new();
     let (_holder, busy) = busy_port();

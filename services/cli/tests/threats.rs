@@ -6,51 +6,23 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
-use styxy_testkit::{allocator_bin, as_user, ensure_user, styxy_bin, text};
+use styxy_testkit::{FakeAllocator, allocator_bin, as_user, ensure_user, styxy_bin, text};
 
 const VICTIM: &str = "styxy-fallback-victim";
 const MALLORY: &str = "styxy-mallory";
-
-/// Listens on argv[1], records every byte it is sent in argv[2] and answers
-/// with a port of its choosing.
-const FAKE_ALLOCATOR: &str = r#"
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(16)
-os.chmod(sys.argv[1], 0o777)
-body = b'{"success":true,"port":1999,"lock_id":"mallory","service_type":"dev","service_name":"web"}'
-while True:
-    c, _ = s.accept()
-    c.settimeout(1)
-    try:
-        data = c.recv(65536)
-    except OSError:
-        data = b''
-    with open(sys.argv[2], 'ab') as f:
-        f.write(data)
-    try:
-        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
-    except OSError:
-        pass
-    c.close()
-"#;
 
 /// The victim's /tmp fallback, made by mallory before the victim's first
 /// `styxy`; removed at the end.
 struct Squatted {
     dir: PathBuf,
-    fake: Option<Child>,
+    fake: Option<FakeAllocator>,
 }
 
 impl Drop for Squatted {
     fn drop(&mut self) {
-        if let Some(fake) = &mut self.fake {
-            let _ = fake.kill();
-            let _ = fake.wait();
-        }
+        drop(self.fake.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -84,22 +56,7 @@ fn squat(victim_uid: u32, mode: u32, with_fake_allocator: bool) -> Squatted {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
     let mut squatted = Squatted { dir: dir.clone(), fake: None };
     if with_fake_allocator {
-        let socket = dir.join("api.sock");
-        let fake = as_user(uid, gid, "/usr/bin/python3")
-            .arg("-c")
-            .arg(FAKE_ALLOCATOR)
-            .arg(&socket)
-            .arg(dir.join("heard"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        squatted.fake = Some(fake);
-        for _ in 0..500 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        squatted.fake = Some(FakeAllocator::start_as(uid, gid, &dir.join("api.sock"), &dir.join("heard")));
     }
     squatted
 }

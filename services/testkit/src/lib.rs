@@ -22,7 +22,7 @@ pub use build::{allocator_bin, preload_lib, styxy_bin};
 pub use net::*;
 pub use programs::*;
 pub use sandbox::{Sandbox, text};
-pub use users::{as_user, ensure_user};
+pub use users::{FakeAllocator, as_user, ensure_user};
 
 use std::time::Duration;
 
