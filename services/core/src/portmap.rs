@@ -183,5 +183,21 @@ mod tests {
         assert_eq!(entry(3002), 77, "a session lease names who asked");
     }
 
+    #[test]
+    fn a_symlink_planted_at_the_map_or_its_temporary_name_is_replaced_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "secret").unwrap();
+        let path = dir.path().join(PORT_MAP);
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("{PORT_MAP}.tmp"))).unwrap();
+        let map = PortMap::create(&path, &State::new("b".into())).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.len(), SIZE as u64);
+        drop(map);
+    }
+
     const PORT_MAP: &str = styxy_proto::paths::PORT_MAP_NAME;
 }

@@ -264,3 +264,21 @@ fn open_succeeds_whatever_a_writable_directory_holds() {
     drop(store);
     assert_eq!(ports(&store::read_state(tmp.path()).unwrap()), vec![1]);
 }
+
+#[test]
+fn a_log_or_snapshot_symlink_in_the_state_directory_is_never_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 1000, 1..=2);
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    fs::write(&victim, "secret").unwrap();
+    for name in ["state.wal", "state.json.tmp", "state.wal.new"] {
+        let _ = fs::remove_file(tmp.path().join(name));
+        std::os::unix::fs::symlink(&victim, tmp.path().join(name)).unwrap();
+    }
+    if let Ok((mut store, _)) = Store::open(tmp.path()) {
+        store.commit(&[put(3)]).unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
+}
