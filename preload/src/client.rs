@@ -245,7 +245,9 @@ fn connect(addr: &libc::sockaddr_un) -> Option<c_int> {
             (addr as *const libc::sockaddr_un).cast(),
             size_of::<libc::sockaddr_un>() as libc::socklen_t,
         );
-        if rc != 0 {
+        // Another user's server on this path (a planted socket) gets
+        // nothing from us and is treated as no allocator at all.
+        if rc != 0 || styxy_proto::trust::check_server(fd).is_err() {
             sys::close(fd);
             return None;
         }

@@ -52,6 +52,13 @@ pub unsafe fn bind_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c_in
     let Some(config) = config::get() else {
         return pass();
     };
+    // A bad pointer is the kernel's EFAULT for the program, as without us,
+    // not a SIGSEGV in our copy.
+    let errno = sys::errno();
+    if !sys::is_readable(raw.cast(), usize::try_from(len).unwrap_or(0).min(size_of::<libc::sockaddr_in6>())) {
+        return pass();
+    }
+    sys::set_errno(errno);
     // SAFETY: as above.
     let Some(addr) = (unsafe { InetAddr::from_raw(raw, len) }) else {
         return pass();

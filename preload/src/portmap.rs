@@ -67,42 +67,54 @@ pub fn refresh() {
     REFRESHING.store(false, Ordering::Release);
 }
 
-/// Whether `path` is (now) the map in use; false when it is absent.
+/// Whether `path` is (now) the map in use; false when it is absent or not
+/// one to believe. A map is mapped only when it is a regular file of the
+/// full size, owned by us, root or the system service's user and writable by
+/// nobody else: such a writer replaces the file by rename and never shrinks
+/// it, so a read through the mapping cannot fault (SIGBUS) however another
+/// user tampers with the path.
 fn map_if_new(path: &CPath) -> bool {
     // SAFETY: zero is a valid stat buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: path is NUL-terminated; st is writable.
-    if unsafe { libc::stat(path.as_cstr().as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::lstat(path.as_cstr().as_ptr(), &mut st) } != 0 {
         return false;
     }
-    if usize::try_from(st.st_size).ok() != Some(FILE_SIZE) {
-        return false;
-    }
-    let (dev, ino) = (st.st_dev, st.st_ino);
     if !MAP.load(Ordering::Acquire).is_null()
-        && MAP_DEV.load(Ordering::Relaxed) == dev
-        && MAP_INO.load(Ordering::Relaxed) == ino
+        && MAP_DEV.load(Ordering::Relaxed) == st.st_dev
+        && MAP_INO.load(Ordering::Relaxed) == st.st_ino
     {
         return true;
     }
-    // SAFETY: open/mmap/close on a path we own nothing of; the mapping is
-    // read-only.
+    // SAFETY: open/fstat/mmap/close on a path we own nothing of; the
+    // mapping is read-only and made only of the file just checked.
     let map = unsafe {
-        let fd = libc::open(path.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(path.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
         if fd < 0 {
             return false;
         }
-        let map = libc::mmap(core::ptr::null_mut(), FILE_SIZE, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        let map = if libc::fstat(fd, &mut st) == 0 && is_believable(&st) {
+            libc::mmap(core::ptr::null_mut(), FILE_SIZE, libc::PROT_READ, libc::MAP_SHARED, fd, 0)
+        } else {
+            libc::MAP_FAILED
+        };
         sys::close(fd);
         map
     };
     if map == libc::MAP_FAILED {
         return false;
     }
-    if !install(map.cast(), dev, ino) {
+    if !install(map.cast(), st.st_dev, st.st_ino) {
         unmap(map.cast());
     }
     true
+}
+
+fn is_believable(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && usize::try_from(st.st_size).ok() == Some(FILE_SIZE)
+        && st.st_mode & 0o022 == 0
+        && styxy_proto::trust::is_trusted_uid(st.st_uid)
 }
 
 /// Points lookups at `map` (null: none), the file `dev`/`ino`. The mapping

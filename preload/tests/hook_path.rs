@@ -431,6 +431,18 @@ fn check_the_hooks(sandbox: &Path, reserved: u16) {
     }
     assert_eq!(allocator.requests(), Vec::<String>::new(), "a connect asked the allocator");
 
+    // A bad address pointer: the kernel's EFAULT, not a fault in the hook.
+    let fd = tcp_socket();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let (rc, errno) = counted(|| {
+        // SAFETY: bind's contract allows any pointer; the kernel checks it.
+        let rc = unsafe { styxy_preload::bind(fd.as_raw_fd(), std::ptr::dangling(), ADDR_LEN) };
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    });
+    println!("{:<44} rc {rc}, errno {errno:?}", "a bad address pointer");
+    assert_eq!((rc, errno), (-1, Some(libc::EFAULT)));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 0, "a bad pointer: allocated on the hook path");
+
     println!("deepest hook stack: {deepest} bytes (budget {STACK_BUDGET})");
     assert!(deepest <= STACK_BUDGET, "the hooks took {deepest} bytes of stack, more than {STACK_BUDGET}");
 }

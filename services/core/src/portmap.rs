@@ -69,21 +69,50 @@ pub fn entry_for(a: &Allocation) -> u32 {
 }
 
 impl PortMap {
-    /// Creates (or reuses) the map file, world-readable, and fills it from `state`.
+    /// Writes a new map file from `state` and puts it in place of the old
+    /// one by rename: a fresh file (O_EXCL, O_NOFOLLOW: nothing planted under
+    /// the temporary name is followed), world-readable, its whole size
+    /// reserved up front so that a full disk is this error rather than a
+    /// SIGBUS at the first write, and never shrunk while mapped, so no
+    /// reader's mapping can fault.
     pub fn create(path: &Path, state: &State) -> Result<PortMap, PortMapError> {
         let err = |op| move |source| PortMapError { op, path: path.to_path_buf(), source };
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err("remove leftover")(e)),
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o644)
-            .open(path)
-            .map_err(err("open"))?;
-        file.set_len(FILE_SIZE as u64).map_err(err("resize"))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).map_err(err("chmod"))?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(err("create"))?;
+        let map = Self::map_new_file(&file, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })?;
+        map.fill(state);
+        fs::rename(&tmp, path).map_err(err("rename into place"))?;
+        Ok(map)
+    }
+
+    /// Sizes, opens up and maps a freshly created map file.
+    fn map_new_file(file: &fs::File, path: &Path) -> Result<PortMap, PortMapError> {
+        let err = |op| move |source| PortMapError { op, path: path.to_path_buf(), source };
         use std::os::fd::AsRawFd;
-        // SAFETY: a shared mapping of a file we sized to SIZE; the fd may close after mmap.
+        // SAFETY: posix_fallocate on a descriptor we own; it returns the error.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, FILE_SIZE as libc::off_t) };
+        if rc != 0 {
+            return Err(err("reserve space")(io::Error::from_raw_os_error(rc)));
+        }
+        // The umask must not hide the map from the preloads of other users.
+        file.set_permissions(fs::Permissions::from_mode(0o644)).map_err(err("chmod"))?;
+        // SAFETY: a shared mapping of a file whose FILE_SIZE bytes are allocated;
+        // the fd may close after mmap.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -97,9 +126,7 @@ impl PortMap {
         if ptr == libc::MAP_FAILED {
             return Err(err("mmap")(io::Error::last_os_error()));
         }
-        let map = PortMap { path: path.to_path_buf(), base: ptr.cast(), scoped: Mutex::default() };
-        map.fill(state);
-        Ok(map)
+        Ok(PortMap { path: path.to_path_buf(), base: ptr.cast(), scoped: Mutex::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -321,6 +348,22 @@ mod tests {
             let (scope, canonical) = a.scope_entry().unwrap();
             assert_eq!(map.scope_target(a.owner.uid, scope, canonical), Some(a.port), "{scope} :{canonical}");
         }
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_map_or_its_temporary_name_is_replaced_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "secret").unwrap();
+        let path = dir.path().join(PORT_MAP);
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("{PORT_MAP}.tmp"))).unwrap();
+        let map = PortMap::create(&path, &State::new("b".into())).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.len(), FILE_SIZE as u64);
+        drop(map);
     }
 
     const PORT_MAP: &str = styxy_proto::paths::PORT_MAP_NAME;
