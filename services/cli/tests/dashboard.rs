@@ -404,8 +404,7 @@ fn top_in_a_terminal_shows_the_server_and_releases_it_from_the_keyboard() {
     }
     assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
 
-    // The project's heading comes first; the server is the next line.
-    tmux.keys(&["j"]);
+    // The cursor starts on the first row under the headings: the server.
     tmux.keys(&["r"]);
     tmux.wait_for("says it released the port", |s| s.contains(&format!("Port {port} released")));
     // The test's socket still listens: the port moves to the other listeners.

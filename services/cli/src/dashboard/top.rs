@@ -118,6 +118,16 @@ fn entries(view: &View) -> Vec<Entry<'_>> {
     list
 }
 
+/// The first row (not a heading) after `at`, else `at`.
+fn row_after(list: &[Entry<'_>], at: usize) -> usize {
+    (at + 1..list.len()).find(|&i| !matches!(list.get(i), Some(Entry::Heading(_)))).unwrap_or(at)
+}
+
+/// The last row (not a heading) before `at`, else `at`.
+fn row_before(list: &[Entry<'_>], at: usize) -> usize {
+    (0..at).rev().find(|&i| !matches!(list.get(i), Some(Entry::Heading(_)))).unwrap_or(at)
+}
+
 struct Screen {
     selected: usize,
     /// A stop waiting for its confirmation: lock id, pid, port.
@@ -135,7 +145,11 @@ fn run(terminal: &mut DefaultTerminal, watch: &Watch) -> Result<(), Failure> {
             Err(failure) => screen.message = format!("allocator: {failure}"),
         }
         let list = entries(&view);
-        screen.selected = screen.selected.min(list.len().saturating_sub(1));
+        // Headings are never selected: the cursor sits on a row.
+        if matches!(list.get(screen.selected), Some(Entry::Heading(_)) | None) {
+            screen.selected = row_after(&list, screen.selected.min(list.len().saturating_sub(1)));
+            screen.selected = row_before(&list, screen.selected + 1);
+        }
         terminal.draw(|frame| draw(frame, &view, &list, &screen)).map_err(terminal_failure)?;
         if !event::poll(REFRESH_EVERY).map_err(terminal_failure)? {
             continue;
@@ -157,10 +171,8 @@ fn run(terminal: &mut DefaultTerminal, watch: &Watch) -> Result<(), Failure> {
         }
         match key.code {
             KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-            KeyCode::Down | KeyCode::Char('j') => {
-                screen.selected = (screen.selected + 1).min(list.len().saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => screen.selected = screen.selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => screen.selected = row_after(&list, screen.selected),
+            KeyCode::Up | KeyCode::Char('k') => screen.selected = row_before(&list, screen.selected),
             KeyCode::Char('r') => {
                 screen.message = match selected {
                     Some(row) => outcome(watch.release(&row.lock_id)),
