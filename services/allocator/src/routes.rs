@@ -231,7 +231,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::Check(port) => check(app, &who, port_arg(port)?).await,
         Route::Allocations => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
         Route::Config => config(app),
-        Route::InstanceList => ok(&InstancesResponse { instances: app.engine().instances()? }),
+        Route::InstanceList => ok(&InstancesResponse { instances: app.engine().instances(&who)? }),
         Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;

@@ -479,7 +479,7 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
     }
     let now = now_millis();
     let mut table = Table::new(vec!["INSTANCE", "UID", "LAST_SEEN", "TTL", "REGISTERED", "DIRECTORY"]);
-    for i in &r.instances {
+    for i in r.instances.iter().map(|v| &v.instance) {
         table.push(vec![
             i.instance_id.clone(),
             i.uid.to_string(),

@@ -29,6 +29,7 @@ use std::str::FromStr;
 use crate::host::Processes;
 use styxy_observe::ObserveError;
 use styxy_observe::sockdiag::SockDiag;
+use styxy_proto::caller::may_see;
 use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, State};
 
 /// How long a new process-lease allocation may go without listening before
@@ -112,10 +113,17 @@ pub fn holder_failure(
             }
         }
         LeaseKind::Session => match instances.get(&a.instance_id) {
-            Some(i) if !i.expired(now) => None,
+            Some(i) if !i.expired(now) && in_session(a, i) => None,
             _ => Some(Failure::SessionExpired),
         },
     }
+}
+
+/// Whether `a` is a session lease of instance `i`: tagged with its id and
+/// owned by its user (or root), so an instance another user registers under
+/// a familiar id neither keeps nor ends anyone else's ports.
+pub fn in_session(a: &Allocation, i: &Instance) -> bool {
+    a.lease == LeaseKind::Session && a.instance_id == i.instance_id && may_see(a.owner.uid, i.uid)
 }
 
 /// Who listens on which TCP port (IPv4 or IPv6): the sockets' uids.

@@ -88,6 +88,7 @@ fn service_type() -> ServiceType {
         preferred_ports: vec![3000, 3001],
         range: [3000, 3099],
         instance_behavior: InstanceBehavior::Single,
+        machine_wide: true,
         examples: vec!["vite".into()],
     }
 }
@@ -238,6 +239,7 @@ fn instances() {
         ttl_secs: 600,
         metadata: json!({}),
     };
+    let instance = InstanceView { instance, user: Some("alice".into()), service_types: vec!["dev".into()] };
     round_trip(InstancesResponse { instances: vec![instance] });
 }
 

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use serde_json::json;
 use styxy_observe::process;
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, ReleaseResponse};
-use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Owner, Source, State};
+use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Millis, Owner, Source, State};
 
-use styxy_proto::caller::Caller;
+use styxy_proto::caller::{Caller, redact};
 use styxy_proto::error::{ApiError, printable};
 
 use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path};
@@ -20,6 +20,8 @@ use crate::host::Host;
 
 /// Service label for preload moves of ports outside every managed range.
 pub const UNMANAGED_TYPE: &str = "unmanaged";
+/// The instance an allocation is tagged with when the client names none.
+const DEFAULT_INSTANCE: &str = "default";
 /// How far above a busy unmanaged port a preload move may land.
 const UNMANAGED_SPAN: u32 = 1000;
 
@@ -30,9 +32,13 @@ impl Engine {
         let service_name = optional_name(req.service_name.as_deref(), "service_name", 100, ".-_")?
             .unwrap_or("unnamed-service")
             .to_string();
-        let instance_id =
-            optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
+        let instance_id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
+            .unwrap_or(DEFAULT_INSTANCE)
+            .to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
+        if instance_id != DEFAULT_INSTANCE {
+            self.check_instance_tag(&instance_id, caller)?;
+        }
         let source = req.source.unwrap_or_default();
         let owner = if req.handoff {
             if req.pid.is_some() {
@@ -57,6 +63,7 @@ impl Engine {
                 return Err(invalid("lease 'process' needs an owner pid (field 'pid')"));
             }
             LeaseKind::Session => {
+                // Another user's instance was refused above.
                 let live = self.state().instances.get(&instance_id).is_some_and(|i| !i.expired(now));
                 if !live {
                     return Err(ApiError::new(
@@ -77,7 +84,7 @@ impl Engine {
             (None, _, _) => return Err(invalid("service_type is required")),
         };
 
-        if let Some(existing) = self.live_singleton(&service_type, now) {
+        if let Some(existing) = self.live_singleton(&service_type, caller, now) {
             return Ok(AllocateResponse {
                 success: true,
                 port: existing.port,
@@ -98,17 +105,10 @@ impl Engine {
         }
 
         if !caller.is_root() {
-            let held = self.occupancy.held_by(caller.uid);
-            let limit = self.config.limits.max_allocations_per_user;
-            if held >= limit {
-                return Err(ApiError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
-                ));
-            }
+            self.check_quota(&service_type, auto.as_ref(), caller)?;
         }
 
-        let sticky_key = sticky_key(project_path.as_deref(), &service_name);
+        let sticky_key = sticky_key(caller.uid, project_path.as_deref(), &service_name);
         let candidates = self.candidates(&service_type, requested, source, &sticky_key, auto.as_ref())?;
         let mut reclaimed = Vec::new();
         let chosen = self.first_free(&candidates, now, &mut reclaimed);
@@ -118,7 +118,7 @@ impl Engine {
             .filter(|a| self.holder_alive(a, now))
             .map(|a| self.holder_of(a, caller));
         let Some(port) = chosen else {
-            let range = self.config.service_types.get(&service_type).map(|t| t.range);
+            let range = self.range_of(&service_type, auto.as_ref());
             return Err(ApiError::new(
                 ErrorCode::RangeExhausted,
                 match range {
@@ -164,7 +164,8 @@ impl Engine {
         response.message = format!("Port {port} allocated for {service_type} service");
         changes.extend(reclaimed.iter().map(remove_change));
         changes.push(Change::PutAllocation(allocation));
-        changes.push(Change::SetSticky { key: sticky_key, port });
+        changes.extend(self.sticky_pruning(caller.uid, &sticky_key, now));
+        changes.push(Change::SetSticky { key: sticky_key, port, uid: caller.uid, at: now });
         self.commit(changes)?;
         Ok(response)
     }
@@ -241,23 +242,24 @@ impl Engine {
                 range: Some(plan.range),
                 uid: caller.uid,
             }));
-            // The allocation below walks the new type's range.
-            self.config =
-                self.base.with_auto_types(self.store.state().auto_types.values().chain(std::iter::once(&carved)));
         }
+        // The allocation walks the carved range; the configuration gains the
+        // type only when the allocation commits, so a refusal leaves none.
         Ok(Some(carved))
     }
 
-    fn live_singleton(&self, service_type: &str, now: u64) -> Option<&Allocation> {
-        let single = self
-            .config
-            .service_types
-            .get(service_type)
-            .is_some_and(|t| t.instance_behavior == InstanceBehavior::Single);
-        if !single {
-            return None;
-        }
-        self.state().allocations.values().find(|a| a.service_type == service_type && self.holder_alive(a, now))
+    /// The live allocation a singleton type hands out again: one inside the
+    /// type's range (a port asked for outside it is no singleton), the
+    /// caller's own unless the admin made the type machine-wide.
+    fn live_singleton(&self, service_type: &str, caller: &Caller, now: u64) -> Option<&Allocation> {
+        let t =
+            self.config.service_types.get(service_type).filter(|t| t.instance_behavior == InstanceBehavior::Single)?;
+        self.state().allocations.values().find(|a| {
+            a.service_type == service_type
+                && t.contains(a.port)
+                && (t.machine_wide || a.owner.uid == caller.uid)
+                && self.holder_alive(a, now)
+        })
     }
 
     /// Candidate ports in policy order: requested → sticky → preferred →
@@ -288,7 +290,7 @@ impl Engine {
             let below = start..=p.min(end.saturating_add(1)).saturating_sub(1);
             return Ok(Candidates { first: vec![p], runs: vec![above, below] });
         }
-        let sticky = self.state().sticky.get(sticky_key).copied().filter(|p| (start..=end).contains(p));
+        let sticky = self.state().sticky.get(sticky_key).map(|s| s.port).filter(|p| (start..=end).contains(p));
         let first = requested.into_iter().chain(sticky).chain(preferred).collect();
         Ok(Candidates { first, runs: vec![start..=end] })
     }
@@ -459,39 +461,103 @@ struct Candidates {
     runs: Vec<std::ops::RangeInclusive<u16>>,
 }
 
-fn sticky_key(project: Option<&str>, name: &str) -> String {
-    format!("{}\u{0}{name}", project.unwrap_or(""))
+/// Sticky entries are per user: one user's ports never steer another's.
+fn sticky_key(uid: u32, project: Option<&str>, name: &str) -> String {
+    format!("{uid}\u{0}{}\u{0}{name}", project.unwrap_or(""))
+}
+
+/// Sticky entries older than this are dropped when their user next allocates.
+const STICKY_MAX_AGE: Millis = 30 * 24 * 3600 * 1000;
+
+impl Engine {
+    /// Refuses an allocation that would take `caller` past its limits: the
+    /// allocations it may hold, and its share of `service_type`'s range.
+    fn check_quota(&self, service_type: &str, auto: Option<&AutoType>, caller: &Caller) -> Result<()> {
+        let limits = &self.config.limits;
+        let held = self.occupancy.held_by(caller.uid);
+        if held >= limits.max_allocations_per_user {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "user {} already holds {held} allocations (limit {})",
+                    caller.uid, limits.max_allocations_per_user
+                ),
+            ));
+        }
+        let Some([start, end]) = self.range_of(service_type, auto) else {
+            return Ok(());
+        };
+        let size = usize::from(end - start) + 1;
+        let share = (size * usize::from(limits.range_share_percent) / 100).max(1);
+        let in_type = self.occupancy.held_in_type(caller.uid, service_type);
+        if in_type >= share {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "user {} already holds {in_type} of the {size} ports of {service_type} ({start}-{end}); \
+                     one user may hold {share} ({}%)",
+                    caller.uid, limits.range_share_percent
+                ),
+            )
+            .with_context(json!({"service_type": service_type, "port_range": [start, end], "share": share})));
+        }
+        Ok(())
+    }
+
+    /// A type's range, a carved one included.
+    fn range_of(&self, service_type: &str, auto: Option<&AutoType>) -> Option<[u16; 2]> {
+        self.config.service_types.get(service_type).map(|t| t.range).or(auto.map(|a| a.range))
+    }
+
+    /// The removals that keep `uid`'s sticky entries bounded once `key` is
+    /// set: entries past [`STICKY_MAX_AGE`], then the oldest beyond the limit.
+    fn sticky_pruning(&self, uid: u32, key: &str, now: Millis) -> Vec<Change> {
+        let prefix = format!("{uid}\u{0}");
+        let mut mine: Vec<(&String, Millis)> = self
+            .state()
+            .sticky
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, s)| (k, s.at))
+            .collect();
+        mine.sort_unstable_by_key(|(_, at)| *at);
+        let keep = self.config.limits.max_sticky_per_user.saturating_sub(1);
+        let excess = mine.len().saturating_sub(keep);
+        mine.iter()
+            .enumerate()
+            .filter(|(n, (_, at))| *n < excess || now.saturating_sub(*at) > STICKY_MAX_AGE)
+            .map(|(_, (k, _))| Change::RemoveSticky((*k).clone()))
+            .collect()
+    }
 }
 
 impl Engine {
     /// An allocation as `viewer` may see it.
     fn view(&self, a: &Allocation, viewer: &Caller) -> AllocationView {
-        let mut allocation = a.clone();
-        let visible = viewer.may_see(a.owner.uid);
-        if !visible {
-            allocation.owner.pid = None;
-            allocation.owner.start_time = None;
-            allocation.project_path = None;
-        }
-        AllocationView {
-            process: allocation.owner.pid.and_then(|pid| self.host.comm(pid)),
+        let mut view = AllocationView {
+            // Another user's process name would be redacted: not looked up.
+            process: a.owner.pid.filter(|_| viewer.may_see(a.owner.uid)).and_then(|pid| self.host.comm(pid)),
             user: process::user_name(a.owner.uid),
-            allocation,
-        }
+            allocation: a.clone(),
+        };
+        redact::allocation_view(&mut view, viewer.uid);
+        view
     }
 
     fn holder_of(&self, a: &Allocation, viewer: &Caller) -> Holder {
-        let visible = viewer.may_see(a.owner.uid);
-        let pid = a.owner.pid.filter(|_| visible);
-        Holder {
+        let pid = a.owner.pid.filter(|_| viewer.may_see(a.owner.uid));
+        let mut holder = Holder {
             uid: a.owner.uid,
             user: process::user_name(a.owner.uid),
             pid,
             process: pid.and_then(|pid| self.host.comm(pid)),
             service_type: Some(a.service_type.clone()),
             service_name: Some(a.service_name.clone()),
-            project: a.project_path.clone().filter(|_| visible),
-            instance_id: Some(a.instance_id.clone()).filter(|_| visible),
-        }
+            project: a.project_path.clone(),
+            instance_id: Some(a.instance_id.clone()),
+        };
+        redact::holder(&mut holder, viewer.uid);
+        holder
     }
 }

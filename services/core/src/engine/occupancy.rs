@@ -13,6 +13,9 @@ pub struct Occupancy {
     manual: PortSet,
     /// Live allocations per owner uid.
     per_uid: HashMap<u32, usize>,
+    /// Live allocations per owner uid and service type (a user's share of
+    /// each range).
+    per_uid_type: HashMap<(u32, String), usize>,
 }
 
 impl Occupancy {
@@ -29,16 +32,13 @@ impl Occupancy {
             self.manual.insert(a.port);
         }
         *self.per_uid.entry(a.owner.uid).or_default() += 1;
+        *self.per_uid_type.entry((a.owner.uid, a.service_type.clone())).or_default() += 1;
     }
 
     pub fn remove(&mut self, a: &Allocation) {
         self.manual.remove(a.port);
-        if let Some(held) = self.per_uid.get_mut(&a.owner.uid) {
-            *held -= 1;
-            if *held == 0 {
-                self.per_uid.remove(&a.owner.uid);
-            }
-        }
+        decrement(&mut self.per_uid, a.owner.uid);
+        decrement(&mut self.per_uid_type, (a.owner.uid, a.service_type.clone()));
     }
 
     /// How many allocations `uid` owns.
@@ -46,9 +46,24 @@ impl Occupancy {
         self.per_uid.get(&uid).copied().unwrap_or(0)
     }
 
+    /// How many allocations of `service_type` `uid` owns.
+    pub fn held_in_type(&self, uid: u32, service_type: &str) -> usize {
+        self.per_uid_type.get(&(uid, service_type.to_string())).copied().unwrap_or(0)
+    }
+
     /// The first port of `from..=to` that no manual lease holds.
     pub fn first_not_manual(&self, from: u16, to: u16) -> Option<u16> {
         self.manual.first_absent(from, to)
+    }
+}
+
+/// Counts one fewer under `key`, forgetting it at zero.
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) {
+    if let Some(held) = counts.get_mut(&key) {
+        *held -= 1;
+        if *held == 0 {
+            counts.remove(&key);
+        }
     }
 }
 

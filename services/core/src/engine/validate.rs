@@ -43,9 +43,18 @@ pub(super) fn optional_name<'a>(v: Option<&'a str>, field: &str, max: usize, ext
     }
 }
 
+/// Longest path accepted, in characters.
+pub(super) const MAX_PATH: usize = 1000;
+
+/// A path a client names (a project, a working directory): absolute, at most
+/// [`MAX_PATH`] characters, no control characters, so it can neither pose as
+/// text nor grow the state without bound.
 pub(super) fn validate_path(p: &str) -> Result<String> {
-    if p.chars().count() > 1000 || p.chars().any(|c| c.is_control()) {
-        return Err(invalid("paths must be at most 1000 characters without control characters"));
+    if !p.starts_with('/') || p.chars().count() > MAX_PATH || p.chars().any(|c| c.is_control()) {
+        return Err(invalid(format!(
+            "paths must be absolute, at most {MAX_PATH} characters, without control characters; got '{}'",
+            printable(p, SHOWN)
+        )));
     }
     Ok(p.to_string())
 }

@@ -22,7 +22,20 @@ pub struct RegisterInstanceRequest {
 /// `GET /instance/list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstancesResponse {
-    pub instances: Vec<Instance>,
+    pub instances: Vec<InstanceView>,
+}
+
+/// An instance as listed: the stored record, as the viewer may see it
+/// (another user's shows no id, paths or metadata), plus its user's name and
+/// the service types it holds ports of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    pub instance: Instance,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub service_types: Vec<String>,
 }
 
 /// `POST /instance/register` and `POST /register-instance`.
