@@ -467,7 +467,7 @@ fn sticky_key(uid: u32, project: Option<&str>, name: &str) -> String {
 }
 
 /// Sticky entries older than this are dropped when their user next allocates.
-const STICKY_MAX_AGE: Millis = 30 * 24 * 3600 * 1000;
+pub(super) const STICKY_MAX_AGE: Millis = 30 * 24 * 3600 * 1000;
 
 impl Engine {
     /// Refuses an allocation that would take `caller` past its limits: the

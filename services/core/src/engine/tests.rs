@@ -1,3 +1,4 @@
+use super::allocate::STICKY_MAX_AGE;
 use super::*;
 use crate::health::Finding;
 use crate::host::fake::FakeHost;
@@ -512,3 +513,5 @@ fn a_health_pass_keeps_a_handoff_past_the_grace_while_its_uid_listens_and_frees_
     let released = f.engine.apply_health(&report).unwrap();
     assert_eq!(released.iter().map(|x| (x.port, x.reason)).collect::<Vec<_>>(), vec![(port, Failure::Unclaimed)]);
 }
+
+mod threats;
