@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use styxy_proto::api::ErrorCode;
 use styxy_proto::error::ApiError;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -103,11 +103,12 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
         (limits.max_connections_per_user, limits.max_connections)
     };
     let slots = Slots::new(per_user);
+    let refusing = Arc::new(Semaphore::new(REFUSALS));
     let strangers = Arc::new(Semaphore::new(strangers));
     let mut loops = JoinSet::new();
     for l in listeners.unix {
         let l = tokio::net::UnixListener::from_std(l).context("serving a Unix listener")?;
-        let (app, slots) = (app.clone(), slots.clone());
+        let (app, slots, refusing) = (app.clone(), slots.clone(), refusing.clone());
         loops.spawn(async move {
             loop {
                 match l.accept().await {
@@ -120,7 +121,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
                                 let admission = Admission::User { _slot: slot };
                                 tokio::spawn(serve_connection(stream, peer, app.clone(), admission, None));
                             }
-                            Err(refusal) => drop(stream.try_write(&refusal_bytes(refusal))),
+                            Err(refusal) => refuse(stream, refusal, &refusing),
                         },
                         Err(e) => tracing::warn!("no peer credentials on a Unix connection: {e}"),
                     },
@@ -132,7 +133,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
     for l in listeners.tcp {
         let l = tokio::net::TcpListener::from_std(l).context("serving a TCP listener")?;
         let (app, strangers) = (app.clone(), strangers.clone());
-        let slots = slots.clone();
+        let (slots, refusing) = (slots.clone(), refusing.clone());
         loops.spawn(async move {
             loop {
                 match l.accept().await {
@@ -148,7 +149,7 @@ pub async fn serve(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Ou
                                 ErrorCode::Unavailable,
                                 "too many TCP connections without a token; retry",
                             );
-                            drop(stream.try_write(&refusal_bytes(refusal)));
+                            refuse(stream, refusal, &refusing);
                         }
                     },
                     Err(e) => accept_failed(e).await,
@@ -169,10 +170,20 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// A refusal as a whole HTTP answer, for a connection that will not be
-/// served: written without waiting (a fresh socket's buffer takes it), then
-/// the connection is closed.
-fn refusal_bytes(refusal: ApiError) -> Vec<u8> {
+/// Refused connections answered at once; beyond them a refused connection
+/// is closed without an answer.
+const REFUSALS: usize = 256;
+/// How long a refused connection is given to take its answer.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Answers a connection it will not serve with the refusal as JSON and
+/// closes it, reading what the client sent meanwhile (closing on unread
+/// data would reset the connection before the client reads the answer).
+fn refuse<S>(mut stream: S, refusal: ApiError, refusing: &Arc<Semaphore>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(permit) = refusing.clone().try_acquire_owned() else { return };
     let (status, body) = routes::error_json(refusal);
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -180,7 +191,17 @@ fn refusal_bytes(refusal: ApiError) -> Vec<u8> {
         status.canonical_reason().unwrap_or(""),
         body.len()
     );
-    [head.into_bytes(), body].concat()
+    tokio::spawn(async move {
+        let answer = async {
+            stream.write_all(&[head.into_bytes(), body].concat()).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
+        drop(permit);
+    });
 }
 
 /// Serves one connection. A TCP one (`slots` given) counts as a stranger's
