@@ -164,7 +164,8 @@ fn attacker() {
     let socket = socket();
     let tcp_port: u16 = std::env::var("STYXY_TCP_PORT").unwrap().parse().unwrap();
     let kinds: Vec<bool> = (0..UNIX_FLOOD).map(|_| true).chain((0..TCP_FLOOD).map(|_| false)).collect();
-    let mut held: Vec<Option<Held>> = kinds.iter().enumerate().map(|(n, &u)| Held::open(n, u, &socket, tcp_port)).collect();
+    let mut held: Vec<Option<Held>> =
+        kinds.iter().enumerate().map(|(n, &u)| Held::open(n, u, &socket, tcp_port)).collect();
     println!("holding");
     let stop = std::thread::spawn(|| {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
