@@ -12,7 +12,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,10 +45,7 @@ fn lead() {
     let (victim_user, attacker_user) = (ensure_user("styxy-victim"), ensure_user("styxy-attacker"));
     let tcp_port = free_port();
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = Allocator::start_with(&sb, &["--tcp", &format!("127.0.0.1:{tcp_port}")], &[]);
-    for dir in [sb.path().to_path_buf(), sb.socket().parent().unwrap().to_path_buf()] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let _allocator = Allocator::shared(&sb, &["--tcp", &format!("127.0.0.1:{tcp_port}")]);
     let me = std::env::current_exe().unwrap();
     let role = |who: (u32, u32), role: &str| {
         let mut c = as_user(who.0, who.1, &me);

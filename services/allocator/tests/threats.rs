@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
 
 use serde_json::{Value, json};
@@ -18,19 +17,6 @@ fn two_users() -> Option<[(u32, u32); 2]> {
         return None;
     }
     Some([ensure_user("styxy-victim"), ensure_user("styxy-attacker")])
-}
-
-/// An allocator whose Unix socket (and `tcp`, when given) every user reaches.
-fn shared_allocator(sb: &Sandbox, tcp: Option<&str>) -> Allocator {
-    let args: Vec<&str> = match tcp {
-        Some(addr) => vec!["--tcp", addr],
-        None => vec![],
-    };
-    let allocator = Allocator::start_with(sb, &args, &[]);
-    for dir in [sb.path().to_path_buf(), sb.socket().parent().unwrap().to_path_buf()] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    allocator
 }
 
 /// `curl` as `who` on the sandbox's socket: (status, body).
@@ -51,7 +37,7 @@ fn api(sb: &Sandbox, who: (u32, u32), method: &str, path: &str, body: Option<Val
 fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_port_through_it() {
     let Some([victim, attacker]) = two_users() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = shared_allocator(&sb, None);
+    let _allocator = Allocator::shared(&sb, &[]);
     let register = |who, id: &str, ttl: u64| {
         api(&sb, who, "POST", "/instance/register", Some(json!({"instance_id": id, "ttl_secs": ttl})))
     };
@@ -81,7 +67,7 @@ fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_por
 fn a_reservation_cannot_be_tagged_with_another_users_session() {
     let Some([victim, attacker]) = two_users() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = shared_allocator(&sb, None);
+    let _allocator = Allocator::shared(&sb, &[]);
     api(&sb, victim, "POST", "/instance/register", Some(json!({"instance_id": "claude-v", "ttl_secs": 600})));
     let tagged = json!({"service_type": "bulk", "lease": "manual", "instance_id": "claude-v"});
     let (status, body) = api(&sb, attacker, "POST", "/allocate", Some(tagged));
@@ -155,7 +141,7 @@ fn a_flood_of_idle_and_slow_connections_on_the_socket_and_over_tcp_without_a_tok
     let Some([victim, attacker]) = two_users() else { return };
     let port = free_port();
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = shared_allocator(&sb, Some(&format!("127.0.0.1:{port}")));
+    let _allocator = Allocator::shared(&sb, &["--tcp", &format!("127.0.0.1:{port}")]);
     // 1,100 connections, more than the old limit shared by everyone (512).
     let (mut child, mut out) = flood(&sb, attacker, port, 550, 550, 4.0);
 
@@ -181,7 +167,7 @@ fn a_flood_of_idle_and_slow_connections_on_the_socket_and_over_tcp_without_a_tok
 fn a_user_over_its_connection_slots_is_told_why_in_json() {
     let Some([_, attacker]) = two_users() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = shared_allocator(&sb, None);
+    let _allocator = Allocator::shared(&sb, &[]);
     let (mut child, _out) = flood(&sb, attacker, 0, 64, 0, 0.0);
     let (status, body) = api(&sb, attacker, "GET", "/allocations", None);
     assert_eq!((status, body["error"].as_str()), (429, Some("quota_exceeded")), "{body}");

@@ -7,7 +7,6 @@
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -651,11 +650,7 @@ fn another_users_project_root_and_names_never_reach_the_victims_session_context(
     }
     let (victim, attacker) = (ensure_user("styxy-victim"), ensure_user("styxy-attacker"));
     let sb = sandbox();
-    // The system allocator: its socket open to every user.
-    let _allocator = Allocator::start_with(&sb, &[], &[]);
-    for dir in [sb.path().to_path_buf(), sb.socket().parent().unwrap().to_path_buf()] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let _allocator = Allocator::shared(&sb, &[]);
     let project = project(&sb, "victim-app");
     let home = sb.path().join("victim-home");
     std::fs::create_dir_all(&home).unwrap();
