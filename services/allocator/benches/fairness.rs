@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use styxy_proto::client::{Connection, Method};
 use styxy_testkit::percentiles::report;
-use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, as_user, ensure_user, free_port, styxy_bin};
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, as_user, free_port, styxy_bin, victim_and_attacker};
 
 const ROLE: &str = "STYXY_BENCH_ROLE";
 const UNIX_FLOOD: usize = 550;
@@ -38,11 +38,7 @@ fn main() {
 
 /// Starts the allocator and the two users' processes.
 fn lead() {
-    if styxy_proto::paths::uid() != 0 {
-        println!("fairness: skipped, it needs root to create two users");
-        return;
-    }
-    let (victim_user, attacker_user) = (ensure_user("styxy-victim"), ensure_user("styxy-attacker"));
+    let Some([victim_user, attacker_user]) = victim_and_attacker() else { return };
     let tcp_port = free_port();
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &["--tcp", &format!("127.0.0.1:{tcp_port}")]);

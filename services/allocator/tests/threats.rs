@@ -8,16 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 
 use serde_json::{Value, json};
-use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, as_user, ensure_user, free_port};
-
-/// Two ordinary users, victim first; None (skipped) without root.
-fn two_users() -> Option<[(u32, u32); 2]> {
-    if styxy_proto::paths::uid() != 0 {
-        eprintln!("skipped: creating users needs root");
-        return None;
-    }
-    Some([ensure_user("styxy-victim"), ensure_user("styxy-attacker")])
-}
+use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, as_user, free_port, victim_and_attacker};
 
 /// `curl` as `who` on the sandbox's socket: (status, body).
 fn api(sb: &Sandbox, who: (u32, u32), method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -35,7 +26,7 @@ fn api(sb: &Sandbox, who: (u32, u32), method: &str, path: &str, body: Option<Val
 
 #[test]
 fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_port_through_it() {
-    let Some([victim, attacker]) = two_users() else { return };
+    let Some([victim, attacker]) = victim_and_attacker() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &[]);
     let register = |who, id: &str, ttl: u64| {
@@ -65,7 +56,7 @@ fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_por
 
 #[test]
 fn a_reservation_cannot_be_tagged_with_another_users_session() {
-    let Some([victim, attacker]) = two_users() else { return };
+    let Some([victim, attacker]) = victim_and_attacker() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &[]);
     api(&sb, victim, "POST", "/instance/register", Some(json!({"instance_id": "claude-v", "ttl_secs": 600})));
@@ -138,7 +129,7 @@ fn flood(
 
 #[test]
 fn a_flood_of_idle_and_slow_connections_on_the_socket_and_over_tcp_without_a_token_does_not_hold_up_another_user() {
-    let Some([victim, attacker]) = two_users() else { return };
+    let Some([victim, attacker]) = victim_and_attacker() else { return };
     let port = free_port();
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &["--tcp", &format!("127.0.0.1:{port}")]);
@@ -165,7 +156,7 @@ fn a_flood_of_idle_and_slow_connections_on_the_socket_and_over_tcp_without_a_tok
 
 #[test]
 fn a_user_over_its_connection_slots_is_told_why_in_json() {
-    let Some([_, attacker]) = two_users() else { return };
+    let Some([_, attacker]) = victim_and_attacker() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &[]);
     let (mut child, _out) = flood(&sb, attacker, 0, 64, 0, 0.0);

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use styxy_testkit::{Allocator, Sandbox, as_user, ensure_user, text};
+use styxy_testkit::{Allocator, Sandbox, as_user, text, victim_and_attacker};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks");
 /// The api range of the sandbox: away from the ports other programs on a
@@ -644,11 +644,7 @@ fn install_refuses_invalid_json_and_changes_nothing() {
 /// the victim's project's.
 #[test]
 fn another_users_project_root_and_names_never_reach_the_victims_session_context() {
-    if styxy_proto::paths::uid() != 0 {
-        eprintln!("skipped: creating users needs root");
-        return;
-    }
-    let (victim, attacker) = (ensure_user("styxy-victim"), ensure_user("styxy-attacker"));
+    let Some([victim, attacker]) = victim_and_attacker() else { return };
     let sb = sandbox();
     let _allocator = Allocator::shared(&sb, &[]);
     let project = project(&sb, "victim-app");

@@ -22,7 +22,7 @@ pub use build::{allocator_bin, preload_lib, styxy_bin};
 pub use net::*;
 pub use programs::*;
 pub use sandbox::{Sandbox, text};
-pub use users::{as_user, ensure_user};
+pub use users::{as_user, ensure_user, victim_and_attacker};
 
 use std::time::Duration;
 
