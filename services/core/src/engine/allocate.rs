@@ -510,8 +510,13 @@ impl Engine {
     }
 
     /// The removals that keep `uid`'s sticky entries bounded once `key` is
-    /// set: entries past [`STICKY_MAX_AGE`], then the oldest beyond the limit.
+    /// added: entries past [`STICKY_MAX_AGE`], then the oldest beyond the
+    /// limit.
     fn sticky_pruning(&self, uid: u32, key: &str, now: Millis) -> Vec<Change> {
+        if self.state().sticky.contains_key(key) {
+            // Renewing an entry adds none: the common case stays a lookup.
+            return Vec::new();
+        }
         let prefix = format!("{uid}\u{0}");
         let mut mine: Vec<(&String, Millis)> = self
             .state()
