@@ -49,7 +49,10 @@ threats_between_users() {
 
 	# 1,100 connections from mallory (half over TCP without a token).
 	ct_sh 'cat >/tmp/flood.py' <<'PY'
-import socket, sys, time
+import resource, socket, sys, time
+# 1,100 sockets: more than a service's soft limit of descriptors.
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 held = []
 for i in range(550):
     s = socket.socket(socket.AF_UNIX); s.connect("/run/styxy/api.sock")
@@ -63,8 +66,8 @@ open("/tmp/flood.ready", "w").close()
 time.sleep(60)
 PY
 	ct rm -f /tmp/flood.ready
-	start_as mallory styxy-test-flood 'exec /usr/bin/python3 /tmp/flood.py'
-	wait_until 20 "mallory's flood to connect" ct test -e /tmp/flood.ready
+	start_as mallory styxy-test-flood 'exec /usr/bin/python3 /tmp/flood.py 2>/tmp/flood.err'
+	wait_until 20 "mallory's flood to connect (its errors: /tmp/flood.err)" ct test -e /tmp/flood.ready
 	local started=$SECONDS
 	must "alice's styxy list during the flood" ct_as alice timeout 5 styxy list
 	must "alice's allocation during the flood" ct_as alice timeout 5 styxy allocate -s api --lease manual
