@@ -1,19 +1,22 @@
 //! The allocator's port map (docs/api.md, styxy_proto::portmap): `ports.map`
-//! beside its socket, 65536 little-endian u32, entry = the pid that owns or
-//! asked for the allocation on that port (0 free, 0xFFFFFFFF no pid known),
-//! then the scope table and the `never_move` opt-outs. Mapped read-only, so
-//! a reserved port is seen as busy, and a scope's moved server found,
-//! without a round trip.
+//! beside its socket, 65536 little-endian u32, entry = the pid whose lease
+//! it is, or the user a reservation no process owns is held for (0 free,
+//! 0xFFFFFFFF held for nobody to bind), then the scope table and the
+//! `never_move` opt-outs. Mapped read-only, so a reserved port is seen as
+//! busy, and a scope's moved server found, without a round trip.
 //!
 //! A port is busy for us when its owner is neither this process nor one of
-//! its ancestors: a reservation made by a wrapper or shell (`styxy run`, a
-//! session) covers the programs it starts. An owner that no longer exists
-//! does not count (the allocator frees it later).
+//! its ancestors: a reservation made by a wrapper (`styxy run`) covers the
+//! programs it starts. An owner that no longer exists does not count (the
+//! allocator frees it later). A port held for a user is busy for everyone
+//! else: its user's programs may take it.
 
 use crate::config::{self, CPath};
 use crate::sys::{self, StackBuf};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use styxy_proto::portmap::{ENTRIES, FILE_SIZE, NEVER_MOVE_OFFSET, NO_PROCESS, NeverMove, SIZE, ScopeTable};
+use styxy_proto::portmap::{
+    ENTRIES, FILE_SIZE, NEVER_MOVE_OFFSET, NO_PROCESS, NeverMove, SIZE, ScopeTable, entry_user,
+};
 use styxy_proto::procstat::StatFields;
 
 /// How often the hooks look for a new or replaced map file.
@@ -218,7 +221,10 @@ pub fn held_by_other(port: u16) -> bool {
     match entry(port) {
         0 => false,
         NO_PROCESS => true,
-        owner => !is_us_or_ancestor(owner) && sys::process_exists(owner),
+        held => match entry_user(held) {
+            Some(uid) => uid != sys::geteuid(),
+            None => !is_us_or_ancestor(held) && sys::process_exists(held),
+        },
     }
 }
 

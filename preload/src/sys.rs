@@ -81,6 +81,11 @@ pub fn getpid() -> u32 {
     unsafe { libc::getpid() as u32 }
 }
 
+pub fn geteuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 pub fn getppid() -> u32 {
     // SAFETY: cannot fail.
     unsafe { libc::getppid() as u32 }

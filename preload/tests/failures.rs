@@ -83,3 +83,31 @@ fn a_reservation_whose_owner_is_gone_does_not_count() {
     assert_eq!(server.listening(), port);
     assert_eq!(server.stop(), Vec::<String>::new());
 }
+
+/// A reservation no process owns (a session's, a manual one, one made over
+/// TCP) is named in the map by its user: it outlives the shell that asked.
+fn reserved_for_user(sandbox: &Sandbox, uid: u32) -> u16 {
+    let port = local_port(&hold("0.0.0.0", 0, Hold::default()));
+    sandbox.write_port_map(&[(port, styxy_proto::portmap::user_entry(uid))]);
+    port
+}
+
+#[test]
+fn a_reservation_held_for_another_user_keeps_this_program_off_it() {
+    let sandbox = Sandbox::new();
+    // SAFETY: geteuid cannot fail.
+    let other = unsafe { libc::geteuid() } + 1;
+    let port = reserved_for_user(&sandbox, other);
+    let now = moved_from(&sandbox, port);
+    assert!(now > port && now <= port + 100, "{port} -> {now}");
+}
+
+#[test]
+fn a_reservation_held_for_this_user_is_its_programs_to_use() {
+    let sandbox = Sandbox::new();
+    // SAFETY: geteuid cannot fail.
+    let port = reserved_for_user(&sandbox, unsafe { libc::geteuid() });
+    let mut server = start_serve(&sandbox, port);
+    assert_eq!(server.listening(), port);
+    assert_eq!(server.stop(), Vec::<String>::new());
+}

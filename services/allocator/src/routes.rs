@@ -17,11 +17,10 @@ use serde::de::DeserializeOwned;
 use styxy_core::engine::parse_port;
 use styxy_proto::api::{
     AllocationsResponse, AuditResponse, CheckResponse, CircuitBreakersResponse, CleanupRequest, CleanupResponse,
-    ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstanceView,
-    InstancesResponse, Listener, MAX_BODY, MetricGauges, ObservationStats, ObservationStatsResponse,
-    ObserveAllResponse, ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest,
-    RegisterInstanceResponse, ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse,
-    TokenResponse, UndoAutoTypeResponse,
+    ConfigResponse, EndInstanceResponse, ErrorBody, ErrorCode, HealthResponse, HeartbeatResponse, InstancesResponse,
+    Listener, MAX_BODY, MetricGauges, ObservationStats, ObservationStatsResponse, ObserveAllResponse,
+    ObservePortResponse, PortUse, RegisterForObserverRequest, RegisterInstanceRequest, RegisterInstanceResponse,
+    ScanResponse, ServiceTypeView, StatusResponse, StopResponse, SuggestResponse, TokenResponse, UndoAutoTypeResponse,
 };
 use styxy_proto::caller::Caller;
 use styxy_proto::error::{ApiError, printable};
@@ -63,14 +62,27 @@ pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Reply 
     }
 }
 
-fn error_reply(e: ApiError) -> Reply {
+pub fn error_reply(e: ApiError) -> Reply {
+    let (status, bytes) = error_json(e);
+    bytes_reply(status, bytes)
+}
+
+/// An error's status and JSON body.
+pub fn error_json(e: ApiError) -> (StatusCode, Vec<u8>) {
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ErrorBody { success: false, error: e.code, message: e.message, context: e.context };
-    json_reply(status, &body)
+    (status, json_bytes(&body))
+}
+
+fn json_bytes<T: Serialize>(body: &T) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_else(|_| br#"{"success":false,"error":"internal"}"#.to_vec())
 }
 
 fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> Reply {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| br#"{"success":false,"error":"internal"}"#.to_vec());
+    bytes_reply(status, json_bytes(body))
+}
+
+fn bytes_reply(status: StatusCode, bytes: Vec<u8>) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -91,10 +103,7 @@ fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
     match peer {
         Peer::Unix { uid, pid, start_time } => Ok(Caller { uid, pid, start_time }),
         Peer::Tcp => {
-            let bearer =
-                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-            let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-            let Some(key) = key else {
+            let Some(key) = presented_token(headers) else {
                 return Err(err(
                     ErrorCode::Unauthorized,
                     "authentication required: send Authorization: Bearer <token> or X-API-Key: <token> (get yours with `styxy token`)",
@@ -105,6 +114,17 @@ fn caller(app: &App, peer: Peer, headers: &HeaderMap) -> Result<Caller> {
             Ok(Caller { uid, pid: None, start_time: None })
         }
     }
+}
+
+/// The token a TCP request presents, if any.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// The user whose valid token a TCP request presents.
+pub fn token_owner(app: &App, headers: &HeaderMap) -> Option<u32> {
+    app.tokens.uid_for(presented_token(headers)?.trim())
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T> {
@@ -232,19 +252,7 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Result<Rep
         Route::Check(port) => check(app, &who, port_arg(port)?).await,
         Route::Allocations => ok(&AllocationsResponse { allocations: app.engine().list(&who)? }),
         Route::Config => config(app),
-        Route::InstanceList => {
-            let mut engine = app.engine();
-            let instances = engine.instances()?;
-            let state = engine.state();
-            let active = |id: &str| {
-                state.allocations.values().filter(|a| a.instance_id == id).map(|a| a.lock_id.clone()).collect()
-            };
-            let instances = instances
-                .into_iter()
-                .map(|i| InstanceView { active_allocations: active(&i.instance_id), instance: i.into() })
-                .collect();
-            ok(&InstancesResponse { instances })
-        }
+        Route::InstanceList => ok(&InstancesResponse { instances: app.engine().instances(&who)? }),
         Route::InstanceRegister => {
             let body: RegisterInstanceRequest = read_json(req).await?;
             let i = app.engine().register_instance(&body, &who)?;

@@ -265,11 +265,7 @@ fn another_user_can_list_but_not_release_on_the_socket_or_over_tcp() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let sb = Sandbox::with_config(TEST_CONFIG);
-    let _allocator = Allocator::start_with(&sb, &["--tcp", &addr], &[]);
-    // System mode: the socket is for everyone (0666) in a traversable dir.
-    std::fs::set_permissions(sb.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(sb.socket().parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    let _allocator = Allocator::shared(&sb, &["--tcp", &addr]);
     let (_, mine) = sb.post("/allocate", &manual("bulk"));
     let lock = mine["lock_id"].as_str().unwrap();
     let sock = sb.socket().to_string_lossy().into_owned();

@@ -541,7 +541,7 @@ pub fn instances(ctx: &Ctx) -> Result<u8, Failure> {
     let mut table = Table::new(vec!["INSTANCE", "UID", "LAST_SEEN", "TTL", "REGISTERED", "DIRECTORY"]);
     for i in r.instances.iter().map(|v| &v.instance) {
         table.push(vec![
-            i.instance_id.clone(),
+            or_dash(Some(&i.instance_id)),
             i.uid.to_string(),
             format!("{} ago", age(i.last_heartbeat, now)),
             crate::table::span(i.ttl_secs),

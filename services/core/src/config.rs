@@ -21,6 +21,7 @@
 //! preferred_ports = [13000]
 //! range = [13000, 13019]
 //! instance_behavior = "single"    # or "multi"
+//! machine_wide = false            # a single one shared by all users
 //! examples = ["grafana"]
 //!
 //! [auto_allocation]
@@ -45,7 +46,11 @@
 //!
 //! [limits]
 //! max_allocations_per_user = 1000
-//! max_connections = 512
+//! max_connections_per_user = 64   # per listener
+//! max_connections = 512           # TCP connections still without a token
+//! max_instances_per_user = 64
+//! max_sticky_per_user = 256
+//! range_share_percent = 50        # of each type's range, per user
 //!
 //! [instances]
 //! ttl_secs = 120
@@ -111,7 +116,18 @@ pub struct Health {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_allocations_per_user: usize,
+    /// Open connections a user may hold on each listener; beyond them its
+    /// new connections are closed, nobody else's.
+    pub max_connections_per_user: usize,
+    /// TCP connections that have not yet shown a token; each has a few
+    /// seconds to do so.
     pub max_connections: usize,
+    /// Registered instances (sessions) per user.
+    pub max_instances_per_user: usize,
+    /// Sticky-port entries per user; the oldest is dropped for a new one.
+    pub max_sticky_per_user: usize,
+    /// The share of each service type's range one user may hold, in percent.
+    pub range_share_percent: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +298,7 @@ impl Config {
                 preferred_ports: (start..=end).take(AUTO_PREFERRED_PORTS).collect(),
                 range: auto.range,
                 instance_behavior: InstanceBehavior::Multi,
+                machine_wide: false,
                 examples: Vec::new(),
             });
         }

@@ -15,7 +15,10 @@
 //!   may be restarting, so the failure is counted in the state and the port
 //!   is released after `health.max_failures` consecutive failures. Young
 //!   allocations get [`LISTEN_GRACE_MS`] to start listening: a dev server
-//!   may build for minutes before it binds.
+//!   may build for minutes before it binds. A reservation made with the CLI
+//!   (`styxy allocate`) is not checked for a listener: it is held for a
+//!   server still to come, as long as its holder (the calling shell, or
+//!   `--pid`) runs, whether or not anything listens, as the README says.
 //!
 //! The listening test looks at the socket's uid, not its process: the
 //! health service has no privileges to map other users' sockets to
@@ -29,7 +32,8 @@ use std::str::FromStr;
 use crate::host::Processes;
 use styxy_observe::ObserveError;
 use styxy_observe::sockdiag::SockDiag;
-use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, State};
+use styxy_proto::caller::may_see;
+use styxy_proto::model::{Allocation, Instance, LeaseKind, Millis, Source, State};
 
 /// How long a new process-lease allocation may go without listening before
 /// that counts as a failure.
@@ -112,10 +116,17 @@ pub fn holder_failure(
             }
         }
         LeaseKind::Session => match instances.get(&a.instance_id) {
-            Some(i) if !i.expired(now) => None,
+            Some(i) if !i.expired(now) && in_session(a, i) => None,
             _ => Some(Failure::SessionExpired),
         },
     }
+}
+
+/// Whether `a` is a session lease of instance `i`: tagged with its id and
+/// owned by its user (or root), so an instance another user registers under
+/// a familiar id neither keeps nor ends anyone else's ports.
+pub fn in_session(a: &Allocation, i: &Instance) -> bool {
+    a.lease == LeaseKind::Session && a.instance_id == i.instance_id && may_see(a.owner.uid, i.uid)
 }
 
 /// Who listens on which TCP port (IPv4 or IPv6): the sockets' uids.
@@ -164,7 +175,9 @@ pub fn verdict(
 ) -> Option<Failure> {
     let claimed = |f: &Failure| *f == Failure::Unclaimed && handoff_listened_to(a, listening);
     holder_failure(a, &state.instances, now, processes).filter(|f| !claimed(f)).or_else(|| {
-        let checked = a.lease == LeaseKind::Process && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
+        let checked = a.lease == LeaseKind::Process
+            && a.source != Source::Cli
+            && now.saturating_sub(a.allocated_at) >= LISTEN_GRACE_MS;
         let silent = listening.is_some_and(|l| !l.by(a.port, a.owner.uid));
         (checked && silent).then_some(Failure::NotListening)
     })
@@ -386,6 +399,16 @@ mod tests {
         let owner = Listening::new([(3000, UID + 1), (3000, UID)]);
         assert_eq!(verdict(&a, &state, NOW, &procs, Some(&owner)), None);
         assert_eq!(verdict(&a, &state, NOW, &procs, None), None, "no dump, no listening verdict");
+    }
+
+    #[test]
+    fn a_cli_reservation_is_held_while_its_shell_runs_though_nothing_listens() {
+        let procs = HashMap::from([(42, 500)]);
+        let a = Allocation { source: Source::Cli, ..allocation(3000, LeaseKind::Process, Some(42), old()) };
+        let state = state_with(vec![a.clone()]);
+        assert_eq!(verdict(&a, &state, NOW, &procs, Some(&Listening::default())), None);
+        let shell_gone = HashMap::new();
+        assert_eq!(verdict(&a, &state, NOW, &shell_gone, Some(&Listening::default())), Some(Failure::Exited));
     }
 
     #[test]

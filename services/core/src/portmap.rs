@@ -1,13 +1,15 @@
 //! The reserved-port map: a 256 KiB file beside the API socket with one
-//! little-endian u32 per port, the pid that owns (or, for session and manual
-//! leases, asked for) the allocation on that port (0 = free, or awaiting
-//! its hand-off: the listener that will adopt it must be let bind it;
-//! [`NO_PROCESS`] = held with no pid known). The preload maps it read-only so a port styxy
-//! handed to someone else counts as busy without a round trip; it treats its
-//! own pid, its ancestors and dead pids as not busy, so the server a shell
-//! reserved a port for can take it.
+//! little-endian u32 per port (layout in `styxy_proto::portmap`): the pid of
+//! a process lease, 0 for a free port or one awaiting its hand-off (the
+//! listener that will adopt it must be let bind it), and the owner's user for
+//! every other reservation (session, manual, made over TCP): those live
+//! longer than the process that asked, so the map names who they are held
+//! for, not a pid that soon means nothing. The preload maps it read-only so
+//! a port styxy handed to someone else counts as busy without a round trip;
+//! it treats its own pid, its ancestors and dead pids as not busy, and a
+//! user's reservation as its own when it runs as that user.
 //!
-//! After the pid table comes the scope table (`styxy_proto::portmap::ScopeTable`):
+//! After the holder table comes the scope table (`styxy_proto::portmap::ScopeTable`):
 //! (uid, scope, canonical port) -> actual port of every moved server with a
 //! scope, which the preload's `connect` and `bind` read lock-free.
 
@@ -20,9 +22,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use styxy_proto::portmap::{ENTRIES, FILE_SIZE, NO_PROCESS, SIZE};
-use styxy_proto::portmap::{NEVER_MOVE_OFFSET, NeverMove, ScopeTable, scope_hash};
+use styxy_proto::portmap::{NEVER_MOVE_OFFSET, NeverMove, ScopeTable, scope_hash, user_entry};
 
-use styxy_proto::model::{Allocation, Change, State};
+use styxy_proto::model::{Allocation, Change, LeaseKind, State};
 
 #[derive(Debug, thiserror::Error)]
 #[error("port map {path}: {op}: {source}")]
@@ -61,10 +63,10 @@ unsafe impl Send for PortMap {}
 unsafe impl Sync for PortMap {}
 
 pub fn entry_for(a: &Allocation) -> u32 {
-    match a.owner.pid {
-        Some(pid) => pid,
-        None if a.handoff_until.is_some() => 0,
-        None => NO_PROCESS,
+    match (a.lease, a.owner.pid) {
+        (LeaseKind::Process, Some(pid)) => pid,
+        _ if a.handoff_until.is_some() => 0,
+        _ => user_entry(a.owner.uid),
     }
 }
 
@@ -283,8 +285,8 @@ mod tests {
         let entry = |p: usize| u32::from_le_bytes(bytes[p * 4..p * 4 + 4].try_into().unwrap());
         assert_eq!(bytes.len(), FILE_SIZE);
         assert_eq!(entry(3000), 0);
-        assert_eq!(entry(3001), NO_PROCESS);
-        assert_eq!(entry(3002), 77, "a session lease names who asked");
+        assert_eq!(entry(3001), user_entry(1000), "a manual lease names its user");
+        assert_eq!(entry(3002), user_entry(1000), "so does a session lease, not the pid that asked");
     }
 
     fn moved(port: u16, canonical: u16, uid: u32, scope: &str) -> Allocation {

@@ -621,7 +621,7 @@ pub(crate) mod tests {
         store.commit(&[Change::SetBootId(process::boot_id()), Change::PutAllocation(a)]).unwrap();
         store.flush().unwrap();
         for port in [3000, 3001] {
-            store.commit(&[Change::SetSticky { key: "k".into(), port }]).unwrap();
+            store.commit(&[Change::SetSticky { key: "k".into(), port, uid: 0, at: 0 }]).unwrap();
             store.flush().unwrap();
         }
         dir

@@ -141,17 +141,12 @@ impl Observer {
         self.prune_above = PRUNE_FLOOR.max(2 * self.owners.len());
     }
 
-    /// Applies the privacy rule for a viewer: another user's process details
-    /// (pid, command name and line, project) are shown only to root and to the
+    /// Applies the privacy rule for a viewer (`styxy_proto::caller::redact`,
+    /// the one rule for every record): another user's process details (pid,
+    /// command name and line, project) are shown only to root and to the
     /// socket's owner; everyone sees the uid, user name and service type.
     pub fn redact(listener: &mut Listener, viewer_uid: u32) {
-        if viewer_uid == 0 || viewer_uid == listener.uid {
-            return;
-        }
-        listener.pid = None;
-        listener.process = None;
-        listener.command = None;
-        listener.project = None;
+        styxy_proto::caller::redact::listener(listener, viewer_uid);
     }
 
     fn describe(&mut self, mut raw: Vec<RawListener>, lookup: Lookup) -> Result<Vec<Listener>, ObserveError> {

@@ -236,9 +236,28 @@ pub struct State {
     pub auto_types: BTreeMap<String, AutoType>,
     #[serde(default)]
     pub audit: Vec<AuditEntry>,
-    /// Last port handed to each (project, service name), tried first next time.
-    #[serde(default)]
-    pub sticky: BTreeMap<String, u16>,
+    /// Last port handed to each (user, project, service name), tried first
+    /// next time.
+    #[serde(default, deserialize_with = "sticky_entries")]
+    pub sticky: BTreeMap<String, Sticky>,
+}
+
+/// A port handed to a (user, project, service name) key, which its user's
+/// next allocation under that key tries first. Each user keeps a bounded
+/// number, the oldest dropped first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sticky {
+    pub port: u16,
+    pub uid: u32,
+    /// When the port was last handed out under this key.
+    pub at: Millis,
+}
+
+/// The sticky entries of a state, forgetting those of the older form (a bare
+/// port, with no user or age to bound them by): they are only hints.
+fn sticky_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Sticky>, D::Error> {
+    let entries = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(entries.into_iter().filter_map(|(key, entry)| Some((key, serde_json::from_value(entry).ok()?))).collect())
 }
 
 impl State {
@@ -291,8 +310,11 @@ impl State {
                 }
             }
             Change::SetBootId(b) => self.boot_id = b.clone(),
-            Change::SetSticky { key, port } => {
-                self.sticky.insert(key.clone(), *port);
+            Change::SetSticky { key, port, uid, at } => {
+                self.sticky.insert(key.clone(), Sticky { port: *port, uid: *uid, at: *at });
+            }
+            Change::RemoveSticky(key) => {
+                self.sticky.remove(key);
             }
             Change::SetHealthFailures { port, lock_id, failures } => {
                 if let Some(a) = self.allocations.get_mut(port).filter(|a| &a.lock_id == lock_id) {
@@ -308,13 +330,30 @@ impl State {
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     PutAllocation(Allocation),
-    RemoveAllocation { port: u16, lock_id: String },
+    RemoveAllocation {
+        port: u16,
+        lock_id: String,
+    },
     PutInstance(Instance),
     RemoveInstance(String),
     PutAutoType(AutoType),
     RemoveAutoType(String),
     Audit(AuditEntry),
     SetBootId(String),
-    SetHealthFailures { port: u16, lock_id: String, failures: u32 },
-    SetSticky { key: String, port: u16 },
+    SetHealthFailures {
+        port: u16,
+        lock_id: String,
+        failures: u32,
+    },
+    /// Records of the older form (no user, no time) read as root's, of the
+    /// epoch: the first a pruning drops.
+    SetSticky {
+        key: String,
+        port: u16,
+        #[serde(default)]
+        uid: u32,
+        #[serde(default)]
+        at: Millis,
+    },
+    RemoveSticky(String),
 }

@@ -1,19 +1,22 @@
 //! The reserved-port map's layout: a file beside the API socket
 //! ([`crate::paths::PORT_MAP_NAME`]) of [`FILE_SIZE`] bytes. It starts with
-//! the pid table, one little-endian u32 per port, the pid that owns (or, for
-//! session and manual leases, asked for) the allocation on that port: 0 is
-//! free, [`NO_PROCESS`] held with no pid known. The scope table
-//! ([`ScopeTable`]) follows it at [`SIZE`], then the opt-outs
-//! ([`NeverMove`]) at [`NEVER_MOVE_OFFSET`]; the scope table's header says
-//! which version of both is there. The allocator writes the file; the
-//! preload maps it read-only.
+//! the holder table, one little-endian u32 per port naming the holder of the
+//! allocation on that port: a process, or a user. 0 is free (or awaiting a
+//! hand-off: its listener must be let bind); a pid names the process whose
+//! lease it is; [`user_entry`] names the user that holds a reservation no
+//! process owns (a session's, a manual one, one made over TCP), whose own
+//! programs may bind it and nobody else's; [`NO_PROCESS`] is held for nobody
+//! to bind. The scope table ([`ScopeTable`]) follows it at [`SIZE`], then
+//! the opt-outs ([`NeverMove`]) at [`NEVER_MOVE_OFFSET`]; the scope table's
+//! header says which version of both is there. The allocator writes the
+//! file; the preload maps it read-only.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const ENTRIES: usize = 65536;
 /// The pid table's size, and the scope table's offset.
 pub const SIZE: usize = ENTRIES * 4;
-/// Entry value for ports held with no pid known (TCP clients).
+/// Entry value for ports held for nobody to bind (a uid the entry cannot name).
 pub const NO_PROCESS: u32 = u32::MAX;
 /// Where [`NeverMove`] starts.
 pub const NEVER_MOVE_OFFSET: usize = SIZE + size_of::<ScopeTable>();
@@ -271,6 +274,20 @@ impl NeverMove {
     }
 }
 
+/// Set in entries that name a user: pids stay below 2^22 (the kernel's
+/// largest pid_max), so the two never meet.
+const USER_FLAG: u32 = 1 << 31;
+
+/// The entry for a reservation held by user `uid`.
+pub const fn user_entry(uid: u32) -> u32 {
+    if uid & USER_FLAG != 0 || uid == !USER_FLAG { NO_PROCESS } else { USER_FLAG | uid }
+}
+
+/// The user an entry names, if it names one.
+pub const fn entry_user(entry: u32) -> Option<u32> {
+    if entry & USER_FLAG != 0 && entry != NO_PROCESS { Some(entry & !USER_FLAG) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +305,17 @@ mod tests {
     fn no_scope_hashes_to_the_empty_slot() {
         assert_ne!(scope_hash(b""), 0);
         assert_ne!(scope_hash(b"/home/a/app"), scope_hash(b"/home/a/app-b"));
+    }
+
+    #[test]
+    fn a_user_entry_names_its_user_and_never_a_pid_or_nobody() {
+        for uid in [0, 1000, 65534, (1 << 31) - 2] {
+            assert_eq!(entry_user(user_entry(uid)), Some(uid));
+            assert!(user_entry(uid) > 1 << 22, "above every pid");
+        }
+        assert_eq!(user_entry((1 << 31) - 1), NO_PROCESS);
+        assert_eq!(user_entry(u32::MAX), NO_PROCESS);
+        assert_eq!(entry_user(NO_PROCESS), None);
+        assert_eq!(entry_user(4_194_304), None);
     }
 }

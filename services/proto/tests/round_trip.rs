@@ -93,6 +93,7 @@ fn service_type() -> ServiceType {
         preferred_ports: vec![3000, 3001],
         range: [3000, 3099],
         instance_behavior: InstanceBehavior::Single,
+        machine_wide: true,
         examples: vec!["vite".into()],
     }
 }
@@ -252,12 +253,13 @@ fn instances() {
         ttl_secs: 600,
         metadata: json!({}),
     };
-    round_trip(InstancesResponse {
-        instances: vec![InstanceView {
-            instance,
-            active_allocations: vec!["0b6f4e2a-58d1-4c1e-9a57-2f7f5c1d9e11".into()],
-        }],
-    });
+    let instance = InstanceView {
+        instance,
+        user: Some("alice".into()),
+        service_types: vec!["dev".into()],
+        active_allocations: vec!["0b6f4e2a-58d1-4c1e-9a57-2f7f5c1d9e11".into()],
+    };
+    round_trip(InstancesResponse { instances: vec![instance] });
 }
 
 #[test]

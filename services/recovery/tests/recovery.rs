@@ -43,7 +43,7 @@ fn directory() -> tempfile::TempDir {
     let boot = styxy_observe::process::boot_id();
     store.commit(&[Change::SetBootId(boot), Change::PutAllocation(allocation(1, 3000, LeaseKind::Manual))]).unwrap();
     store.flush().unwrap();
-    store.commit(&[Change::SetSticky { key: "k".into(), port: 3000 }]).unwrap();
+    store.commit(&[Change::SetSticky { key: "k".into(), port: 3000, uid: 0, at: 0 }]).unwrap();
     store.flush().unwrap();
     dir
 }

@@ -61,6 +61,18 @@ impl Allocator {
         Allocator { launch, child, ready_after }
     }
 
+    /// The allocator as every user of the machine reaches it, as the system
+    /// allocator is: system mode (`args` add to it), its socket open to all
+    /// and the sandbox's directories on the way traversable.
+    pub fn shared(sandbox: &Sandbox, args: &[&str]) -> Allocator {
+        let allocator = Allocator::start_with(sandbox, args, &[]);
+        for dir in [sandbox.path(), sandbox.socket().parent().expect("the socket's directory")] {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("chmod 755 {}: {e}", dir.display()));
+        }
+        allocator
+    }
+
     /// Starts it again on the same sandbox (after [`Allocator::kill9`]).
     pub fn restart(&mut self) {
         (self.child, self.ready_after) = self.launch.start();

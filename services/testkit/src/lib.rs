@@ -24,7 +24,7 @@ pub use dashboard::Dashboard;
 pub use net::*;
 pub use programs::*;
 pub use sandbox::{Sandbox, ScopeEntry, text, write_port_map};
-pub use users::{FakeAllocator, as_user, ensure_user};
+pub use users::{FakeAllocator, as_user, ensure_user, victim_and_attacker};
 
 use std::time::Duration;
 

@@ -27,6 +27,16 @@ pub fn ensure_user(name: &str) -> (u32, u32) {
     }
 }
 
+/// Two ordinary users for the tests of one user against another, victim
+/// first; None, with a line saying the test is skipped, without root.
+pub fn victim_and_attacker() -> Option<[(u32, u32); 2]> {
+    if styxy_proto::paths::uid() != 0 {
+        eprintln!("skipped: creating users needs root");
+        return None;
+    }
+    Some([ensure_user("styxy-victim"), ensure_user("styxy-attacker")])
+}
+
 /// `program` run as `uid`:`gid` with no supplementary groups (setpriv
 /// execs it, so the child's pid is the program's).
 pub fn as_user(uid: u32, gid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {

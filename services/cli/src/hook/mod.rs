@@ -31,12 +31,15 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use styxy_observe::process;
 use styxy_observe::project::project_root;
 use styxy_proto::api::{
     AllocationView, AllocationsResponse, CheckResponse, InstancesResponse, Listener, ObserveAllResponse,
     RegisterInstanceRequest, SuggestResponse,
 };
+use styxy_proto::caller::redact;
 use styxy_proto::client::{Client, ClientError, Method};
+use styxy_proto::paths;
 use styxy_proto::scope;
 
 /// Events larger than this are not read to the end, nor answered.
@@ -317,13 +320,10 @@ impl World {
             return Ok(sessions);
         }
         let list: InstancesResponse = self.client.get("/instance/list")?;
-        Ok(self.sessions.get_or_init(|| {
-            Sessions::new(
-                self.instance_id.clone(),
-                self.agent,
-                list.instances.into_iter().map(|v| v.instance).collect(),
-            )
-        }))
+        // Only this user's sessions: another user's registration is theirs to
+        // word, and must not reach this agent as a session or as text.
+        let mine = list.instances.into_iter().map(|v| v.instance).filter(|i| i.uid == paths::uid()).collect();
+        Ok(self.sessions.get_or_init(|| Sessions::new(self.instance_id.clone(), self.agent, mine)))
     }
 
     fn classify(
@@ -332,9 +332,21 @@ impl World {
         reservation: Option<&AllocationView>,
         listeners: &[Listener],
     ) -> Result<Holder, Failure> {
-        let tag = reservation.map(|v| v.allocation.instance_id.as_str());
-        let belongs = self.sessions()?.belongs(tag, &Holder::pids(reservation, listeners));
-        Ok(Holder::new(port, reservation, listeners, belongs))
+        // What another user wrote or runs never decides nor words this
+        // agent's context, even for root, which the allocator shows it all:
+        // its records are stripped to ports, types and user names.
+        let own = |uid: u32| uid == paths::uid();
+        let mut reservation = reservation.cloned();
+        if let Some(v) = reservation.as_mut().filter(|v| !own(v.allocation.owner.uid)) {
+            redact::hide_allocation_view(v);
+        }
+        let mut listeners = listeners.to_vec();
+        listeners.iter_mut().filter(|l| !own(l.uid)).for_each(redact::hide_listener);
+        let tag = reservation.as_ref().map(|v| v.allocation.instance_id.as_str()).filter(|t| !t.is_empty());
+        let mut pids = Holder::pids(reservation.as_ref(), &listeners);
+        pids.retain(|&pid| process::uid_of(pid).is_some_and(own));
+        let belongs = self.sessions()?.belongs(tag, &pids);
+        Ok(Holder::new(port, reservation.as_ref(), &listeners, belongs))
     }
 
     /// Who holds `port`; None when it is free.

@@ -47,6 +47,7 @@ const SERVICE_TYPE: Schema = &[
     ("range", Kind::Range),
     ("port_range", Kind::Range),
     ("instance_behavior", Kind::Choice(&["single", "multi"])),
+    ("machine_wide", Kind::Bool),
     ("examples", Kind::Strings),
 ];
 const AUTO_ALLOCATION: Schema = &[
@@ -67,7 +68,17 @@ const SECTIONS: &[(&str, Schema)] = &[
         "health",
         &[("period_secs", POSITIVE), ("max_failures", Kind::Int(1, u32::MAX as i64)), ("handoff_grace_secs", POSITIVE)],
     ),
-    ("limits", &[("max_allocations_per_user", POSITIVE), ("max_connections", POSITIVE)]),
+    (
+        "limits",
+        &[
+            ("max_allocations_per_user", POSITIVE),
+            ("max_connections_per_user", POSITIVE),
+            ("max_connections", POSITIVE),
+            ("max_instances_per_user", POSITIVE),
+            ("max_sticky_per_user", POSITIVE),
+            ("range_share_percent", Kind::Int(1, 100)),
+        ],
+    ),
     ("instances", &[("ttl_secs", POSITIVE)]),
     ("allocator", &[("idle_timeout_secs", POSITIVE)]),
     ("api", &[("tcp", Kind::LoopbackAddr)]),

@@ -75,7 +75,17 @@ fn builtin_settings_are_the_documented_defaults() {
         ]
     );
     assert_eq!(config.health, Health { period_secs: 15, max_failures: 3, handoff_grace_secs: 30 });
-    assert_eq!(config.limits, Limits { max_allocations_per_user: 1000, max_connections: 512 });
+    assert_eq!(
+        config.limits,
+        Limits {
+            max_allocations_per_user: 1000,
+            max_connections_per_user: 64,
+            max_connections: 512,
+            max_instances_per_user: 64,
+            max_sticky_per_user: 256,
+            range_share_percent: 50,
+        }
+    );
     assert_eq!(config.instances, Instances { ttl_secs: 120 });
     assert_eq!(config.allocator, Allocator { idle_timeout_secs: 300 });
     assert_eq!(config.api, Api { tcp: String::new() }, "no TCP unless asked for");

@@ -7,12 +7,12 @@ use std::collections::HashSet;
 use serde_json::json;
 use styxy_observe::process;
 use styxy_proto::api::{AllocateRequest, AllocateResponse, AllocationView, ErrorCode, Holder, ReleaseResponse};
-use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Owner, Source, State};
+use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Millis, Owner, Source, State};
 
-use styxy_proto::caller::Caller;
+use styxy_proto::caller::{Caller, redact};
 use styxy_proto::error::{ApiError, printable};
 
-use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path, validate_scope};
+use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path};
 use super::{Engine, Result, holder_alive, remove_change};
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
@@ -20,6 +20,8 @@ use crate::host::Host;
 
 /// Service label for preload moves of ports outside every managed range.
 pub const UNMANAGED_TYPE: &str = "unmanaged";
+/// The instance an allocation is tagged with when the client names none.
+const DEFAULT_INSTANCE: &str = "default";
 /// How far above a busy unmanaged port a preload move may land.
 const UNMANAGED_SPAN: u32 = 1000;
 
@@ -30,10 +32,14 @@ impl Engine {
         let service_name = optional_name(req.service_name.as_deref(), "service_name", 100, ".-_")?
             .unwrap_or("unnamed-service")
             .to_string();
-        let instance_id =
-            optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
+        let instance_id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
+            .unwrap_or(DEFAULT_INSTANCE)
+            .to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
-        let scope = req.scope.as_deref().map(validate_scope).transpose()?;
+        if instance_id != DEFAULT_INSTANCE {
+            self.check_instance_tag(&instance_id, caller)?;
+        }
+        let scope = req.scope.as_deref().map(validate_path).transpose()?;
         if req.listening {
             let port = requested.ok_or_else(|| invalid("'listening' needs the port listened on (preferred_port)"))?;
             return self.record_listener(req, caller, port, service_name, scope);
@@ -62,6 +68,7 @@ impl Engine {
                 return Err(invalid("lease 'process' needs an owner pid (field 'pid')"));
             }
             LeaseKind::Session => {
+                // Another user's instance was refused above.
                 let live = self.state().instances.get(&instance_id).is_some_and(|i| !i.expired(now));
                 if !live {
                     return Err(ApiError::new(
@@ -82,7 +89,7 @@ impl Engine {
             (None, _, _) => return Err(invalid("service_type is required")),
         };
 
-        if let Some(existing) = self.live_singleton(&service_type, now) {
+        if let Some(existing) = self.live_singleton(&service_type, caller, now) {
             let message = format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port);
             return Ok(AllocateResponse {
                 existing: true,
@@ -93,12 +100,14 @@ impl Engine {
             });
         }
 
-        self.check_quota(caller)?;
+        if !caller.is_root() {
+            self.check_quota(&service_type, auto.as_ref(), caller)?;
+        }
 
         // A move in a scope comes back to the port the scope's server had.
         let sticky_key = match (source, &scope, requested) {
             (Source::Preload, Some(scope), Some(p)) => scope_sticky_key(owner.uid, scope, p),
-            _ => sticky_key(project_path.as_deref(), &service_name),
+            _ => sticky_key(caller.uid, project_path.as_deref(), &service_name),
         };
         let candidates = self.candidates(&service_type, requested, source, &sticky_key, auto.as_ref())?;
         let mut reclaimed = Vec::new();
@@ -109,7 +118,7 @@ impl Engine {
             .filter(|a| self.holder_alive(a, now))
             .map(|a| self.holder_of(a, caller));
         let Some(port) = chosen else {
-            let range = self.config.service_types.get(&service_type).map(|t| t.range);
+            let range = self.range_of(&service_type, auto.as_ref());
             return Err(ApiError::new(
                 ErrorCode::RangeExhausted,
                 match range {
@@ -158,22 +167,10 @@ impl Engine {
         response.message = format!("Port {port} allocated for {service_type} service");
         changes.extend(reclaimed.iter().map(remove_change));
         changes.push(Change::PutAllocation(allocation));
-        changes.push(Change::SetSticky { key: sticky_key, port });
+        changes.extend(self.sticky_pruning(caller.uid, &sticky_key, now));
+        changes.push(Change::SetSticky { key: sticky_key, port, uid: caller.uid, at: now });
         self.commit(changes)?;
         Ok(response)
-    }
-
-    /// Refuses a new allocation to a non-root user at the per-user limit.
-    pub(super) fn check_quota(&self, caller: &Caller) -> Result<()> {
-        let held = self.occupancy.held_by(caller.uid);
-        let limit = self.config.limits.max_allocations_per_user;
-        if !caller.is_root() && held >= limit {
-            return Err(ApiError::new(
-                ErrorCode::QuotaExceeded,
-                format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
-            ));
-        }
-        Ok(())
     }
 
     /// The owner of a new allocation: the named pid (same uid unless root) or
@@ -248,23 +245,24 @@ impl Engine {
                 range: Some(plan.range),
                 uid: caller.uid,
             }));
-            // The allocation below walks the new type's range.
-            self.config =
-                self.base.with_auto_types(self.store.state().auto_types.values().chain(std::iter::once(&carved)));
         }
+        // The allocation walks the carved range; the configuration gains the
+        // type only when the allocation commits, so a refusal leaves none.
         Ok(Some(carved))
     }
 
-    fn live_singleton(&self, service_type: &str, now: u64) -> Option<&Allocation> {
-        let single = self
-            .config
-            .service_types
-            .get(service_type)
-            .is_some_and(|t| t.instance_behavior == InstanceBehavior::Single);
-        if !single {
-            return None;
-        }
-        self.state().allocations.values().find(|a| a.service_type == service_type && self.holder_alive(a, now))
+    /// The live allocation a singleton type hands out again: one inside the
+    /// type's range (a port asked for outside it is no singleton), the
+    /// caller's own unless the admin made the type machine-wide.
+    fn live_singleton(&self, service_type: &str, caller: &Caller, now: u64) -> Option<&Allocation> {
+        let t =
+            self.config.service_types.get(service_type).filter(|t| t.instance_behavior == InstanceBehavior::Single)?;
+        self.state().allocations.values().find(|a| {
+            a.service_type == service_type
+                && t.contains(a.port)
+                && (t.machine_wide || a.owner.uid == caller.uid)
+                && self.holder_alive(a, now)
+        })
     }
 
     /// Candidate ports in policy order: requested → sticky → preferred →
@@ -284,12 +282,12 @@ impl Engine {
             (None, None) if service_type == UNMANAGED_TYPE => {
                 let p = requested.unwrap_or(0);
                 let end = (p as u32 + UNMANAGED_SPAN).min(u16::MAX as u32) as u16;
-                let sticky = self.state().sticky.get(sticky_key).copied();
+                let sticky = self.state().sticky.get(sticky_key).map(|s| s.port);
                 return Ok(Candidates { first: sticky.into_iter().collect(), runs: vec![p.saturating_add(1)..=end] });
             }
             (None, None) => return Err(ApiError::new(ErrorCode::UnknownServiceType, "unknown service type")),
         };
-        let sticky = self.state().sticky.get(sticky_key).copied();
+        let sticky = self.state().sticky.get(sticky_key).map(|s| s.port);
         if source == Source::Preload {
             // The busy port itself, the port its scope's server had, then
             // upwards, then wrap around the range.
@@ -469,8 +467,80 @@ struct Candidates {
     runs: Vec<std::ops::RangeInclusive<u16>>,
 }
 
-fn sticky_key(project: Option<&str>, name: &str) -> String {
-    format!("{}\u{0}{name}", project.unwrap_or(""))
+/// Sticky entries are per user: one user's ports never steer another's.
+fn sticky_key(uid: u32, project: Option<&str>, name: &str) -> String {
+    format!("{uid}\u{0}{}\u{0}{name}", project.unwrap_or(""))
+}
+
+/// Sticky entries older than this are dropped when their user next allocates.
+pub(super) const STICKY_MAX_AGE: Millis = 30 * 24 * 3600 * 1000;
+
+impl Engine {
+    /// Refuses an allocation that would take `caller` past its limits: the
+    /// allocations it may hold, and its share of `service_type`'s range.
+    pub(super) fn check_quota(&self, service_type: &str, auto: Option<&AutoType>, caller: &Caller) -> Result<()> {
+        let limits = &self.config.limits;
+        let held = self.occupancy.held_by(caller.uid);
+        if held >= limits.max_allocations_per_user {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "user {} already holds {held} allocations (limit {})",
+                    caller.uid, limits.max_allocations_per_user
+                ),
+            ));
+        }
+        let Some([start, end]) = self.range_of(service_type, auto) else {
+            return Ok(());
+        };
+        let size = usize::from(end - start) + 1;
+        let share = (size * usize::from(limits.range_share_percent) / 100).max(1);
+        let in_type = self.occupancy.held_in_type(caller.uid, service_type);
+        if in_type >= share {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "user {} already holds {in_type} of the {size} ports of {service_type} ({start}-{end}); \
+                     one user may hold {share} ({}%)",
+                    caller.uid, limits.range_share_percent
+                ),
+            )
+            .with_context(json!({"service_type": service_type, "port_range": [start, end], "share": share})));
+        }
+        Ok(())
+    }
+
+    /// A type's range, a carved one included.
+    fn range_of(&self, service_type: &str, auto: Option<&AutoType>) -> Option<[u16; 2]> {
+        self.config.service_types.get(service_type).map(|t| t.range).or(auto.map(|a| a.range))
+    }
+
+    /// The removals that keep `uid`'s sticky entries bounded once `key` is
+    /// added: entries past [`STICKY_MAX_AGE`], then the oldest beyond the
+    /// limit.
+    fn sticky_pruning(&self, uid: u32, key: &str, now: Millis) -> Vec<Change> {
+        if self.state().sticky.contains_key(key) {
+            // Renewing an entry adds none: the common case stays a lookup.
+            return Vec::new();
+        }
+        let prefix = format!("{uid}\u{0}");
+        let mut mine: Vec<(&String, Millis)> = self
+            .state()
+            .sticky
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, s)| (k, s.at))
+            .collect();
+        mine.sort_unstable_by_key(|(_, at)| *at);
+        let keep = self.config.limits.max_sticky_per_user.saturating_sub(1);
+        let excess = mine.len().saturating_sub(keep);
+        mine.iter()
+            .enumerate()
+            .filter(|(n, (_, at))| *n < excess || now.saturating_sub(*at) > STICKY_MAX_AGE)
+            .map(|(_, (k, _))| Change::RemoveSticky((*k).clone()))
+            .collect()
+    }
 }
 
 /// Where `uid`'s server of canonical port `port` in `scope` last landed.
@@ -481,33 +551,29 @@ fn scope_sticky_key(uid: u32, scope: &str, port: u16) -> String {
 impl Engine {
     /// An allocation as `viewer` may see it.
     fn view(&self, a: &Allocation, viewer: &Caller) -> AllocationView {
-        let mut allocation = a.clone();
-        let visible = viewer.may_see(a.owner.uid);
-        if !visible {
-            allocation.owner.pid = None;
-            allocation.owner.start_time = None;
-            allocation.project_path = None;
-            allocation.scope = None;
-        }
-        AllocationView {
-            process: allocation.owner.pid.and_then(|pid| self.host.comm(pid)),
+        let mut view = AllocationView {
+            // Another user's process name would be redacted: not looked up.
+            process: a.owner.pid.filter(|_| viewer.may_see(a.owner.uid)).and_then(|pid| self.host.comm(pid)),
             user: process::user_name(a.owner.uid),
-            allocation: allocation.into(),
-        }
+            allocation: a.clone().into(),
+        };
+        redact::allocation_view(&mut view, viewer.uid);
+        view
     }
 
     fn holder_of(&self, a: &Allocation, viewer: &Caller) -> Holder {
-        let visible = viewer.may_see(a.owner.uid);
-        let pid = a.owner.pid.filter(|_| visible);
-        Holder {
+        let pid = a.owner.pid.filter(|_| viewer.may_see(a.owner.uid));
+        let mut holder = Holder {
             uid: a.owner.uid,
             user: process::user_name(a.owner.uid),
             pid,
             process: pid.and_then(|pid| self.host.comm(pid)),
             service_type: Some(a.service_type.clone()),
             service_name: Some(a.service_name.clone()),
-            project: a.project_path.clone().filter(|_| visible),
-            instance_id: Some(a.instance_id.clone()).filter(|_| visible),
-        }
+            project: a.project_path.clone(),
+            instance_id: Some(a.instance_id.clone()),
+        };
+        redact::holder(&mut holder, viewer.uid);
+        holder
     }
 }

@@ -60,11 +60,13 @@ impl Engine {
                 ));
             }
             None => {
-                self.check_quota(caller)?;
                 let (service_type, service_name) = match &replaced {
                     Some(r) => (r.service_type.clone(), r.service_name.clone()),
                     None => (self.config.type_for_port(port).unwrap_or(UNMANAGED_TYPE).to_string(), service_name),
                 };
+                if !caller.is_root() {
+                    self.check_quota(&service_type, None, caller)?;
+                }
                 let start_time = caller.start_time.or_else(|| self.host.start_time(pid));
                 let owner = Owner { uid: caller.uid, pid: Some(pid), start_time };
                 changes.extend(existing.iter().map(remove_change));

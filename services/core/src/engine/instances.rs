@@ -1,26 +1,32 @@
 //! Instances (an agent session, say) that register, send heartbeats and
-//! end, and the session-lease allocations that end with them.
+//! end, and the session-lease allocations that end with them. An instance is
+//! owned like an allocation: only its user (or root) may renew, end or
+//! attach to it, and each user registers a bounded number.
+
+use std::collections::HashMap;
 
 use serde_json::json;
-use styxy_proto::api::{ErrorCode, RegisterInstanceRequest};
-use styxy_proto::model::{Allocation, Change, Instance, LeaseKind};
+use styxy_observe::process;
+use styxy_proto::api::{ErrorCode, InstanceView, RegisterInstanceRequest};
+use styxy_proto::model::{Allocation, Change, Instance};
 
-use styxy_proto::caller::Caller;
+use styxy_proto::caller::{Caller, redact};
 use styxy_proto::error::{ApiError, printable};
 
 use super::validate::{SHOWN, invalid, optional_name, validate_path};
 use super::{Engine, Result, remove_change};
+use crate::health::in_session;
+
+/// The largest metadata an instance may carry, encoded: enough for what
+/// agents record (a session id, pids), small enough that a user's instances
+/// stay a small part of the state.
+pub const MAX_METADATA: usize = 2048;
 
 impl Engine {
     pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
         let id = optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?
             .ok_or_else(|| invalid("instance_id is required"))?
             .to_string();
-        if let Some(existing) = self.state().instances.get(&id)
-            && !caller.may_see(existing.uid)
-        {
-            return Err(ApiError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
-        }
         let working_directory = req.working_directory.as_deref().map(validate_path).transpose()?;
         let project_root = req.project_root.as_deref().map(validate_path).transpose()?;
         let ttl_secs = req.ttl_secs.unwrap_or(self.config.instances.ttl_secs);
@@ -30,6 +36,27 @@ impl Engine {
         let metadata = req.metadata.clone().unwrap_or(json!({}));
         if !metadata.is_object() {
             return Err(invalid("metadata must be an object"));
+        }
+        if metadata.to_string().len() > MAX_METADATA {
+            return Err(invalid(format!("metadata must encode to at most {MAX_METADATA} bytes of JSON")));
+        }
+        self.reap()?;
+        match self.state().instances.get(&id) {
+            Some(existing) if !caller.may_see(existing.uid) => {
+                return Err(ApiError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
+            }
+            Some(_) => {}
+            None if !caller.is_root() => {
+                let held = self.state().instances.values().filter(|i| i.uid == caller.uid).count();
+                let limit = self.config.limits.max_instances_per_user;
+                if held >= limit {
+                    return Err(ApiError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!("user {} already has {held} registered instances (limit {limit})", caller.uid),
+                    ));
+                }
+            }
+            None => {}
         }
         let now = self.host.now();
         let instance = Instance {
@@ -55,14 +82,9 @@ impl Engine {
 
     /// Ends an instance and frees its session-lease allocations.
     pub fn end_instance(&mut self, id: &str, caller: &Caller) -> Result<Vec<u16>> {
-        self.owned_instance(id, caller)?;
-        let session: Vec<Allocation> = self
-            .state()
-            .allocations
-            .values()
-            .filter(|a| a.lease == LeaseKind::Session && a.instance_id == id)
-            .cloned()
-            .collect();
+        let instance = self.owned_instance(id, caller)?;
+        let session: Vec<Allocation> =
+            self.state().allocations.values().filter(|a| in_session(a, &instance)).cloned().collect();
         let mut changes: Vec<Change> = session.iter().map(remove_change).collect();
         changes.push(Change::RemoveInstance(id.to_string()));
         self.commit(changes)?;
@@ -80,8 +102,50 @@ impl Engine {
         Ok(instance)
     }
 
-    pub fn instances(&mut self) -> Result<Vec<Instance>> {
+    /// Refuses to tag an allocation with an instance of another user: its
+    /// agent would take the port for its own session's.
+    pub(super) fn check_instance_tag(&self, id: &str, caller: &Caller) -> Result<()> {
+        match self.state().instances.get(id) {
+            Some(i) if !caller.may_see(i.uid) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("instance {id} belongs to another user; tag allocations with your own instances"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The live instances as `viewer` may see them, each with its user's
+    /// name and the service types its session leases hold.
+    pub fn instances(&mut self, viewer: &Caller) -> Result<Vec<InstanceView>> {
         self.reap()?;
-        Ok(self.state().instances.values().cloned().collect())
+        let state = self.state();
+        let mut tagged: HashMap<&str, Vec<&Allocation>> = HashMap::new();
+        for a in state.allocations.values() {
+            tagged.entry(a.instance_id.as_str()).or_default().push(a);
+        }
+        Ok(state
+            .instances
+            .values()
+            .map(|i| {
+                let held = tagged.get(i.instance_id.as_str()).map_or(&[][..], Vec::as_slice);
+                let mut service_types: Vec<String> =
+                    held.iter().filter(|a| in_session(a, i)).map(|a| a.service_type.clone()).collect();
+                service_types.sort_unstable();
+                service_types.dedup();
+                let mut view = InstanceView {
+                    instance: i.clone().into(),
+                    user: process::user_name(i.uid),
+                    service_types,
+                    // The original's field: what is tagged with this instance, of its own user.
+                    active_allocations: held
+                        .iter()
+                        .filter(|a| a.owner.uid == i.uid)
+                        .map(|a| a.lock_id.clone())
+                        .collect(),
+                };
+                redact::instance_view(&mut view, viewer.uid);
+                view
+            })
+            .collect())
     }
 }

@@ -13,6 +13,9 @@ pub struct Occupancy {
     manual: PortSet,
     /// Live allocations per owner uid.
     per_uid: HashMap<u32, usize>,
+    /// Live allocations per owner uid and service type (a user's share of
+    /// each range).
+    per_uid_type: HashMap<u32, HashMap<String, usize>>,
 }
 
 impl Occupancy {
@@ -29,14 +32,22 @@ impl Occupancy {
             self.manual.insert(a.port);
         }
         *self.per_uid.entry(a.owner.uid).or_default() += 1;
+        let types = self.per_uid_type.entry(a.owner.uid).or_default();
+        match types.get_mut(&a.service_type) {
+            Some(held) => *held += 1,
+            None => {
+                types.insert(a.service_type.clone(), 1);
+            }
+        }
     }
 
     pub fn remove(&mut self, a: &Allocation) {
         self.manual.remove(a.port);
-        if let Some(held) = self.per_uid.get_mut(&a.owner.uid) {
-            *held -= 1;
-            if *held == 0 {
-                self.per_uid.remove(&a.owner.uid);
+        decrement(&mut self.per_uid, &a.owner.uid);
+        if let Some(types) = self.per_uid_type.get_mut(&a.owner.uid) {
+            decrement(types, &a.service_type);
+            if types.is_empty() {
+                self.per_uid_type.remove(&a.owner.uid);
             }
         }
     }
@@ -46,9 +57,28 @@ impl Occupancy {
         self.per_uid.get(&uid).copied().unwrap_or(0)
     }
 
+    /// How many allocations of `service_type` `uid` owns.
+    pub fn held_in_type(&self, uid: u32, service_type: &str) -> usize {
+        self.per_uid_type.get(&uid).and_then(|types| types.get(service_type)).copied().unwrap_or(0)
+    }
+
     /// The first port of `from..=to` that no manual lease holds.
     pub fn first_not_manual(&self, from: u16, to: u16) -> Option<u16> {
         self.manual.first_absent(from, to)
+    }
+}
+
+/// Counts one fewer under `key`, forgetting it at zero.
+fn decrement<K, Q>(counts: &mut HashMap<K, usize>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(held) = counts.get_mut(key) {
+        *held -= 1;
+        if *held == 0 {
+            counts.remove(key);
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+use super::allocate::STICKY_MAX_AGE;
 use super::*;
 use crate::health::Finding;
 use crate::host::fake::FakeHost;
@@ -603,3 +604,4 @@ fn a_moved_server_comes_back_to_its_scopes_port_and_other_users_do_not_see_the_s
     let bad = AllocateRequest { scope: Some("relative/dir".into()), ..moved("/x") };
     assert_eq!(f.engine.allocate(&bad, &me()).unwrap_err().code, ErrorCode::InvalidField);
 }
+mod threats;

@@ -43,20 +43,19 @@ pub(super) fn optional_name<'a>(v: Option<&'a str>, field: &str, max: usize, ext
     }
 }
 
-/// A scope is an absolute directory path (as `styxy_proto::scope` finds it).
-pub(super) fn validate_scope(p: &str) -> Result<String> {
-    if !p.starts_with('/') || p.len() > styxy_proto::scope::MAX_SCOPE_LEN || p.chars().any(|c| c.is_control()) {
-        return Err(invalid(format!(
-            "scope must be an absolute path of at most {} bytes without control characters",
-            styxy_proto::scope::MAX_SCOPE_LEN
-        )));
-    }
-    Ok(p.to_string())
-}
+/// Longest path accepted, in bytes (a scope is a path too, and the preload
+/// sends none longer).
+pub(super) const MAX_PATH: usize = styxy_proto::scope::MAX_SCOPE_LEN;
 
+/// A path a client names (a project, a working directory, a scope):
+/// absolute, at most [`MAX_PATH`] bytes, no control characters, so it can
+/// neither pose as text nor grow the state without bound.
 pub(super) fn validate_path(p: &str) -> Result<String> {
-    if p.chars().count() > 1000 || p.chars().any(|c| c.is_control()) {
-        return Err(invalid("paths must be at most 1000 characters without control characters"));
+    if !p.starts_with('/') || p.len() > MAX_PATH || p.chars().any(|c| c.is_control()) {
+        return Err(invalid(format!(
+            "paths must be absolute, at most {MAX_PATH} bytes, without control characters; got '{}'",
+            printable(p, SHOWN)
+        )));
     }
     Ok(p.to_string())
 }

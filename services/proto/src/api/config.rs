@@ -70,6 +70,10 @@ pub struct ServiceType {
     pub range: [u16; 2],
     #[serde(default)]
     pub instance_behavior: InstanceBehavior,
+    /// A singleton every user shares (a machine-wide service); otherwise each
+    /// user has their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine_wide: bool,
     #[serde(default)]
     pub examples: Vec<String>,
 }

@@ -26,13 +26,19 @@ pub struct InstancesResponse {
     pub instances: Vec<InstanceView>,
 }
 
-/// An instance as listed: the stored record and its live allocations.
+/// An instance as listed: the stored record, as the viewer may see it
+/// (another user's shows no id, paths or metadata), plus its user's name,
+/// the service types it holds ports of and its live allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceView {
     #[serde(flatten)]
     pub instance: Instance<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub service_types: Vec<String>,
     /// Lock ids of the allocations made under this instance id (the
-    /// original's field, which it never filled).
+    /// original's field, which it never filled; empty for another user's).
     #[serde(default)]
     pub active_allocations: Vec<String>,
 }
