@@ -364,12 +364,14 @@ impl Failure {
 /// PostToolUse / PostToolUseFailure: a conflict in a command's output (or
 /// a background task's, read later) is explained as one, with its holder
 /// and a command on a free port; once only: a start PreToolUse recognised
-/// on a held port was explained there, beside this same result.
+/// on a held port was explained when the command was run.
 pub fn post_tool_use(kind: EventKind, failure: &Failure, holder: Option<&Holder>, free_port: Option<u16>) -> Reply {
     if let (Some(port), Some(_), Some(_)) = (failure.port, &failure.start, holder) {
         return Reply::context(
             kind,
-            format!("styxy: this failure is the conflict on port {port} explained above, not a bug in the code."),
+            format!(
+                "styxy: this failure is the conflict on port {port} styxy noted when the command was run, not a bug in the code."
+            ),
         );
     }
     let mut text = format!(
@@ -679,7 +681,10 @@ mod tests {
         let holder = server(3000, other_session());
         let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
         let text = context(&reply);
-        assert_eq!(text, "styxy: this failure is the conflict on port 3000 explained above, not a bug in the code.");
+        assert_eq!(
+            text,
+            "styxy: this failure is the conflict on port 3000 styxy noted when the command was run, not a bug in the code."
+        );
         assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUse");
         // A start the command does not show (a script) was not explained before.
         let f = failure("./dev.sh", "Error: listen EADDRINUSE: address already in use :::3000");
