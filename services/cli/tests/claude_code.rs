@@ -131,9 +131,9 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Value>>, steps: &[Value]) {
     } else {
         recorded.lock().unwrap().push(body.clone());
         let results = tool_results(&body["messages"]);
-        let step = steps.get(results).filter(|_| body.get("tools").is_some());
+        let step = steps.get(results).filter(|_| body.get("tools").is_some()).map(|s| with_task(s, &body));
         if body["stream"] == true {
-            ("text/event-stream", events(step, results))
+            ("text/event-stream", events(step.as_ref(), results))
         } else {
             (
                 "application/json",
@@ -150,6 +150,27 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Value>>, steps: &[Value]) {
         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
         answer.len()
     );
+}
+
+/// `step` with `@OUTPUT@` and `@TASK@` standing for the output file and
+/// the id of the last background task the conversation started.
+fn with_task(step: &Value, body: &Value) -> Value {
+    let mut texts = Vec::new();
+    collect_text(&body["messages"], &mut texts);
+    let after = |marker: &str| {
+        texts.iter().rev().find_map(|t| {
+            let rest = &t[t.find(marker)? + marker.len()..];
+            Some(rest.split(|c: char| c.is_whitespace()).next()?.trim_end_matches('.').to_string())
+        })
+    };
+    let output =
+        after("Output is being written to: ").map(|o| format!("{o}.output").replace(".output.output", ".output"));
+    let task = after("background with ID: ");
+    let raw = step
+        .to_string()
+        .replace("@OUTPUT@", output.as_deref().unwrap_or_default())
+        .replace("@TASK@", task.as_deref().unwrap_or_default());
+    serde_json::from_str(&raw).unwrap()
 }
 
 fn tool_results(messages: &Value) -> usize {
@@ -212,6 +233,10 @@ impl Session<'_> {
     /// Runs the session to its end with the model playing `steps`; returns
     /// the mock API (what the model was shown) and the stream-json lines.
     fn run(&self, steps: Vec<Value>) -> (MockApi, Vec<Value>) {
+        // One session at a time: another test's servers would be in the
+        // kernel's listeners this one's hooks read.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let api = MockApi::start(steps);
         let mut command = Command::new(claude_bin(self.version));
         command
@@ -293,13 +318,30 @@ struct OtherSession(Child);
 
 impl OtherSession {
     fn start(sb: &Sandbox, project: &Path, port: u16) -> OtherSession {
-        let session = "0ther5e5-0000-4000-8000-000000000000";
+        let session = format!("0ther5e5-0000-4000-8000-{port:012}");
         let event = json!({"session_id": session, "cwd": project, "hook_event_name": "SessionStart",
             "source": "startup", "transcript_path": "/dev/null"});
-        let mut hook =
-            sb.styxy().args(["hook", "session-start"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        hook.stdin.take().unwrap().write_all(event.to_string().as_bytes()).unwrap();
-        assert!(hook.wait().unwrap().success());
+        let event_file = sb.path().join("other-session-start.json");
+        std::fs::write(&event_file, event.to_string()).unwrap();
+        // Its hook runs orphaned, as if its Claude Code had gone: this test
+        // process (and its mock API's socket) is nobody's session.
+        let orphan = "(sleep 0.2; exec \"$0\" hook session-start < \"$1\" > /dev/null) &";
+        let mut hook = sb.styxy();
+        let status = Command::new("sh")
+            .args(["-c", orphan])
+            .arg(styxy_testkit::styxy_bin())
+            .arg(&event_file)
+            .envs(hook.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let instance = format!("claude-{session}");
+        let deadline = Instant::now() + PATIENCE;
+        while !text(&hook.args(["instances"]).output().unwrap().stdout).contains(&instance) {
+            assert!(Instant::now() < deadline, "the other session never registered");
+            std::thread::sleep(Duration::from_millis(100));
+            hook = sb.styxy();
+        }
         // Started the way its Bash commands start servers: with its id.
         let server = Command::new("python3")
             .env("STYXY_SESSION", format!("claude-{session}"))
@@ -346,5 +388,46 @@ fn session_start_tells_the_model_of_other_sessions_and_its_bash_gets_the_session
         assert!(shown.contains("do not stop them"), "{version}: {shown}");
         let id = session_id(&lines);
         assert!(shown.contains(&format!("session=claude-{id}")), "{version}: {shown}");
+    }
+}
+
+/// The tool that reads a background task's output in `version`.
+fn read_task_output(version: &str) -> Value {
+    if version == versions()[0] {
+        tool("Read", json!({"file_path": "@OUTPUT@"}))
+    } else {
+        tool("TaskOutput", json!({"task_id": "@TASK@", "block": false, "timeout": 1000}))
+    }
+}
+
+/// A background start on another session's port, the preload on: the
+/// model is told the start moves and which line names the port, and the
+/// output it reads names the port the server really listened on.
+#[test]
+fn a_background_start_on_another_sessions_port_is_moved_and_the_model_told_so() {
+    for version in versions() {
+        let sb = Sandbox::new();
+        let port = free_port();
+        let _other = OtherSession::start(&sb, &project(&sb, "other"), port);
+        let session =
+            Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: project(&sb, "app"), env: Vec::new() };
+        // Ends by itself: a headless session waits for its background tasks.
+        let start = format!("timeout 6 python3 -u -m http.server {port} --bind 127.0.0.1");
+        let steps = vec![
+            tool("Bash", json!({"command": start, "description": "serve", "run_in_background": true})),
+            bash("sleep 2"),
+            read_task_output(version),
+        ];
+        let (api, _) = session.run(steps);
+        let shown = api.shown();
+        assert!(shown.contains(&format!("port {port} is in use by python3")), "{version}: {shown}");
+        assert!(shown.contains("This start is moved to a free port by styxy"), "{version}: {shown}");
+        assert!(!shown.contains("is free:"), "{version}: no port of styxy's choosing: {shown}");
+        let moved = shown
+            .lines()
+            .find_map(|l| styxy_testkit::moved_line(l.trim_start_matches(|c: char| c.is_ascii_digit() || c == '\t')))
+            .unwrap_or_else(|| panic!("{version}: the model never saw where the server listens: {shown}"));
+        assert_eq!(moved.0, port, "{version}");
+        assert_ne!(moved.1, port, "{version}");
     }
 }
