@@ -182,7 +182,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
 }
 
 /// `STYXY_PRELOAD=off` (or 0, false, no): the preload loads but does nothing.
-fn preload_switched_off() -> bool {
+pub fn preload_switched_off() -> bool {
     std::env::var("STYXY_PRELOAD").is_ok_and(|v| ["off", "0", "false", "no"].iter().any(|w| v.eq_ignore_ascii_case(w)))
 }
 

@@ -31,8 +31,13 @@ fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
     raw
 }
 
-/// Runs `styxy hook ARGS` with `input` on stdin.
+/// Runs `styxy hook ARGS` with `input` on stdin. Tool hooks run as in a
+/// session without the preload, whose advice names free ports
+/// (tests/claude_code.rs has sessions with it).
 fn hook(mut command: Command, args: &[&str], input: &[u8]) -> Output {
+    if args.first() != Some(&"session-start") {
+        command.env("STYXY_PRELOAD", "off");
+    }
     let mut child = command
         .arg("hook")
         .args(args)
@@ -99,7 +104,9 @@ fn validate(event: &str, reply: &Value, tool_input: Option<&Value>) {
         assert!(specific["permissionDecisionReason"].as_str().is_some_and(|r| !r.is_empty()), "{reply}");
     }
     if let Some(updated) = specific.get("updatedInput") {
-        assert!(matches!(decision, Some("allow" | "ask")), "updatedInput needs allow or ask: {reply}");
+        // Claude Code (2.1.197, 2.1.332) applies it without a decision, the
+        // user's permission rules deciding (tests/claude_code.rs); never allow.
+        assert_ne!(decision, Some("allow"), "styxy never approves a command: {reply}");
         let updated = updated.as_object().expect("updatedInput is an object");
         assert!(updated["command"].is_string(), "{reply}");
         // It replaces the whole input: every other field is kept.
@@ -256,8 +263,8 @@ fn two_sessions_one_port() {
     let start_a = fixture("session_start.json", &[("SESSION", session_a), ("CWD", &project_a.to_string_lossy())]);
     let mut c = sb.styxy();
     c.env("CLAUDE_ENV_FILE", &env_a).env("STYXY_PRELOAD_LIB", &fake_lib);
-    let r = reply(&hook(c, &["session-start"], start_a.as_bytes())).expect("a session-start reply");
-    validate("SessionStart", &r, None);
+    // Nobody else holds a port: nothing to tell the model.
+    assert_eq!(reply(&hook(c, &["session-start"], start_a.as_bytes())), None);
     assert!(instance_ids(&sb).contains(&instance_a));
     let sourced = Command::new("sh")
         .arg("-c")
@@ -411,7 +418,7 @@ fn no_conflict_no_reply() {
     let session = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
     let cwd = dir.to_string_lossy().into_owned();
     let start = fixture("session_start.json", &[("SESSION", session), ("CWD", &cwd)]);
-    reply(&hook(sb.styxy(), &["session-start"], start.as_bytes())).unwrap();
+    assert_eq!(reply(&hook(sb.styxy(), &["session-start"], start.as_bytes())), None);
 
     let port = unused_port();
     let free_start = format!("python3 -m http.server {port}");

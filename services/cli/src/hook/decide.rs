@@ -198,13 +198,14 @@ pub fn kill_victims<'a>(kill: &KillTarget, servers: &'a [Holder]) -> Vec<&'a Hol
         .collect()
 }
 
-/// The sentence that moves a start to `free_port`.
+/// The sentence that moves a start to `free_port`, in the tool's own
+/// syntax where styxy knows it.
 fn alternative(command: &str, start: &ServerStart, free_port: Option<u16>) -> (String, Option<String>) {
     let Some(free) = free_port else {
         return (format!("No free {} port was found; ask the user which port to use.", start.service_type), None);
     };
     match shellcmd::rewrite_port(command, start, free) {
-        Some(rewritten) => (format!("Run this instead, on free port {free}: {rewritten}"), Some(rewritten)),
+        Some(rewritten) => (format!("Port {free} is free: {rewritten}"), Some(rewritten)),
         None => (
             format!(
                 "Port {free} is free; {} takes its port from its configuration file here, so set it there.",
@@ -215,45 +216,38 @@ fn alternative(command: &str, start: &ServerStart, free_port: Option<u16>) -> (S
     }
 }
 
-/// PreToolUse (Bash): advice for starts whose port is taken, and `ask` for
-/// kills aimed at servers this session did not start. With `rewrite`, a
-/// single start whose port is taken by someone else comes back as
-/// `updatedInput` on a free port, for the user to confirm.
+/// How the session's commands run, which decides what advice is true.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Advice {
+    /// The preload is in the session's Bash commands: a server whose port
+    /// is busy moves to a free one by itself and prints where.
+    pub preload: bool,
+    /// `hooks install --rewrite`: a start on a port someone else holds is
+    /// changed to a free port before it runs.
+    pub rewrite: bool,
+}
+
+/// The preload's line that names where a moved server listens.
+const MOVED_LINE: &str = "`styxy: port … listening on N instead`";
+
+/// PreToolUse (Bash): what happens to starts whose port is taken, and
+/// `ask` for kills aimed at servers this session did not start.
+///
+/// Claude Code shows this context beside the command's result, after the
+/// command ran, so it is worded to be true then. With `rewrite`, a single
+/// start on a port someone else holds comes back as `updatedInput` without
+/// a permission decision: the user's own permission rules still decide
+/// whether it runs, and when it does it runs as rewritten. A command that
+/// also asks (a kill) is not rewritten: headless clients take `ask` as a
+/// refusal, and nothing would run that the context could describe.
 pub fn pre_tool_use(
     tool_input: &Map<String, Value>,
     command: &str,
     plan: &Plan,
     checks: &[StartCheck],
     servers: &[Holder],
-    rewrite: bool,
+    advice: Advice,
 ) -> Option<Reply> {
-    let mut context = Vec::new();
-    let mut notices = Vec::new();
-    let mut moves = Vec::new();
-    for (start, check) in plan.starts.iter().zip(checks) {
-        let (Some(port), Some(holder)) = (start.port, &check.holder) else {
-            continue;
-        };
-        if !holder.blocks() {
-            continue;
-        }
-        let (advice, rewritten) = alternative(command, start, check.free_port);
-        if holder.is_foreign() {
-            context.push(format!("styxy: port {port} is {}; do not stop it. {advice}", holder.phrase()));
-            notices.push(match check.free_port {
-                Some(free) => format!("port {port} is taken by {}; suggested {free}", holder.what()),
-                None => format!("port {port} is taken by {}", holder.what()),
-            });
-            moves.push((port, check.free_port, rewritten, holder));
-        } else {
-            context.push(format!(
-                "styxy: port {port} is already {}: a server of yours still runs there. \
-                 Reuse it, or stop it first to restart it. {advice}",
-                holder.phrase()
-            ));
-        }
-    }
-
     let victims: Vec<&Holder> = plan
         .kill
         .as_ref()
@@ -262,6 +256,43 @@ pub fn pre_tool_use(
         .into_iter()
         .filter(|h| h.is_foreign())
         .collect();
+    let blocked: Vec<(&ServerStart, u16, &Holder, Option<u16>)> = plan
+        .starts
+        .iter()
+        .zip(checks)
+        .filter_map(|(start, check)| {
+            let holder = check.holder.as_ref().filter(|h| h.blocks())?;
+            Some((start, start.port?, holder, check.free_port))
+        })
+        .collect();
+    let rewritten = match blocked.as_slice() {
+        [(start, _, holder, Some(free))] if advice.rewrite && victims.is_empty() && holder.is_foreign() => {
+            shellcmd::rewrite_port(command, start, *free).map(|r| (*free, r))
+        }
+        _ => None,
+    };
+
+    let mut context = Vec::new();
+    let mut notices = Vec::new();
+    for (start, port, holder, free_port) in &blocked {
+        let whose = if holder.is_foreign() {
+            format!("styxy: port {port} is {}; do not stop it.", holder.phrase())
+        } else {
+            format!("styxy: port {port} is already {}: a server of yours runs there; reuse it.", holder.phrase())
+        };
+        let what = match (&rewritten, advice.preload) {
+            (Some((free, line)), _) => format!(" styxy changed the command to use port {free}: `{}`.", quoted(line)),
+            (None, true) => {
+                format!(" This start is moved to a free port by styxy; its line {MOVED_LINE} gives the port.")
+            }
+            (None, false) => format!(" {}", alternative(command, start, *free_port).0),
+        };
+        context.push(format!("{whose}{what}"));
+        if holder.is_foreign() {
+            notices.push(format!("port {port} is taken by {}", holder.what()));
+        }
+    }
+
     let mut reasons: Vec<String> =
         victims.iter().take(MAX_LISTED).map(|h| format!("port {}: {}", h.port, h.phrase())).collect();
     if !victims.is_empty() {
@@ -273,26 +304,15 @@ pub fn pre_tool_use(
         reasons = vec![format!("styxy: this stops servers this session did not start: {}", reasons.join("; "))];
     }
 
-    let mut updated_input = None;
-    if let [(port, Some(free), Some(rewritten), holder)] = moves.as_slice()
-        && rewrite
-    {
-        let mut input = tool_input.clone();
-        input.insert("command".into(), Value::String(rewritten.clone()));
-        updated_input = Some(input);
-        reasons.push(format!(
-            "styxy: port {port} is {}; this runs the server on free port {free} instead",
-            holder.phrase()
-        ));
-        context.push(format!(
-            "styxy: the command was changed to use port {free}; the server will listen there, not on {port}."
-        ));
-    }
-
     if context.is_empty() {
         return None;
     }
     let ask = !reasons.is_empty();
+    let updated_input = rewritten.map(|(_, line)| {
+        let mut input = tool_input.clone();
+        input.insert("command".into(), Value::String(line));
+        input
+    });
     Some(Reply {
         system_message: (!ask && !notices.is_empty()).then(|| format!("styxy: {}", notices.join("; "))),
         hook_specific_output: SpecificOutput {
@@ -341,9 +361,19 @@ impl Failure {
     }
 }
 
-/// PostToolUse / PostToolUseFailure (Bash): a conflict in the output is
-/// explained as one, with its holder and a command on a free port.
+/// PostToolUse / PostToolUseFailure: a conflict in a command's output (or
+/// a background task's, read later) is explained as one, with its holder
+/// and a command on a free port; once only: a start PreToolUse recognised
+/// on a held port was explained when the command was run.
 pub fn post_tool_use(kind: EventKind, failure: &Failure, holder: Option<&Holder>, free_port: Option<u16>) -> Reply {
+    if let (Some(port), Some(_), Some(_)) = (failure.port, &failure.start, holder) {
+        return Reply::context(
+            kind,
+            format!(
+                "styxy: this failure is the conflict on port {port} styxy noted when the command was run, not a bug in the code."
+            ),
+        );
+    }
     let mut text = format!(
         "styxy: this failure is a port conflict, not a bug in the code (\"{}\").",
         quoted(&failure.conflict.line)
@@ -382,7 +412,7 @@ pub fn session_start(
     servers: &[Holder],
     preload: bool,
     routes: &[Route],
-) -> Reply {
+) -> Option<Reply> {
     let in_project =
         |h: &Holder| project.is_some_and(|root| h.project.as_deref().is_some_and(|p| Path::new(p).starts_with(root)));
     let others: Vec<&Holder> = servers.iter().filter(|h| matches!(h.belongs, Belongs::OtherSession { .. })).collect();
@@ -392,13 +422,15 @@ pub fn session_start(
         .filter(|h| h.belongs == Belongs::ThisSession || in_project(h))
         .collect();
 
+    let moved = moved_servers_note(routes);
+    if ours.is_empty() && others.is_empty() && moved.is_none() {
+        return None;
+    }
     let mut text = format!("styxy coordinates ports on this machine (this session is {instance_id}).");
     if !ours.is_empty() {
         text.push_str(&format!(" Ports this project already holds: {}.", list(&ours, false)));
     }
-    if others.is_empty() {
-        text.push_str(" No other session holds a port.");
-    } else {
+    if !others.is_empty() {
         text.push_str(&format!(" Ports held by other sessions: {}; do not stop them.", list(&others, true)));
     }
     text.push_str(" For a server of your own, `styxy allocate -s TYPE` reserves a free port for this session");
@@ -408,11 +440,11 @@ pub fn session_start(
         );
     }
     text.push('.');
-    if let Some(note) = moved_servers_note(routes) {
+    if let Some(note) = moved {
         text.push(' ');
         text.push_str(&note);
     }
-    Reply::context(EventKind::SessionStart, text)
+    Some(Reply::context(EventKind::SessionStart, text))
 }
 
 /// What the agent should know about its worktree's moved servers, from the
@@ -494,8 +526,12 @@ mod tests {
     }
 
     fn decide(command: &str, checks: Vec<StartCheck>, servers: &[Holder], rewrite: bool) -> Option<Reply> {
+        advise(command, checks, servers, Advice { preload: false, rewrite })
+    }
+
+    fn advise(command: &str, checks: Vec<StartCheck>, servers: &[Holder], advice: Advice) -> Option<Reply> {
         let plan = Plan::of(command, Path::new("/"));
-        pre_tool_use(&input(command), command, &plan, &checks, servers, rewrite)
+        pre_tool_use(&input(command), command, &plan, &checks, servers, advice)
     }
 
     fn taken(belongs: Belongs, free_port: Option<u16>) -> StartCheck {
@@ -519,36 +555,44 @@ mod tests {
         let text = context(&reply);
         assert!(text.contains("port 3000 is in use by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`) of another Claude Code session (claude-b, project /home/u/other)"), "{text}");
         assert!(text.contains("do not stop it"), "{text}");
-        assert!(text.contains("Run this instead, on free port 3001: next dev -p 3001"), "{text}");
+        assert!(text.contains("Port 3001 is free: next dev -p 3001"), "{text}");
         // Advice only: the normal permission flow decides.
         assert_eq!(reply.hook_specific_output.permission_decision, None);
         assert_eq!(reply.hook_specific_output.updated_input, None);
         assert_eq!(
             reply.system_message.as_deref(),
-            Some(
-                "styxy: port 3000 is taken by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`); suggested 3001"
-            )
+            Some("styxy: port 3000 is taken by node (pid 4242, `node /home/u/other/node_modules/.bin/next dev`)")
         );
     }
 
     #[test]
-    fn with_rewrite_the_command_comes_back_on_the_free_port_for_confirmation() {
+    fn with_rewrite_the_command_runs_on_the_free_port_and_the_users_rules_still_decide() {
         let reply = decide("vite --port 3000", vec![taken(Belongs::Outside, Some(3001))], &[], true).unwrap();
         let out = &reply.hook_specific_output;
-        assert_eq!(out.permission_decision, Some(Decision::Ask));
+        assert_eq!(out.permission_decision, None, "no ask (a refusal headless), no allow (past the user's rules)");
         let updated = out.updated_input.as_ref().unwrap();
         assert_eq!(updated["command"], "vite --port 3001 --strictPort");
         assert_eq!(updated["description"], "Start the dev server", "other fields are kept");
         assert_eq!(updated["timeout"], 120000);
-        assert!(out.permission_decision_reason.as_deref().unwrap().contains("free port 3001"));
-        assert!(context(&reply).contains("the server will listen there, not on 3000"));
+        assert!(context(&reply).contains("styxy changed the command to use port 3001"), "{}", context(&reply));
+    }
+
+    #[test]
+    fn with_the_preload_a_start_on_a_held_port_is_announced_as_moved() {
+        let advice = Advice { preload: true, rewrite: false };
+        let reply = advise("next dev", vec![taken(other_session(), Some(3001))], &[], advice).unwrap();
+        let text = context(&reply);
+        assert!(text.contains("This start is moved to a free port by styxy"), "{text}");
+        assert!(text.contains("`styxy: port … listening on N instead` gives the port"), "{text}");
+        assert!(!text.contains("3001"), "no port of its own choosing: {text}");
+        assert!(text.chars().count() <= 400, "{} characters: {text}", text.chars().count());
     }
 
     #[test]
     fn this_sessions_own_server_is_named_as_such_and_never_rewritten() {
         let reply = decide("next dev", vec![taken(Belongs::ThisSession, Some(3001))], &[], true).unwrap();
         let text = context(&reply);
-        assert!(text.contains("a server of yours still runs there"), "{text}");
+        assert!(text.contains("a server of yours runs there; reuse it"), "{text}");
         assert!(text.contains("started by this session"), "{text}");
         assert_eq!(reply.hook_specific_output.updated_input, None);
         assert_eq!(reply.hook_specific_output.permission_decision, None);
@@ -607,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_for_a_kill_and_a_start_asks_once_with_both_reasons() {
+    fn a_kill_and_a_start_asks_and_is_not_rewritten() {
         let servers = [server(3000, other_session())];
         let reply = decide("kill $(lsof -ti:3000); next dev", vec![taken(other_session(), Some(3001))], &servers, true)
             .unwrap();
@@ -615,8 +659,8 @@ mod tests {
         assert_eq!(out.permission_decision, Some(Decision::Ask));
         let reason = out.permission_decision_reason.as_deref().unwrap();
         assert!(reason.contains("stops servers this session did not start"), "{reason}");
-        assert!(reason.contains("free port 3001"), "{reason}");
-        assert_eq!(out.updated_input.as_ref().unwrap()["command"], "kill $(lsof -ti:3000); next dev -p 3001");
+        assert_eq!(out.updated_input, None, "headless, ask refuses: a rewrite would never run");
+        assert!(!context(&reply).contains("changed"), "{}", context(&reply));
         assert_eq!(reply.system_message, None);
     }
 
@@ -637,10 +681,18 @@ mod tests {
         let holder = server(3000, other_session());
         let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
         let text = context(&reply);
+        assert_eq!(
+            text,
+            "styxy: this failure is the conflict on port 3000 styxy noted when the command was run, not a bug in the code."
+        );
+        assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUse");
+        // A start the command does not show (a script) was not explained before.
+        let f = failure("./dev.sh", "Error: listen EADDRINUSE: address already in use :::3000");
+        let reply = post_tool_use(EventKind::PostToolUse, &f, Some(&holder), Some(3001));
+        let text = context(&reply);
         assert!(text.starts_with("styxy: this failure is a port conflict, not a bug in the code"), "{text}");
         assert!(text.contains("claude-b, project /home/u/other"), "{text}");
-        assert!(text.contains("next dev -p 3001"), "{text}");
-        assert_eq!(reply.hook_specific_output.hook_event_name, "PostToolUse");
+        assert!(text.contains("Port 3001 is free; start the server there"), "{text}");
     }
 
     #[test]
@@ -678,7 +730,8 @@ mod tests {
         let mut theirs = server(3000, other_session());
         theirs.reservation = Some(Reservation { service_type: "dev".into(), service_name: "web".into() });
         let unrelated = server(9000, Belongs::Outside);
-        let reply = session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true, &[]);
+        let reply =
+            session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true, &[]).unwrap();
         let text = context(&reply);
         assert!(text.contains("this session is claude-a"), "{text}");
         assert!(text.contains("Ports this project already holds: 5173 (node), 8000 (api backend, node)."), "{text}");
@@ -688,15 +741,15 @@ mod tests {
         );
         assert!(!text.contains("9000"), "{text}");
         assert!(text.contains("moves to a free one by itself"), "{text}");
-        let reply = session_start("claude-a", None, &[], false, &[]);
-        assert!(context(&reply).contains("No other session holds a port."));
-        assert!(!context(&reply).contains("moves to a free one"));
+        assert_eq!(session_start("claude-a", None, &[], true, &[]), None, "nothing worth saying");
+        let reply = session_start("claude-a", None, &[server(3000, other_session())], false, &[]).unwrap();
+        assert!(!context(&reply).contains("moves to a free one"), "the preload is off");
     }
 
     #[test]
     fn long_lists_and_command_lines_are_cut() {
         let many: Vec<Holder> = (0..30).map(|i| server(3000 + i, other_session())).collect();
-        let reply = session_start("claude-a", None, &many, false, &[]);
+        let reply = session_start("claude-a", None, &many, false, &[]).unwrap();
         assert!(context(&reply).contains("and 18 more"));
         let mut long = server(3000, Belongs::Outside);
         long.command = Some(format!("node {}", "a".repeat(500)));
@@ -712,7 +765,7 @@ mod tests {
             service_name: name.into(),
         };
         let routes = [route(3000, 3000, "web"), route(8000, 8001, "backend")];
-        let reply = session_start("claude-b", Some("/src/shop-b"), &[], true, &routes);
+        let reply = session_start("claude-b", Some("/src/shop-b"), &[], true, &routes).unwrap();
         let text = serde_json::to_string(&reply).unwrap();
         assert!(text.contains("In this worktree your backend :8000 runs on :8001"), "{text}");
         assert!(text.contains("reach them at :8000 as usual"), "{text}");

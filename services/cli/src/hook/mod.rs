@@ -21,9 +21,9 @@ use crate::cli::EXIT_OK;
 use crate::discover::Discovery;
 use crate::output::{Failure, print, warn};
 use crate::ports::ENV_SESSION;
-use crate::run::{find_preload, posix_preload_lines, preloadable, sh_quote};
+use crate::run::{find_preload, posix_preload_lines, preload_switched_off, preloadable, sh_quote};
 use crate::scopes;
-use decide::{Failure as ConflictFailure, Holder, Plan, StartCheck};
+use decide::{Advice, Failure as ConflictFailure, Holder, Plan, StartCheck};
 use owner::Sessions;
 use protocol::{Event, EventKind, Reply};
 use std::cell::OnceCell;
@@ -163,6 +163,7 @@ fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Res
         Some(file) => write_env_file(Path::new(&file), &session.instance_id, session.project.as_deref())?,
         None => false,
     };
+
     let servers = world.servers()?;
     let project = session.project.as_ref().map(|p| p.to_string_lossy());
     let routes = match &project {
@@ -172,7 +173,14 @@ fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Res
         }
         None => Vec::new(),
     };
-    Ok(Some(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload, &routes)))
+    Ok(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload, &routes))
+}
+
+/// The preload library session start puts into the session's Bash
+/// commands: none when it is missing or switched off (`STYXY_PRELOAD=off`,
+/// which those commands inherit from Claude Code as this hook does).
+fn session_preload() -> Option<PathBuf> {
+    find_preload().ok().filter(|lib| preloadable(lib) && !preload_switched_off())
 }
 
 /// Appends `STYXY_SESSION`, the session's scope (its worktree, wherever its
@@ -182,7 +190,7 @@ fn write_env_file(file: &Path, instance_id: &str, scope: Option<&Path>) -> Resul
     let io_error = |e: std::io::Error| Failure::local("io", format!("cannot write {}: {e}", file.display()));
     let session_line = format!("export {ENV_SESSION}={}\n", sh_quote(instance_id));
     let existing = std::fs::read_to_string(file).unwrap_or_default();
-    let lib = find_preload().ok().filter(|lib| preloadable(lib));
+    let lib = session_preload();
     if existing.contains(&session_line) {
         return Ok(lib.is_some_and(|l| existing.contains(&posix_preload_lines(&l))));
     }
@@ -249,7 +257,8 @@ fn pre_tool_use(
         Some(_) => world.servers()?,
         None => Vec::new(),
     };
-    Ok(decide::pre_tool_use(tool_input, command, &plan, &checks, &servers, rewrite))
+    let preload = session_preload().is_some();
+    Ok(decide::pre_tool_use(tool_input, command, &plan, &checks, &servers, Advice { preload, rewrite }))
 }
 
 fn post_tool_use(

@@ -17,11 +17,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Tools whose output post-tool-use reads: Bash, and the tools that read a
-/// background shell's output (BashOutput, TaskOutput in later versions).
-const OUTPUT_TOOLS: &[&str] = &["Bash", "BashOutput", "TaskOutput"];
+/// background task's output: BashOutput (2.0), TaskOutput (2.1.1xx, its
+/// text nested in `task.output`) and, since 2.1.3xx, Read of the task's
+/// output file (`…/tasks/<id>.output`, its text in `file.content`).
+const OUTPUT_TOOLS: &[&str] = &["Bash", "BashOutput", "TaskOutput", "Read"];
 
 /// Where a tool response holds what was printed.
-const TEXT_FIELDS: &[&str] = &["stdout", "stderr", "output"];
+const TEXT_FIELDS: &[&str] = &["stdout", "stderr", "output", "content"];
+/// Objects of a tool response that nest those fields.
+const NESTED: &[&str] = &["task", "file"];
+/// What a background task's output file is called.
+const TASK_OUTPUT_DIR: &str = "tasks";
+const TASK_OUTPUT_EXTENSION: &str = "output";
 
 /// The events styxy answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +80,7 @@ impl EventKind {
     pub fn matcher(self) -> Option<&'static str> {
         match self {
             EventKind::PreToolUse => Some("Bash"),
-            EventKind::PostToolUse | EventKind::PostToolUseFailure => Some("Bash|BashOutput|TaskOutput"),
+            EventKind::PostToolUse | EventKind::PostToolUseFailure => Some("Bash|BashOutput|TaskOutput|Read"),
             EventKind::SessionStart | EventKind::SessionEnd => None,
         }
     }
@@ -145,15 +152,32 @@ impl Event {
         }
     }
 
+    /// Whether a Read reads a background task's output file.
+    fn reads_task_output(&self) -> bool {
+        let path = self.tool_input.as_ref().and_then(|i| i.get("file_path")?.as_str()).map(std::path::Path::new);
+        path.is_some_and(|p| {
+            p.extension().is_some_and(|e| e == TASK_OUTPUT_EXTENSION)
+                && p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == TASK_OUTPUT_DIR)
+        })
+    }
+
     /// What a shell tool printed: Bash's stdout and stderr (or those of a
-    /// background shell, read with BashOutput or TaskOutput) on success,
-    /// the error text on failure. None for other tools.
+    /// background task, read with BashOutput, TaskOutput or Read of its
+    /// output file) on success, the error text on failure. None for other
+    /// tools and other files.
     pub fn shell_output(&self) -> Option<String> {
-        if !OUTPUT_TOOLS.contains(&self.tool_name.as_deref()?) {
+        let tool = self.tool_name.as_deref()?;
+        if !OUTPUT_TOOLS.contains(&tool) || (tool == "Read" && !self.reads_task_output()) {
             return None;
         }
+        fn texts(object: &Map<String, Value>) -> Vec<&str> {
+            TEXT_FIELDS.iter().filter_map(|k| object.get(*k)?.as_str()).collect()
+        }
         let mut parts: Vec<&str> = match &self.tool_response {
-            Some(Value::Object(response)) => TEXT_FIELDS.iter().filter_map(|k| response.get(*k)?.as_str()).collect(),
+            Some(Value::Object(response)) => {
+                let nested = NESTED.iter().filter_map(|k| response.get(*k)?.as_object());
+                texts(response).into_iter().chain(nested.flat_map(texts)).collect()
+            }
             Some(Value::String(s)) => vec![s.as_str()],
             _ => Vec::new(),
         };
@@ -246,6 +270,34 @@ mod tests {
         assert_eq!(event.bash_command(), None);
         assert_eq!(event.shell_command(), None);
         assert!(event.shell_output().unwrap().contains("EADDRINUSE"));
+    }
+
+    #[test]
+    fn background_output_is_read_from_task_output_and_from_the_tasks_output_file() {
+        let task_output: Event = serde_json::from_value(serde_json::json!({
+            "session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "TaskOutput",
+            "tool_input": {"task_id": "b4gr57lm9", "block": true, "timeout": 5000},
+            "tool_response": {"retrieval_status": "success", "task": {"task_id": "b4gr57lm9",
+                "task_type": "local_bash", "status": "failed", "description": "x",
+                "output": "Error: listen EADDRINUSE: address already in use :::3000\n", "exitCode": 1}}
+        }))
+        .unwrap();
+        assert!(task_output.shell_output().unwrap().contains("EADDRINUSE"));
+        let read = |path: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "Read",
+                "tool_input": {"file_path": path},
+                "tool_response": {"type": "text", "file": {"filePath": path,
+                    "content": "Error: listen EADDRINUSE: address already in use :::3000\n", "numLines": 1}}
+            }))
+            .unwrap()
+        };
+        let output = read("/tmp/claude-0/-src-app/cf5b0718/tasks/bqixj3nd0.output");
+        assert!(output.shell_output().unwrap().contains("EADDRINUSE"));
+        assert_eq!(output.shell_command(), None);
+        // Any other file is the code's, not a server's output.
+        assert_eq!(read("/src/app/docs/errors.md").shell_output(), None);
+        assert_eq!(read("/src/app/tasks.output/notes.txt").shell_output(), None);
     }
 
     #[test]
