@@ -681,6 +681,16 @@ fn another_users_project_root_and_names_never_reach_the_victims_session_context(
     let answer = as_attacker("/allocate", tagged);
     let port = serde_json::from_str::<Value>(&answer).unwrap()["port"].as_u64().unwrap();
 
+    // The victim holds a port of its own there, so its session start has
+    // something to say.
+    let own = as_user(victim.0, victim.1, "curl")
+        .args(["-s", "--unix-socket", &sock, "-H", "content-type: application/json", "-d"])
+        .arg(json!({"service_type": "dev", "lease": "manual", "project_path": project}).to_string())
+        .arg("http://styxy/allocate")
+        .output()
+        .unwrap();
+    let own = serde_json::from_str::<Value>(&text(&own.stdout)).unwrap()["port"].as_u64().expect("the victim's port");
+
     let start = fixture("session_start.json", &[("SESSION", session), ("CWD", &project.to_string_lossy())]);
     let mut c = as_user(victim.0, victim.1, styxy_testkit::styxy_bin());
     c.env_clear()
@@ -695,4 +705,5 @@ fn another_users_project_root_and_names_never_reach_the_victims_session_context(
     let context = r["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
     assert!(!context.contains("attacker.example") && !context.contains("curl"), "{context}");
     assert!(!context.contains(&port.to_string()), "the attacker's port is not the victim's: {context}");
+    assert!(context.contains(&own.to_string()), "the victim's own port is shown: {context}");
 }
