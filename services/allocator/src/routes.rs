@@ -349,12 +349,9 @@ async fn check(app: &Arc<App>, who: &Caller, port: u16) -> Result<Reply> {
     let allocated_to = app.engine().allocation_on(port, who)?;
     let listeners = app.observe_port(port, who).await?;
     let busy = !listeners.is_empty() || app.engine().port_busy_in_kernel(port);
-    ok(&CheckResponse {
-        port,
-        available: allocated_to.is_none() && !busy,
-        allocated_to,
-        system_usage: (!listeners.is_empty()).then_some(listeners),
-    })
+    let available = allocated_to.is_none() && !busy;
+    let PortUse { allocated_to, system_usage, listeners, .. } = PortUse::new(port, allocated_to, listeners);
+    ok(&CheckResponse { port, available, allocated_to, system_usage, listeners })
 }
 
 async fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Result<Reply> {
@@ -375,10 +372,10 @@ async fn scan(app: &Arc<App>, who: &Caller, q: &BTreeMap<String, String>) -> Res
     let mut ports: BTreeMap<u16, PortUse> = BTreeMap::new();
     for a in allocations.into_iter().filter(|a| (start..=end).contains(&a.allocation.port)) {
         let port = a.allocation.port;
-        ports.insert(port, PortUse { port, allocated_to: Some(a), system_usage: by_port.remove(&port) });
+        ports.insert(port, PortUse::new(port, Some(a), by_port.remove(&port).unwrap_or_default()));
     }
     for (port, ls) in by_port {
-        ports.insert(port, PortUse { port, allocated_to: None, system_usage: Some(ls) });
+        ports.insert(port, PortUse::new(port, None, ls));
     }
     ok(&ScanResponse { scan_range: format!("{start}-{end}"), ports_in_use: ports.into_values().collect() })
 }

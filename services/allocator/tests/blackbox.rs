@@ -124,7 +124,7 @@ fn external_listeners_inside_a_managed_range_are_never_handed_out() {
     assert_eq!(r["port"], 31001, "a v4-only listener makes 31000 busy");
     let (_, check) = sb.get("/check/31000");
     assert_eq!(check["available"], false);
-    assert_eq!(check["system_usage"][0]["pid"], std::process::id());
+    assert_eq!(check["listeners"][0]["pid"], std::process::id());
 
     let v6 = socket2_v6_only(31002);
     let (_, r) = sb.post("/allocate", &manual("probe"));

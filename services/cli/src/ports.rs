@@ -293,7 +293,7 @@ pub fn check(ctx: &Ctx, port: u16) -> Result<u8, Failure> {
     if let Some(a) = &r.allocated_to {
         out.push_str(&format!("reserved: {}\n", describe_reservation(a)));
     }
-    for l in r.system_usage.iter().flatten() {
+    for l in &r.listeners {
         out.push_str(&format!("listening: {}\n", describe_listener(l)));
     }
     print(&out);
@@ -484,7 +484,7 @@ pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
     let mut table = Table::new(vec!["PORT", "HELD_BY", "TYPE", "NAME", "USER", "PID", "PROCESS"]);
     let mut reserved = 0;
     for e in &entries {
-        let listener = e.system_usage.iter().flatten().next();
+        let listener = e.listeners.first();
         let row = match (&e.allocated_to, listener) {
             (Some(view), _) => {
                 reserved += 1;

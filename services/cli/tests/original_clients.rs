@@ -81,7 +81,7 @@ fn the_original_clients_reach_an_autostarted_allocator_over_tcp_and_read_what_th
 
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/original-cli-requests.json")).expect("fixture parses");
-    let mut vars = vec![("TOKEN", token.clone())];
+    let mut vars = vec![("TOKEN", token.clone()), ("TCP", tcp.to_string())];
     for exchange in fixture["exchanges"].as_array().unwrap() {
         let command = exchange["command"].as_str().unwrap();
         let headers: Vec<(String, String)> = fixture["headers"]

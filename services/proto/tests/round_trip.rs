@@ -174,15 +174,23 @@ fn listing_and_checking() {
     round_trip(full_view(3001));
     round_trip(AllocationsResponse { allocations: vec![] });
     round_trip(AllocationsResponse { allocations: vec![bare_view(3000), full_view(3001)] });
-    round_trip(CheckResponse { port: 3005, available: true, allocated_to: None, system_usage: None });
+    round_trip(CheckResponse {
+        port: 3005,
+        available: true,
+        allocated_to: None,
+        system_usage: None,
+        listeners: vec![],
+    });
+    let busy = PortUse::new(3001, Some(full_view(3001)), vec![full_listener(3001), bare_listener(3001)]);
     round_trip(CheckResponse {
         port: 3001,
         available: false,
-        allocated_to: Some(full_view(3001)),
-        system_usage: Some(vec![full_listener(3001), bare_listener(3001)]),
+        allocated_to: busy.allocated_to,
+        system_usage: busy.system_usage,
+        listeners: busy.listeners,
     });
-    let reserved = PortUse { port: 3000, allocated_to: Some(bare_view(3000)), system_usage: None };
-    let listened = PortUse { port: 3005, allocated_to: None, system_usage: Some(vec![bare_listener(3005)]) };
+    let reserved = PortUse::new(3000, Some(bare_view(3000)), vec![]);
+    let listened = PortUse::new(3005, None, vec![bare_listener(3005)]);
     round_trip(reserved.clone());
     round_trip(ScanResponse { scan_range: "3000-3010".into(), ports_in_use: vec![reserved, listened] });
     round_trip(CleanupRequest::default());
@@ -363,11 +371,19 @@ fn the_allocator_itself() {
 #[test]
 fn shapes_clients_rely_on() {
     // Optional answer fields are absent, not null, except where documented.
-    let free = CheckResponse { port: 3005, available: true, allocated_to: None, system_usage: None };
+    let free = CheckResponse { port: 3005, available: true, allocated_to: None, system_usage: None, listeners: vec![] };
     assert_eq!(
         serde_json::to_value(free).unwrap(),
-        json!({"port": 3005, "available": true, "allocated_to": null, "system_usage": null})
+        json!({"port": 3005, "available": true, "allocated_to": null, "system_usage": null, "listeners": []})
     );
+    // `system_usage` is the original's one object, from the first listener.
+    let busy = PortUse::new(3001, None, vec![full_listener(3001), bare_listener(3001)]);
+    let usage = serde_json::to_value(busy.system_usage).unwrap();
+    let listener = &busy.listeners[0];
+    assert_eq!(usage["protocol"], listener.protocol.as_str());
+    assert_eq!(usage["local_address"], format!("{}:3001", listener.address));
+    assert_eq!(usage["process"]["pid"], listener.pid.unwrap());
+    assert_eq!(usage["tool"], "sock_diag");
     assert_eq!(serde_json::to_value(bare_listener(1)).unwrap().as_object().unwrap().len(), 5);
     // A service type lists flat, its origin beside its settings.
     let view =

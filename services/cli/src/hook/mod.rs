@@ -364,7 +364,7 @@ impl World {
         if check.available {
             return Ok(None);
         }
-        let listeners = check.system_usage.unwrap_or_default();
+        let listeners = check.listeners;
         self.classify(port, check.allocated_to.as_ref(), &listeners).map(Some)
     }
 

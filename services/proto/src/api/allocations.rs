@@ -174,16 +174,74 @@ pub struct CheckResponse {
     pub port: u16,
     pub available: bool,
     pub allocated_to: Option<AllocationView>,
-    pub system_usage: Option<Vec<Listener>>,
+    /// The first listener in the original's shape, for its clients.
+    pub system_usage: Option<PortInfo>,
+    /// Every listener on the port, IPv4 and IPv6, anyone's.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
 }
 
 /// One port in use, as `/scan` lists it: reserved by Styxy, listened on, or
-/// both. Both fields are always present (`null` when not).
+/// both. `allocated_to` and `system_usage` are always present (`null` when
+/// not); `system_usage` and `listeners` as in [`CheckResponse`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortUse {
     pub port: u16,
     pub allocated_to: Option<AllocationView>,
-    pub system_usage: Option<Vec<Listener>>,
+    pub system_usage: Option<PortInfo>,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+impl PortUse {
+    pub fn new(port: u16, allocated_to: Option<AllocationView>, listeners: Vec<Listener>) -> PortUse {
+        PortUse { port, allocated_to, system_usage: listeners.first().map(PortInfo::from), listeners }
+    }
+}
+
+/// A listener as the original's port scanner described one (`system_usage`
+/// of `/check` and `/scan`): what its CLI and scripts read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub port: u16,
+    pub protocol: String,
+    pub state: String,
+    /// `ADDRESS:PORT` (`[ADDRESS]:PORT` for IPv6).
+    pub local_address: String,
+    /// `null` when the process is another user's, which is not shown.
+    pub process: Option<PortInfoProcess>,
+    /// What found it: the kernel's socket tables.
+    pub tool: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfoProcess {
+    pub name: String,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl From<&Listener> for PortInfo {
+    fn from(l: &Listener) -> PortInfo {
+        let local_address = if l.address.contains(':') {
+            format!("[{}]:{}", l.address, l.port)
+        } else {
+            format!("{}:{}", l.address, l.port)
+        };
+        PortInfo {
+            port: l.port,
+            protocol: l.protocol.clone(),
+            state: "LISTEN".into(),
+            local_address,
+            process: l.pid.map(|pid| PortInfoProcess {
+                name: l.process.clone().unwrap_or_default(),
+                pid,
+                user: l.user.clone(),
+            }),
+            tool: "sock_diag".into(),
+        }
+    }
 }
 
 /// `GET /scan?start=&end=`: the ports in use in a range of at most 1000.
