@@ -3,6 +3,7 @@
 //! allocator fails at connect in microseconds; a hung one costs at most
 //! [`DEADLINE_NS`] once, after which it is skipped for a while.
 
+use crate::Subject;
 use crate::config;
 use crate::json;
 use crate::sys::{self, StackBuf};
@@ -56,20 +57,24 @@ pub struct Grant {
 }
 
 /// Asks for a port instead of `requested` (POST /allocate), recorded as
-/// this process's allocation. None when no allocator answers in time.
-pub fn allocate(requested: u16) -> Option<Grant> {
+/// an allocation of the subject's program. None when no allocator answers
+/// in time.
+pub fn allocate(subject: &impl Subject, requested: u16) -> Option<Grant> {
     let mut comm = [0u8; 17];
-    // SAFETY: PR_GET_NAME writes at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr()) };
-    let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    let name = subject.name(&mut comm);
 
-    let mut body = StackBuf::<160>::new();
-    let mut req = StackBuf::<400>::new();
-    let built = body.push(b"{\"preferred_port\":")
+    let mut body = StackBuf::<180>::new();
+    let mut req = StackBuf::<420>::new();
+    let mut built = body.push(b"{\"preferred_port\":")
         && body.push_u32(u32::from(requested))
         && body.push(b",\"source\":\"preload\",\"service_name\":\"")
-        && body.push_json_str(comm.get(..comm_len).unwrap_or(&[]))
-        && body.push(b"\"}")
+        && body.push_json_str(name)
+        && body.push(b"\"");
+    if let Some(pid) = subject.recorded_pid() {
+        built = built && body.push(b",\"pid\":") && body.push_u32(pid);
+    }
+    built = built
+        && body.push(b"}")
         && req.push(b"POST /allocate HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length: ")
         && req.push_u32(body.as_bytes().len() as u32)
         && req.push(b"\r\nConnection: close\r\n\r\n")

@@ -8,6 +8,7 @@
 //! session) covers the programs it starts. An owner that no longer exists
 //! does not count (the allocator frees it later).
 
+use crate::Subject;
 use crate::config::{self, CPath};
 use crate::sys::{self, StackBuf};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -169,21 +170,24 @@ fn entry(port: u16) -> u32 {
     value
 }
 
-/// Whether the allocator has handed `port` to another owner.
-pub fn held_by_other(port: u16) -> bool {
+/// Whether the allocator has handed `port` to another owner than the
+/// subject's program.
+pub fn held_by_other(subject: &impl Subject, port: u16) -> bool {
     refresh_if_due();
     match entry(port) {
         0 => false,
         NO_PROCESS => true,
-        owner => !is_us_or_ancestor(owner) && sys::process_exists(owner),
+        owner => !is_program_or_ancestor(subject, owner) && sys::process_exists(owner),
     }
 }
 
-fn is_us_or_ancestor(pid: u32) -> bool {
-    if pid == sys::getpid() || config::get().is_some_and(|c| c.loader_pid == pid) {
+fn is_program_or_ancestor(subject: &impl Subject, pid: u32) -> bool {
+    if pid == subject.pid() || config::get().is_some_and(|c| c.loader_pid == pid) {
         return true;
     }
-    let mut current = sys::getppid();
+    let Some(mut current) = subject.parent() else {
+        return false;
+    };
     for _ in 0..MAX_ANCESTORS {
         if current == pid {
             return true;
@@ -197,7 +201,7 @@ fn is_us_or_ancestor(pid: u32) -> bool {
 }
 
 /// The parent pid from /proc/PID/stat.
-fn parent_of(pid: u32) -> Option<u32> {
+pub fn parent_of(pid: u32) -> Option<u32> {
     let mut path = StackBuf::<32>::new();
     let _ = path.push(b"/proc/") && path.push_u32(pid) && path.push(b"/stat");
     let mut buf = [0u8; 512];

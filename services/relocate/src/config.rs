@@ -1,5 +1,6 @@
-//! What the hooks need to know, computed once when the library is loaded
-//! (allocation is fine here, never later) and then only read.
+//! What a move needs to know, computed once when the preload is loaded or
+//! the supervisor starts (allocation is fine here, never later) and then
+//! only read.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -43,8 +44,8 @@ pub struct Config {
     pub sockets: [Option<libc::sockaddr_un>; MAX_SOCKETS],
     /// The port map beside each socket, same order.
     pub port_maps: [Option<CPath>; MAX_SOCKETS],
-    /// The pid that loaded the library (the program's pid at exec; forked
-    /// children keep it).
+    /// The pid that read the settings: in the preload the program's pid at
+    /// exec (forked children keep it), in the supervisor `styxy run`'s.
     pub loader_pid: u32,
 }
 
