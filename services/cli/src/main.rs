@@ -12,6 +12,7 @@ mod output;
 mod ports;
 mod run;
 mod settings;
+mod supervise;
 mod table;
 
 use clap::{CommandFactory, Parser};
