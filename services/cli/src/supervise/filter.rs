@@ -3,6 +3,13 @@
 //! everything else runs untouched. Calls made through another ABI (x32,
 //! 32-bit compat) are let through unmoved: their numbers differ and a
 //! program of that kind is rare enough not to be worth a second table.
+//!
+//! connect is not trapped: until a scope's clients have a canonical port
+//! to be sent to another actual one, there is nothing to rewrite and every
+//! connect would only pay for the round trip. Port scopes add it here and
+//! answer it beside `bind` in `traced::answer`, the same way: take the
+//! socket, read the address, connect the program's socket to the scope's
+//! actual port in the supervisor, reply with the result.
 
 use libc::{c_long, sock_filter};
 

@@ -36,16 +36,17 @@ pub fn unavailable() -> Option<String> {
         return Some(format!("kernel.yama.ptrace_scope={scope} forbids taking a program's socket (pidfd_getfd)"));
     }
     // Sandboxes (Docker's default profile) deny pidfd_getfd even on ourselves.
-    if let Err(error) = take_own_stdin() {
+    if let Err(error) = take_own_descriptor() {
         return Some(format!("pidfd_getfd is not permitted here ({error})"));
     }
     None
 }
 
-fn take_own_stdin() -> io::Result<()> {
+/// Takes the pidfd of this process through itself, a descriptor known open.
+fn take_own_descriptor() -> io::Result<()> {
     // SAFETY: getpid cannot fail.
     let pidfd = traced::pidfd_open(unsafe { libc::getpid() } as u32)?;
-    traced::take_fd(&pidfd, 0).map(drop)
+    traced::take_fd(&pidfd, pidfd.as_raw_fd()).map(drop)
 }
 
 /// The parent's end of the socket pair the child sends the listener on
