@@ -4,7 +4,8 @@
 //! - a trapped call: bind+listen on a free port (two notifications), and a
 //!   move (bind+listen on a busy port, allocator warm);
 //! - a call the filter lets through: raw getppid(), per call;
-//! - a syscall-heavy workload that is not networking: a file walk of /usr;
+//! - a syscall-heavy workload that is not networking: a file walk of /usr,
+//!   supervised and preloaded;
 //! - spawn: `styxy run -- true` supervised and preloaded.
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
@@ -63,10 +64,10 @@ fn trapped_call_cost(sandbox: &Sandbox) {
 
 fn untrapped_call_cost(sandbox: &Sandbox) {
     println!("== a call the filter lets through: getppid(), mean per call over batches of 10,000");
-    let syscalls = c_program("syscalls");
-    let a = vec![SAMPLES.to_string(), "10000".to_string()];
-    let without = report("not supervised", &mut timings(command(sandbox, false, &syscalls, &a)));
-    let with = report("supervised", &mut timings(command(sandbox, true, &syscalls, &a)));
+    let bench = c_program("bench");
+    let a: Vec<String> = ["-s", "10000", "-r", &SAMPLES.to_string()].map(String::from).to_vec();
+    let without = report("not supervised", &mut timings(command(sandbox, false, &bench, &a)));
+    let with = report("supervised", &mut timings(command(sandbox, true, &bench, &a)));
     println!("{:<50} {:+.0}ns", "  extra (p50)", extra(with, without) * 1000.0);
 }
 
@@ -85,24 +86,28 @@ fn interleaved(rounds: usize, mut cmd: impl FnMut(bool) -> Command) -> (Vec<Dura
     (without, with)
 }
 
+/// `styxy run --intercept preload|seccomp -- ARGV` (allocator warm): the
+/// same reservation either way, so the difference is the supervisor's.
+fn styxy_run(sandbox: &Sandbox, supervised: bool, argv: &[&str]) -> Command {
+    let mut run = sandbox.styxy();
+    let intercept = if supervised { "seccomp" } else { "preload" };
+    run.args(["run", "--intercept", intercept, "--"]).args(argv).env("STYXY_QUIET", "1");
+    run
+}
+
 fn workload_cost(sandbox: &Sandbox) {
-    println!("== a syscall-heavy workload that is not networking: find /usr");
-    let find = std::path::Path::new("/usr/bin/find");
-    let a: Vec<String> = ["/usr", "-xdev"].map(String::from).to_vec();
-    let (mut without, mut with) = interleaved(20, |supervised| command(sandbox, supervised, find, &a));
-    let without = report("find /usr, not supervised", &mut without);
-    let with = report("find /usr, supervised (includes spawn)", &mut with);
-    println!("{:<50} {:.3}", "  ratio (p50)", with.as_secs_f64() / without.as_secs_f64());
+    println!("== a syscall-heavy workload that is not networking: find /usr, under styxy run");
+    let (mut preloaded, mut supervised) =
+        interleaved(20, |supervised| styxy_run(sandbox, supervised, &["find", "/usr", "-xdev"]));
+    let preloaded = report("find /usr, preloaded", &mut preloaded);
+    let supervised = report("find /usr, supervised", &mut supervised);
+    println!("{:<50} {:.3}", "  ratio (p50)", supervised.as_secs_f64() / preloaded.as_secs_f64());
 }
 
 fn spawn_cost(sandbox: &Sandbox) {
     println!("== spawn: styxy run -- true (allocator warm), supervised vs preloaded");
-    let (mut preloaded, mut supervised) = interleaved(SAMPLES / 4, |supervised| {
-        let mut run = sandbox.styxy();
-        let intercept = if supervised { "seccomp" } else { "preload" };
-        run.args(["run", "--intercept", intercept, "--", "/bin/true"]);
-        run
-    });
+    let (mut preloaded, mut supervised) =
+        interleaved(SAMPLES / 4, |supervised| styxy_run(sandbox, supervised, &["/bin/true"]));
     let preloaded = report("styxy run --intercept preload", &mut preloaded);
     let supervised = report("styxy run --intercept seccomp", &mut supervised);
     println!("{:<50} {:+.1}µs", "  extra (p50)", extra(supervised, preloaded));
