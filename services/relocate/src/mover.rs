@@ -11,7 +11,7 @@
 //!
 //! A move takes, in order: the port this program already moved the same
 //! port to (its other family, another worker), one from the allocator, or
-//! the first free port above within [`LOCAL_SEARCH`].
+//! the first free port above within `LOCAL_SEARCH`.
 
 use crate::addr::{InetAddr, Reach};
 use crate::{Subject, client, diag, family, notice, portmap, sys};
