@@ -3,6 +3,9 @@
 //!
 //! `bind` and `listen` are interposed. Only inet `SOCK_STREAM` sockets on
 //! ports ≥ 1024 ever move; everything else goes straight to the real call.
+//! `connect` is interposed so a client reaches its own scope's moved server
+//! (`connect.rs`); it never allocates, never asks the allocator and adds
+//! one bitmap load for a port no scope moved.
 //! The move itself is `styxy_relocate`'s, which `styxy run`'s seccomp
 //! supervisor shares; this library is the hooks, the real calls and the
 //! [`Subject`] they act for (this very process).
@@ -23,6 +26,8 @@
 //! local search. The allocator round trip's buffers (`client`: a 4 KiB
 //! answer and the request) and the 512-byte /proc/PID/stat read of the port
 //! map's ancestry check are never live at the same time as that one.
+//! The client's functions are never inlined, so their buffers never share
+//! a frame with that dump. `connect` takes under 2 KiB.
 //! tests/hook_path.rs measures every path on a painted stack and holds it to
 //! the budget: about 10 KiB in a release build, 13 KiB unoptimised.
 #![deny(
@@ -36,12 +41,13 @@
     clippy::arithmetic_side_effects
 )]
 
+mod connect;
 mod real;
 
 use core::cell::Cell;
 use libc::{c_int, sockaddr, socklen_t};
 use styxy_relocate::addr::InetAddr;
-use styxy_relocate::{Subject, config, family, mover, portmap, sys};
+use styxy_relocate::{Subject, config, family, follow, mover, portmap, sys};
 
 thread_local! {
     /// Set while this thread runs a hook, so nothing inside can re-enter it.
@@ -100,6 +106,10 @@ impl Subject for ThisProgram {
         None
     }
 
+    fn program(&self) -> [u64; 2] {
+        config::get().map_or([0; 2], |c| c.program)
+    }
+
     fn name<'a>(&self, buf: &'a mut [u8; 17]) -> &'a [u8] {
         // SAFETY: PR_GET_NAME writes at most 16 bytes and a NUL.
         unsafe { libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr()) };
@@ -123,11 +133,18 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     if config::get().is_none() {
         return pass();
     }
+    // A bad pointer is the kernel's EFAULT for the program, as without us,
+    // not a SIGSEGV in our copy.
+    let errno = sys::errno();
+    if !sys::is_readable(addr.cast(), usize::try_from(len).unwrap_or(0).min(size_of::<libc::sockaddr_in6>())) {
+        return pass();
+    }
+    sys::set_errno(errno);
     // SAFETY: as above.
     let Some(inet) = (unsafe { InetAddr::from_raw(addr, len) }) else {
         return pass();
     };
-    if !mover::concerns(fd, &inet) {
+    if !mover::concerns(&ThisProgram, fd, &inet) {
         return pass();
     }
     let Some(_guard) = HookGuard::enter() else {
@@ -142,16 +159,30 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     }
 }
 
+/// Interposed `connect(2)`.
+///
+/// # Safety
+/// Same contract as libc's `connect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarded unchanged from the caller, who upholds connect's contract.
+    unsafe { connect::connect_hook(fd, addr, len) }
+}
+
 /// Interposed `listen(2)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     let rc = real::listen(fd, backlog);
-    if rc == 0 || sys::errno() != libc::EADDRINUSE || config::get().is_none() {
+    if config::get().is_none() || rc != 0 && sys::errno() != libc::EADDRINUSE {
         return rc;
     }
     let Some(_guard) = HookGuard::enter() else {
         return rc;
     };
+    if rc == 0 {
+        follow::listened(&ThisProgram, fd);
+        return 0;
+    }
     if mover::listen_failed(&ThisProgram, fd, backlog) {
         return 0;
     }

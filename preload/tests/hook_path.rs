@@ -11,6 +11,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,9 @@ const TEST_NAME: &str = "hooks_allocate_nothing_and_keep_to_their_stack_budget";
 const CHILD_ENV: &str = "STYXY_HOOK_PATH_SANDBOX";
 /// Set in the re-run: a port the port map reserves for another process.
 const RESERVED_ENV: &str = "STYXY_HOOK_PATH_RESERVED";
+/// Set in the re-run: `CANONICAL:ACTUAL`, a server of the re-run's scope
+/// that the port map says was moved (the parent listens on ACTUAL).
+const SCOPED_ENV: &str = "STYXY_HOOK_PATH_SCOPED";
 /// What lib.rs promises the hooks take of the caller's stack.
 const STACK_BUDGET: usize = 16 * 1024;
 const TEST_STACK: usize = 512 * 1024;
@@ -84,12 +88,7 @@ fn counted<T>(call: impl FnOnce() -> T) -> T {
 }
 
 fn loopback(port: u16) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain data; all-zero is valid.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = port.to_be();
-    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-    addr
+    styxy_testkit::sockaddr_v4(Ipv4Addr::LOCALHOST, port)
 }
 
 const ADDR_LEN: libc::socklen_t = size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -181,6 +180,25 @@ fn through_hooks(fd: &OwnedFd, calls: Calls) -> Outcome {
     });
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     Outcome { rc, port: local_port(fd), allocations, stack }
+}
+
+/// A connect through the hook to `ip:port` on a painted stack, counted;
+/// `port` of the outcome is the peer's.
+fn through_connect(fd: &OwnedFd, ip: Ipv4Addr, port: u16) -> Outcome {
+    let addr = styxy_testkit::sockaddr_v4(ip, port);
+    let mut rc = 0;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let stack = on_painted_stack(&mut || {
+        // SAFETY: addr is a complete sockaddr_in of ADDR_LEN bytes.
+        rc = counted(|| unsafe { styxy_preload::connect(fd.as_raw_fd(), (&raw const addr).cast(), ADDR_LEN) })
+    });
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let mut peer = loopback(0);
+    let mut len = ADDR_LEN;
+    // SAFETY: peer is writable for len bytes.
+    let got = unsafe { libc::getpeername(fd.as_raw_fd(), (&raw mut peer).cast(), &mut len) };
+    let port = if got == 0 { u16::from_be(peer.sin_port) } else { 0 };
+    Outcome { rc, port, allocations, stack }
 }
 
 struct Job<'a> {
@@ -299,15 +317,21 @@ fn hooks_allocate_nothing_and_keep_to_their_stack_budget() {
     // A reservation for a process that is neither the test nor its ancestor.
     let mut stranger = Command::new("sleep").arg("60").spawn().expect("start sleep");
     let reserved = free_port();
-    let mut map = vec![0u8; styxy_proto::portmap::SIZE];
-    let at = usize::from(reserved) * 4;
-    map[at..at + 4].copy_from_slice(&stranger.id().to_le_bytes());
-    std::fs::write(sandbox.path().join("run/ports.map"), map).expect("write ports.map");
+    // A server of the re-run's scope, moved from `canonical` to `actual`.
+    let scope = sandbox.path().join("worktree-b");
+    let (_moved_server, actual) = hold();
+    let canonical = free_port();
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let map = sandbox.path().join("run/ports.map");
+    styxy_testkit::write_port_map(&map, &[(reserved, stranger.id())], &[(uid, &scope, canonical, actual)]);
 
     let out = Command::new(std::env::current_exe().expect("test executable"))
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, sandbox.path())
         .env(RESERVED_ENV, reserved.to_string())
+        .env(SCOPED_ENV, format!("{canonical}:{actual}"))
+        .env("STYXY_SCOPE", &scope)
         .env("STYXY_SOCKET", socket_path(sandbox.path()))
         .env("XDG_RUNTIME_DIR", sandbox.path().join("xdg"))
         .env_remove("STYXY_PRELOAD")
@@ -383,6 +407,41 @@ fn check_the_hooks(sandbox: &Path, reserved: u16) {
     check("a busy port, the grant is taken meanwhile", &tcp_socket(), Calls::BindAndListen(busy), &elsewhere);
     let released = format!("DELETE /allocate/lock-{taken} HTTP/1.1");
     assert_eq!(allocator.requests(), ["POST /allocate HTTP/1.1", released.as_str()]);
+
+    // connect: after the binds above the allocator is up, yet a connect
+    // never asks it.
+    let (canonical, actual) = std::env::var(SCOPED_ENV)
+        .expect("scoped ports")
+        .split_once(':')
+        .map(|(c, a)| (c.parse().unwrap(), a.parse().unwrap()))
+        .expect("CANONICAL:ACTUAL");
+    let (_listening, unmoved) = hold();
+    for (case, ip, port, reaches) in [
+        ("connect to a loopback port no scope moved", Ipv4Addr::LOCALHOST, unmoved, unmoved),
+        ("connect to the scope's moved server", Ipv4Addr::LOCALHOST, canonical, actual),
+        ("connect to the wildcard address", Ipv4Addr::UNSPECIFIED, canonical, actual),
+    ] {
+        let fd = tcp_socket();
+        let outcome = through_connect(&fd, ip, port);
+        println!("{case:<44} {outcome:?}");
+        assert_eq!(outcome.rc, 0, "{case}: {outcome:?}");
+        assert_eq!(outcome.port, reaches, "{case}: {outcome:?}");
+        assert_eq!(outcome.allocations, 0, "{case}: allocated on the connect path");
+        deepest = deepest.max(outcome.stack);
+    }
+    assert_eq!(allocator.requests(), Vec::<String>::new(), "a connect asked the allocator");
+
+    // A bad address pointer: the kernel's EFAULT, not a fault in the hook.
+    let fd = tcp_socket();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let (rc, errno) = counted(|| {
+        // SAFETY: bind's contract allows any pointer; the kernel checks it.
+        let rc = unsafe { styxy_preload::bind(fd.as_raw_fd(), std::ptr::dangling(), ADDR_LEN) };
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    });
+    println!("{:<44} rc {rc}, errno {errno:?}", "a bad address pointer");
+    assert_eq!((rc, errno), (-1, Some(libc::EFAULT)));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 0, "a bad pointer: allocated on the hook path");
 
     println!("deepest hook stack: {deepest} bytes (budget {STACK_BUDGET})");
     assert!(deepest <= STACK_BUDGET, "the hooks took {deepest} bytes of stack, more than {STACK_BUDGET}");

@@ -3,7 +3,7 @@
 //! socket (`GET /token`), where the kernel vouches for the caller.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -20,7 +20,11 @@ pub struct Tokens {
 impl Tokens {
     pub fn load(state_dir: &Path) -> Result<Tokens> {
         let path = state_dir.join(FILE);
-        let by_uid = match std::fs::read(&path) {
+        let read = no_follow().read(true).open(&path).and_then(|mut file| {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map(|_| bytes)
+        });
+        let by_uid = match read {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -43,11 +47,17 @@ impl Tokens {
         let token = random_hex(32)?;
         map.insert(uid, token.clone());
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
+        // A new file (O_EXCL) for every write, renamed over the old one:
+        // nothing is ever written through a name someone else planted.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", tmp.display()));
+            }
+            _ => {}
+        }
+        let mut f = no_follow()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
+            .create_new(true)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(&*map)?)?;
@@ -55,6 +65,13 @@ impl Tokens {
         std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(token)
     }
+}
+
+/// Token files are opened 0600 and never through a symbolic link.
+fn no_follow() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -20,7 +20,7 @@ use styxy_core::engine::Engine;
 use styxy_core::host::RealHost;
 use styxy_core::portmap::PortMap;
 use styxy_core::store::{Store, StoreError};
-use styxy_proto::paths;
+use styxy_proto::{dirs, paths};
 
 #[derive(Parser, Debug)]
 #[command(name = "styxy-allocator", version, about = "Styxy's port allocator (HTTP API)")]
@@ -106,6 +106,16 @@ pub fn run() -> Result<ExitCode> {
     // D-Bus activation); an allocator on its way out (idle exit) still holds
     // the lock for a moment, so wait for it rather than leave the request
     // unanswered.
+    // Nothing another user made is used: in user mode the directories are
+    // ours alone (0700), in system mode ours or the service user's.
+    let policy = match mode {
+        Mode::User => dirs::Policy::Private,
+        Mode::System => dirs::Policy::Service,
+    };
+    dirs::ensure_dir(&state_dir, policy)?;
+    if let Some(runtime_dir) = socket.parent() {
+        dirs::ensure_dir(runtime_dir, policy)?;
+    }
     let wait = match mode {
         Mode::System => STEP_DOWN_WAIT,
         Mode::User => Duration::ZERO,
@@ -155,8 +165,13 @@ pub fn run() -> Result<ExitCode> {
         }
     }
     let map_path = paths::port_map_for(&socket);
-    let map =
-        PortMap::create(&map_path, store.state()).map_err(|e| tracing::warn!("no port map for the preload: {e}")).ok();
+    let map = PortMap::create(&map_path, store.state())
+        .map_err(|e| {
+            tracing::warn!("no port map for the preload: {e}");
+            // An old map would describe allocations that may be gone.
+            let _ = std::fs::remove_file(&map_path);
+        })
+        .ok();
     let tokens = Tokens::load(&state_dir).context("loading API tokens")?;
     let engine = Engine::new(config, store, map, Box::new(RealHost)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(engine, tokens, mode, socket.clone());
@@ -176,13 +191,6 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn bind_unix(path: &std::path::Path, mode: Mode) -> Result<std::os::unix::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        if mode == Mode::User {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("chmod 0700 {}", dir.display()))?;
-        }
-    }
     // We hold the state lock, so a socket file left here is a dead one.
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -5,11 +5,12 @@
 //! daemon around it: the bus, systemd notifications, health passes, idle
 //! exit and signals.
 //!
-//! Modules depend one way: lifecycle → server → routes → app → auth,
-//! metrics.
+//! Modules depend one way: lifecycle → server → http_errors, routes → app →
+//! auth, metrics.
 
 pub mod app;
 pub mod auth;
+mod http_errors;
 pub mod lifecycle;
 mod metrics;
 mod routes;

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::app::App;
+use crate::http_errors::JsonErrors;
 use crate::routes::{self, Peer};
 
 /// The sockets to serve, already bound and non-blocking: systemd's, the
@@ -99,7 +100,7 @@ where
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
         .await;
     if let Err(e) = result {
         tracing::debug!("connection ended: {e}");

@@ -47,6 +47,8 @@ impl BusError {
             ErrorCode::Timeout => BusError::Timeout(message),
             ErrorCode::Unavailable => BusError::Unavailable(message),
             ErrorCode::Internal => BusError::Internal(message),
+            // The HTTP layer's own refusals; the engine never gives them.
+            ErrorCode::BadRequest | ErrorCode::HeaderTooLarge => BusError::InvalidField(message),
         }
     }
 

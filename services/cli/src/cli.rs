@@ -166,6 +166,30 @@ instance id instead. Use --lease manual to keep it until `styxy release`.")]
         write_legacy: bool,
     },
 
+    /// Serve a live dashboard of every port on a loopback URL and open it
+    #[command(after_help = "\
+The page lists every reservation by project and worktree, the other
+listeners on the machine and how full each service type's range is, and
+updates as they change. Its URL carries a one-time code that the browser
+exchanges for a cookie; only your own browser session gets in. It runs until
+interrupted (Ctrl-C). A desktop browser ($BROWSER, else xdg-open) is opened
+when one is there.")]
+    Ui {
+        /// Loopback port to serve on (default: any free port)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Print the URL only, do not open a browser
+        #[arg(long)]
+        no_open: bool,
+    },
+
+    /// The dashboard in the terminal (a plain table when stdout is not a terminal)
+    #[command(after_help = "\
+Keys: up/down (or j/k) select, r release, s stop the process (SIGTERM, asks
+first), c copy the URL (OSC 52), q quit. Only your own ports can be released
+or stopped.")]
+    Top,
+
     /// Run a command with a reserved port in $PORT and the bind() interposer loaded
     #[command(after_help = "\
 The command runs in this very process (exec), so the port belongs to it and
@@ -177,6 +201,14 @@ allocator cannot be reached or refuses, the command runs anyway without PORT.")]
 
     /// Print the shell lines that load the bind() interposer for every command
     ShellInit { shell: Shell },
+
+    /// Print a scope's port map (`STYXY_PORT_<canonical>=<actual>` lines) for
+    /// what the preload does not reach: `eval "$(styxy env)"`
+    Env {
+        /// The worktree or project directory (default: this one's)
+        #[arg(long, value_name = "DIR")]
+        scope: Option<std::path::PathBuf>,
+    },
 
     /// Answer a Claude Code hook event (the event's JSON on stdin)
     #[command(

@@ -3,13 +3,13 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use styxy_proto::client::{self, Client};
-use styxy_proto::paths;
+use styxy_proto::{dirs, paths};
 
 /// Names the allocator executable explicitly.
 pub const ENV_ALLOCATOR: &str = "STYXY_ALLOCATOR";
@@ -31,6 +31,12 @@ pub enum Unreachable {
     Log { path: PathBuf, source: io::Error },
     #[error("cannot start {}: {source}", allocator.display())]
     Spawn { allocator: PathBuf, source: io::Error },
+    /// A directory another user could control: nothing is started there.
+    #[error(transparent)]
+    UnsafeDir(#[from] dirs::UnsafeDir),
+    /// Something answers on the socket, but as another user.
+    #[error("cannot use {}: {source}", socket.display())]
+    Untrusted { socket: PathBuf, source: io::Error },
     #[error("started {} but nothing answered on {} within {}s; see {}", allocator.display(), socket.display(), START_WAIT.as_secs(), log.display())]
     NoAnswer { allocator: PathBuf, socket: PathBuf, log: PathBuf },
 }
@@ -52,17 +58,32 @@ impl Discovery {
         }
     }
 
-    /// The first candidate socket that accepts a connection.
+    /// The first candidate socket that accepts a connection from a server
+    /// we trust (ourselves, root, the system service).
     pub fn find(&self) -> Option<Client> {
-        self.candidates()
-            .into_iter()
-            .find(|s| client::connect(s, self.timeout).is_ok())
-            .map(|s| Client::new(s, self.timeout))
+        self.probe().ok().flatten()
+    }
+
+    /// Like `find`; a socket where another user's server answers (and no
+    /// trusted one answers before it) is an error naming it.
+    fn probe(&self) -> Result<Option<Client>, Unreachable> {
+        let mut untrusted = None;
+        for socket in self.candidates() {
+            match client::connect(&socket, self.timeout) {
+                Ok(_) => return Ok(Some(Client::new(socket, self.timeout))),
+                // The client's own refusal, not the kernel's EACCES.
+                Err(source) if client::is_untrusted_server(&source) && untrusted.is_none() => {
+                    untrusted = Some(Unreachable::Untrusted { socket, source });
+                }
+                Err(_) => {}
+            }
+        }
+        untrusted.map_or(Ok(None), Err)
     }
 
     /// Like [`find`](Self::find), starting a user allocator when none answers.
     pub fn connect(&self) -> Result<Client, Unreachable> {
-        if let Some(client) = self.find() {
+        if let Some(client) = self.probe()? {
             return Ok(client);
         }
         let tried = join_paths(&self.candidates());
@@ -157,8 +178,17 @@ fn start_allocator(allocator: &Path, socket: &Path) -> Result<PathBuf, Unreachab
     let state_dir = paths::user_state_dir();
     let log_path = state_dir.join("allocator.log");
     let log_error = |source| Unreachable::Log { path: log_path.clone(), source };
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&state_dir).map_err(log_error)?;
-    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(log_error)?;
+    dirs::ensure_dir(&state_dir, dirs::Policy::Private)?;
+    if let Some(runtime_dir) = socket.parent() {
+        dirs::ensure_dir(runtime_dir, dirs::Policy::Private)?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&log_path)
+        .map_err(log_error)?;
     let log_copy = log.try_clone().map_err(log_error)?;
 
     let mut command = Command::new(allocator);

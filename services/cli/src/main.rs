@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod dashboard;
 mod discover;
 mod doctor;
 mod elf;
@@ -11,6 +12,7 @@ mod legacy;
 mod output;
 mod ports;
 mod run;
+mod scopes;
 mod settings;
 mod supervise;
 mod table;
@@ -56,8 +58,11 @@ fn main() -> ExitCode {
         Command::Daemon(DaemonCommand::Status) => daemon::status(&ctx),
         Command::Daemon(DaemonCommand::Stop) => daemon::stop(&ctx),
         Command::Token { write_legacy } => daemon::token(&ctx, *write_legacy),
+        Command::Ui { port, no_open } => dashboard::serve::ui(&ctx, *port, !*no_open),
+        Command::Top => dashboard::top::top(&dashboard::Watch::new(ctx.discovery.clone())),
         Command::Run(args) => Ok(run::run(&ctx, args)),
         Command::ShellInit { shell } => run::shell_init(*shell),
+        Command::Env { scope } => scopes::env(&ctx, scope.as_deref()),
         Command::Hook(event) => {
             let (kind, rewrite) = match event {
                 HookCommand::SessionStart => (EventKind::SessionStart, false),

@@ -75,13 +75,12 @@ impl Ancestor {
         Ancestor { pid, uid: process::uid_of(pid), comm: process::comm(pid), cmdline: process::cmdline(pid) }
     }
 
-    /// A wrapper, a shell whose `-c` string ends with the styxy command
-    /// (`su -c`, `sh -c 'cd app && styxy allocate ... >file'`), or a forked
-    /// copy of its parent that did not exec (a `$(...)` subshell): it exits
+    /// A wrapper or a shell whose `-c` string ends with the styxy command
+    /// (`su -c`, `sh -c 'cd app && styxy allocate ... >file'`): it exits
     /// with the command, not with the session that ran it. A `-c` string that
     /// goes on after styxy (`sh -c 'styxy allocate ...; exec server'`) is a
     /// script that lives on: its shell holds the port.
-    fn passes_through(&self, parent: Option<&Ancestor>) -> bool {
+    fn passes_through(&self) -> bool {
         let comm = self.comm.as_deref().unwrap_or_default();
         let wrapper = WRAPPERS.contains(&comm);
         let args = self.cmdline.get(1..).unwrap_or_default();
@@ -89,8 +88,12 @@ impl Ancestor {
         let command_flag = args[..options].iter().any(|a| !a.starts_with("--") && a.contains('c'));
         let one_command = args.get(options).is_some_and(|script| ends_with_styxy(script));
         let command_string = SHELLS.contains(&comm) && command_flag && one_command;
-        let copy = parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline);
-        wrapper || command_string || copy
+        wrapper || command_string
+    }
+
+    /// A forked copy of its parent that did not exec: a subshell.
+    fn is_copy_of(&self, parent: Option<&Ancestor>) -> bool {
+        parent.is_some_and(|p| p.comm == self.comm && p.cmdline == self.cmdline)
     }
 }
 
@@ -106,19 +109,49 @@ fn ends_with_styxy(script: &str) -> bool {
 /// The nearest of `chain` (the CLI's ancestors, nearest first) that is
 /// `uid`'s and not a pass-through: the process a reservation follows.
 /// `None` when `uid` has none above the CLI (runuser, su -c, sudo -u run by
-/// root, a service's `ExecStartPre=`).
+/// root, a service's `ExecStartPre=`), or when the CLI runs in a subshell
+/// (`PORT=$(styxy allocate ... | jq -r .port)`): the port is for a server
+/// the shell starts next, so it is a hand-off that server adopts.
 pub fn nearest_own(chain: &[Ancestor], uid: u32) -> Option<u32> {
-    chain
-        .iter()
-        .enumerate()
-        .find(|(i, a)| a.uid == Some(uid) && !a.passes_through(chain.get(i + 1)))
-        .map(|(_, a)| a.pid)
+    for (i, a) in chain.iter().enumerate() {
+        if a.is_copy_of(chain.get(i + 1)) {
+            return None;
+        }
+        if a.uid == Some(uid) && !a.passes_through() {
+            return Some(a.pid);
+        }
+    }
+    None
 }
 
-/// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows them.
+/// The CLI's default owner: [`nearest_own`] of its ancestors as /proc shows
+/// them; none when its output goes straight back to its parent shell
+/// (`PORT=$(styxy allocate ...)`, which a shell runs without a subshell).
+/// A program that reads the output (a test harness, a script's
+/// `subprocess`) is not a shell: it holds the port.
 fn default_owner() -> Option<u32> {
     let chain: Vec<Ancestor> = process::lineage(std::os::unix::process::parent_id()).map(Ancestor::read).collect();
+    let parent = chain.first()?;
+    let shell = parent.comm.as_deref().is_some_and(|comm| SHELLS.contains(&comm));
+    if shell && stdout_read_by(parent.pid) {
+        return None;
+    }
     nearest_own(&chain, styxy_proto::paths::uid())
+}
+
+/// Whether this process's stdout is a pipe that `pid` holds too: a
+/// command substitution, whose shell reads the output.
+fn stdout_read_by(pid: u32) -> bool {
+    let Ok(ours) = std::fs::read_link("/proc/self/fd/1") else {
+        return false;
+    };
+    if !ours.as_os_str().as_encoded_bytes().starts_with(b"pipe:") {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == ours))
 }
 
 /// The request `allocate` sends: by default owned by `owner`, the nearest
@@ -157,6 +190,9 @@ pub fn allocate_request(
         lease: Some(lease),
         source: Some(Source::Cli),
         handoff: lease == LeaseKind::Process && args.pid.is_none() && owner.is_none(),
+        scope: styxy_proto::scope::current().map(|s| s.to_string_lossy().into_owned()),
+        listening: false,
+        replaces: None,
     })
 }
 
@@ -331,6 +367,9 @@ pub fn list(ctx: &Ctx, verbose: bool, all: bool) -> Result<u8, Failure> {
 }
 
 /// The `list` table; with `all`, external listeners are merged in by port.
+/// Rows are grouped by scope (an allocation's scope, a listener's project),
+/// each group under a `scope DIR` line when there are several; a moved
+/// server's port reads `CANONICAL → ACTUAL`.
 fn list_table(
     allocations: &[AllocationView],
     listeners: &[Listener],
@@ -348,8 +387,8 @@ fn list_table(
     }
     let extra_dashes = if verbose { 6 } else { 0 };
 
-    // Rows keyed by port so allocations and listeners interleave in order.
-    let mut rows: BTreeMap<(u16, u8, u32), Vec<String>> = BTreeMap::new();
+    // Rows keyed by scope, then port, so allocations and listeners interleave in order.
+    let mut rows: BTreeMap<(String, u16, u8, u32), Vec<String>> = BTreeMap::new();
     for view in allocations {
         let a = &view.allocation;
         let mut row = vec![port_cell(a)];
@@ -374,12 +413,12 @@ fn list_table(
                 or_dash(a.project_path.as_ref()),
             ]);
         }
-        rows.insert((a.port, 0, 0), row);
+        rows.insert((a.scope.clone().unwrap_or_default(), a.port, 0, 0), row);
     }
     let reserved: std::collections::HashSet<u16> = allocations.iter().map(|v| v.allocation.port).collect();
     for l in listeners.iter().filter(|l| !reserved.contains(&l.port)) {
         // IPv4 and IPv6 sockets of one process on one port make one row.
-        let key = (l.port, 1, l.pid.unwrap_or(u32::MAX));
+        let key = (l.project.clone().unwrap_or_default(), l.port, 1, l.pid.unwrap_or(u32::MAX));
         if rows.contains_key(&key) {
             continue;
         }
@@ -399,11 +438,25 @@ fn list_table(
     if rows.is_empty() {
         return if all { "No reserved or listening ports\n".into() } else { "No active port allocations\n".into() };
     }
-    let mut table = Table::new(header);
-    for row in rows.into_values() {
-        table.push(row);
+    let mut groups: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for ((scope, ..), row) in rows {
+        groups.entry(scope).or_default().push(row);
     }
-    table.render()
+    // One group needs no heading.
+    let scoped = groups.len() > 1;
+    let mut out = String::new();
+    for (scope, rows) in groups {
+        if scoped {
+            let title = if scope.is_empty() { "outside any scope".to_string() } else { format!("scope {scope}") };
+            out.push_str(&format!("{}{title}\n", if out.is_empty() { "" } else { "\n" }));
+        }
+        let mut table = Table::new(header.clone());
+        for row in rows {
+            table.push(row);
+        }
+        out.push_str(&table.render());
+    }
+    out
 }
 
 pub fn scan(ctx: &Ctx, start: u16, end: u16) -> Result<u8, Failure> {
@@ -561,12 +614,14 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_the_nearest_own_ancestor_past_wrappers_and_subshells() {
+    fn the_owner_is_the_nearest_own_ancestor_past_wrappers_and_none_from_a_subshell() {
         let login = ancestor(10, 1000, "bash", &["-bash"]);
-        // PORT=$(timeout 5 styxy allocate ...) in alice's login shell.
+        // PORT=$(timeout 5 styxy allocate ...) in alice's login shell: the
+        // port is for the server the shell starts next, a hand-off.
         let subshell = ancestor(12, 1000, "bash", &["-bash"]);
         let timeout = ancestor(13, 1000, "timeout", &["timeout", "5", "styxy"]);
-        assert_eq!(nearest_own(&[timeout, subshell, login.clone()], 1000), Some(10));
+        assert_eq!(nearest_own(&[timeout.clone(), subshell, login.clone()], 1000), None);
+        assert_eq!(nearest_own(&[timeout, login.clone()], 1000), Some(10), "timeout is looked through");
         // sudo -u alice styxy ... from root's shell, inside alice's session.
         let sudo = ancestor(20, 0, "sudo", &["sudo", "-u", "alice", "styxy"]);
         let root_shell = ancestor(19, 0, "bash", &["bash"]);
@@ -647,6 +702,31 @@ mod tests {
             service_type: Some("proxy".into()),
             project: None,
         }
+    }
+
+    #[test]
+    fn list_groups_by_scope_with_canonical_and_actual_ports() {
+        let in_scope = |port, requested, scope: &str| {
+            let mut v = view(port, requested);
+            v.allocation.scope = Some(scope.into());
+            v
+        };
+        let mut outside = listener(80, 5, "tcp");
+        outside.project = None;
+        let text = list_table(
+            &[in_scope(8001, Some(8000), "/src/shop-b"), in_scope(8000, None, "/src/shop"), view(9000, None)],
+            &[outside],
+            false,
+            true,
+            Timestamp(0),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "outside any scope", "{text}");
+        assert!(lines[2].starts_with("80 ") && lines[3].starts_with("9000 "), "{text}");
+        assert_eq!(lines[5], "scope /src/shop", "{text}");
+        assert!(lines[7].starts_with("8000 "), "{text}");
+        assert_eq!(lines[9], "scope /src/shop-b", "{text}");
+        assert!(lines[11].starts_with("8000 → 8001"), "{text}");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use styxy_proto::api::{AllocateRequest, AllocateResponse};
+use styxy_proto::api::{AllocateRequest, AllocateResponse, ConfigResponse};
 use styxy_proto::client::Method;
 use styxy_proto::model::{LeaseKind, Source};
-use styxy_proto::paths;
+use styxy_proto::{paths, scope};
+use styxy_relocate::config::RunPort;
 
 /// Names the preload library explicitly.
 pub const ENV_PRELOAD_LIB: &str = "STYXY_PRELOAD_LIB";
@@ -61,13 +62,37 @@ pub fn prepend_preload(lib: &Path, existing: Option<&OsStr>) -> OsString {
     value
 }
 
-fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
+/// The port a service of `args` has in every worktree (docs/design.md,
+/// "Scopes"): `--port`, else its type's first preferred port.
+fn canonical_port(ctx: &Ctx, args: &RunArgs) -> Option<u16> {
+    if args.port.is_some() {
+        return args.port;
+    }
+    let wanted = args.service_type.as_deref().unwrap_or(DEFAULT_RUN_TYPE);
+    let config: ConfigResponse = ctx.client().ok()?.get("/config").ok()?;
+    config.service_types.get(wanted)?.service_type.preferred_ports.first().copied()
+}
+
+/// What `run` hands the command: the port for `PORT` and the reservation
+/// behind it, if it kept one.
+struct Reserved {
+    port: u16,
+    lock_id: Option<String>,
+}
+
+/// Reserves the command's port. When the preload or the supervisor can
+/// move the command (`moves`), `PORT` is the canonical port even where
+/// another worktree's server holds it: the move of the bind is recorded for
+/// this scope, so one checked-in configuration works in every worktree.
+/// Otherwise `PORT` is a free port.
+fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, moves: bool) -> Result<Reserved, Failure> {
     let program = Path::new(&args.command[0]);
+    let canonical = if moves { canonical_port(ctx, args) } else { args.port };
     let request = AllocateRequest {
         // With only a port, the allocator picks the type whose range holds it.
         service_type: args.service_type.clone().or_else(|| args.port.is_none().then(|| DEFAULT_RUN_TYPE.to_string())),
         service_name: args.name.clone().or_else(|| program.file_name().map(|n| n.to_string_lossy().into_owned())),
-        preferred_port: args.port.map(serde_json::Value::from),
+        preferred_port: canonical.map(serde_json::Value::from),
         instance_id: session_from_env(),
         project_path: std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned()),
         dry_run: false,
@@ -78,9 +103,19 @@ fn reserve(ctx: &Ctx, args: &RunArgs) -> Result<AllocateResponse, Failure> {
         lease: Some(LeaseKind::Process),
         source: Some(Source::Run),
         handoff: false,
+        scope: scope.map(|s| s.to_string_lossy().into_owned()),
+        listening: false,
+        replaces: None,
     };
-    let reply = ctx.client()?.call_json(Method::Post, "/allocate", &request)?;
-    Ok(reply.decode()?)
+    let client = ctx.client()?;
+    let reply: AllocateResponse = client.call_json(Method::Post, "/allocate", &request)?.decode()?;
+    match canonical.filter(|&p| moves && p != reply.port) {
+        Some(port) => {
+            client.call(Method::Delete, &format!("/allocate/{}", reply.lock_id))?;
+            Ok(Reserved { port, lock_id: None })
+        }
+        None => Ok(Reserved { port: reply.port, lock_id: Some(reply.lock_id) }),
+    }
 }
 
 /// The program `exec` would run: `name` itself when it has a slash, else the
@@ -92,12 +127,20 @@ fn resolve_program(name: &OsStr) -> Option<PathBuf> {
     search_path(name.to_str()?)
 }
 
-/// The command with its reservation in the environment.
-fn command_with(args: &RunArgs, ctx: &Ctx, reservation: Option<&AllocateResponse>) -> std::process::Command {
+/// The command with its scope and reservation in the environment.
+fn command_with(args: &RunArgs, ctx: &Ctx, scope: Option<&Path>, reserved: Option<&Reserved>) -> std::process::Command {
     let mut command = std::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
-    if let Some(r) = reservation {
-        command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string()).env("STYXY_LOCK_ID", &r.lock_id);
+    if let Some(scope) = scope {
+        // The command's processes keep this scope wherever they chdir to.
+        command.env(scope::ENV_SCOPE, scope);
+    }
+    if let Some(r) = reserved {
+        command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string());
+        match &r.lock_id {
+            Some(lock_id) => command.env("STYXY_LOCK_ID", lock_id),
+            None => command.env_remove("STYXY_LOCK_ID"),
+        };
         if let Some(socket) = &ctx.discovery.socket {
             // The moved command must ask the same allocator.
             command.env(paths::ENV_SOCKET, socket);
@@ -112,13 +155,8 @@ fn command_with(args: &RunArgs, ctx: &Ctx, reservation: Option<&AllocateResponse
 /// could be reserved.
 pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
     let program = &args.command[0];
-    let reservation = match reserve(ctx, args) {
-        Ok(r) => Some(r),
-        Err(failure) => {
-            warn(&format!("running without a reserved port: {failure}"));
-            None
-        }
-    };
+    let switched_off = preload_switched_off();
+    let preload = find_preload().ok().filter(|_| !switched_off);
     let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
     let preload_cannot = match linkage {
         Some(Linkage::Static) => Some("is statically linked"),
@@ -130,32 +168,49 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
         Intercept::Seccomp => true,
         Intercept::Auto => preload_cannot.is_some(),
     };
-    if supervise {
-        match supervise::unavailable() {
-            None => {
-                let mut command = command_with(args, ctx, reservation.as_ref());
-                // The supervisor moves the whole tree; a preload a shell put
-                // in the environment stays out of its way.
-                command.env("STYXY_PRELOAD", "off");
-                match supervise::spawn(&mut command) {
-                    Ok(child) => return wait_for(child),
-                    Err(SpawnError::Exec(error)) => return cannot_run(program, &error),
-                    Err(SpawnError::Install(why)) => warn(&format!("{why}: using the preload instead")),
-                    Err(SpawnError::Setup(error)) => {
-                        warn(&format!("cannot set up the seccomp supervisor ({error}): using the preload instead"))
-                    }
-                }
+    let supervise = supervise
+        && match supervise::unavailable() {
+            None => true,
+            Some(why) => {
+                warn(&format!("{why}: using the preload instead"));
+                false
             }
-            Some(why) => warn(&format!("{why}: using the preload instead")),
+        };
+    let scope = scope::current();
+    // A program nothing can move gets a free port, not the canonical one
+    // it could not be moved off.
+    let moves = !switched_off && (supervise || preload.is_some() && preload_cannot.is_none());
+    let reserved = match reserve(ctx, args, scope.as_deref(), moves) {
+        Ok(r) => Some(r),
+        Err(failure) => {
+            warn(&format!("running without a reserved port: {failure}"));
+            None
+        }
+    };
+    if supervise {
+        let mut command = command_with(args, ctx, scope.as_deref(), reserved.as_ref());
+        // The supervisor moves the whole tree; a preload a shell put in the
+        // environment stays out of its way.
+        command.env("STYXY_PRELOAD", "off");
+        let run = reserved
+            .as_ref()
+            .map(|r| RunPort { port: r.port, lock_id: r.lock_id.as_deref().unwrap_or_default().as_bytes().into() });
+        match supervise::spawn(&mut command, run) {
+            Ok(child) => return wait_for(child),
+            Err(SpawnError::Exec(error)) => return cannot_run(program, &error),
+            Err(SpawnError::Install(why)) => warn(&format!("{why}: using the preload instead")),
+            Err(SpawnError::Setup(error)) => {
+                warn(&format!("cannot set up the seccomp supervisor ({error}): using the preload instead"))
+            }
         }
     }
 
-    let mut command = command_with(args, ctx, reservation.as_ref());
-    if let Ok(lib) = find_preload() {
-        command.env("LD_PRELOAD", prepend_preload(&lib, std::env::var_os("LD_PRELOAD").as_deref()));
+    let mut command = command_with(args, ctx, scope.as_deref(), reserved.as_ref());
+    if let Some(lib) = &preload {
+        command.env("LD_PRELOAD", prepend_preload(lib, std::env::var_os("LD_PRELOAD").as_deref()));
     }
     if let Some(why) = preload_cannot {
-        let port_note = match &reservation {
+        let port_note = match &reserved {
             Some(r) => format!("; it still gets PORT={}", r.port),
             None => String::new(),
         };
@@ -231,6 +286,11 @@ fn wait_for(child: std::process::Child) -> u8 {
         return 128u8.saturating_add(signal as u8);
     }
     libc::WEXITSTATUS(status) as u8
+}
+
+/// `STYXY_PRELOAD=off` (or 0, false, no): the preload loads but does nothing.
+fn preload_switched_off() -> bool {
+    std::env::var("STYXY_PRELOAD").is_ok_and(|v| ["off", "0", "false", "no"].iter().any(|w| v.eq_ignore_ascii_case(w)))
 }
 
 /// Quotes `text` for a POSIX shell (bash, zsh) when it needs it.

@@ -100,8 +100,12 @@ fn run_exports_the_port_and_frees_it_when_the_command_exits() {
     let styxy = env!("CARGO_BIN_EXE_styxy");
     // Inside the command: the port, the lock id, and an allocation owned by
     // the command's own pid ($$: styxy exec'd into it).
+    // With the preload off, PORT is a free port (with it, the type's
+    // canonical port: tests/scopes.rs).
     let script = format!("echo \"$PORT $STYXY_PORT $STYXY_LOCK_ID $$\"; {styxy} --json list");
-    let o = sb.styxy().args(["run", "-s", "dev", "-n", "job", "--", "sh", "-c", &script]).output().unwrap();
+    let mut run = sb.styxy();
+    run.env("STYXY_PRELOAD", "off").args(["run", "-s", "dev", "-n", "job", "--", "sh", "-c", &script]);
+    let o = run.output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     let (first, rest) = out.split_once('\n').unwrap();

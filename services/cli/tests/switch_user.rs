@@ -60,9 +60,25 @@ fn allocate_through(sb: &Sandbox, how: &str, name: &str) -> u16 {
     port.unwrap_or_else(|| panic!("{how}: no port in {said:?}"))
 }
 
-/// The allocation on `port` as root lists it.
-fn listed(sb: &Sandbox, port: u16) -> Option<Value> {
-    let all = sb.json(&["list"]);
+/// `styxy ARGS` in the sandbox as USER: the allocator runs as USER, and
+/// root's styxy does not talk to another user's allocator.
+fn styxy_as_user(sb: &Sandbox, (uid, gid): (u32, u32), args: &[&str]) -> String {
+    let template = sb.styxy();
+    let mut cmd = as_user(uid, gid, template.get_program());
+    for (name, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.args(args).current_dir(sb.path()).output().expect("run styxy as the user");
+    assert_eq!(out.status.code(), Some(0), "styxy {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The allocation on `port` as USER lists it.
+fn listed(sb: &Sandbox, user: (u32, u32), port: u16) -> Option<Value> {
+    let all: Value = serde_json::from_str(&styxy_as_user(sb, user, &["--json", "list"])).expect("JSON");
     all["allocations"].as_array().expect("allocations").iter().find(|a| a["port"] == port).cloned()
 }
 
@@ -102,27 +118,31 @@ fn runuser_su_and_sudo_get_a_port_their_listener_adopts_and_frees() {
 
     for (how, name) in [("runuser", "web-runuser"), ("su", "web-su"), ("sudo", "web-sudo")] {
         let port = allocate_through(&sb, how, name);
-        let held = listed(&sb, port).unwrap_or_else(|| panic!("{how}: port {port} is not held"));
+        let held = listed(&sb, (uid, gid), port).unwrap_or_else(|| panic!("{how}: port {port} is not held"));
         assert_eq!(held["user"], USER, "{how}: {held}");
 
         let mut server = listen_as(uid, gid, port);
         let pid = server.pid();
         wait_for(&format!("{how}: `styxy list` never named pid {pid} as the holder of {port}"), || {
-            listed(&sb, port).is_some_and(|a| a["owner"]["pid"] == pid && a["user"] == USER)
+            listed(&sb, (uid, gid), port).is_some_and(|a| a["owner"]["pid"] == pid && a["user"] == USER)
         });
-        let table = text(&sb.run(&["list"]).stdout);
+        let table = styxy_as_user(&sb, (uid, gid), &["list"]);
         assert!(table.contains(&pid.to_string()) && table.contains(USER), "{how}: {table}");
         std::thread::sleep(Duration::from_secs(3));
-        assert!(listed(&sb, port).is_some(), "{how}: the adopted port outlives the grace");
+        assert!(listed(&sb, (uid, gid), port).is_some(), "{how}: the adopted port outlives the grace");
 
         server.stop();
-        wait_for(&format!("{how}: port {port} still held after its holder exited"), || listed(&sb, port).is_none());
+        wait_for(&format!("{how}: port {port} still held after its holder exited"), || {
+            listed(&sb, (uid, gid), port).is_none()
+        });
     }
 
     // Nobody listens: free once the grace is over, and not before.
     let port = allocate_through(&sb, "runuser", "nobody-listens");
     let allocated = Instant::now();
-    assert!(listed(&sb, port).is_some(), "held during the grace");
-    wait_for("a port nobody listens on is still held after the grace", || listed(&sb, port).is_none());
+    assert!(listed(&sb, (uid, gid), port).is_some(), "held during the grace");
+    wait_for("a port nobody listens on is still held after the grace", || listed(&sb, (uid, gid), port).is_none());
     assert!(allocated.elapsed() >= Duration::from_millis(1500), "freed before the grace ended");
+    // The allocator is USER's: root's `daemon stop` at the sandbox's end would not be heard.
+    styxy_as_user(&sb, (uid, gid), &["daemon", "stop"]);
 }

@@ -55,6 +55,9 @@
 //!
 //! [api]
 //! tcp = "127.0.0.1:9876"          # user mode: also serve loopback TCP (token); "" = off
+//!
+//! [preload]
+//! never_move = [5432, "lockd"]    # ports and program names never moved nor redirected
 //! ```
 //!
 //! Every problem is reported as a [`ConfigIssue`] naming the file, the dotted
@@ -136,6 +139,35 @@ pub struct Api {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Preload {
+    /// What the preload never moves nor redirects.
+    pub never_move: Vec<NeverMove>,
+}
+
+/// One `[preload] never_move` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NeverMove {
+    Port(u16),
+    /// A program name as the kernel keeps it (`comm`).
+    Program(String),
+}
+
+impl Preload {
+    pub fn ports(&self) -> Vec<u16> {
+        self.never_move.iter().filter_map(|n| if let NeverMove::Port(p) = n { Some(*p) } else { None }).collect()
+    }
+
+    pub fn programs(&self) -> Vec<&[u8]> {
+        self.never_move
+            .iter()
+            .filter_map(|n| if let NeverMove::Program(p) = n { Some(p.as_bytes()) } else { None })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub service_types: BTreeMap<String, ServiceType>,
     pub auto_allocation: AutoAllocation,
@@ -144,6 +176,7 @@ pub struct Config {
     pub instances: Instances,
     pub allocator: Allocator,
     pub api: Api,
+    pub preload: Preload,
 }
 
 /// One problem found in a configuration file.

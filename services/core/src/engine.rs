@@ -4,6 +4,7 @@
 //! as the allocation itself and concurrent callers agree.
 
 mod allocate;
+mod follow;
 mod instances;
 mod occupancy;
 mod validate;
@@ -52,6 +53,9 @@ impl Engine {
     pub fn new(base: Config, store: Store, map: Option<PortMap>, host: Box<dyn Host>) -> Result<Engine> {
         let config = base.with_auto_types(store.state().auto_types.values());
         let occupancy = Occupancy::of(store.state());
+        if let Some(map) = &map {
+            map.set_never_move(&config.preload.ports(), &config.preload.programs());
+        }
         let mut engine = Engine { base, config, store, map, host, occupancy, allocation_edits: 0, adopted: Vec::new() };
         for problem in engine.repair()? {
             tracing::warn!(%problem, "state repaired");
@@ -117,6 +121,7 @@ impl Engine {
         self.occupancy = Occupancy::of(self.store.state());
         if let Some(map) = &self.map {
             map.fill(self.store.state());
+            map.set_never_move(&self.config.preload.ports(), &self.config.preload.programs());
         }
         self.allocation_edits += 1;
     }

@@ -651,7 +651,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_file_from_a_future_schema_is_kept_not_interpreted() {
+    fn a_file_from_a_future_schema_stops_recovery_and_is_left_as_it_is() {
         let dir = directory_with_backups();
         let path = dir.path().join("state.json");
         let mut future: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -659,10 +659,10 @@ pub(crate) mod tests {
         future["allocations"] = serde_json::json!("a shape we cannot read");
         let future = serde_json::to_vec(&future).unwrap();
         std::fs::write(&path, &future).unwrap();
-        let outcome = recover_dir(dir.path(), &Config::builtin(), Duration::ZERO).unwrap();
-        assert!(outcome.files.restored_from.is_some());
-        let aside = kept_aside(dir.path());
-        assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), future);
+        let refused = recover_dir(dir.path(), &Config::builtin(), Duration::ZERO).unwrap_err();
+        assert!(refused.to_string().contains("newer than the supported"), "{refused}");
+        assert!(kept_aside(dir.path()).is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), future);
     }
 
     #[test]

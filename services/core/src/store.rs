@@ -30,23 +30,25 @@
 //! beside a snapshot from a newer schema: it belongs to that writer and is kept
 //! aside unread.
 
+mod checksum;
 mod files;
 mod snapshot;
 mod wal;
 
 pub use snapshot::BACKUPS_KEPT;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use styxy_proto::model::{Change, State};
 
-use files::{FILE_MODE, io_error};
+use files::io_error;
 use snapshot::Snapshot;
 
 const WAL_NAME: &str = "state.wal";
+/// An empty log on its way to replace `state.wal`.
+const WAL_FRESH_NAME: &str = "state.wal.new";
 const LOCK_NAME: &str = "state.lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{} has schema {found}, newer than the supported {supported}", path.display())]
     FutureSchema { path: PathBuf, found: u32, supported: u32 },
+    #[error(transparent)]
+    UnsafeDir(styxy_proto::dirs::UnsafeDir),
     #[error("cannot encode the state for {}: {source}", path.display())]
     Encode {
         path: PathBuf,
@@ -282,13 +286,7 @@ impl Store {
         self.snapshot_generation = Some(self.state.generation);
         // Every record is in the new snapshot. The kept-aside log may be a
         // hard link to the open one: start a new file rather than truncate.
-        files::remove_optional(&wal_path)?;
-        self.wal = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .open(&wal_path)
-            .map_err(io_error("open", &wal_path))?;
+        self.wal = new_wal(&self.dir)?;
         self.wal_len = 0;
         self.wal_records = 0;
         self.wal_needs_trim = false;
@@ -316,7 +314,7 @@ impl Store {
         // Every record is now in the snapshot; a crash before this line
         // leaves records that replay skips by generation.
         if self.wal_len > 0 || self.wal_needs_trim {
-            self.wal.set_len(0).map_err(io_error("truncate", &self.wal_path()))?;
+            self.wal = new_wal(&self.dir)?;
             self.wal_len = 0;
             self.wal_records = 0;
             self.wal_needs_trim = false;
@@ -378,12 +376,9 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     files::remove_optional(&snapshot::tmp_path(dir))?;
 
     let wal_path = dir.join(WAL_NAME);
-    let (scan, wal_present, unreadable_wal) = match files::read_optional(&wal_path) {
-        Ok(bytes) => {
-            let bytes = bytes.unwrap_or_default();
-            (wal::scan(&bytes), !bytes.is_empty(), None)
-        }
-        Err(e) => (wal::Scan::default(), true, Some(e.to_string())),
+    let (scan, unreadable_wal) = match files::read_optional(&wal_path) {
+        Ok(bytes) => (wal::scan(&bytes.unwrap_or_default()), None),
+        Err(e) => (wal::Scan::default(), Some(e.to_string())),
     };
     let snapshot_path = snapshot::path(dir);
     let snapshot = snapshot::read(&snapshot_path).unwrap_or_else(|e| Snapshot::Corrupt(e.to_string()));
@@ -398,12 +393,15 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
         Snapshot::Missing if backups.is_empty() => None,
         Snapshot::Missing => Some("missing, but backups exist".to_string()),
         Snapshot::Corrupt(reason) => Some(reason.clone()),
-        Snapshot::Future(found) => Some(format!(
-            "schema {found} is newer than the supported {}; not interpreted",
-            styxy_proto::model::SCHEMA_VERSION
-        )),
+        // A newer Styxy wrote this directory (a downgrade): its allocations
+        // may be in files we cannot read, so serving from anything else here
+        // (a backup, an empty state) could hand a held port out twice. Fail
+        // closed, leaving every file as it is.
+        Snapshot::Future(found) => {
+            let supported = styxy_proto::model::SCHEMA_VERSION;
+            return Err(StoreError::FutureSchema { path: snapshot_path, found: *found, supported });
+        }
     };
-    let wal_from_the_future = matches!(snapshot, Snapshot::Future(_)) && wal_present;
     let (mut state, snapshot_generation) = match snapshot {
         Snapshot::Valid(state) => {
             let generation = state.generation;
@@ -416,27 +414,22 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                 if snapshot_path.exists() {
                     report.moved_aside.push(files::keep_aside(&snapshot_path)?);
                 }
-                (restore(dir, &backups, &mut report), None)
+                (restore(dir, &backups, &mut report)?, None)
             }
         },
     };
 
-    let wal_problem = unreadable_wal
-        .or_else(|| scan.garbage())
-        .or_else(|| wal_from_the_future.then(|| "it continues a snapshot from a newer schema".to_string()))
-        .or_else(|| {
-            // After a restore the log is not expected to follow the base.
-            snapshot_problem.is_none().then(|| wal::sequence_problem(state.generation, &scan.records)).flatten()
-        });
+    let wal_problem = unreadable_wal.or_else(|| scan.garbage()).or_else(|| {
+        // After a restore the log is not expected to follow the base.
+        snapshot_problem.is_none().then(|| wal::sequence_problem(state.generation, &scan.records)).flatten()
+    });
     if let Some(reason) = &wal_problem {
         tracing::error!(path = %wal_path.display(), reason, "state log is damaged");
         report.moved_aside.push(files::keep_aside(&wal_path)?);
     } else if scan.torn_tail {
         tracing::warn!(path = %wal_path.display(), offset = scan.tail_start, "dropping a half-written last log record");
     }
-    if !wal_from_the_future {
-        wal::replay(&mut state, &scan.records);
-    }
+    wal::replay(&mut state, &scan.records);
     if snapshot_problem.is_some() {
         // Stay ahead of every snapshot this directory kept, so generations
         // never repeat and backup names keep sorting by age.
@@ -452,9 +445,11 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     })
 }
 
-/// The newest valid backup, else an empty state; noted in `report`.
-fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> State {
-    match snapshot::newest_valid(backups) {
+/// The newest valid backup, else an empty state; noted in `report`. A
+/// backup from a newer schema before any valid one fails closed, as a newer
+/// snapshot does.
+fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> Result<State, StoreError> {
+    Ok(match snapshot::newest_valid(backups)? {
         Some((path, state)) => {
             tracing::error!(backup = %path.display(), generation = state.generation, "restoring state from backup");
             report.restored_from = Some(path);
@@ -465,13 +460,27 @@ fn restore(dir: &Path, backups: &[(u64, PathBuf)], report: &mut OpenReport) -> S
             report.started_empty = true;
             State::new(styxy_observe::process::boot_id())
         }
-    }
+    })
 }
 
 struct OnDisk {
     snapshot_generation: Option<u64>,
     wal_len: u64,
     wal_records: usize,
+}
+
+/// Starts an empty log in place of the current one: a new file renamed over
+/// it, never a truncation of the file by name (a damaged log's kept-aside
+/// name may be a hard link to it, and the old file stays whole until the
+/// rename). Every record it held must be in the snapshot already.
+fn new_wal(dir: &Path) -> Result<File, StoreError> {
+    let wal_path = dir.join(WAL_NAME);
+    let fresh_path = dir.join(WAL_FRESH_NAME);
+    files::remove_optional(&fresh_path)?;
+    let fresh =
+        files::options().append(true).create_new(true).open(&fresh_path).map_err(io_error("create", &fresh_path))?;
+    std::fs::rename(&fresh_path, &wal_path).map_err(io_error("rename log", &fresh_path))?;
+    Ok(fresh)
 }
 
 /// Makes the files match `recovered` and opens the log for appending.
@@ -485,12 +494,7 @@ fn install(dir: &Path, recovered: &Recovered) -> Result<(File, OnDisk), StoreErr
         // be a hard link to this very file.
         files::remove_optional(&wal_path)?;
     }
-    let wal = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .open(&wal_path)
-        .map_err(io_error("open", &wal_path))?;
+    let wal = files::options().append(true).create(true).open(&wal_path).map_err(io_error("open", &wal_path))?;
     let (wal_len, wal_records) = if recovered.rewrite {
         (0, 0)
     } else {

@@ -175,10 +175,12 @@ fn garbage_without_a_backup_starts_empty_and_keeps_the_garbage() {
 }
 
 #[test]
-fn a_snapshot_from_a_newer_schema_is_kept_aside_unread_with_its_log() {
+fn a_state_from_a_newer_schema_refuses_to_open_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     populate(tmp.path(), 3, 1..=6);
-    // Snapshot 6, backup of 3. A newer Styxy then wrote its own files.
+    // Snapshot 6, backup of 3. A newer Styxy then wrote its own files and
+    // was downgraded: serving the backup (or nothing) could hand out a port
+    // the newer state holds.
     let future = format!(
         "{{\"schema\":{},\"generation\":90,\"boot_id\":\"x\",\"allocations\":{{}},\"leases_v2\":[]}}",
         SCHEMA_VERSION + 1
@@ -187,19 +189,49 @@ fn a_snapshot_from_a_newer_schema_is_kept_aside_unread_with_its_log() {
     let future_log = br#"{"generation":91,"changes":[{"remove_allocation":{"port":1,"lock_id":"lock-1"}}]}
 "#;
     fs::write(wal(tmp.path()), future_log).unwrap();
+    let is_future = |outcome: &Result<_, StoreError>| {
+        matches!(outcome, Err(StoreError::FutureSchema { found, supported, .. })
+            if *found == SCHEMA_VERSION + 1 && *supported == SCHEMA_VERSION)
+    };
 
-    assert!(matches!(
-        store::read_state(tmp.path()),
-        Err(StoreError::FutureSchema { found, supported, .. }) if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
-    ));
+    assert!(is_future(&store::read_state(tmp.path()).map(drop)));
+    let refused = Store::open(tmp.path()).map(drop);
+    assert!(is_future(&refused), "{refused:?}");
+    assert!(refused.unwrap_err().to_string().contains("newer than the supported"));
+    assert_eq!(fs::read_to_string(snapshot(tmp.path())).unwrap(), future);
+    assert_eq!(fs::read(wal(tmp.path())).unwrap(), future_log);
+    assert!(files_starting(tmp.path(), "state.json.corrupt-").is_empty());
+}
 
+#[test]
+fn a_backup_from_a_newer_schema_refuses_to_open_when_the_snapshot_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 3, 1..=6);
+    let newest_backup = tmp.path().join("backups/state.json.3");
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&newest_backup).unwrap()).unwrap();
+    json["schema"] = serde_json::json!(SCHEMA_VERSION + 1);
+    fs::write(&newest_backup, serde_json::to_vec(&json).unwrap()).unwrap();
+    fs::remove_file(snapshot(tmp.path())).unwrap();
+    assert!(matches!(Store::open(tmp.path()), Err(StoreError::FutureSchema { .. })));
+}
+
+#[test]
+fn an_acknowledged_last_record_damaged_on_disk_is_set_aside_loudly_and_the_rest_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 1000, 1..=3);
+    // Flip one digit of the last record's port: still JSON, still ends in
+    // its newline, but not what was acknowledged.
+    let mut bytes = fs::read(wal(tmp.path())).unwrap();
+    let last = bytes[..bytes.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let digit = last + bytes[last..].windows(8).position(|w| w == b"\"port\":3").unwrap() + 7;
+    bytes[digit] = b'4';
+    fs::write(wal(tmp.path()), &bytes).unwrap();
+
+    assert!(matches!(store::read_state(tmp.path()), Err(StoreError::Corrupt { .. })));
     let (store, report) = Store::open(tmp.path()).unwrap();
-    assert_eq!(report.restored_from, Some(tmp.path().join("backups/state.json.3")));
-    assert_eq!(fs::read_to_string(aside_of(&report, "state.json")).unwrap(), future);
-    assert_eq!(fs::read(aside_of(&report, "state.wal")).unwrap(), future_log);
-    // The future log's release of port 1 was not interpreted.
-    assert_eq!(ports(store.state()), vec![1, 2, 3]);
-    assert_eq!(store.state().schema, SCHEMA_VERSION);
+    assert!(!report.dropped_torn_tail, "damage is not a torn write: {report:?}");
+    assert_eq!(fs::read(aside_of(&report, "state.wal")).unwrap(), bytes);
+    assert_eq!(ports(store.state()), vec![1, 2], "the records that check out are kept");
 }
 
 #[test]
@@ -231,4 +263,22 @@ fn open_succeeds_whatever_a_writable_directory_holds() {
     store.flush().unwrap();
     drop(store);
     assert_eq!(ports(&store::read_state(tmp.path()).unwrap()), vec![1]);
+}
+
+#[test]
+fn a_log_or_snapshot_symlink_in_the_state_directory_is_never_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 1000, 1..=2);
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    fs::write(&victim, "secret").unwrap();
+    for name in ["state.wal", "state.json.tmp", "state.wal.new"] {
+        let _ = fs::remove_file(tmp.path().join(name));
+        std::os::unix::fs::symlink(&victim, tmp.path().join(name)).unwrap();
+    }
+    if let Ok((mut store, _)) = Store::open(tmp.path()) {
+        store.commit(&[put(3)]).unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
 }

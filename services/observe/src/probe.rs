@@ -1,16 +1,46 @@
 //! Asks the kernel whether a TCP port is free, on IPv4 and IPv6 both: a
 //! listener on either family makes `localhost:PORT` ambiguous.
 
+use std::cell::RefCell;
 use std::io;
+
+use crate::sockdiag::SockDiag;
 
 /// Whether no TCP listener holds `port` on any address of either family.
 ///
+/// Read from the kernel's socket tables (one sock_diag dump filtered to the
+/// port, on a netlink socket kept per thread), which disturbs nobody: a
+/// probe that binds the port would, for its moment, make another user's
+/// bind of it fail. Only where sock_diag is unavailable does it fall back to
+/// that scratch bind (`is_free_by_binding`).
+pub fn is_free(port: u16) -> bool {
+    thread_local! {
+        static DIAG: RefCell<Option<SockDiag>> = const { RefCell::new(None) };
+    }
+    let listed = DIAG.with(|cell| {
+        let mut diag = cell.borrow_mut();
+        if diag.is_none() {
+            *diag = SockDiag::open().ok();
+        }
+        let listed = diag.as_mut().map(|d| d.tcp_listeners_on(port));
+        if !matches!(listed, Some(Ok(_))) {
+            // Opened again next time: a failed exchange may leave replies behind.
+            *diag = None;
+        }
+        listed
+    });
+    match listed {
+        Some(Ok(listeners)) => listeners.is_empty(),
+        _ => is_free_by_binding(port),
+    }
+}
+
 /// One scratch bind on the dual-stack wildcard `[::]` (IPV6_V6ONLY off)
 /// answers for both families: the kernel refuses it when any IPv4 or IPv6
 /// listener holds the port. SO_REUSEADDR, so TIME_WAIT leftovers do not
 /// count; no listen, so nobody can connect to the probe. Without IPv6 the
 /// probe binds the IPv4 wildcard instead.
-pub fn is_free(port: u16) -> bool {
+fn is_free_by_binding(port: u16) -> bool {
     match try_bind(libc::AF_INET6, port) {
         Ok(()) => true,
         Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => try_bind(libc::AF_INET, port).is_ok(),
@@ -65,11 +95,13 @@ mod tests {
         for listener in &held {
             let port = held_port(listener);
             assert!(!is_free(port), "{} must make its port busy", listener.local_addr().unwrap());
+            assert!(!is_free_by_binding(port), "{}: the fallback agrees", listener.local_addr().unwrap());
         }
         let ports: Vec<u16> = held.iter().map(held_port).collect();
         drop(held);
         for port in ports {
             assert!(is_free(port), "a closed listener frees port {port}");
+            assert!(is_free_by_binding(port), "the fallback agrees on port {port}");
         }
     }
 
@@ -79,6 +111,45 @@ mod tests {
         // looks like with SO_REUSEADDR: not a listener, so not a holder.
         let (_socket, port) = bound_not_listening();
         assert!(is_free(port));
+        assert!(is_free_by_binding(port));
+    }
+
+    #[test]
+    fn asking_whether_a_port_is_free_never_makes_another_bind_of_it_fail() {
+        // A server that binds without SO_REUSEADDR loses to any socket bound
+        // to its port at that moment, a scratch probe included.
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            held_port(&l)
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asker = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    is_free(port);
+                }
+            })
+        };
+        let failed = (0..2000).filter(|_| !binds_without_reuseaddr(port)).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        asker.join().unwrap();
+        assert_eq!(failed, 0, "{failed} of 2000 binds of port {port} failed while it was being probed");
+    }
+
+    /// Whether a plain bind of 0.0.0.0:`port` (no SO_REUSEADDR, as some
+    /// servers do) succeeds; the socket is closed again.
+    fn binds_without_reuseaddr(port: u16) -> bool {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain socket syscalls on a descriptor wrapped at once.
+        unsafe {
+            let fd = OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = port.to_be();
+            let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+            libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) == 0
+        }
     }
 
     /// A TCP socket bound to 127.0.0.1 with SO_REUSEADDR, never listening.

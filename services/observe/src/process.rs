@@ -134,21 +134,7 @@ pub fn user_name(uid: u32) -> Option<String> {
     use std::sync::Mutex;
     static CACHE: Mutex<Option<HashMap<u32, Option<String>>>> = Mutex::new(None);
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    guard.get_or_insert_with(HashMap::new).entry(uid).or_insert_with(|| lookup_user(uid)).clone()
-}
-
-fn lookup_user(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: getpwuid_r writes into pwd and buf, both live for the call.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-        if rc != 0 || out.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
-    }
+    guard.get_or_insert_with(HashMap::new).entry(uid).or_insert_with(|| styxy_proto::dirs::user_name_of(uid)).clone()
 }
 
 #[cfg(test)]

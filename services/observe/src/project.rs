@@ -1,6 +1,6 @@
 //! Which project a process works in, from its working directory.
 //!
-//! Rule, walking up from the working directory:
+//! Rule ([`project_root`]), walking up from the working directory:
 //! - the nearest directory holding `.git` (a directory, or a file for
 //!   worktrees and submodules) is the project: a repository is a project;
 //! - without one, the top-most directory holding a build manifest
@@ -13,41 +13,11 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Build manifests that mark a project root when there is no repository.
-pub const PROJECT_MARKERS: &[&str] = &[
-    "package.json",
-    "deno.json",
-    "Cargo.toml",
-    "pyproject.toml",
-    "setup.py",
-    "go.mod",
-    "pom.xml",
-    "build.gradle",
-    "build.gradle.kts",
-    "Gemfile",
-    "composer.json",
-    "mix.exs",
-];
-
-/// The project root for a process working in `cwd` (absolute), given its
-/// `home` directory. See the module documentation for the rule.
-pub fn project_root(cwd: &Path, home: Option<&Path>) -> Option<PathBuf> {
-    let mut top_most_manifest = None;
-    for dir in cwd.ancestors() {
-        if dir.parent().is_none() || Some(dir) == home {
-            break;
-        }
-        if dir.join(".git").symlink_metadata().is_ok() {
-            return Some(dir.to_path_buf());
-        }
-        if PROJECT_MARKERS.iter().any(|marker| dir.join(marker).exists()) {
-            top_most_manifest = Some(dir);
-        }
-    }
-    top_most_manifest.map(Path::to_path_buf)
-}
+// One rule for listings and scopes: the preload, which may not link this
+// crate, finds its scope with the same function.
+pub use styxy_proto::scope::{PROJECT_MARKERS, project_root};
 
 /// `HOME` from the environment `pid` started with (readable under the same
 /// rules as its working directory).

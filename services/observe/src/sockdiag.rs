@@ -92,41 +92,65 @@ impl SockDiag {
 
     /// Both families; `port` 0 means every port.
     fn dump(&mut self, port: u16) -> Result<Vec<RawListener>, ObserveError> {
-        self.sequence = self.sequence.wrapping_add(1);
-        self.send_request(port)?;
-        let mut found = Vec::with_capacity(if port == 0 { self.last_count } else { 2 });
-        loop {
-            let len = self.receive()?;
-            match parse_batch(&self.buffer[..len], self.sequence, &mut found)? {
-                Batch::More => continue,
-                Batch::Done => {
-                    if port == 0 {
-                        self.last_count = found.len();
-                    }
-                    return Ok(found);
-                }
-                Batch::Failed(errno) => {
-                    return Err(ObserveError::Kernel { source: io::Error::from_raw_os_error(errno) });
-                }
-            }
-        }
-    }
-
-    fn send_request(&self, port: u16) -> Result<(), ObserveError> {
-        // The family is ignored: a TCPDIAG_GETSOCK dump covers both.
         let body = InetDiagReq {
             family: libc::AF_INET as u8,
             states: TCPF_LISTEN,
             id: InetDiagSockId { sport: port, ..InetDiagSockId::default() },
             ..InetDiagReq::default()
         };
+        let mut found = Vec::with_capacity(if port == 0 { self.last_count } else { 2 });
+        self.query(&body, None, |socket| {
+            found.push(listener(socket)?);
+            Ok(())
+        })?;
+        if port == 0 {
+            self.last_count = found.len();
+        }
+        Ok(found)
+    }
+
+    /// The owner uid of the TCP socket on this machine whose local port is
+    /// `port` and whose peer port is `peer_port`: who opened a loopback
+    /// connection, seen from the side that accepted it (`port` is the
+    /// client's, `peer_port` the server's). None when there is none.
+    pub fn tcp_connection_uid(&mut self, port: u16, peer_port: u16) -> Result<Option<u32>, ObserveError> {
+        // Every state but listening: the client may have closed its end already.
+        let body = InetDiagReq { family: libc::AF_INET as u8, states: !TCPF_LISTEN, ..InetDiagReq::default() };
+        let mut uid = None;
+        self.query(&body, Some((port, port)), |socket| {
+            if socket.msg.id.sport == port && socket.msg.id.dport == peer_port {
+                uid = Some(socket.msg.uid);
+            }
+            Ok(())
+        })?;
+        Ok(uid)
+    }
+
+    /// Sends one dump request (the family is ignored: a TCPDIAG_GETSOCK dump
+    /// covers both) and hands each socket of the answer to `on_socket`.
+    fn query(
+        &mut self,
+        body: &InetDiagReq,
+        sports: Option<(u16, u16)>,
+        mut on_socket: impl FnMut(Socket<'_>) -> Result<(), ObserveError>,
+    ) -> Result<(), ObserveError> {
+        self.sequence = self.sequence.wrapping_add(1);
         let mut buf = [0u8; sockdiag::MAX_REQUEST_LEN];
-        let request = sockdiag::encode_dump(&mut buf, self.sequence, &body, None)
+        let request = sockdiag::encode_dump(&mut buf, self.sequence, body, sports)
             .ok_or_else(|| ObserveError::Malformed("request longer than its buffer".into()))?;
         if !sockdiag::send_to_kernel(self.fd.as_raw_fd(), request) {
             return Err(netlink_error("sendto"));
         }
-        Ok(())
+        loop {
+            let len = self.receive()?;
+            match sockdiag::parse_batch(&self.buffer[..len], self.sequence, &mut on_socket)? {
+                Batch::More => continue,
+                Batch::Done => return Ok(()),
+                Batch::Failed(errno) => {
+                    return Err(ObserveError::Kernel { source: io::Error::from_raw_os_error(errno) });
+                }
+            }
+        }
     }
 
     fn receive(&mut self) -> Result<usize, ObserveError> {
@@ -142,15 +166,6 @@ impl SockDiag {
             }
         }
     }
-}
-
-/// Walks the netlink messages of one datagram, appending listeners. Messages of
-/// another sequence (left over from an interrupted earlier dump) are skipped.
-fn parse_batch(bytes: &[u8], sequence: u32, found: &mut Vec<RawListener>) -> Result<Batch, ObserveError> {
-    sockdiag::parse_batch(bytes, sequence, |socket| {
-        found.push(listener(socket)?);
-        Ok(())
-    })
 }
 
 fn listener(socket: Socket<'_>) -> Result<RawListener, ObserveError> {
@@ -177,6 +192,30 @@ fn netlink_error(operation: &'static str) -> ObserveError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walks the netlink messages of one datagram as a dump does, appending
+    /// listeners. Messages of another sequence (left over from an
+    /// interrupted earlier dump) are skipped.
+    fn parse_batch(bytes: &[u8], sequence: u32, found: &mut Vec<RawListener>) -> Result<Batch, ObserveError> {
+        sockdiag::parse_batch(bytes, sequence, |socket| {
+            found.push(listener(socket)?);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_loopback_connection_is_told_by_its_owner_uid_from_the_accepting_side() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let (_accepted, peer) = server.accept().unwrap();
+        let server_port = server.local_addr().unwrap().port();
+        assert_eq!(peer.port(), client.local_addr().unwrap().port());
+        let mut diag = SockDiag::open().unwrap();
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(diag.tcp_connection_uid(peer.port(), server_port).unwrap(), Some(uid));
+        assert_eq!(diag.tcp_connection_uid(peer.port(), server_port.wrapping_add(1)).unwrap(), None);
+    }
     use styxy_proto::sockdiag::{InetDiagMsg, TCPDIAG_GETSOCK};
 
     fn message(kind: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {

@@ -55,6 +55,11 @@ pub enum ErrorCode {
     Timeout,
     Unavailable,
     Internal,
+    /// Not an HTTP/1.1 request the allocator can read (request line, path,
+    /// header or Content-Length).
+    BadRequest,
+    /// The request's header is larger than the allocator reads.
+    HeaderTooLarge,
 }
 
 impl ErrorCode {
@@ -72,6 +77,8 @@ impl ErrorCode {
             ErrorCode::Timeout => 408,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::HeaderTooLarge => 431,
         }
     }
 }

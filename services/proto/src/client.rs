@@ -213,7 +213,23 @@ impl<S: Read + Write> Connection<S> {
     }
 }
 
-/// Connects to a Unix socket, giving up after `timeout`. std has no connect
+/// Why a server another user runs is not talked to.
+fn untrusted_server(uid: Option<u32>) -> io::Error {
+    let who = uid.map_or_else(|| "an unknown user".to_string(), crate::dirs::describe_uid);
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("the server there runs as {who}, neither you nor root; not talking to it"),
+    )
+}
+
+/// Whether `connect` refused the server for the user it runs as.
+pub fn is_untrusted_server(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none()
+}
+
+/// Connects to a Unix socket, giving up after `timeout`, and only to a
+/// server that runs as this user, root or the system service's user
+/// (`crate::trust`): nothing is sent to anyone else. std has no connect
 /// timeout for Unix sockets; Linux bounds a blocking `connect()` (which waits
 /// while the listener's backlog is full) by the socket's send timeout.
 pub fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
@@ -243,7 +259,10 @@ pub fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
             libc::connect(stream.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), len as libc::socklen_t)
         };
         if rc == 0 {
-            return Ok(stream);
+            return match crate::trust::check_server(stream.as_raw_fd()) {
+                Ok(()) => Ok(stream),
+                Err(uid) => Err(untrusted_server(uid)),
+            };
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {

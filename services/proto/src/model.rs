@@ -84,6 +84,10 @@ pub struct Allocation<At = Millis> {
     /// listens on the port, which then becomes the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_until: Option<At>,
+    /// The copy of a stack the holder belongs to (docs/design.md, "Scopes"):
+    /// a worktree's or project's directory, or what `$STYXY_SCOPE` named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Allocation {
@@ -112,7 +116,15 @@ impl Allocation {
             allocated_at: now_millis(),
             health_failures: 0,
             handoff_until: None,
+            scope: None,
         }
+    }
+
+    /// A moved server's scope entry: (scope, canonical port) when it has a
+    /// scope and listens on another port than the one it asked for.
+    pub fn scope_entry(&self) -> Option<(&str, u16)> {
+        let canonical = self.requested_port.filter(|p| *p != self.port)?;
+        Some((self.scope.as_deref()?, canonical))
     }
 }
 
@@ -180,6 +192,7 @@ impl From<Allocation> for Allocation<Timestamp> {
             allocated_at: a.allocated_at.into(),
             health_failures: a.health_failures,
             handoff_until: a.handoff_until.map(Timestamp),
+            scope: a.scope,
         }
     }
 }

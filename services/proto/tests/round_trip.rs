@@ -111,6 +111,9 @@ fn allocating() {
         lease: Some(LeaseKind::Session),
         source: Some(Source::Cli),
         handoff: true,
+        scope: Some("/home/alice/shop-b".into()),
+        listening: true,
+        replaces: Some("7a4c2e19-6b0d-4f5e-9c3a-8d1e2f3a4b5c".into()),
     });
     round_trip(Holder { uid: 1000, ..Holder::default() });
     let holder = Holder {

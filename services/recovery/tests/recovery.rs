@@ -98,14 +98,14 @@ fn a_previous_boot_is_repaired_and_the_second_run_is_clean() {
 }
 
 #[test]
-fn a_file_from_a_future_schema_is_kept_not_deleted() {
+fn a_file_from_a_future_schema_fails_recovery_and_is_left_as_it_was() {
     let dir = directory();
     let future = br#"{"schema": 99, "generation": 7, "something": "new"}"#;
     std::fs::write(dir.path().join("state.json"), future).unwrap();
     let run = recovery(dir.path(), None);
-    assert!(run.success, "{}", run.log);
-    let aside = kept_aside(dir.path());
-    assert_eq!(std::fs::read(&aside[0]).unwrap(), future, "kept byte for byte");
+    assert!(!run.success, "{}", run.log);
+    assert!(run.log.contains("schema 99, newer than the supported 1; nothing was changed"), "{}", run.log);
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), future, "left byte for byte");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,6 +121,19 @@ impl InetAddr {
         self.len
     }
 
+    /// Whether a client connecting here reaches this host's own servers:
+    /// 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, 0.0.0.0 and ::.
+    pub fn is_loopback_or_wildcard(&self) -> bool {
+        if self.is_v6() {
+            let ip = self.storage.sin6_addr.s6_addr;
+            let v4_mapped_loopback = ip.starts_with(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127]);
+            return v4_mapped_loopback || ip.iter().take(15).all(|&b| b == 0) && ip.get(15).is_some_and(|&b| b <= 1);
+        }
+        // sin_addr follows sin_family and sin_port, at sin6_flowinfo's place.
+        let ip = self.storage.sin6_flowinfo.to_ne_bytes();
+        ip.first() == Some(&127) || ip == [0, 0, 0, 0]
+    }
+
     /// The families a socket bound here answers on.
     pub fn reach(&self, fd: c_int) -> Reach {
         if !self.is_v6() {

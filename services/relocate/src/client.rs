@@ -57,38 +57,100 @@ pub struct Grant {
 }
 
 /// Asks for a port instead of `requested` (POST /allocate), recorded as
-/// an allocation of the subject's program. None when no allocator answers
-/// in time.
+/// an allocation of the subject's program in its scope. None when no
+/// allocator answers in time. Never inlined: its answer buffer must not
+/// share a frame with the move's kernel dump (the preload's stack budget).
+#[inline(never)]
 pub fn allocate(subject: &impl Subject, requested: u16) -> Option<Grant> {
-    let mut comm = [0u8; 17];
-    let name = subject.name(&mut comm);
-
-    let mut body = StackBuf::<180>::new();
-    let mut req = StackBuf::<420>::new();
-    let mut built = body.push(b"{\"preferred_port\":")
-        && body.push_u32(u32::from(requested))
-        && body.push(b",\"source\":\"preload\",\"service_name\":\"")
-        && body.push_json_str(name)
-        && body.push(b"\"");
-    if let Some(pid) = subject.recorded_pid() {
-        built = built && body.push(b",\"pid\":") && body.push_u32(pid);
-    }
-    built = built
-        && body.push(b"}")
-        && req.push(b"POST /allocate HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length: ")
-        && req.push_u32(body.as_bytes().len() as u32)
-        && req.push(b"\r\nConnection: close\r\n\r\n")
-        && req.push(body.as_bytes());
-    if !built {
-        return None;
-    }
     let mut response = [0u8; 4096];
-    let received = exchange(req.as_bytes(), &mut response)?;
-    let (status, body) = split_response(response.get(..received)?)?;
-    if status != 200 {
-        return None;
+    match post_allocate(subject, requested, Ask::Move, &mut response)? {
+        (200, body) => parse_grant(body),
+        _ => None,
     }
-    parse_grant(body)
+}
+
+/// Tells the allocator the subject's program listens on `port` (under
+/// `styxy run`): recorded as its allocation, and the run's reservation
+/// `replaces` given back unless its owner listens on it. Whether it was
+/// recorded.
+#[inline(never)]
+pub fn report_listening(subject: &impl Subject, port: u16, replaces: Option<&[u8]>) -> bool {
+    let mut response = [0u8; 1024];
+    post_allocate(subject, port, Ask::Listening { replaces }, &mut response).is_some_and(|(status, _)| status == 200)
+}
+
+/// What a `POST /allocate` asks for.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    /// Another port instead of a busy one.
+    Move,
+    /// The port listened on, as the program's allocation.
+    Listening { replaces: Option<&'a [u8]> },
+}
+
+/// Sends one `POST /allocate` about `port`; the answer's status and body.
+#[inline(never)]
+fn post_allocate<'r>(
+    subject: &impl Subject,
+    port: u16,
+    ask: Ask<'_>,
+    response: &'r mut [u8],
+) -> Option<(u32, &'r [u8])> {
+    let mut comm = [0u8; 17];
+    let program = Program { name: subject.name(&mut comm), pid: subject.recorded_pid() };
+    let scope = config::get().and_then(|c| c.scope.as_ref()).map(|s| &*s.path);
+    // A scope too long for the request is left out: the program moves all
+    // the same, without recording where its clients should go.
+    let request =
+        allocate_request(port, &program, scope, ask).or_else(|| allocate_request(port, &program, None, ask))?;
+    let received = exchange(request.as_bytes(), response)?;
+    split_response(response.get(..received)?)
+}
+
+/// Who a request speaks for: the program's name, and its pid when the
+/// allocator cannot take it from the socket's peer (the supervisor asks).
+struct Program<'a> {
+    name: &'a [u8],
+    pid: Option<u32>,
+}
+
+/// Longest request `allocate` sends: a scope path of some 500 bytes fits
+/// (a longer one is left out).
+const REQUEST_CAP: usize = 768;
+/// Room for the body's length in the head, padded with spaces (optional
+/// whitespace in HTTP), so the body is written in place.
+const LENGTH_WIDTH: usize = 5;
+
+fn allocate_request(
+    port: u16,
+    program: &Program<'_>,
+    scope: Option<&[u8]>,
+    ask: Ask<'_>,
+) -> Option<StackBuf<REQUEST_CAP>> {
+    let mut req = StackBuf::<REQUEST_CAP>::new();
+    let head = req.push(b"POST /allocate HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length:");
+    let length_at = req.as_bytes().len();
+    let built = head && req.push(&[b' '; LENGTH_WIDTH]) && req.push(b"\r\nConnection: close\r\n\r\n") && {
+        let body_at = req.as_bytes().len();
+        req.push(b"{\"preferred_port\":")
+            && req.push_u32(u32::from(port))
+            && req.push(b",\"source\":\"preload\",\"service_name\":\"")
+            && req.push_json_str(program.name)
+            && scope.is_none_or(|scope| req.push(b"\",\"scope\":\"") && req.push_json_str(scope))
+            && req.push(b"\"")
+            && program.pid.is_none_or(|pid| req.push(b",\"pid\":") && req.push_u32(pid))
+            && match ask {
+                Ask::Move => true,
+                Ask::Listening { replaces } => {
+                    req.push(b",\"listening\":true")
+                        && replaces
+                            .is_none_or(|id| req.push(b",\"replaces\":\"") && req.push_json_str(id) && req.push(b"\""))
+                }
+            }
+            && req.push(b"}")
+            && req.put_u32_at(length_at, LENGTH_WIDTH, req.as_bytes().len().saturating_sub(body_at) as u32)
+    };
+    built.then_some(req)
 }
 
 /// Gives back a grant we could not use (DELETE /allocate/{lock_id}).
@@ -201,7 +263,9 @@ fn connect(addr: &libc::sockaddr_un) -> Option<c_int> {
             (addr as *const libc::sockaddr_un).cast(),
             size_of::<libc::sockaddr_un>() as libc::socklen_t,
         );
-        if rc != 0 {
+        // Another user's server on this path (a planted socket) gets
+        // nothing from us and is treated as no allocator at all.
+        if rc != 0 || styxy_proto::trust::check_server(fd).is_err() {
             sys::close(fd);
             return None;
         }

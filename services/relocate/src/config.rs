@@ -47,6 +47,55 @@ pub struct Config {
     /// The pid that read the settings: in the preload the program's pid at
     /// exec (forked children keep it), in the supervisor `styxy run`'s.
     pub loader_pid: u32,
+    /// The uid whose scope entries this program follows (its sockets' uid).
+    pub uid: u32,
+    /// This program's scope (docs/design.md, "Scopes"), found at load time.
+    pub scope: Option<Scope>,
+    /// The program's name as the kernel keeps it (`comm`, at most 15
+    /// bytes, as `styxy_proto::portmap::program_words` packs it), matched
+    /// against `[preload] never_move`.
+    pub program: [u64; 2],
+    /// Under `styxy run` (`STYXY_PORT` set): what it handed the command.
+    pub run: Option<RunPort>,
+}
+
+/// The port `styxy run` exported, and the lock id of its reservation
+/// (`STYXY_LOCK_ID`; empty when it kept none).
+pub struct RunPort {
+    pub port: u16,
+    pub lock_id: Box<[u8]>,
+}
+
+impl RunPort {
+    fn from_env() -> Option<RunPort> {
+        let port = env_flag("STYXY_PORT")?.to_str()?.parse().ok()?;
+        let lock_id = env_flag("STYXY_LOCK_ID").map(|id| id.as_bytes().into()).unwrap_or_default();
+        Some(RunPort { port, lock_id })
+    }
+}
+
+/// A scope: its path, sent with a move so the allocator records it, and
+/// the path's hash, the key of its entries in the port map.
+pub struct Scope {
+    pub path: Box<[u8]>,
+    pub hash: u64,
+}
+
+impl Scope {
+    fn current() -> Option<Scope> {
+        let path = styxy_proto::scope::current()?;
+        let path: Box<[u8]> = path.as_os_str().as_bytes().into();
+        Some(Scope { hash: styxy_proto::portmap::scope_hash(&path), path })
+    }
+}
+
+/// The loading thread's `comm` (the program's, at exec).
+fn program_name() -> [u64; 2] {
+    let mut comm = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included.
+    unsafe { libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr()) };
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(15);
+    styxy_proto::portmap::program_words(comm.get(..len).unwrap_or_default())
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -82,6 +131,13 @@ fn unix_addr(path: &Path) -> Option<libc::sockaddr_un> {
 /// Reads the settings once, at load time. False when the preload is
 /// switched off (or was set up already): then nothing else is set up.
 pub fn init() -> bool {
+    init_with(RunPort::from_env())
+}
+
+/// As [`init`], with `run` given by the caller: the supervisor is `styxy
+/// run` itself and hands the command a port it never had in its own
+/// environment.
+pub fn init_with(run: Option<RunPort>) -> bool {
     if env_flag("STYXY_PRELOAD").is_some_and(|v| switched_off(&v)) {
         return false;
     }
@@ -97,6 +153,11 @@ pub fn init() -> bool {
         sockets,
         port_maps,
         loader_pid: std::process::id(),
+        // SAFETY: geteuid cannot fail.
+        uid: unsafe { libc::geteuid() },
+        scope: Scope::current(),
+        program: program_name(),
+        run,
     };
     CONFIG.set(config).is_ok()
 }

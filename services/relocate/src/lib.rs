@@ -31,8 +31,10 @@
 pub mod addr;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod diag;
 pub mod family;
+pub mod follow;
 pub mod json;
 pub mod mover;
 pub mod notice;
@@ -66,6 +68,9 @@ pub trait Subject {
     /// process that talks to the allocator (which the allocator otherwise
     /// takes from the socket's peer credentials).
     fn recorded_pid(&self) -> Option<u32>;
+    /// The program's name as `[preload] never_move` matches it (its `comm`
+    /// at exec, packed by `styxy_proto::portmap::program_words`).
+    fn program(&self) -> [u64; 2];
     /// The program's command name (at most 16 bytes).
     fn name<'a>(&self, buf: &'a mut [u8; 17]) -> &'a [u8];
     /// Writes `line` on the program's stderr.

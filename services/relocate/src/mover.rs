@@ -10,11 +10,13 @@
 //! SO_REUSEPORT (the kernel would silently share the port).
 //!
 //! A move takes, in order: the port this program already moved the same
-//! port to (its other family, another worker), one from the allocator, or
-//! the first free port above within `LOCAL_SEARCH`.
+//! port to (its other family, another worker), the port its scope's server
+//! of that port has (where the program's clients are sent: a server
+//! started after a probe of its port, by the prober or a sibling), one from
+//! the allocator, or the first free port above within `LOCAL_SEARCH`.
 
 use crate::addr::{InetAddr, Reach};
-use crate::{Subject, client, diag, family, notice, portmap, sys};
+use crate::{Subject, client, config, connect, diag, family, notice, portmap, sys};
 use libc::c_int;
 
 /// Ports below this are never moved.
@@ -22,10 +24,13 @@ pub const FIRST_MOVABLE_PORT: u16 = 1024;
 /// How far above the requested port the local search goes.
 const LOCAL_SEARCH: u16 = 100;
 
-/// Whether a bind of `addr` on `fd` is one a move may concern: an inet
-/// stream socket on a port that may move.
-pub fn concerns(fd: c_int, addr: &InetAddr) -> bool {
-    addr.port() >= FIRST_MOVABLE_PORT && sys::is_stream_socket(fd)
+/// Whether a bind of `addr` on the subject's `fd` is one a move may
+/// concern: an inet stream socket on a port that may move, neither the
+/// port nor the program named by `[preload] never_move`.
+pub fn concerns(subject: &impl Subject, fd: c_int, addr: &InetAddr) -> bool {
+    addr.port() >= FIRST_MOVABLE_PORT
+        && sys::is_stream_socket(fd)
+        && !portmap::never_moved(addr.port(), subject.program())
 }
 
 /// Binds `fd` to `addr`, or to another port when `addr`'s is taken; the
@@ -64,7 +69,7 @@ pub fn bind(subject: &impl Subject, fd: c_int, addr: &InetAddr) -> Result<(), c_
 /// another port in its place; false when none could be had.
 pub fn listen_failed(subject: &impl Subject, fd: c_int, backlog: c_int) -> bool {
     InetAddr::of_socket(fd)
-        .filter(|addr| concerns(fd, addr))
+        .filter(|addr| concerns(subject, fd, addr))
         .is_some_and(|addr| relocate(subject, fd, &addr, Stage::Listen { backlog }))
 }
 
@@ -109,6 +114,14 @@ fn relocate(subject: &impl Subject, fd: c_int, addr: &InetAddr, stage: Stage) ->
     if let Some(to) = family::target(requested).filter(|&to| to != requested)
         && stage.try_port(subject, fd, addr, to)
     {
+        return true;
+    }
+    if let Some(to) = config::get().and_then(|c| connect::target(c, requested))
+        && to >= FIRST_MOVABLE_PORT
+        && stage.try_port(subject, fd, addr, to)
+    {
+        family::record(requested, to);
+        notice::moved(subject, requested, to, None);
         return true;
     }
     let mut holder = None;

@@ -1,7 +1,9 @@
 //! The allocator's port map (docs/api.md, styxy_proto::portmap): `ports.map`
 //! beside its socket, 65536 little-endian u32, entry = the pid that owns or
-//! asked for the allocation on that port (0 free, 0xFFFFFFFF no pid known).
-//! Mapped read-only, so a reserved port is seen as busy without a round trip.
+//! asked for the allocation on that port (0 free, 0xFFFFFFFF no pid known),
+//! then the scope table and the `never_move` opt-outs. Mapped read-only, so
+//! a reserved port is seen as busy, and a scope's moved server found,
+//! without a round trip.
 //!
 //! A port is busy for us when its owner is neither this process nor one of
 //! its ancestors: a reservation made by a wrapper or shell (`styxy run`, a
@@ -12,7 +14,7 @@ use crate::Subject;
 use crate::config::{self, CPath};
 use crate::sys::{self, StackBuf};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use styxy_proto::portmap::{ENTRIES, NO_PROCESS, SIZE};
+use styxy_proto::portmap::{ENTRIES, FILE_SIZE, NEVER_MOVE_OFFSET, NO_PROCESS, NeverMove, SIZE, ScopeTable};
 use styxy_proto::procstat::StatFields;
 
 /// How often the hooks look for a new or replaced map file.
@@ -66,42 +68,54 @@ pub fn refresh() {
     REFRESHING.store(false, Ordering::Release);
 }
 
-/// Whether `path` is (now) the map in use; false when it is absent.
+/// Whether `path` is (now) the map in use; false when it is absent or not
+/// one to believe. A map is mapped only when it is a regular file of the
+/// full size, owned by us, root or the system service's user and writable by
+/// nobody else: such a writer replaces the file by rename and never shrinks
+/// it, so a read through the mapping cannot fault (SIGBUS) however another
+/// user tampers with the path.
 fn map_if_new(path: &CPath) -> bool {
     // SAFETY: zero is a valid stat buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: path is NUL-terminated; st is writable.
-    if unsafe { libc::stat(path.as_cstr().as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::lstat(path.as_cstr().as_ptr(), &mut st) } != 0 {
         return false;
     }
-    if usize::try_from(st.st_size).ok() != Some(SIZE) {
-        return false;
-    }
-    let (dev, ino) = (st.st_dev, st.st_ino);
     if !MAP.load(Ordering::Acquire).is_null()
-        && MAP_DEV.load(Ordering::Relaxed) == dev
-        && MAP_INO.load(Ordering::Relaxed) == ino
+        && MAP_DEV.load(Ordering::Relaxed) == st.st_dev
+        && MAP_INO.load(Ordering::Relaxed) == st.st_ino
     {
         return true;
     }
-    // SAFETY: open/mmap/close on a path we own nothing of; the mapping is
-    // read-only.
+    // SAFETY: open/fstat/mmap/close on a path we own nothing of; the
+    // mapping is read-only and made only of the file just checked.
     let map = unsafe {
-        let fd = libc::open(path.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(path.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
         if fd < 0 {
             return false;
         }
-        let map = libc::mmap(core::ptr::null_mut(), SIZE, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        let map = if libc::fstat(fd, &mut st) == 0 && is_believable(&st) {
+            libc::mmap(core::ptr::null_mut(), FILE_SIZE, libc::PROT_READ, libc::MAP_SHARED, fd, 0)
+        } else {
+            libc::MAP_FAILED
+        };
         sys::close(fd);
         map
     };
     if map == libc::MAP_FAILED {
         return false;
     }
-    if !install(map.cast(), dev, ino) {
+    if !install(map.cast(), st.st_dev, st.st_ino) {
         unmap(map.cast());
     }
     true
+}
+
+fn is_believable(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && usize::try_from(st.st_size).ok() == Some(FILE_SIZE)
+        && st.st_mode & 0o022 == 0
+        && styxy_proto::trust::is_trusted_uid(st.st_uid)
 }
 
 /// Points lookups at `map` (null: none), the file `dev`/`ino`. The mapping
@@ -136,9 +150,9 @@ fn unmap_retired_if_unread() {
 }
 
 fn unmap(map: *mut u32) {
-    // SAFETY: `map` is a mapping of SIZE bytes this module made and no
+    // SAFETY: `map` is a mapping of FILE_SIZE bytes this module made and no
     // lookup can reach any more.
-    unsafe { libc::munmap(map.cast(), SIZE) };
+    unsafe { libc::munmap(map.cast(), FILE_SIZE) };
 }
 
 fn refresh_if_due() {
@@ -153,21 +167,50 @@ fn refresh_if_due() {
     }
 }
 
-/// The map's entry for `port` (0 when there is no map).
-fn entry(port: u16) -> u32 {
+/// `read` of the current mapping, `absent` when there is none.
+fn with_map<T>(absent: T, read: impl FnOnce(*const u32) -> T) -> T {
     READERS.fetch_add(1, Ordering::SeqCst);
     let map = MAP.load(Ordering::SeqCst);
-    let value = if map.is_null() {
-        0
-    } else {
-        // SAFETY: the mapping holds ENTRIES u32 and stays mapped while
-        // READERS counts this lookup; volatile because the allocator
-        // rewrites it underneath us.
-        u32::from_le(unsafe { map.add(usize::from(port)).read_volatile() })
-    };
+    // The mapping stays mapped while READERS counts this lookup.
+    let value = if map.is_null() { absent } else { read(map) };
     // Release: the read above happens before a refresh that sees the count drop.
     READERS.fetch_sub(1, Ordering::Release);
     value
+}
+
+/// The map's entry for `port` (0 when there is no map).
+fn entry(port: u16) -> u32 {
+    with_map(0, |map| {
+        // SAFETY: the mapping holds ENTRIES u32 first; volatile because the
+        // allocator rewrites it underneath us.
+        u32::from_le(unsafe { map.add(usize::from(port)).read_volatile() })
+    })
+}
+
+/// The port `uid`'s server of `canonical` listens on in the scope whose
+/// hash is `scope`, when the allocator moved one.
+pub fn scope_target(uid: u32, scope: u64, canonical: u16) -> Option<u16> {
+    refresh_if_due();
+    with_map(None, |map| {
+        // SAFETY: the mapping is FILE_SIZE bytes; the scope table fills it
+        // from SIZE on and holds only atomics, valid for any bytes.
+        let table = unsafe { &*map.cast::<u8>().add(SIZE).cast::<ScopeTable>() };
+        if table.is_valid() { table.lookup(uid, scope, canonical) } else { None }
+    })
+}
+
+/// Whether `[preload] never_move` names `port` or the program `program`.
+pub fn never_moved(port: u16, program: [u64; 2]) -> bool {
+    refresh_if_due();
+    with_map(false, |map| {
+        // SAFETY: as in scope_target; the opt-outs follow the scope table,
+        // whose header vouches for both.
+        let (table, never) = unsafe {
+            let base = map.cast::<u8>();
+            (&*base.add(SIZE).cast::<ScopeTable>(), &*base.add(NEVER_MOVE_OFFSET).cast::<NeverMove>())
+        };
+        table.is_valid() && never.covers(port, program)
+    })
 }
 
 /// Whether the allocator has handed `port` to another owner than the
@@ -178,6 +221,16 @@ pub fn held_by_other(subject: &impl Subject, port: u16) -> bool {
         0 => false,
         NO_PROCESS => true,
         owner => !is_program_or_ancestor(subject, owner) && sys::process_exists(owner),
+    }
+}
+
+/// Whether the allocation on `port` is the subject's program's or an
+/// ancestor's.
+pub fn held_by_own(subject: &impl Subject, port: u16) -> bool {
+    refresh_if_due();
+    match entry(port) {
+        0 | NO_PROCESS => false,
+        owner => is_program_or_ancestor(subject, owner),
     }
 }
 
@@ -220,7 +273,7 @@ mod tests {
 
     /// Writes a map whose entry for PORT is `owner`, in place of the old file.
     fn replace_map(dir: &Path, owner: u32) -> std::io::Result<()> {
-        let mut map = vec![0u8; SIZE];
+        let mut map = vec![0u8; FILE_SIZE];
         let entry = map.chunks_exact_mut(4).nth(usize::from(PORT)).ok_or(std::io::ErrorKind::InvalidInput)?;
         entry.copy_from_slice(&owner.to_le_bytes());
         std::fs::write(dir.join("next.map"), map)?;

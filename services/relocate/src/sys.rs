@@ -28,6 +28,37 @@ pub fn set_sockopt(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
     rc == 0
 }
 
+/// Whether the `len` bytes at `ptr` can be read, asked of the kernel
+/// rather than found out by a SIGSEGV in someone else's program. The kernel
+/// copies a signal mask in from any address before it looks at `how`: an
+/// invalid `how` makes the call a pure probe, EFAULT for memory it cannot
+/// read and EINVAL, changing nothing, otherwise. One 8-byte probe per page
+/// the bytes touch (a socket address touches at most two).
+pub fn is_readable(ptr: *const u8, len: usize) -> bool {
+    const PROBE: usize = 8;
+    const PAGE: usize = 4096;
+    if len == 0 {
+        return true;
+    }
+    let start = ptr as usize;
+    let Some(end) = start.checked_add(len) else {
+        return false;
+    };
+    // The first and the last PROBE bytes; a span shorter than that is probed
+    // from its start, which may reach a few bytes further than asked.
+    let last = end.saturating_sub(PROBE).max(start);
+    let probes = [start, last];
+    let pages_differ = start / PAGE != end.saturating_sub(1) / PAGE;
+    probes.iter().take(if pages_differ { 2 } else { 1 }).all(|&at| {
+        // SAFETY: the kernel reads 8 bytes at `at` or fails with EFAULT;
+        // with an invalid `how` it changes no signal mask.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, -1 as c_int, at as *const u8, core::ptr::null_mut::<u8>(), PROBE)
+        };
+        !(rc == -1 && errno() == libc::EFAULT)
+    })
+}
+
 pub fn is_stream_socket(fd: c_int) -> bool {
     sockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
 }
@@ -136,6 +167,24 @@ impl<const N: usize> StackBuf<N> {
             }
         }
         self.push(digits.get(start..).unwrap_or(&[]))
+    }
+
+    /// Writes `n` over the `width` bytes at `at`, right-aligned (the bytes
+    /// before it stay as they were); false when it does not fit.
+    pub fn put_u32_at(&mut self, at: usize, width: usize, n: u32) -> bool {
+        let mut digits = StackBuf::<10>::new();
+        let _ = digits.push_u32(n);
+        let digits = digits.as_bytes();
+        let Some(start) = at.checked_add(width).and_then(|end| end.checked_sub(digits.len())) else {
+            return false;
+        };
+        match self.bytes.get_mut(start..start.saturating_add(digits.len())) {
+            Some(slot) if start >= at && start.saturating_add(digits.len()) <= self.len => {
+                slot.copy_from_slice(digits);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Appends `text` as the inside of a JSON string.

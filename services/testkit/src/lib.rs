@@ -2,7 +2,7 @@
 //! socket, state, configuration and home), the real allocator started in it
 //! ([`Allocator`]), the `styxy` CLI and programs under the preload run in
 //! it, HTTP calls to it, ports held busy ([`net`]), other users
-//! ([`users`]), the state-store fixtures ([`store`]) and the percentile line
+//! ([`users`]), the dashboard `styxy ui` serves ([`dashboard`]), the state-store fixtures ([`store`]) and the percentile line
 //! the benchmarks print ([`percentiles`]).
 //!
 //! Binaries are the ones cargo built for the package under test, or are
@@ -10,6 +10,7 @@
 
 pub mod allocator;
 pub mod build;
+pub mod dashboard;
 pub mod net;
 pub mod percentiles;
 pub mod programs;
@@ -19,10 +20,11 @@ pub mod users;
 
 pub use allocator::{Allocator, TEST_CONFIG};
 pub use build::{allocator_bin, preload_lib, styxy_bin};
+pub use dashboard::Dashboard;
 pub use net::*;
 pub use programs::*;
-pub use sandbox::{Sandbox, text};
-pub use users::{as_user, ensure_user};
+pub use sandbox::{Sandbox, ScopeEntry, text, write_port_map};
+pub use users::{FakeAllocator, as_user, ensure_user};
 
 use std::time::Duration;
 

@@ -23,6 +23,16 @@ pub fn http_get(host: &str, port: u16) -> String {
     ask(host, port, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
 }
 
+/// `ip:port` as the C library takes it, for calling hooks directly.
+pub fn sockaddr_v4(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = port.to_be();
+    addr.sin_addr.s_addr = u32::from(ip).to_be();
+    addr
+}
+
 fn bracket(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_string() }
 }

@@ -191,15 +191,11 @@ impl Sandbox {
         status["generation"].as_u64().unwrap_or_else(|| panic!("no generation in {status}"))
     }
 
-    /// Writes the port map beside the socket: every port free except `entries`.
+    /// Writes the port map beside the socket: every port free except
+    /// `entries` (port, owner pid), no scope entry.
     pub fn write_port_map(&self, entries: &[(u16, u32)]) {
-        let mut map = vec![0u8; styxy_proto::portmap::SIZE];
-        for &(port, owner) in entries {
-            let at = usize::from(port) * 4;
-            map[at..at + 4].copy_from_slice(&owner.to_le_bytes());
-        }
         let path = styxy_proto::paths::port_map_for(&self.socket());
-        std::fs::write(&path, map).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        write_port_map(&path, entries, &[]);
     }
 }
 
@@ -209,6 +205,34 @@ impl Drop for Sandbox {
             let _ = self.styxy().args(["--no-autostart", "daemon", "stop"]).output();
         }
     }
+}
+
+/// A moved server in a port map's scope table: (uid, scope path,
+/// canonical port, actual port).
+pub type ScopeEntry<'a> = (u32, &'a Path, u16, u16);
+
+/// Writes a port map at `path` as the allocator lays it out: `reserved`
+/// (port, owner pid) in the pid table, `scoped` in the scope table.
+pub fn write_port_map(path: &Path, reserved: &[(u16, u32)], scoped: &[ScopeEntry<'_>]) {
+    use styxy_proto::portmap::{FILE_SIZE, SIZE, ScopeTable, scope_hash};
+    // u64 words: the scope table's alignment.
+    let mut words = vec![0u64; FILE_SIZE / 8];
+    let bytes = words.as_mut_ptr().cast::<u8>();
+    // SAFETY: `words` holds FILE_SIZE bytes; the scope table starts at SIZE,
+    // 8-aligned, and is all atomics (zero is valid).
+    let table = unsafe { &*bytes.add(SIZE).cast::<ScopeTable>() };
+    table.reset();
+    for &(uid, scope, canonical, actual) in scoped {
+        assert!(table.insert(uid, scope_hash(scope.as_os_str().as_encoded_bytes()), canonical, actual));
+        table.set_canonical(canonical, true);
+    }
+    // SAFETY: as above, read as bytes.
+    let mut map = unsafe { std::slice::from_raw_parts(bytes, FILE_SIZE) }.to_vec();
+    for &(port, owner) in reserved {
+        let at = usize::from(port) * 4;
+        map[at..at + 4].copy_from_slice(&owner.to_le_bytes());
+    }
+    std::fs::write(path, map).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Program output as text, for messages.

@@ -4,6 +4,7 @@
 
 use super::conflict::{self, Conflict};
 use super::protocol::{Decision, EventKind, Reply, SpecificOutput};
+use crate::scopes::Route;
 use serde_json::{Map, Value};
 use std::path::Path;
 use styxy_cmdline::shellcmd::{self, KillTarget, ServerStart};
@@ -375,7 +376,13 @@ pub fn post_tool_use(kind: EventKind, failure: &Failure, holder: Option<&Holder>
 }
 
 /// SessionStart: the ports this project holds and those of other sessions.
-pub fn session_start(instance_id: &str, project: Option<&str>, servers: &[Holder], preload: bool) -> Reply {
+pub fn session_start(
+    instance_id: &str,
+    project: Option<&str>,
+    servers: &[Holder],
+    preload: bool,
+    routes: &[Route],
+) -> Reply {
     let in_project =
         |h: &Holder| project.is_some_and(|root| h.project.as_deref().is_some_and(|p| Path::new(p).starts_with(root)));
     let others: Vec<&Holder> = servers.iter().filter(|h| matches!(h.belongs, Belongs::OtherSession { .. })).collect();
@@ -401,7 +408,29 @@ pub fn session_start(instance_id: &str, project: Option<&str>, servers: &[Holder
         );
     }
     text.push('.');
+    if let Some(note) = moved_servers_note(routes) {
+        text.push(' ');
+        text.push_str(&note);
+    }
     Reply::context(EventKind::SessionStart, text)
+}
+
+/// What the agent should know about its worktree's moved servers, from the
+/// scope map of its own user (nobody else's words).
+fn moved_servers_note(routes: &[Route]) -> Option<String> {
+    let moved: Vec<&Route> = routes.iter().filter(|r| r.canonical != r.actual).take(MAX_LISTED).collect();
+    if moved.is_empty() {
+        return None;
+    }
+    let each: Vec<String> =
+        moved.iter().map(|r| format!("your {} :{} runs on :{}", r.service_name, r.canonical, r.actual)).collect();
+    let canonical: Vec<String> = moved.iter().map(|r| format!(":{}", r.canonical)).collect();
+    Some(format!(
+        "In this worktree {}; your own clients (curl, tests, dev proxies) reach them at {} as usual. \
+         A browser or a config file needs the actual port: `styxy env` prints the map.",
+        each.join(", "),
+        canonical.join(", ")
+    ))
 }
 
 /// "3000 (dev web, node, /home/u/other)", at most [`MAX_LISTED`].
@@ -649,7 +678,7 @@ mod tests {
         let mut theirs = server(3000, other_session());
         theirs.reservation = Some(Reservation { service_type: "dev".into(), service_name: "web".into() });
         let unrelated = server(9000, Belongs::Outside);
-        let reply = session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true);
+        let reply = session_start("claude-a", Some("/home/u/app"), &[mine, reserved, theirs, unrelated], true, &[]);
         let text = context(&reply);
         assert!(text.contains("this session is claude-a"), "{text}");
         assert!(text.contains("Ports this project already holds: 5173 (node), 8000 (api backend, node)."), "{text}");
@@ -659,7 +688,7 @@ mod tests {
         );
         assert!(!text.contains("9000"), "{text}");
         assert!(text.contains("moves to a free one by itself"), "{text}");
-        let reply = session_start("claude-a", None, &[], false);
+        let reply = session_start("claude-a", None, &[], false, &[]);
         assert!(context(&reply).contains("No other session holds a port."));
         assert!(!context(&reply).contains("moves to a free one"));
     }
@@ -667,10 +696,27 @@ mod tests {
     #[test]
     fn long_lists_and_command_lines_are_cut() {
         let many: Vec<Holder> = (0..30).map(|i| server(3000 + i, other_session())).collect();
-        let reply = session_start("claude-a", None, &many, false);
+        let reply = session_start("claude-a", None, &many, false, &[]);
         assert!(context(&reply).contains("and 18 more"));
         let mut long = server(3000, Belongs::Outside);
         long.command = Some(format!("node {}", "a".repeat(500)));
         assert!(long.what().chars().count() < 120, "{}", long.what());
+    }
+
+    #[test]
+    fn session_start_tells_the_agent_its_worktrees_moved_servers() {
+        let route = |canonical, actual, name: &str| Route {
+            canonical,
+            actual,
+            service_type: "api".into(),
+            service_name: name.into(),
+        };
+        let routes = [route(3000, 3000, "web"), route(8000, 8001, "backend")];
+        let reply = session_start("claude-b", Some("/src/shop-b"), &[], true, &routes);
+        let text = serde_json::to_string(&reply).unwrap();
+        assert!(text.contains("In this worktree your backend :8000 runs on :8001"), "{text}");
+        assert!(text.contains("reach them at :8000 as usual"), "{text}");
+        assert!(text.contains("`styxy env`"), "{text}");
+        assert!(!text.contains(":3000 runs on"), "a server on its own port needs no note: {text}");
     }
 }

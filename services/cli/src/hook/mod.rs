@@ -22,6 +22,7 @@ use crate::discover::Discovery;
 use crate::output::{Failure, print, warn};
 use crate::ports::ENV_SESSION;
 use crate::run::{find_preload, posix_preload_lines, preloadable, sh_quote};
+use crate::scopes;
 use decide::{Failure as ConflictFailure, Holder, Plan, StartCheck};
 use owner::Sessions;
 use protocol::{Event, EventKind, Reply};
@@ -36,6 +37,7 @@ use styxy_proto::api::{
     RegisterInstanceRequest, SuggestResponse,
 };
 use styxy_proto::client::{Client, ClientError, Method};
+use styxy_proto::scope;
 
 /// Events larger than this are not read to the end, nor answered.
 const MAX_EVENT: u64 = 4 * 1024 * 1024;
@@ -155,17 +157,25 @@ fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Res
     let world = World::new(discovery.connect()?, session);
     world.register(session, event.source.as_deref())?;
     let preload = match std::env::var_os(ENV_FILE).filter(|v| !v.is_empty()) {
-        Some(file) => write_env_file(Path::new(&file), &session.instance_id)?,
+        Some(file) => write_env_file(Path::new(&file), &session.instance_id, session.project.as_deref())?,
         None => false,
     };
     let servers = world.servers()?;
     let project = session.project.as_ref().map(|p| p.to_string_lossy());
-    Ok(Some(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload)))
+    let routes = match &project {
+        Some(scope) => {
+            let listed: AllocationsResponse = world.client.get("/allocations")?;
+            scopes::routes(&listed.allocations, styxy_proto::paths::uid(), scope)
+        }
+        None => Vec::new(),
+    };
+    Ok(Some(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload, &routes)))
 }
 
-/// Appends `STYXY_SESSION` and the preload activation to Claude Code's
+/// Appends `STYXY_SESSION`, the session's scope (its worktree, wherever its
+/// commands `cd` to) and the preload activation to Claude Code's
 /// environment file (once). Returns whether the preload library is in it.
-fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
+fn write_env_file(file: &Path, instance_id: &str, scope: Option<&Path>) -> Result<bool, Failure> {
     let io_error = |e: std::io::Error| Failure::local("io", format!("cannot write {}: {e}", file.display()));
     let session_line = format!("export {ENV_SESSION}={}\n", sh_quote(instance_id));
     let existing = std::fs::read_to_string(file).unwrap_or_default();
@@ -173,7 +183,10 @@ fn write_env_file(file: &Path, instance_id: &str) -> Result<bool, Failure> {
     if existing.contains(&session_line) {
         return Ok(lib.is_some_and(|l| existing.contains(&posix_preload_lines(&l))));
     }
-    let mut lines = format!("# styxy: this session's id, and the bind() interposer\n{session_line}");
+    let mut lines = format!("# styxy: this session's id and scope, and the bind() interposer\n{session_line}");
+    if let Some(scope) = scope {
+        lines.push_str(&format!("export {}={}\n", scope::ENV_SCOPE, sh_quote(&scope.to_string_lossy())));
+    }
     if let Some(lib) = &lib {
         lines.push_str(&posix_preload_lines(lib));
     }
@@ -384,17 +397,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("env");
         std::fs::write(&file, "export NODE_ENV=development").unwrap();
-        write_env_file(&file, "claude-abc").unwrap();
-        write_env_file(&file, "claude-abc").unwrap();
+        let scope = Path::new("/src/shop b");
+        write_env_file(&file, "claude-abc", Some(scope)).unwrap();
+        write_env_file(&file, "claude-abc", Some(scope)).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.starts_with("export NODE_ENV=development\n# styxy"), "{text}");
         assert_eq!(text.matches("export STYXY_SESSION=claude-abc\n").count(), 1, "{text}");
         // The lines are valid shell that sets the variable.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!(". {} && printf %s \"$STYXY_SESSION\"", file.display()))
+            .arg(format!(". {} && printf '%s|%s' \"$STYXY_SESSION\" \"$STYXY_SCOPE\"", file.display()))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "claude-abc");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "claude-abc|/src/shop b");
     }
 }

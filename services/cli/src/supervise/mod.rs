@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
+use styxy_relocate::config::RunPort;
 
 /// Why the supervisor cannot run here, in words for the user's one line.
 pub fn unavailable() -> Option<String> {
@@ -209,8 +210,10 @@ fn receive_listener(channel: RawFd) -> Result<OwnedFd, InstallError> {
 ///
 /// The supervisor must answer before the spawn returns: the child's own
 /// execve is trapped. So a thread takes the listener as the child sends it
-/// and serves at once, and tells the spawn whether a listener came.
-pub fn spawn(command: &mut Command) -> Result<Child, SpawnError> {
+/// and serves at once, and tells the spawn whether a listener came. `run`
+/// is the port `styxy run` hands the command (its `STYXY_PORT`), whose
+/// reservation follows the tree's listeners.
+pub fn spawn(command: &mut Command, run: Option<RunPort>) -> Result<Child, SpawnError> {
     let handover = Handover::arm(command).map_err(SpawnError::Setup)?;
     let (received, outcome) = std::sync::mpsc::channel();
     let serving = std::thread::Builder::new().name("styxy-supervisor".into()).spawn(move || match handover.receive() {
@@ -223,7 +226,7 @@ pub fn spawn(command: &mut Command) -> Result<Child, SpawnError> {
         }
     });
     serving.map_err(SpawnError::Setup)?;
-    traced::prepare();
+    traced::prepare(run);
     match command.spawn() {
         Ok(child) => Ok(child),
         // A child that failed before exec sent why before it exited; one

@@ -21,7 +21,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use styxy_relocate::addr::InetAddr;
-use styxy_relocate::{Subject, config, family, mover, portmap};
+use styxy_relocate::config::RunPort;
+use styxy_relocate::{Subject, config, family, follow, mover, portmap};
 
 /// The longest socket address the kernel accepts (sockaddr_storage).
 const MAX_SOCKADDR: usize = 128;
@@ -50,9 +51,10 @@ pub fn take_fd(pidfd: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Reads the move's settings (this process's environment, which the
-/// program inherits) before the program starts.
-pub fn prepare() {
-    if config::init() {
+/// program inherits, and the port `run` hands it) before the program
+/// starts.
+pub fn prepare(run: Option<RunPort>) {
+    if config::init_with(run) {
         family::init();
         portmap::init();
     }
@@ -181,7 +183,7 @@ impl Traced {
         }
         // SAFETY: raw holds len bytes read from the program.
         let addr = unsafe { InetAddr::from_raw(raw.as_ptr().cast(), len as socklen_t) };
-        let Some(addr) = addr.filter(|addr| mover::concerns(socket.as_raw_fd(), addr)) else {
+        let Some(addr) = addr.filter(|addr| mover::concerns(self, socket.as_raw_fd(), addr)) else {
             return Reply::Continue;
         };
         match mover::bind(self, socket.as_raw_fd(), &addr) {
@@ -196,6 +198,7 @@ impl Traced {
         };
         let backlog = self.args[1] as c_int;
         if Subject::listen(self, socket.as_raw_fd(), backlog) == 0 {
+            follow::listened(self, socket.as_raw_fd());
             return Reply::Value(0);
         }
         match io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL) {
@@ -323,6 +326,11 @@ impl Subject for Traced {
 
     fn recorded_pid(&self) -> Option<u32> {
         Some(self.tgid)
+    }
+
+    fn program(&self) -> [u64; 2] {
+        let comm = self.read_proc("comm").unwrap_or_default();
+        styxy_proto::portmap::program_words(comm.trim_end_matches('\n').as_bytes())
     }
 
     fn name<'a>(&self, buf: &'a mut [u8; 17]) -> &'a [u8] {

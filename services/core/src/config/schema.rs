@@ -31,6 +31,8 @@ enum Kind {
     Rules,
     /// Empty, or `IP:PORT` with a loopback IP.
     LoopbackAddr,
+    /// Ports and program names, mixed.
+    PortsOrNames,
 }
 
 type Schema = &'static [(&'static str, Kind)];
@@ -69,6 +71,7 @@ const SECTIONS: &[(&str, Schema)] = &[
     ("instances", &[("ttl_secs", POSITIVE)]),
     ("allocator", &[("idle_timeout_secs", POSITIVE)]),
     ("api", &[("tcp", Kind::LoopbackAddr)]),
+    ("preload", &[("never_move", Kind::PortsOrNames)]),
 ];
 
 /// Checks one file on its own (keys, types, bounds, names) and normalises it
@@ -170,6 +173,13 @@ impl Checker<'_> {
             Kind::Strings => self.each(field, value, |checker, field, item| {
                 if !item.is_str() {
                     checker.wrong_type(field, "a string", item);
+                }
+            }),
+            Kind::PortsOrNames => self.each(field, value, |checker, field, item| match item.as_str() {
+                Some(name) if (1..=15).contains(&name.len()) && !name.contains(['/', '\0']) => {}
+                Some(_) => checker.issue(field, "a program name is 1 to 15 bytes without '/' (as ps shows it)".into()),
+                None => {
+                    checker.port(field, item);
                 }
             }),
             Kind::Range => self.range(field, value),

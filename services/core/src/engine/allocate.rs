@@ -12,7 +12,7 @@ use styxy_proto::model::{Allocation, AuditEntry, AutoType, Change, LeaseKind, Ow
 use styxy_proto::caller::Caller;
 use styxy_proto::error::{ApiError, printable};
 
-use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path};
+use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path, validate_scope};
 use super::{Engine, Result, holder_alive, remove_change};
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
@@ -33,6 +33,11 @@ impl Engine {
         let instance_id =
             optional_name(req.instance_id.as_deref(), "instance_id", 100, "-_.")?.unwrap_or("default").to_string();
         let project_path = req.project_path.as_deref().map(validate_path).transpose()?;
+        let scope = req.scope.as_deref().map(validate_scope).transpose()?;
+        if req.listening {
+            let port = requested.ok_or_else(|| invalid("'listening' needs the port listened on (preferred_port)"))?;
+            return self.record_listener(req, caller, port, service_name, scope);
+        }
         let source = req.source.unwrap_or_default();
         let owner = if req.handoff {
             if req.pid.is_some() {
@@ -78,39 +83,23 @@ impl Engine {
         };
 
         if let Some(existing) = self.live_singleton(&service_type, now) {
+            let message = format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port);
             return Ok(AllocateResponse {
-                success: true,
-                port: existing.port,
-                lock_id: existing.lock_id.clone(),
-                message: format!("Service '{service_type}' allows a single instance; reusing port {}", existing.port),
-                service_type,
-                service_name: existing.service_name.clone(),
                 existing: true,
                 existing_instance_id: caller.may_see(existing.owner.uid).then(|| existing.instance_id.clone()),
                 existing_pid: existing.owner.pid.filter(|_| caller.may_see(existing.owner.uid)),
                 dry_run: req.dry_run,
-                requested_port: None,
-                requested_port_holder: None,
-                auto_allocated: false,
-                allocated_range: None,
-                chunk_size: None,
-                placement: None,
-                handoff_grace_secs: None,
+                ..AllocateResponse::of(existing, message)
             });
         }
 
-        if !caller.is_root() {
-            let held = self.occupancy.held_by(caller.uid);
-            let limit = self.config.limits.max_allocations_per_user;
-            if held >= limit {
-                return Err(ApiError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
-                ));
-            }
-        }
+        self.check_quota(caller)?;
 
-        let sticky_key = sticky_key(project_path.as_deref(), &service_name);
+        // A move in a scope comes back to the port the scope's server had.
+        let sticky_key = match (source, &scope, requested) {
+            (Source::Preload, Some(scope), Some(p)) => scope_sticky_key(owner.uid, scope, p),
+            _ => sticky_key(project_path.as_deref(), &service_name),
+        };
         let candidates = self.candidates(&service_type, requested, source, &sticky_key, auto.as_ref())?;
         let mut reclaimed = Vec::new();
         let chosen = self.first_free(&candidates, now, &mut reclaimed);
@@ -162,6 +151,7 @@ impl Engine {
             source,
             allocated_at: now,
             handoff_until: handoff_grace_secs.map(|secs| now.saturating_add(secs.saturating_mul(1000))),
+            scope,
             ..Allocation::new(port, service_type.clone(), service_name, owner, lease)
         };
         response.lock_id = allocation.lock_id.clone();
@@ -171,6 +161,19 @@ impl Engine {
         changes.push(Change::SetSticky { key: sticky_key, port });
         self.commit(changes)?;
         Ok(response)
+    }
+
+    /// Refuses a new allocation to a non-root user at the per-user limit.
+    pub(super) fn check_quota(&self, caller: &Caller) -> Result<()> {
+        let held = self.occupancy.held_by(caller.uid);
+        let limit = self.config.limits.max_allocations_per_user;
+        if !caller.is_root() && held >= limit {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!("user {} already holds {held} allocations (limit {limit})", caller.uid),
+            ));
+        }
+        Ok(())
     }
 
     /// The owner of a new allocation: the named pid (same uid unless root) or
@@ -281,18 +284,21 @@ impl Engine {
             (None, None) if service_type == UNMANAGED_TYPE => {
                 let p = requested.unwrap_or(0);
                 let end = (p as u32 + UNMANAGED_SPAN).min(u16::MAX as u32) as u16;
-                return Ok(Candidates { first: Vec::new(), runs: vec![p.saturating_add(1)..=end] });
+                let sticky = self.state().sticky.get(sticky_key).copied();
+                return Ok(Candidates { first: sticky.into_iter().collect(), runs: vec![p.saturating_add(1)..=end] });
             }
             (None, None) => return Err(ApiError::new(ErrorCode::UnknownServiceType, "unknown service type")),
         };
+        let sticky = self.state().sticky.get(sticky_key).copied();
         if source == Source::Preload {
-            // The busy port itself, then upwards, then wrap around the range.
+            // The busy port itself, the port its scope's server had, then
+            // upwards, then wrap around the range.
             let p = requested.unwrap_or(start);
             let above = p.saturating_add(1).max(start)..=end;
             let below = start..=p.min(end.saturating_add(1)).saturating_sub(1);
-            return Ok(Candidates { first: vec![p], runs: vec![above, below] });
+            return Ok(Candidates { first: [p].into_iter().chain(sticky).collect(), runs: vec![above, below] });
         }
-        let sticky = self.state().sticky.get(sticky_key).copied().filter(|p| (start..=end).contains(p));
+        let sticky = sticky.filter(|p| (start..=end).contains(p));
         let first = requested.into_iter().chain(sticky).chain(preferred).collect();
         Ok(Candidates { first, runs: vec![start..=end] })
     }
@@ -467,6 +473,11 @@ fn sticky_key(project: Option<&str>, name: &str) -> String {
     format!("{}\u{0}{name}", project.unwrap_or(""))
 }
 
+/// Where `uid`'s server of canonical port `port` in `scope` last landed.
+fn scope_sticky_key(uid: u32, scope: &str, port: u16) -> String {
+    format!("scope\u{0}{uid}\u{0}{scope}\u{0}{port}")
+}
+
 impl Engine {
     /// An allocation as `viewer` may see it.
     fn view(&self, a: &Allocation, viewer: &Caller) -> AllocationView {
@@ -476,6 +487,7 @@ impl Engine {
             allocation.owner.pid = None;
             allocation.owner.start_time = None;
             allocation.project_path = None;
+            allocation.scope = None;
         }
         AllocationView {
             process: allocation.owner.pid.and_then(|pid| self.host.comm(pid)),

@@ -512,3 +512,94 @@ fn a_health_pass_keeps_a_handoff_past_the_grace_while_its_uid_listens_and_frees_
     let released = f.engine.apply_health(&report).unwrap();
     assert_eq!(released.iter().map(|x| (x.port, x.reason)).collect::<Vec<_>>(), vec![(port, Failure::Unclaimed)]);
 }
+
+#[test]
+fn a_run_reservation_follows_the_port_its_program_listens_on() {
+    let mut f = fixture();
+    let python = f.host.spawn(paths::uid());
+    let run = AllocateRequest { pid: Some(python), source: Some(Source::Run), ..req("dev") };
+    let reserved = f.engine.allocate(&run, &me()).unwrap();
+    assert_eq!(reserved.port, 3000);
+    // python ignores PORT and listens on 8000; its preload reports it.
+    f.host.listen(8000, python);
+    let listener = Caller { uid: paths::uid(), pid: Some(python), start_time: None };
+    let report = AllocateRequest {
+        preferred_port: Some(json!(8000)),
+        source: Some(Source::Preload),
+        listening: true,
+        replaces: Some(reserved.lock_id.clone()),
+        scope: Some("/src/shop".into()),
+        ..Default::default()
+    };
+    let recorded = f.engine.allocate(&report, &listener).unwrap();
+    assert_eq!(recorded.port, 8000);
+    let held: Vec<(u16, Option<u32>, &str)> =
+        f.engine.state().allocations.values().map(|a| (a.port, a.owner.pid, a.service_type.as_str())).collect();
+    assert_eq!(held, [(8000, Some(python), "dev")], "exactly one allocation, on the port python listens on");
+    assert_eq!(f.engine.state().allocations[&8000].scope.as_deref(), Some("/src/shop"));
+}
+
+#[test]
+fn a_run_reservation_its_owner_listens_on_stays() {
+    let mut f = fixture();
+    let server = f.host.spawn(paths::uid());
+    let run = AllocateRequest { pid: Some(server), source: Some(Source::Run), ..req("dev") };
+    let reserved = f.engine.allocate(&run, &me()).unwrap();
+    f.host.listen(reserved.port, server);
+    f.host.listen(9229, server);
+    let listener = Caller { uid: paths::uid(), pid: Some(server), start_time: None };
+    let report = AllocateRequest {
+        preferred_port: Some(json!(9229)),
+        listening: true,
+        replaces: Some(reserved.lock_id.clone()),
+        ..Default::default()
+    };
+    f.engine.allocate(&report, &listener).unwrap();
+    let ports: Vec<u16> = f.engine.state().allocations.keys().copied().collect();
+    assert_eq!(ports, [reserved.port, 9229], "both ports the program listens on are its allocations");
+}
+
+#[test]
+fn a_listener_report_never_takes_another_users_port() {
+    let mut f = fixture();
+    let theirs = AllocateRequest { lease: Some(LeaseKind::Manual), preferred_port: Some(json!(8000)), ..req("api") };
+    f.engine.allocate(&theirs, &other_user()).unwrap();
+    let listener = f.host.spawn(paths::uid());
+    f.host.listen(8000, listener);
+    let report = AllocateRequest { preferred_port: Some(json!(8000)), listening: true, ..Default::default() };
+    let refused = f.engine.allocate(&report, &me()).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Conflict);
+    assert_eq!(f.engine.state().allocations[&8000].owner.uid, 4242);
+    // Nor a port the caller's user does not listen on.
+    let report = AllocateRequest { preferred_port: Some(json!(8050)), listening: true, ..Default::default() };
+    assert_eq!(f.engine.allocate(&report, &me()).unwrap_err().code, ErrorCode::Conflict);
+    assert!(!f.engine.state().allocations.contains_key(&8050));
+}
+
+#[test]
+fn a_moved_server_comes_back_to_its_scopes_port_and_other_users_do_not_see_the_scope() {
+    let mut f = fixture();
+    f.host.bind(8000);
+    let moved = |scope: &str| AllocateRequest {
+        preferred_port: Some(json!(8000)),
+        source: Some(Source::Preload),
+        scope: Some(scope.into()),
+        ..Default::default()
+    };
+    let first = f.engine.allocate(&moved("/src/shop-b"), &me()).unwrap();
+    let other = f.engine.allocate(&moved("/src/shop-c"), &me()).unwrap();
+    assert_eq!((first.port, other.port), (8001, 8002));
+    let a = f.engine.state().allocations[&8001].clone();
+    assert_eq!(a.scope_entry(), Some(("/src/shop-b", 8000)));
+    f.engine.release(&first.lock_id, &me()).unwrap();
+    f.engine.release(&other.lock_id, &me()).unwrap();
+    // B's server restarts after C's took a lower port: B gets 8001 again.
+    let c_again = f.engine.allocate(&moved("/src/shop-c"), &me()).unwrap();
+    let b_again = f.engine.allocate(&moved("/src/shop-b"), &me()).unwrap();
+    assert_eq!((c_again.port, b_again.port), (8002, 8001));
+    let listed = f.engine.list(&other_user()).unwrap();
+    assert!(listed.iter().all(|v| v.allocation.scope.is_none()), "a scope is a path: only its user sees it");
+    assert!(f.engine.list(&me()).unwrap().iter().all(|v| v.allocation.scope.is_some()));
+    let bad = AllocateRequest { scope: Some("relative/dir".into()), ..moved("/x") };
+    assert_eq!(f.engine.allocate(&bad, &me()).unwrap_err().code, ErrorCode::InvalidField);
+}

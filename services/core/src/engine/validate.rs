@@ -43,6 +43,17 @@ pub(super) fn optional_name<'a>(v: Option<&'a str>, field: &str, max: usize, ext
     }
 }
 
+/// A scope is an absolute directory path (as `styxy_proto::scope` finds it).
+pub(super) fn validate_scope(p: &str) -> Result<String> {
+    if !p.starts_with('/') || p.len() > styxy_proto::scope::MAX_SCOPE_LEN || p.chars().any(|c| c.is_control()) {
+        return Err(invalid(format!(
+            "scope must be an absolute path of at most {} bytes without control characters",
+            styxy_proto::scope::MAX_SCOPE_LEN
+        )));
+    }
+    Ok(p.to_string())
+}
+
 pub(super) fn validate_path(p: &str) -> Result<String> {
     if p.chars().count() > 1000 || p.chars().any(|c| c.is_control()) {
         return Err(invalid("paths must be at most 1000 characters without control characters"));

@@ -2,31 +2,58 @@
 //! keeping a bad file aside.
 
 use super::StoreError;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Mode of every file the store creates: the state names users' processes.
 pub(super) const FILE_MODE: u32 = 0o600;
-const DIR_MODE: u32 = 0o700;
 
 pub(super) fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io { op, path, source }
 }
 
-/// Creates `dir` (and parents) 0700 when missing; an existing directory keeps
-/// the mode its creator chose (systemd's StateDirectory, for one).
+/// Creates `dir` (and parents) 0700 when missing, then verifies it: a real
+/// directory (not a symbolic link) of ours or the system service user's
+/// that nobody else may write to, under parents nobody else can rename
+/// things in. An existing one keeps the mode its creator chose (systemd's
+/// StateDirectory, for one). Only then may files in it be opened by name.
 pub(super) fn create_dir(dir: &Path) -> Result<(), StoreError> {
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(io_error("create directory", dir))
+    styxy_proto::dirs::ensure_dir(dir, styxy_proto::dirs::Policy::Service).map_err(StoreError::UnsafeDir)
+}
+
+/// Options for opening a store file: never through a symbolic link.
+pub(super) fn options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options
+}
+
+/// Creates `path` afresh (a leftover under that name is removed first):
+/// O_EXCL, so the file written is always one this call made.
+pub(super) fn create_new(path: &Path) -> Result<File, StoreError> {
+    remove_optional(path)?;
+    options().write(true).create_new(true).open(path).map_err(io_error("create", path))
+}
+
+/// Writes `bytes` to a file created afresh at `path` and fsyncs it.
+pub(super) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = create_new(path)?;
+    file.write_all(bytes).map_err(io_error("write", path))?;
+    file.sync_all().map_err(io_error("fsync", path))
 }
 
 /// Reads a whole file; `None` when it does not exist.
 pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match fs::read(path) {
+    let read = options().read(true).open(path).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("read", path)(e)),
@@ -43,12 +70,11 @@ pub(super) fn remove_optional(path: &Path) -> Result<(), StoreError> {
 /// Opens (creating) `path` and takes an exclusive flock on it. With `wait`,
 /// retries until the timeout runs out; without, fails at once.
 pub(super) fn lock(path: &Path, wait: Option<Duration>) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
+    let file = options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(FILE_MODE)
         .open(path)
         .map_err(io_error("open lock file", path))?;
     let deadline = wait.map(|w| Instant::now() + w);

@@ -1,11 +1,10 @@
 //! `state.json` and its rotated copies in `backups/`.
 
 use super::StoreError;
-use super::files::{self, FILE_MODE, io_error};
+use super::files::{self, io_error};
 use serde::Deserialize;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use styxy_proto::model::{SCHEMA_VERSION, State};
 
@@ -99,15 +98,19 @@ pub(super) fn backups(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(found)
 }
 
-/// The newest backup that reads as a valid snapshot of a schema we know.
-pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Option<(PathBuf, State)> {
-    backups.iter().find_map(|(_, path)| match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
-        Ok(Some(Snapshot::Valid(state))) => Some((path.clone(), state)),
-        outcome => {
-            tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup");
-            None
+/// The newest backup that reads as a valid snapshot of a schema we know;
+/// an error when a newer one is from a newer schema (see `Snapshot::Future`).
+pub(super) fn newest_valid(backups: &[(u64, PathBuf)]) -> Result<Option<(PathBuf, State)>, StoreError> {
+    for (_, path) in backups {
+        match files::read_optional(path).map(|b| b.map(|b| parse(&b))) {
+            Ok(Some(Snapshot::Valid(state))) => return Ok(Some((path.clone(), state))),
+            Ok(Some(Snapshot::Future(found))) => {
+                return Err(StoreError::FutureSchema { path: path.clone(), found, supported: SCHEMA_VERSION });
+            }
+            outcome => tracing::warn!(path = %path.display(), ?outcome, "skipping unusable backup"),
         }
-    })
+    }
+    Ok(None)
 }
 
 /// Replaces `state.json` with `state`: write a temporary file and fsync it,
@@ -119,16 +122,7 @@ pub(super) fn replace(dir: &Path, state: &State, current_generation: Option<u64>
     let mut bytes =
         serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode { path: tmp.clone(), source })?;
     bytes.push(b'\n');
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)
-        .map_err(io_error("create", &tmp))?;
-    file.write_all(&bytes).map_err(io_error("write", &tmp))?;
-    file.sync_all().map_err(io_error("fsync", &tmp))?;
-    drop(file);
+    files::write_new(&tmp, &bytes)?;
 
     let target = path(dir);
     if let Some(generation) = current_generation {
@@ -163,8 +157,10 @@ fn back_up(dir: &Path, snapshot: &Path, generation: u64) -> Result<(), StoreErro
 
 /// For file systems without hard links.
 fn copy_synced(from: &Path, to: &Path) -> Result<(), StoreError> {
-    fs::copy(from, to).map_err(io_error("copy to backup", to))?;
-    fs::File::open(to).and_then(|f| f.sync_all()).map_err(io_error("fsync", to))
+    match files::read_optional(from)? {
+        Some(bytes) => files::write_new(to, &bytes),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

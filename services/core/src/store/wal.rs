@@ -1,5 +1,13 @@
-//! The write-ahead log: one JSON line per commit,
-//! `{"generation":N,"changes":[Change,...]}`.
+//! The write-ahead log: one line per commit,
+//! `{"generation":N,"changes":[Change,...]}` TAB `crc32c` (8 hex digits,
+//! of the JSON before the tab). Compact JSON never holds a raw tab, so the
+//! suffix is unambiguous; lines without it (logs written before checksums)
+//! are read as plain JSON.
+//!
+//! A line that ends in its newline was written whole (a commit is one
+//! write(2) with the newline last), so if it does not check out it was
+//! damaged after the fact: corruption, never a torn write. Only a last line
+//! without its newline is torn.
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -18,8 +26,38 @@ pub(super) fn encode(line: &mut Vec<u8>, generation: u64, changes: &[Change]) ->
     line.clear();
     let record = Record { generation, changes: Cow::Borrowed(changes) };
     serde_json::to_writer(&mut *line, &record)?;
+    let crc = super::checksum::crc32c(line);
+    line.push(b'\t');
+    line.extend_from_slice(&hex8(crc));
     line.push(b'\n');
     Ok(())
+}
+
+fn hex8(value: u32) -> [u8; 8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 8];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((value >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+/// The record on one line (without its newline), or why it is damaged.
+fn decode(line: &[u8]) -> Result<Record<'static>, String> {
+    let json = match line.len().checked_sub(9).filter(|&tab| line[tab] == b'\t') {
+        Some(tab) => {
+            let (json, stored) = (&line[..tab], &line[tab + 1..]);
+            let computed = super::checksum::crc32c(json);
+            if stored != hex8(computed) {
+                let stored = String::from_utf8_lossy(stored);
+                return Err(format!("checksum mismatch (stored {stored}, computed {computed:08x})"));
+            }
+            json
+        }
+        // Written before records carried a checksum.
+        None => line,
+    };
+    serde_json::from_slice(json).map_err(|e| e.to_string())
 }
 
 /// What a log file holds.
@@ -29,11 +67,12 @@ pub(super) struct Scan {
     pub records: Vec<Record<'static>>,
     /// Offset where a dropped tail starts (the file length when none).
     pub tail_start: u64,
-    /// The last line was unterminated or unparsable: a crash mid-append. A
-    /// record without its newline was never acknowledged, because a commit
-    /// returns only after the whole line is written.
+    /// The last line has no newline: a crash mid-append. A record without
+    /// its newline was never acknowledged, because a commit returns only
+    /// after the whole line is written.
     pub torn_tail: bool,
-    /// Unparsable lines before the last one (1-based), with the first error.
+    /// Whole lines that do not check out or parse (1-based), with the first
+    /// error: damage after the fact, the last line included.
     pub garbled: Vec<usize>,
     first_error: Option<String>,
 }
@@ -43,7 +82,7 @@ impl Scan {
     pub fn garbage(&self) -> Option<String> {
         let first = self.garbled.first()?;
         let error = self.first_error.as_deref().unwrap_or_default();
-        Some(format!("{} unparsable line(s) before the last, the first at line {first}: {error}", self.garbled.len()))
+        Some(format!("{} damaged record(s), the first at line {first}: {error}", self.garbled.len()))
     }
 }
 
@@ -59,15 +98,11 @@ pub(super) fn scan(bytes: &[u8]) -> Scan {
             break;
         };
         let next = start + len + 1;
-        match serde_json::from_slice::<Record>(&bytes[start..start + len]) {
+        match decode(&bytes[start..start + len]) {
             Ok(record) => scan.records.push(record),
-            Err(_) if next == bytes.len() => {
-                scan.torn_tail = true;
-                scan.tail_start = start as u64;
-            }
             Err(e) => {
                 scan.garbled.push(line_number);
-                scan.first_error.get_or_insert_with(|| e.to_string());
+                scan.first_error.get_or_insert(e);
             }
         }
         start = next;
@@ -130,15 +165,33 @@ mod tests {
     }
 
     #[test]
-    fn an_unparsable_last_line_is_a_torn_tail_even_when_terminated() {
+    fn a_damaged_last_line_that_ends_in_its_newline_is_corruption_not_a_torn_write() {
         let mut bytes = [line(1), line(2)].concat();
-        let good_len = bytes.len() as u64;
         bytes.extend_from_slice(b"{\"generation\":3,\"chan\n");
         let scan = scan(&bytes);
         assert_eq!(scan.records.len(), 2);
-        assert!(scan.torn_tail);
-        assert_eq!(scan.tail_start, good_len);
-        assert!(scan.garbage().is_none());
+        assert!(!scan.torn_tail);
+        assert!(scan.garbage().unwrap().contains("line 3"));
+    }
+
+    #[test]
+    fn a_record_whose_bytes_changed_fails_its_checksum_even_when_it_still_parses() {
+        let mut bytes = line(1);
+        // "i1" becomes "i7": still valid JSON, another instance.
+        let at = bytes.windows(2).position(|w| w == b"i1").unwrap();
+        bytes[at + 1] = b'7';
+        let scan = scan(&bytes);
+        assert!(scan.records.is_empty());
+        assert!(scan.garbage().unwrap().contains("checksum mismatch"), "{:?}", scan.garbage());
+    }
+
+    #[test]
+    fn a_log_written_before_checksums_still_reads() {
+        let legacy = b"{\"generation\":1,\"changes\":[{\"remove_instance\":\"i1\"}]}\n";
+        let bytes = [legacy.to_vec(), line(2)].concat();
+        let scan = scan(&bytes);
+        assert_eq!(scan.records.iter().map(|r| r.generation).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(!scan.torn_tail && scan.garbage().is_none());
     }
 
     #[test]

@@ -37,6 +37,21 @@ pub struct AllocateRequest {
     /// the port. Excludes `pid`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handoff: bool,
+    /// The caller's scope (an absolute directory, docs/design.md "Scopes"):
+    /// a preload move records (scope, requested port) -> the port granted,
+    /// and the scope's earlier port for the requested one is tried first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The caller already listens on `preferred_port` (the preload under
+    /// `styxy run`): record exactly that port as the caller's process lease
+    /// (a conflict when another user's allocation holds it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listening: bool,
+    /// With `listening`: the lock id of the caller's user's `styxy run`
+    /// reservation to give back in the same commit unless a socket of that
+    /// user listens on its port (the reservation follows the listener).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// Who holds a port, as shown to a client (details only to root or the
@@ -99,6 +114,32 @@ pub struct AllocateResponse {
     /// listener of the caller's uid before it is freed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_grace_secs: Option<u64>,
+}
+
+impl AllocateResponse {
+    /// A successful answer for `allocation` that says `message` and nothing
+    /// more (struct update syntax sets the rest).
+    pub fn of(allocation: &Allocation, message: String) -> AllocateResponse {
+        AllocateResponse {
+            success: true,
+            port: allocation.port,
+            lock_id: allocation.lock_id.clone(),
+            message,
+            service_type: allocation.service_type.clone(),
+            service_name: allocation.service_name.clone(),
+            existing: false,
+            existing_instance_id: None,
+            existing_pid: None,
+            dry_run: false,
+            requested_port: None,
+            requested_port_holder: None,
+            auto_allocated: false,
+            allocated_range: None,
+            chunk_size: None,
+            placement: None,
+            handoff_grace_secs: None,
+        }
+    }
 }
 
 /// `DELETE /allocate/{lock_id}`.
