@@ -1,7 +1,8 @@
 //! `styxy run`'s seccomp supervisor with real programs the preload never
 //! reaches: Go servers built here (static and cgo, Debian's golang-go), a
 //! static musl C server (musl-tools), each on a busy port: moved, the line
-//! printed, recorded with the allocator, serving where it says.
+//! printed, recorded with the allocator, serving where it says; a Go client
+//! sent after its scope's moved server.
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -59,6 +60,40 @@ fn a_static_go_server_on_a_busy_port_is_moved_and_serves_where_it_says() {
     let port = busy.to_string();
     // auto picks the supervisor for a Go program.
     moves_and_serves(&sb, &[], &[server.to_str().unwrap(), "127.0.0.1", &port], busy);
+}
+
+#[test]
+fn a_static_go_client_in_a_scope_reaches_its_scopes_moved_backend() {
+    let sb = Sandbox::new();
+    // Another worktree's backend holds the canonical port; it never answers.
+    let (_held, canonical) = busy_port();
+    let scope = tempfile::tempdir().unwrap();
+    let port = canonical.to_string();
+    let server = go_program("serve", false);
+    let mut backend = {
+        let mut cmd = sb.styxy();
+        cmd.env("STYXY_SCOPE", scope.path()).args(["run", "--intercept", "seccomp", "--"]);
+        cmd.arg(&server).args(["127.0.0.1", &port]);
+        Running::start(cmd)
+    };
+    let line = backend.stdout_line(|l| l.starts_with("listening "));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (moved, pid): (u16, u32) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+    assert_ne!(moved, canonical, "{line}");
+
+    // A client of the same scope asks for the canonical port (auto picks
+    // the supervisor for a Go program).
+    let client = go_program("get", false);
+    let got = sb
+        .styxy()
+        .env("STYXY_SCOPE", scope.path())
+        .args(["run", "--"])
+        .arg(&client)
+        .args(["127.0.0.1", &port])
+        .output()
+        .unwrap();
+    assert_eq!(text(&got.stdout), format!("serve {pid} {moved}\n"), "{}", text(&got.stderr));
+    stop(&mut backend);
 }
 
 #[test]

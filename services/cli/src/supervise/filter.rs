@@ -1,15 +1,14 @@
-//! The seccomp filter the child installs before exec: bind, listen and
-//! execve of the native ABI go to the supervisor (user notification),
-//! everything else runs untouched. Calls made through another ABI (x32,
-//! 32-bit compat) are let through unmoved: their numbers differ and a
-//! program of that kind is rare enough not to be worth a second table.
+//! The seccomp filter the child installs before exec: bind, listen,
+//! connect and execve of the native ABI go to the supervisor (user
+//! notification), everything else runs untouched. Calls made through
+//! another ABI (x32, 32-bit compat) are let through unmoved: their numbers
+//! differ and a program of that kind is rare enough not to be worth a
+//! second table.
 //!
-//! connect is not trapped: until a scope's clients have a canonical port
-//! to be sent to another actual one, there is nothing to rewrite and every
-//! connect would only pay for the round trip. Port scopes add it here and
-//! answer it beside `bind` in `traced::answer`, the same way: take the
-//! socket, read the address, connect the program's socket to the scope's
-//! actual port in the supervisor, reply with the result.
+//! connect is trapped so a client follows its scope's moved server, as the
+//! preload's connect hook has it; the BPF program cannot read the address,
+//! so every connect of the tree pays for the round trip, and the supervisor
+//! lets all but a connect to a moved port of this host continue.
 
 use libc::{c_long, sock_filter};
 
@@ -19,7 +18,8 @@ const NATIVE_AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 const NATIVE_AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
 /// The calls the supervisor answers.
-pub const TRAPPED: [c_long; 4] = [libc::SYS_bind, libc::SYS_listen, libc::SYS_execve, libc::SYS_execveat];
+pub const TRAPPED: [c_long; 5] =
+    [libc::SYS_bind, libc::SYS_listen, libc::SYS_connect, libc::SYS_execve, libc::SYS_execveat];
 
 /// Offsets in `struct seccomp_data`.
 const NR_OFFSET: u32 = 0;
@@ -83,7 +83,7 @@ mod tests {
             assert_eq!(verdict(&program, NATIVE_AUDIT_ARCH, nr as u32), libc::SECCOMP_RET_USER_NOTIF, "{nr}");
             assert_eq!(verdict(&program, 0x4000_0003, nr as u32), libc::SECCOMP_RET_ALLOW, "{nr} foreign");
         }
-        for nr in [libc::SYS_read, libc::SYS_connect, libc::SYS_socket, libc::SYS_accept4, libc::SYS_openat] {
+        for nr in [libc::SYS_read, libc::SYS_sendto, libc::SYS_socket, libc::SYS_accept4, libc::SYS_openat] {
             assert_eq!(verdict(&program, NATIVE_AUDIT_ARCH, nr as u32), libc::SECCOMP_RET_ALLOW, "{nr}");
         }
     }

@@ -5,14 +5,15 @@
 //! still pending after every look at the program (SECCOMP_IOCTL_NOTIF_ID_VALID),
 //! so a recycled thread id never lends its number to another process.
 //!
-//! bind and listen act on the program's own socket, taken with
-//! pidfd_getfd: the supervisor binds or listens on that open socket and
-//! replies with the result. It never replies "continue" after deciding to
-//! act from memory it read (the kernel would read the address again, and a
-//! program could change it in between). It does reply "continue" when it
-//! leaves the call alone (not an inet stream socket, a port below 1024,
-//! moves switched off): then the kernel performs exactly the program's call
-//! with the program's own credentials, whatever the address is by then.
+//! bind, listen and connect act on the program's own socket, taken with
+//! pidfd_getfd: the supervisor binds, listens or connects on that open
+//! socket and replies with the result. It never replies "continue" after
+//! deciding to act from memory it read (the kernel would read the address
+//! again, and a program could change it in between). It does reply
+//! "continue" when it leaves the call alone (not an inet stream socket, a
+//! port below 1024, a connect to no moved port of this host, moves switched
+//! off): then the kernel performs exactly the program's call with the
+//! program's own credentials, whatever the address is by then.
 
 use super::filter::TRAPPED;
 use libc::{c_int, c_long, sockaddr, socklen_t};
@@ -22,7 +23,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use styxy_relocate::addr::InetAddr;
 use styxy_relocate::config::RunPort;
-use styxy_relocate::{Subject, config, family, follow, mover, portmap};
+use styxy_relocate::{Subject, config, connect, family, follow, mover, portmap};
 
 /// The longest socket address the kernel accepts (sockaddr_storage).
 const MAX_SOCKADDR: usize = 128;
@@ -125,6 +126,7 @@ fn answer(listener: RawFd, request: &libc::seccomp_notif) -> Reply {
     match nr {
         libc::SYS_bind => program.bind(),
         libc::SYS_listen => program.listen(),
+        libc::SYS_connect => program.connect(),
         // The exec calls are trapped only to name a setuid program.
         _ if TRAPPED.contains(&nr) => {
             program.note_setuid_exec(nr);
@@ -173,23 +175,56 @@ impl Traced {
         let Some(socket) = self.inet_stream_socket() else {
             return Reply::Continue;
         };
-        let Some(len) = usize::try_from(self.args[2]).ok().filter(|&n| n <= MAX_SOCKADDR) else {
-            return Reply::Continue;
-        };
-        let mut raw = [0u8; MAX_SOCKADDR];
-        let read = self.read_memory(self.args[1], &mut raw[..len]);
-        if read != Some(len) || !self.still_waiting() {
-            return Reply::Continue;
-        }
-        // SAFETY: raw holds len bytes read from the program.
-        let addr = unsafe { InetAddr::from_raw(raw.as_ptr().cast(), len as socklen_t) };
-        let Some(addr) = addr.filter(|addr| mover::concerns(self, socket.as_raw_fd(), addr)) else {
+        let Some(addr) = self.address().filter(|addr| mover::concerns(self, socket.as_raw_fd(), addr)) else {
             return Reply::Continue;
         };
         match mover::bind(self, socket.as_raw_fd(), &addr) {
             Ok(()) => Reply::Value(0),
             Err(errno) => Reply::Error(errno),
         }
+    }
+
+    /// A connect to this host goes where the program's clients are sent
+    /// (`styxy_relocate::connect::target`, as the preload's connect hook
+    /// asks): the supervisor connects the program's socket there and
+    /// replies with the result (EINPROGRESS for a non-blocking socket, as
+    /// the program's own call would). Any other connect is the kernel's.
+    fn connect(&self) -> Reply {
+        let Some(config) = config::get() else {
+            return Reply::Continue;
+        };
+        let Some(socket) = self.inet_stream_socket() else {
+            return Reply::Continue;
+        };
+        let Some(addr) = self.address().filter(InetAddr::is_loopback_or_wildcard) else {
+            return Reply::Continue;
+        };
+        let Some(to) = connect::target(config, addr.port()) else {
+            return Reply::Continue;
+        };
+        if portmap::never_moved(addr.port(), self.program()) {
+            return Reply::Continue;
+        }
+        let moved = addr.with_port(to);
+        // SAFETY: moved is a valid inet address of moved.socklen() bytes.
+        let rc = unsafe { libc::syscall(libc::SYS_connect, socket.as_raw_fd(), moved.as_ptr(), moved.socklen()) };
+        if rc == 0 {
+            return Reply::Value(0);
+        }
+        Reply::Error(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+    }
+
+    /// The call's socket address (its second and third arguments), read
+    /// from the program while the call is still pending.
+    fn address(&self) -> Option<InetAddr> {
+        let len = usize::try_from(self.args[2]).ok().filter(|&n| n <= MAX_SOCKADDR)?;
+        let mut raw = [0u8; MAX_SOCKADDR];
+        let read = self.read_memory(self.args[1], &mut raw[..len]);
+        if read != Some(len) || !self.still_waiting() {
+            return None;
+        }
+        // SAFETY: raw holds len bytes read from the program.
+        unsafe { InetAddr::from_raw(raw.as_ptr().cast(), len as socklen_t) }
     }
 
     fn listen(&self) -> Reply {
