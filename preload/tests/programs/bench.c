@@ -1,9 +1,12 @@
-/* Times bind()+listen() for the preload benchmark.
+/* Times bind()+listen() for the preload and supervisor benchmarks.
  *
  * usage: bench [-r REPEAT] HOST PORT [PORT ...]
+ *        bench -s CALLS [-r REPEAT]
  * For each repetition and each port: socket (SO_REUSEADDR), then bind and
  * listen timed together, then close. Prints one duration in nanoseconds per
  * line. Without ports it exits at once (start-up cost). Exits 1 on error.
+ * With -s: REPEAT batches of CALLS raw getppid() calls (a call no filter
+ * rule matches), each batch's mean per call in nanoseconds, one a line.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,10 +26,16 @@ static long long now_ns(void) {
 }
 
 int main(int argc, char **argv) {
-    int repeat = 1, opt;
-    while ((opt = getopt(argc, argv, "r:")) != -1) {
+    int repeat = 1, calls = 0, opt;
+    while ((opt = getopt(argc, argv, "r:s:")) != -1) {
         if (opt == 'r') repeat = atoi(optarg);
+        else if (opt == 's') calls = atoi(optarg);
         else return 2;
+    }
+    for (int r = 0; calls > 0 && r < repeat; r++) {
+        long long start = now_ns();
+        for (int i = 0; i < calls; i++) syscall(SYS_getppid);
+        printf("%lld\n", (now_ns() - start) / calls);
     }
     if (optind >= argc) return 0;
     const char *host = argv[optind];

@@ -272,9 +272,21 @@ pub struct RunArgs {
     /// Port to try first
     #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+    /// How a busy port is moved: the preload library, the seccomp supervisor
+    /// (any program, its whole process tree), or auto (the supervisor for Go
+    /// and statically linked programs, else the preload)
+    #[arg(long, value_enum, default_value_t = Intercept::Auto)]
+    pub intercept: Intercept,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Intercept {
+    Auto,
+    Preload,
+    Seccomp,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod ports;
 mod run;
 mod scopes;
 mod settings;
+mod supervise;
 mod table;
 
 use clap::{CommandFactory, Parser};

@@ -1,20 +1,25 @@
-//! `styxy run` (reserve a port, then become the command) and `styxy
-//! shell-init` (load the bind() interposer into every command of a shell).
+//! `styxy run` (reserve a port, then become the command, or supervise it)
+//! and `styxy shell-init` (load the bind() interposer into every command of
+//! a shell).
 
 use crate::Ctx;
-use crate::cli::{RunArgs, Shell};
+use crate::cli::{Intercept, RunArgs, Shell};
 use crate::discover::search_path;
 use crate::elf::{self, Linkage};
 use crate::output::{Failure, print, warn};
 use crate::ports::session_from_env;
+use crate::supervise::{self, SpawnError};
+use libc::c_int;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use styxy_proto::api::{AllocateRequest, AllocateResponse, ConfigResponse};
 use styxy_proto::client::Method;
 use styxy_proto::model::{LeaseKind, Source};
 use styxy_proto::{paths, scope};
+use styxy_relocate::config::RunPort;
 
 /// Names the preload library explicitly.
 pub const ENV_PRELOAD_LIB: &str = "STYXY_PRELOAD_LIB";
@@ -75,14 +80,14 @@ struct Reserved {
     lock_id: Option<String>,
 }
 
-/// Reserves the command's port. When the preload can move the command
-/// (`preload`), `PORT` is the canonical port even where another worktree's
-/// server holds it: the preload moves the bind and records it for this
-/// scope, so one checked-in configuration works in every worktree.
+/// Reserves the command's port. When the preload or the supervisor can
+/// move the command (`moves`), `PORT` is the canonical port even where
+/// another worktree's server holds it: the move of the bind is recorded for
+/// this scope, so one checked-in configuration works in every worktree.
 /// Otherwise `PORT` is a free port.
-fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, preload: bool) -> Result<Reserved, Failure> {
+fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, moves: bool) -> Result<Reserved, Failure> {
     let program = Path::new(&args.command[0]);
-    let canonical = if preload { canonical_port(ctx, args) } else { args.port };
+    let canonical = if moves { canonical_port(ctx, args) } else { args.port };
     let request = AllocateRequest {
         // With only a port, the allocator picks the type whose range holds it.
         service_type: args.service_type.clone().or_else(|| args.port.is_none().then(|| DEFAULT_RUN_TYPE.to_string())),
@@ -91,8 +96,9 @@ fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, preload: bool) -> Re
         instance_id: session_from_env(),
         project_path: std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned()),
         dry_run: false,
-        // The command is exec'd in this very process: same pid, same start
-        // time, so the lease follows it.
+        // The command is exec'd in this very process (same pid, same start
+        // time) or runs as its child while it waits: the lease lasts as
+        // long as the command.
         pid: Some(std::process::id()),
         lease: Some(LeaseKind::Process),
         source: Some(Source::Run),
@@ -103,7 +109,7 @@ fn reserve(ctx: &Ctx, args: &RunArgs, scope: Option<&Path>, preload: bool) -> Re
     };
     let client = ctx.client()?;
     let reply: AllocateResponse = client.call_json(Method::Post, "/allocate", &request)?.decode()?;
-    match canonical.filter(|&p| preload && p != reply.port) {
+    match canonical.filter(|&p| moves && p != reply.port) {
         Some(port) => {
             client.call(Method::Delete, &format!("/allocate/{}", reply.lock_id))?;
             Ok(Reserved { port, lock_id: None })
@@ -121,64 +127,165 @@ fn resolve_program(name: &OsStr) -> Option<PathBuf> {
     search_path(name.to_str()?)
 }
 
-/// Reserves a port and execs the command. Returns only when the command
-/// cannot be executed (the status to exit with); it runs even when no port
+/// The command with its scope and reservation in the environment.
+fn command_with(args: &RunArgs, ctx: &Ctx, scope: Option<&Path>, reserved: Option<&Reserved>) -> std::process::Command {
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    if let Some(scope) = scope {
+        // The command's processes keep this scope wherever they chdir to.
+        command.env(scope::ENV_SCOPE, scope);
+    }
+    if let Some(r) = reserved {
+        command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string());
+        match &r.lock_id {
+            Some(lock_id) => command.env("STYXY_LOCK_ID", lock_id),
+            None => command.env_remove("STYXY_LOCK_ID"),
+        };
+        if let Some(socket) = &ctx.discovery.socket {
+            // The moved command must ask the same allocator.
+            command.env(paths::ENV_SOCKET, socket);
+        }
+    }
+    command
+}
+
+/// Reserves a port and runs the command: exec'd with the preload, or as a
+/// supervised child while this process waits and passes its status on.
+/// Returns the status to exit with; the command runs even when no port
 /// could be reserved.
 pub fn run(ctx: &Ctx, args: &RunArgs) -> u8 {
     let program = &args.command[0];
-    let mut command = std::process::Command::new(program);
-    command.args(&args.command[1..]);
-
-    let preload = find_preload().ok().filter(|_| !preload_switched_off());
+    let switched_off = preload_switched_off();
+    let preload = find_preload().ok().filter(|_| !switched_off);
     let linkage = resolve_program(program).and_then(|p| elf::inspect(&p).ok().flatten());
-    let why = match linkage {
+    let preload_cannot = match linkage {
         Some(Linkage::Static) => Some("is statically linked"),
         Some(Linkage::Go) => Some("is a Go program (Go makes its own system calls)"),
         _ => None,
     };
-    let scope = scope::current();
-    if let Some(scope) = &scope {
-        // The command's processes keep this scope wherever they chdir to.
-        command.env(scope::ENV_SCOPE, scope);
-    }
-    // A program the preload cannot reach gets a free port, not the
-    // canonical one it could not be moved off.
-    let moves = preload.is_some() && why.is_none();
-    let port = match reserve(ctx, args, scope.as_deref(), moves) {
-        Ok(r) => {
-            command.env("PORT", r.port.to_string()).env("STYXY_PORT", r.port.to_string());
-            match &r.lock_id {
-                Some(lock_id) => command.env("STYXY_LOCK_ID", lock_id),
-                None => command.env_remove("STYXY_LOCK_ID"),
-            };
-            if let Some(socket) = &ctx.discovery.socket {
-                // The preloaded command must ask the same allocator.
-                command.env(paths::ENV_SOCKET, socket);
+    let supervise = match args.intercept {
+        Intercept::Preload => false,
+        Intercept::Seccomp => true,
+        Intercept::Auto => preload_cannot.is_some(),
+    };
+    let supervise = supervise
+        && match supervise::unavailable() {
+            None => true,
+            Some(why) => {
+                warn(&format!("{why}: using the preload instead"));
+                false
             }
-            Some(r.port)
-        }
+        };
+    let scope = scope::current();
+    // A program nothing can move gets a free port, not the canonical one
+    // it could not be moved off.
+    let moves = !switched_off && (supervise || preload.is_some() && preload_cannot.is_none());
+    let reserved = match reserve(ctx, args, scope.as_deref(), moves) {
+        Ok(r) => Some(r),
         Err(failure) => {
             warn(&format!("running without a reserved port: {failure}"));
             None
         }
     };
+    if supervise {
+        let mut command = command_with(args, ctx, scope.as_deref(), reserved.as_ref());
+        // The supervisor moves the whole tree; a preload a shell put in the
+        // environment stays out of its way.
+        command.env("STYXY_PRELOAD", "off");
+        let run = reserved
+            .as_ref()
+            .map(|r| RunPort { port: r.port, lock_id: r.lock_id.as_deref().unwrap_or_default().as_bytes().into() });
+        match supervise::spawn(&mut command, run) {
+            Ok(child) => return wait_for(child),
+            Err(SpawnError::Exec(error)) => return cannot_run(program, &error),
+            Err(SpawnError::Install(why)) => warn(&format!("{why}: using the preload instead")),
+            Err(SpawnError::Setup(error)) => {
+                warn(&format!("cannot set up the seccomp supervisor ({error}): using the preload instead"))
+            }
+        }
+    }
+
+    let mut command = command_with(args, ctx, scope.as_deref(), reserved.as_ref());
     if let Some(lib) = &preload {
         command.env("LD_PRELOAD", prepend_preload(lib, std::env::var_os("LD_PRELOAD").as_deref()));
     }
-    if let Some(why) = why {
-        let port_note = match port {
-            Some(p) => format!("; it still gets PORT={p}"),
+    if let Some(why) = preload_cannot {
+        let port_note = match &reserved {
+            Some(r) => format!("; it still gets PORT={}", r.port),
             None => String::new(),
         };
         warn(&format!("{} {why}: LD_PRELOAD cannot move its port{port_note}", program.to_string_lossy()));
     }
-
     let error = command.exec();
+    cannot_run(program, &error)
+}
+
+fn cannot_run(program: &OsStr, error: &std::io::Error) -> u8 {
     warn(&format!("cannot run {}: {error}", program.to_string_lossy()));
     match error.kind() {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_NOT_EXECUTABLE,
     }
+}
+
+/// The pid of the supervised child, for the forwarding signal handler.
+static CHILD_PID: AtomicI32 = AtomicI32::new(0);
+/// Signals a process manager or `kill` sends to `styxy run` that the
+/// program should get.
+const FORWARDED: [c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+
+extern "C" fn forward(signal: c_int) {
+    let pid = CHILD_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Waits for the supervised child as a shell waits for a foreground job,
+/// and ends the way it ended: its exit status, or the same signal.
+fn wait_for(child: std::process::Child) -> u8 {
+    let pid = child.id() as libc::pid_t;
+    CHILD_PID.store(pid, Ordering::Relaxed);
+    // SAFETY: installing handlers; `forward` only calls kill. Ctrl-C and
+    // Ctrl-\ reach the whole foreground process group, the program
+    // included, so this process only ignores them.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        for signal in FORWARDED {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: status is writable.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return EXIT_NOT_EXECUTABLE;
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        // SAFETY: restore the default action and die of the same signal,
+        // so the caller (a shell) sees what the program died of.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(signal);
+        }
+        return 128u8.saturating_add(signal as u8);
+    }
+    libc::WEXITSTATUS(status) as u8
 }
 
 /// `STYXY_PRELOAD=off` (or 0, false, no): the preload loads but does nothing.

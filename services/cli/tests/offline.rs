@@ -193,10 +193,14 @@ fn run_without_an_allocator_still_runs_the_command() {
 }
 
 #[test]
-fn run_warns_that_a_static_binary_cannot_be_moved() {
+fn run_supervises_a_static_binary_and_warns_when_told_to_preload_it() {
     let dir = tempfile::tempdir().unwrap();
-    // glibc's ldconfig is statically linked.
+    // glibc's ldconfig is statically linked: auto runs it under the
+    // seccomp supervisor, silently.
     let o = run(styxy(dir.path()).args(["run", "--", "/sbin/ldconfig", "--version"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("LD_PRELOAD cannot"), "{}", stderr(&o));
+    let o = run(styxy(dir.path()).args(["run", "--intercept", "preload", "--", "/sbin/ldconfig", "--version"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("/sbin/ldconfig is statically linked: LD_PRELOAD cannot move its port"), "{err}");

@@ -1,5 +1,6 @@
-//! The preload tests' programs (C, Python, Node under preload/tests/programs)
-//! and a running program whose output lines are collected.
+//! The preload and supervisor tests' programs (C, Go, Python, Node under
+//! preload/tests/programs) and a running program whose output lines are
+//! collected.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,23 +17,63 @@ fn programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../preload/tests/programs")
 }
 
-/// Compiles `preload/tests/programs/<name>.c` once per process.
-pub fn c_program(name: &str) -> PathBuf {
+/// Builds `target/<profile>/programs/<key>-<pid>` once per process with
+/// `build`, which gets the output path.
+fn built_once(key: &str, build: impl FnOnce(&Path) -> Command) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().expect("compile lock");
-    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == key) {
         return path.clone();
     }
-    let src = programs_dir().join(format!("{name}.c"));
     let dir = profile_dir().join("programs");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    let out = dir.join(format!("{name}-{}", std::process::id()));
-    let status =
-        Command::new("cc").args(["-O1", "-Wall", "-pthread", "-o"]).arg(&out).arg(&src).status().expect("run cc");
-    assert!(status.success(), "cc {} failed", src.display());
-    built.push((name.to_string(), out.clone()));
+    let out = dir.join(format!("{key}-{}", std::process::id()));
+    let mut command = build(&out);
+    let status = command.status().unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed");
+    built.push((key.to_string(), out.clone()));
     out
+}
+
+/// Compiles `preload/tests/programs/<name>.c` once per process.
+pub fn c_program(name: &str) -> PathBuf {
+    built_once(name, |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-O1", "-Wall", "-pthread", "-o"]).arg(out).arg(programs_dir().join(format!("{name}.c")));
+        cc
+    })
+}
+
+/// Compiles `preload/tests/programs/<name>.c` statically against musl
+/// (`musl-gcc -static`, Debian's musl-tools), once per process: a program
+/// the preload never reaches.
+pub fn musl_program(name: &str) -> PathBuf {
+    built_once(&format!("{name}-musl"), |out| {
+        let mut cc = Command::new("musl-gcc");
+        cc.args(["-static", "-O1", "-Wall", "-pthread", "-o"]).arg(out).arg(programs_dir().join(format!("{name}.c")));
+        cc
+    })
+}
+
+/// Builds `preload/tests/programs/<name>.go` (Debian's golang-go), with cgo
+/// (linked against libc) or without (static), once per process. The build
+/// cache lives in the target directory.
+pub fn go_program(name: &str, cgo: bool) -> PathBuf {
+    let key = format!("{name}-go-{}", if cgo { "cgo" } else { "static" });
+    built_once(&key, |out| {
+        let cache = profile_dir().join("go-cache");
+        let mut go = Command::new("go");
+        go.args(["build", "-o"])
+            .arg(out)
+            .arg(programs_dir().join(format!("{name}.go")))
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+            .env("GOCACHE", &cache)
+            .env("GOPATH", cache.join("path"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local");
+        go
+    })
 }
 
 /// `preload/tests/programs/<name>` (a script).

@@ -45,8 +45,8 @@ pub fn as_user(uid: u32, gid: u32, program: impl AsRef<std::ffi::OsStr>) -> Comm
     cmd
 }
 
-/// What a hostile user's fake allocator does: listens on argv[1] (anyone may
-/// connect), appends every byte it is sent to argv[2] and answers every
+/// What a hostile user's fake allocator does: listens on `argv[1]` (anyone may
+/// connect), appends every byte it is sent to `argv[2]` and answers every
 /// request with a port of its choosing, 1999.
 const FAKE_ALLOCATOR: &str = r#"
 import os, socket, sys

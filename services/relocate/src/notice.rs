@@ -2,16 +2,16 @@
 //! carry a protocol):
 //! `styxy: port 8000 is in use by python3 (pid 4242, api); listening on 8001 instead`.
 
+use crate::Subject;
 use crate::client::Holder;
 use crate::config;
-use crate::sys::{self, StackBuf};
+use crate::sys::StackBuf;
 
-pub fn moved(requested: u16, now: u16, holder: Option<&Holder>) {
+pub fn moved(subject: &impl Subject, requested: u16, now: u16, holder: Option<&Holder>) {
     if config::get().is_none_or(|c| c.quiet) {
         return;
     }
-    let line = line(requested, now, holder);
-    sys::write_stderr(line.as_bytes());
+    subject.tell(line(requested, now, holder).as_bytes());
 }
 
 fn line(requested: u16, now: u16, holder: Option<&Holder>) -> StackBuf<256> {

@@ -1,5 +1,6 @@
-//! What the hooks need to know, computed once when the library is loaded
-//! (allocation is fine here, never later) and then only read.
+//! What a move needs to know, computed once when the preload is loaded or
+//! the supervisor starts (allocation is fine here, never later) and then
+//! only read.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -43,8 +44,8 @@ pub struct Config {
     pub sockets: [Option<libc::sockaddr_un>; MAX_SOCKETS],
     /// The port map beside each socket, same order.
     pub port_maps: [Option<CPath>; MAX_SOCKETS],
-    /// The pid that loaded the library (the program's pid at exec; forked
-    /// children keep it).
+    /// The pid that read the settings: in the preload the program's pid at
+    /// exec (forked children keep it), in the supervisor `styxy run`'s.
     pub loader_pid: u32,
     /// The uid whose scope entries this program follows (its sockets' uid).
     pub uid: u32,
@@ -130,6 +131,13 @@ fn unix_addr(path: &Path) -> Option<libc::sockaddr_un> {
 /// Reads the settings once, at load time. False when the preload is
 /// switched off (or was set up already): then nothing else is set up.
 pub fn init() -> bool {
+    init_with(RunPort::from_env())
+}
+
+/// As [`init`], with `run` given by the caller: the supervisor is `styxy
+/// run` itself and hands the command a port it never had in its own
+/// environment.
+pub fn init_with(run: Option<RunPort>) -> bool {
     if env_flag("STYXY_PRELOAD").is_some_and(|v| switched_off(&v)) {
         return false;
     }
@@ -149,7 +157,7 @@ pub fn init() -> bool {
         uid: unsafe { libc::geteuid() },
         scope: Scope::current(),
         program: program_name(),
-        run: RunPort::from_env(),
+        run,
     };
     CONFIG.set(config).is_ok()
 }

@@ -11,6 +11,7 @@
 //! allocator frees it later). A port held for a user is busy for everyone
 //! else: its user's programs may take it.
 
+use crate::Subject;
 use crate::config::{self, CPath};
 use crate::sys::{self, StackBuf};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -215,33 +216,37 @@ pub fn never_moved(port: u16, program: [u64; 2]) -> bool {
     })
 }
 
-/// Whether the allocator has handed `port` to another owner.
-pub fn held_by_other(port: u16) -> bool {
+/// Whether the allocator has handed `port` to another owner than the
+/// subject's program.
+pub fn held_by_other(subject: &impl Subject, port: u16) -> bool {
     refresh_if_due();
     match entry(port) {
         0 => false,
         NO_PROCESS => true,
         held => match entry_user(held) {
             Some(uid) => uid != sys::geteuid(),
-            None => !is_us_or_ancestor(held) && sys::process_exists(held),
+            None => !is_program_or_ancestor(subject, held) && sys::process_exists(held),
         },
     }
 }
 
-/// Whether the allocation on `port` is this process's or an ancestor's.
-pub fn held_by_own(port: u16) -> bool {
+/// Whether the allocation on `port` is the subject's program's or an
+/// ancestor's.
+pub fn held_by_own(subject: &impl Subject, port: u16) -> bool {
     refresh_if_due();
     match entry(port) {
         0 | NO_PROCESS => false,
-        owner => is_us_or_ancestor(owner),
+        owner => is_program_or_ancestor(subject, owner),
     }
 }
 
-fn is_us_or_ancestor(pid: u32) -> bool {
-    if pid == sys::getpid() || config::get().is_some_and(|c| c.loader_pid == pid) {
+fn is_program_or_ancestor(subject: &impl Subject, pid: u32) -> bool {
+    if pid == subject.pid() || config::get().is_some_and(|c| c.loader_pid == pid) {
         return true;
     }
-    let mut current = sys::getppid();
+    let Some(mut current) = subject.parent() else {
+        return false;
+    };
     for _ in 0..MAX_ANCESTORS {
         if current == pid {
             return true;
@@ -255,7 +260,7 @@ fn is_us_or_ancestor(pid: u32) -> bool {
 }
 
 /// The parent pid from /proc/PID/stat.
-fn parent_of(pid: u32) -> Option<u32> {
+pub fn parent_of(pid: u32) -> Option<u32> {
     let mut path = StackBuf::<32>::new();
     let _ = path.push(b"/proc/") && path.push_u32(pid) && path.push(b"/stat");
     let mut buf = [0u8; 512];

@@ -117,7 +117,7 @@ impl InetAddr {
         (&raw const self.storage).cast()
     }
 
-    pub fn len(&self) -> socklen_t {
+    pub fn socklen(&self) -> socklen_t {
         self.len
     }
 

@@ -131,6 +131,12 @@ pub struct StackBuf<const N: usize> {
     len: usize,
 }
 
+impl<const N: usize> Default for StackBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> StackBuf<N> {
     pub const fn new() -> Self {
         Self { bytes: [0; N], len: 0 }

@@ -3,6 +3,7 @@
 //! allocator fails at connect in microseconds; a hung one costs at most
 //! [`DEADLINE_NS`] once, after which it is skipped for a while.
 
+use crate::Subject;
 use crate::config;
 use crate::json;
 use crate::sys::{self, StackBuf};
@@ -56,25 +57,26 @@ pub struct Grant {
 }
 
 /// Asks for a port instead of `requested` (POST /allocate), recorded as
-/// this process's allocation in its scope. None when no allocator answers
-/// in time. Never inlined: its answer buffer must not share a frame with
-/// the move's kernel dump (the stack budget in lib.rs).
+/// an allocation of the subject's program in its scope. None when no
+/// allocator answers in time. Never inlined: its answer buffer must not
+/// share a frame with the move's kernel dump (the preload's stack budget).
 #[inline(never)]
-pub fn allocate(requested: u16) -> Option<Grant> {
+pub fn allocate(subject: &impl Subject, requested: u16) -> Option<Grant> {
     let mut response = [0u8; 4096];
-    match post_allocate(requested, Ask::Move, &mut response)? {
+    match post_allocate(subject, requested, Ask::Move, &mut response)? {
         (200, body) => parse_grant(body),
         _ => None,
     }
 }
 
-/// Tells the allocator this process listens on `port` (under `styxy run`):
-/// recorded as its allocation, and the run's reservation `replaces` given
-/// back unless its owner listens on it. Whether it was recorded.
+/// Tells the allocator the subject's program listens on `port` (under
+/// `styxy run`): recorded as its allocation, and the run's reservation
+/// `replaces` given back unless its owner listens on it. Whether it was
+/// recorded.
 #[inline(never)]
-pub fn report_listening(port: u16, replaces: Option<&[u8]>) -> bool {
+pub fn report_listening(subject: &impl Subject, port: u16, replaces: Option<&[u8]>) -> bool {
     let mut response = [0u8; 1024];
-    post_allocate(port, Ask::Listening { replaces }, &mut response).is_some_and(|(status, _)| status == 200)
+    post_allocate(subject, port, Ask::Listening { replaces }, &mut response).is_some_and(|(status, _)| status == 200)
 }
 
 /// What a `POST /allocate` asks for.
@@ -82,24 +84,34 @@ pub fn report_listening(port: u16, replaces: Option<&[u8]>) -> bool {
 enum Ask<'a> {
     /// Another port instead of a busy one.
     Move,
-    /// The port listened on, as this process's allocation.
+    /// The port listened on, as the program's allocation.
     Listening { replaces: Option<&'a [u8]> },
 }
 
 /// Sends one `POST /allocate` about `port`; the answer's status and body.
 #[inline(never)]
-fn post_allocate<'r>(port: u16, ask: Ask<'_>, response: &'r mut [u8]) -> Option<(u32, &'r [u8])> {
+fn post_allocate<'r>(
+    subject: &impl Subject,
+    port: u16,
+    ask: Ask<'_>,
+    response: &'r mut [u8],
+) -> Option<(u32, &'r [u8])> {
     let mut comm = [0u8; 17];
-    // SAFETY: PR_GET_NAME writes at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr()) };
-    let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(16);
-    let comm = comm.get(..comm_len).unwrap_or(&[]);
+    let program = Program { name: subject.name(&mut comm), pid: subject.recorded_pid() };
     let scope = config::get().and_then(|c| c.scope.as_ref()).map(|s| &*s.path);
     // A scope too long for the request is left out: the program moves all
     // the same, without recording where its clients should go.
-    let request = allocate_request(port, comm, scope, ask).or_else(|| allocate_request(port, comm, None, ask))?;
+    let request =
+        allocate_request(port, &program, scope, ask).or_else(|| allocate_request(port, &program, None, ask))?;
     let received = exchange(request.as_bytes(), response)?;
     split_response(response.get(..received)?)
+}
+
+/// Who a request speaks for: the program's name, and its pid when the
+/// allocator cannot take it from the socket's peer (the supervisor asks).
+struct Program<'a> {
+    name: &'a [u8],
+    pid: Option<u32>,
 }
 
 /// Longest request `allocate` sends: a scope path of some 500 bytes fits
@@ -109,7 +121,12 @@ const REQUEST_CAP: usize = 768;
 /// whitespace in HTTP), so the body is written in place.
 const LENGTH_WIDTH: usize = 5;
 
-fn allocate_request(port: u16, comm: &[u8], scope: Option<&[u8]>, ask: Ask<'_>) -> Option<StackBuf<REQUEST_CAP>> {
+fn allocate_request(
+    port: u16,
+    program: &Program<'_>,
+    scope: Option<&[u8]>,
+    ask: Ask<'_>,
+) -> Option<StackBuf<REQUEST_CAP>> {
     let mut req = StackBuf::<REQUEST_CAP>::new();
     let head = req.push(b"POST /allocate HTTP/1.1\r\nHost: styxy\r\nContent-Type: application/json\r\nContent-Length:");
     let length_at = req.as_bytes().len();
@@ -118,9 +135,10 @@ fn allocate_request(port: u16, comm: &[u8], scope: Option<&[u8]>, ask: Ask<'_>) 
         req.push(b"{\"preferred_port\":")
             && req.push_u32(u32::from(port))
             && req.push(b",\"source\":\"preload\",\"service_name\":\"")
-            && req.push_json_str(comm)
+            && req.push_json_str(program.name)
             && scope.is_none_or(|scope| req.push(b"\",\"scope\":\"") && req.push_json_str(scope))
             && req.push(b"\"")
+            && program.pid.is_none_or(|pid| req.push(b",\"pid\":") && req.push_u32(pid))
             && match ask {
                 Ask::Move => true,
                 Ask::Listening { replaces } => {

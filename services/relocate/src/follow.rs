@@ -8,14 +8,14 @@
 //! when the allocator is absent.
 
 use crate::addr::InetAddr;
-use crate::{client, config, portmap, sys};
+use crate::{Subject, client, config, portmap, sys};
 use libc::c_int;
 
 /// Ports below this are neither moved nor reported.
 const FIRST_REPORTED_PORT: u16 = 1024;
 
-/// Called after `fd` started listening.
-pub fn listened(fd: c_int) {
+/// Called after the subject's socket `fd` started listening.
+pub fn listened(subject: &impl Subject, fd: c_int) {
     let Some(run) = config::get().and_then(|c| c.run.as_ref()) else {
         return;
     };
@@ -26,11 +26,11 @@ pub fn listened(fd: c_int) {
     if port < FIRST_REPORTED_PORT || !sys::is_stream_socket(fd) {
         return;
     }
-    // A port already the process's own (a move's grant) is reported only
+    // A port already the program's own (a move's grant) is reported only
     // to give back the run's reservation of another port.
     let replaces = (!run.lock_id.is_empty() && port != run.port).then_some(&*run.lock_id);
-    if portmap::held_by_own(port) && replaces.is_none() {
+    if portmap::held_by_own(subject, port) && replaces.is_none() {
         return;
     }
-    let _ = client::report_listening(port, replaces);
+    let _ = client::report_listening(subject, port, replaces);
 }
