@@ -25,7 +25,7 @@ fn api(sb: &Sandbox, who: (u32, u32), method: &str, path: &str, body: Option<Val
 }
 
 #[test]
-fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_port_through_it() {
+fn another_user_cannot_take_over_an_expired_instance_id_and_release_the_victims_port_through_it() {
     let Some([victim, attacker]) = victim_and_attacker() else { return };
     let sb = Sandbox::with_config(TEST_CONFIG);
     let _allocator = Allocator::shared(&sb, &[]);
@@ -34,24 +34,27 @@ fn another_user_cannot_take_over_an_expired_instance_and_release_the_victims_por
     };
     assert_eq!(register(victim, "claude-v", 1).0, 200);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert_eq!(register(attacker, "claude-v", 3600).0, 200, "the expired id is free");
-    let lease = json!({"service_type": "bulk", "lease": "session", "instance_id": "claude-v"});
-    let (status, refused) = api(&sb, victim, "POST", "/allocate", Some(lease));
+    let (status, refused) = register(attacker, "claude-v", 3600);
     assert_eq!((status, refused["error"].as_str()), (403, Some("forbidden")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("another user's"), "{refused}");
 
-    assert_eq!(register(victim, "claude-v2", 3600).0, 200);
-    let lease = json!({"service_type": "bulk", "lease": "session", "instance_id": "claude-v2"});
+    assert_eq!(register(victim, "claude-v", 3600).0, 200, "the victim's session comes back under its id");
+    let lease = json!({"service_type": "bulk", "lease": "session", "instance_id": "claude-v"});
     let (_, held) = api(&sb, victim, "POST", "/allocate", Some(lease));
     let port = held["port"].as_u64().unwrap();
-    for (method, path) in [("DELETE", "/instance/claude-v2"), ("PUT", "/instance/claude-v2/heartbeat")] {
+    for (method, path) in [("DELETE", "/instance/claude-v"), ("PUT", "/instance/claude-v/heartbeat")] {
         assert_eq!(api(&sb, attacker, method, path, None).0, 403, "{method} {path}");
     }
-    assert_eq!(register(attacker, "claude-v2", 3600).0, 403);
+    assert_eq!(register(attacker, "claude-v", 3600).0, 403);
     let (_, listed) = api(&sb, attacker, "GET", "/instance/list", None);
     let ids: Vec<&str> =
         listed["instances"].as_array().unwrap().iter().map(|i| i["instance_id"].as_str().unwrap()).collect();
-    assert!(!ids.contains(&"claude-v2"), "another user's ids are not shown: {listed}");
+    assert!(!ids.contains(&"claude-v"), "another user's ids are not shown: {listed}");
     assert_eq!(sb.allocations()[0]["port"].as_u64(), Some(port), "the victim's port is still held");
+
+    assert_eq!(api(&sb, victim, "DELETE", "/instance/claude-v", None).0, 200);
+    assert_eq!(register(attacker, "claude-v", 3600).0, 403, "an ended id stays the victim's too");
+    assert_eq!(register((0, 0), "claude-v", 3600).0, 200, "root may register it");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::recovery::{self, Problem};
 use crate::store::Store;
 use styxy_proto::api::ErrorCode;
 use styxy_proto::error::ApiError;
-use styxy_proto::model::{Allocation, Change, LeaseKind, Millis, Owner, State};
+use styxy_proto::model::{Allocation, Change, Instance, LeaseKind, Millis, Owner, State};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -239,13 +239,8 @@ impl Engine {
         let dead: Vec<Allocation> =
             self.state().allocations.values().filter(|a| !self.holder_alive(a, now)).cloned().collect();
         let mut changes: Vec<Change> = dead.iter().map(remove_change).collect();
-        changes.extend(
-            self.state()
-                .instances
-                .values()
-                .filter(|i| i.expired(now))
-                .map(|i| Change::RemoveInstance(i.instance_id.clone())),
-        );
+        let expired: Vec<&Instance> = self.state().instances.values().filter(|i| i.expired(now)).collect();
+        changes.extend(self.retirements(&expired, now));
         self.commit(changes)?;
         Ok(dead)
     }
@@ -328,6 +323,19 @@ impl Engine {
 /// Whether the holder of `a` still exists.
 fn holder_alive(state: &State, a: &Allocation, now: Millis, processes: &dyn Processes) -> bool {
     health::holder_failure(a, &state.instances, now, processes).is_none()
+}
+
+/// Of one user's entries (a key and when it was last used), those to drop
+/// so that at most `keep` remain: every entry older than `max_age`, then the
+/// oldest.
+fn pruned<K>(mut entries: Vec<(K, Millis)>, keep: usize, max_age: Millis, now: Millis) -> impl Iterator<Item = K> {
+    entries.sort_unstable_by_key(|(_, at)| *at);
+    let excess = entries.len().saturating_sub(keep);
+    entries
+        .into_iter()
+        .enumerate()
+        .filter(move |(n, (_, at))| *n < excess || now.saturating_sub(*at) > max_age)
+        .map(|(_, (key, _))| key)
 }
 
 fn remove_change(a: &Allocation) -> Change {

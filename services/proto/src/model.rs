@@ -232,6 +232,11 @@ pub struct State {
     pub allocations: BTreeMap<u16, Allocation>,
     #[serde(default)]
     pub instances: BTreeMap<String, Instance>,
+    /// Ids of ended or expired instances, each still bound to its user, so
+    /// no other user registers it. Each user keeps a bounded number, pruned
+    /// by age.
+    #[serde(default)]
+    pub retired_instances: BTreeMap<String, RetiredInstance>,
     #[serde(default)]
     pub auto_types: BTreeMap<String, AutoType>,
     #[serde(default)]
@@ -253,6 +258,14 @@ pub struct Sticky {
     pub at: Millis,
 }
 
+/// Whose an ended or expired instance's id stays, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredInstance {
+    pub uid: u32,
+    /// When the instance ended or expired.
+    pub at: Millis,
+}
+
 /// The sticky entries of a state, forgetting those of the older form (a bare
 /// port, with no user or age to bound them by): they are only hints.
 fn sticky_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Sticky>, D::Error> {
@@ -268,6 +281,7 @@ impl State {
             boot_id,
             allocations: BTreeMap::new(),
             instances: BTreeMap::new(),
+            retired_instances: BTreeMap::new(),
             auto_types: BTreeMap::new(),
             audit: Vec::new(),
             sticky: BTreeMap::new(),
@@ -295,6 +309,13 @@ impl State {
             }
             Change::RemoveInstance(id) => {
                 self.instances.remove(id);
+            }
+            Change::RetireInstance { instance_id, uid, at } => {
+                self.instances.remove(instance_id);
+                self.retired_instances.insert(instance_id.clone(), RetiredInstance { uid: *uid, at: *at });
+            }
+            Change::ForgetRetiredInstance(id) => {
+                self.retired_instances.remove(id);
             }
             Change::PutAutoType(t) => {
                 self.auto_types.insert(t.service_type.clone(), t.clone());
@@ -336,6 +357,13 @@ pub enum Change {
     },
     PutInstance(Instance),
     RemoveInstance(String),
+    /// Ends an instance and keeps its id bound to its user.
+    RetireInstance {
+        instance_id: String,
+        uid: u32,
+        at: Millis,
+    },
+    ForgetRetiredInstance(String),
     PutAutoType(AutoType),
     RemoveAutoType(String),
     Audit(AuditEntry),

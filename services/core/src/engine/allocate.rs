@@ -13,7 +13,7 @@ use styxy_proto::caller::{Caller, redact};
 use styxy_proto::error::{ApiError, printable};
 
 use super::validate::{SHOWN, invalid, optional_name, parse_port, validate_path};
-use super::{Engine, Result, holder_alive, remove_change};
+use super::{Engine, Result, holder_alive, pruned, remove_change};
 use crate::autoalloc;
 use crate::config::{Config, InstanceBehavior};
 use crate::host::Host;
@@ -524,7 +524,7 @@ impl Engine {
             return Vec::new();
         }
         let prefix = format!("{uid}\u{0}");
-        let mut mine: Vec<(&String, Millis)> = self
+        let mine: Vec<(&String, Millis)> = self
             .state()
             .sticky
             .range(prefix.clone()..)
@@ -532,14 +532,8 @@ impl Engine {
             .filter(|(k, _)| k.as_str() != key)
             .map(|(k, s)| (k, s.at))
             .collect();
-        mine.sort_unstable_by_key(|(_, at)| *at);
         let keep = self.config.limits.max_sticky_per_user.saturating_sub(1);
-        let excess = mine.len().saturating_sub(keep);
-        mine.iter()
-            .enumerate()
-            .filter(|(n, (_, at))| *n < excess || now.saturating_sub(*at) > STICKY_MAX_AGE)
-            .map(|(_, (k, _))| Change::RemoveSticky((*k).clone()))
-            .collect()
+        pruned(mine, keep, STICKY_MAX_AGE, now).map(|k| Change::RemoveSticky(k.clone())).collect()
     }
 }
 

@@ -1,26 +1,34 @@
 //! Instances (an agent session, say) that register, send heartbeats and
 //! end, and the session-lease allocations that end with them. An instance is
 //! owned like an allocation: only its user (or root) may renew, end or
-//! attach to it, and each user registers a bounded number.
+//! attach to it, and each user registers a bounded number. An id stays its
+//! user's after the instance ends or expires, so nobody else takes it over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 use styxy_observe::process;
 use styxy_proto::api::{ErrorCode, InstanceView, RegisterInstanceRequest};
-use styxy_proto::model::{Allocation, Change, Instance};
+use styxy_proto::model::{Allocation, Change, Instance, Millis};
 
 use styxy_proto::caller::{Caller, redact};
 use styxy_proto::error::{ApiError, printable};
 
 use super::validate::{SHOWN, invalid, optional_name, validate_path};
-use super::{Engine, Result, remove_change};
+use super::{Engine, Result, pruned, remove_change};
 use crate::health::in_session;
 
 /// The largest metadata an instance may carry, encoded: enough for what
 /// agents record (a session id, pids), small enough that a user's instances
 /// stay a small part of the state.
 pub const MAX_METADATA: usize = 2048;
+
+/// How long an ended or expired instance's id stays bound to its user.
+pub(super) const RETIRED_ID_MAX_AGE: Millis = 30 * 24 * 3600 * 1000;
+
+/// How many ended or expired ids each user keeps bound, the oldest forgotten
+/// first: a user's whole share of them is a few hundred KB of state.
+pub(super) const RETIRED_IDS_PER_USER: usize = 1024;
 
 impl Engine {
     pub fn register_instance(&mut self, req: &RegisterInstanceRequest, caller: &Caller) -> Result<Instance> {
@@ -46,6 +54,16 @@ impl Engine {
                 return Err(ApiError::new(ErrorCode::Forbidden, format!("instance {id} belongs to another user")));
             }
             Some(_) => {}
+            None if self.state().retired_instances.get(&id).is_some_and(|r| !caller.may_see(r.uid)) => {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "instance {id} was another user's and stays theirs for {} days after it ended or expired; \
+                         register under another id",
+                        RETIRED_ID_MAX_AGE / (24 * 3600 * 1000)
+                    ),
+                ));
+            }
             None if !caller.is_root() => {
                 let held = self.state().instances.values().filter(|i| i.uid == caller.uid).count();
                 let limit = self.config.limits.max_instances_per_user;
@@ -69,7 +87,12 @@ impl Engine {
             ttl_secs,
             metadata,
         };
-        self.commit(vec![Change::PutInstance(instance.clone())])?;
+        let mut changes = Vec::new();
+        if self.state().retired_instances.contains_key(&instance.instance_id) {
+            changes.push(Change::ForgetRetiredInstance(instance.instance_id.clone()));
+        }
+        changes.push(Change::PutInstance(instance.clone()));
+        self.commit(changes)?;
         Ok(instance)
     }
 
@@ -86,9 +109,44 @@ impl Engine {
         let session: Vec<Allocation> =
             self.state().allocations.values().filter(|a| in_session(a, &instance)).cloned().collect();
         let mut changes: Vec<Change> = session.iter().map(remove_change).collect();
-        changes.push(Change::RemoveInstance(id.to_string()));
+        changes.extend(self.retirements(&[&instance], self.host.now()));
         self.commit(changes)?;
         Ok(session.iter().map(|a| a.port).collect())
+    }
+
+    /// The changes that end `ending` and keep their ids bound to their
+    /// users, with the prunings that keep those bounds bounded: every bound
+    /// id older than [`RETIRED_ID_MAX_AGE`], then the oldest of a user beyond
+    /// [`RETIRED_IDS_PER_USER`].
+    pub(super) fn retirements(&self, ending: &[&Instance], now: Millis) -> Vec<Change> {
+        if ending.is_empty() {
+            return Vec::new();
+        }
+        let ids: HashSet<&str> = ending.iter().map(|i| i.instance_id.as_str()).collect();
+        let mut new_per_user: HashMap<u32, usize> = HashMap::new();
+        for i in ending {
+            *new_per_user.entry(i.uid).or_default() += 1;
+        }
+        let mut bound: HashMap<u32, Vec<(&String, Millis)>> = HashMap::new();
+        for (id, r) in &self.state().retired_instances {
+            if !ids.contains(id.as_str()) {
+                bound.entry(r.uid).or_default().push((id, r.at));
+            }
+        }
+        let mut changes: Vec<Change> = bound
+            .into_iter()
+            .flat_map(|(uid, mine)| {
+                let keep = RETIRED_IDS_PER_USER.saturating_sub(new_per_user.get(&uid).copied().unwrap_or(0));
+                pruned(mine, keep, RETIRED_ID_MAX_AGE, now)
+            })
+            .map(|id| Change::ForgetRetiredInstance(id.clone()))
+            .collect();
+        changes.extend(ending.iter().map(|i| Change::RetireInstance {
+            instance_id: i.instance_id.clone(),
+            uid: i.uid,
+            at: now,
+        }));
+        changes
     }
 
     fn owned_instance(&mut self, id: &str, caller: &Caller) -> Result<Instance> {

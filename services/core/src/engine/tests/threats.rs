@@ -21,22 +21,58 @@ fn session_lease(service_type: &str, instance: &str) -> AllocateRequest {
 }
 
 #[test]
-fn an_instance_id_taken_over_after_expiry_cannot_release_the_victims_port() {
+fn an_instance_id_stays_its_users_after_expiry_so_nobody_else_takes_it_over() {
     let mut f = fixture();
     register(&mut f, "claude-victim", 1, VICTIM).unwrap();
     f.host.advance(1100);
     f.engine.reap().unwrap();
-    register(&mut f, "claude-victim", 3600, ATTACKER).expect("an expired id is free to register");
-    let refused = f.engine.allocate(&session_lease("dev", "claude-victim"), &user(VICTIM)).unwrap_err();
-    assert_eq!(refused.code, ErrorCode::Forbidden, "the victim's next allocation does not attach to it");
-    // A reservation the victim tags with its own, live session.
-    register(&mut f, "claude-victim-2", 3600, VICTIM).unwrap();
-    let kept = f.engine.allocate(&session_lease("dev", "claude-victim-2"), &user(VICTIM)).unwrap();
-    assert_eq!(f.engine.end_instance("claude-victim-2", &user(ATTACKER)).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(f.engine.heartbeat("claude-victim-2", &user(ATTACKER)).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(register(&mut f, "claude-victim-2", 3600, ATTACKER).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(f.engine.end_instance("claude-victim", &user(ATTACKER)).unwrap(), Vec::<u16>::new());
+    assert!(f.engine.state().instances.is_empty(), "the victim's instance expired");
+    let before = f.engine.state().clone();
+    let refused = register(&mut f, "claude-victim", 3600, ATTACKER).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    assert!(refused.message.contains("another user's and stays theirs for 30 days"), "{}", refused.message);
+    assert_eq!(f.engine.state(), &before, "a refused registration changes nothing");
+    let on_disk = crate::store::read_state(f._dir.path()).unwrap();
+    assert_eq!(on_disk.retired_instances, before.retired_instances, "the binding is logged and replayed");
+
+    // The victim's session comes back under its id; its lease is its own.
+    register(&mut f, "claude-victim", 3600, VICTIM).expect("the victim re-registers its own id");
+    let kept = f.engine.allocate(&session_lease("dev", "claude-victim"), &user(VICTIM)).unwrap();
+    assert_eq!(f.engine.end_instance("claude-victim", &user(ATTACKER)).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(f.engine.heartbeat("claude-victim", &user(ATTACKER)).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(register(&mut f, "claude-victim", 3600, ATTACKER).unwrap_err().code, ErrorCode::Forbidden);
     assert!(f.engine.state().allocations.contains_key(&kept.port), "the victim's port is still held");
+
+    // Ended rather than expired: still the victim's.
+    assert_eq!(f.engine.end_instance("claude-victim", &user(VICTIM)).unwrap(), vec![kept.port]);
+    assert_eq!(register(&mut f, "claude-victim", 3600, ATTACKER).unwrap_err().code, ErrorCode::Forbidden);
+    let root = register(&mut f, "claude-victim", 3600, 0).expect("root may register any id");
+    assert_eq!(root.uid, 0);
+    assert!(f.engine.state().retired_instances.is_empty(), "a live id is not also kept as retired");
+}
+
+#[test]
+fn ended_ids_kept_per_user_are_capped_oldest_first_and_pruned_by_age() {
+    use crate::engine::instances::{RETIRED_ID_MAX_AGE, RETIRED_IDS_PER_USER};
+    let mut f = fixture();
+    register(&mut f, "victims", 3600, VICTIM).unwrap();
+    f.engine.end_instance("victims", &user(VICTIM)).unwrap();
+    for n in 0..RETIRED_IDS_PER_USER + 3 {
+        f.host.advance(1);
+        register(&mut f, &format!("a-{n}"), 3600, ATTACKER).unwrap();
+        f.engine.end_instance(&format!("a-{n}"), &user(ATTACKER)).unwrap();
+    }
+    let of = |f: &Fixture, uid: u32| f.engine.state().retired_instances.values().filter(|r| r.uid == uid).count();
+    assert_eq!(of(&f, ATTACKER), RETIRED_IDS_PER_USER);
+    for n in 0..3 {
+        assert!(!f.engine.state().retired_instances.contains_key(&format!("a-{n}")), "the oldest are forgotten");
+    }
+    assert_eq!(of(&f, VICTIM), 1, "another user's ids are not touched");
+    f.host.advance(RETIRED_ID_MAX_AGE + 1);
+    register(&mut f, "a-new", 3600, ATTACKER).unwrap();
+    f.engine.end_instance("a-new", &user(ATTACKER)).unwrap();
+    assert_eq!(of(&f, ATTACKER), 1, "ids past the age are forgotten");
+    assert_eq!(of(&f, VICTIM), 0);
 }
 
 #[test]
@@ -220,6 +256,13 @@ fn one_users_worst_case_growth_of_the_state_stays_under_16_mb() {
     let long = |n: usize| format!("/{}{n:08}", "p".repeat(crate::engine::validate::MAX_PATH - 9));
     let name = |n: usize| format!("{n:08}{}", "n".repeat(92));
     let metadata = json!({"m": "x".repeat(crate::engine::instances::MAX_METADATA - 10)});
+    // Ended instances keep their ids bound: end ever new ones.
+    for n in 0..crate::engine::instances::RETIRED_IDS_PER_USER * 2 {
+        let id = name(1_000_000 + n);
+        if register(&mut f, &id, 3600, ATTACKER).is_ok() {
+            f.engine.end_instance(&id, &user(ATTACKER)).unwrap();
+        }
+    }
     for n in 0..limits.max_instances_per_user + 5 {
         let r = RegisterInstanceRequest {
             instance_id: Some(name(n)),
@@ -272,6 +315,7 @@ fn one_users_worst_case_growth_of_the_state_stays_under_16_mb() {
     let grown = after - before;
     assert!(f.engine.state().allocations.len() > 500, "the attack did fill the ranges");
     assert!(f.engine.state().auto_types.len() > 1000, "and carved the auto-allocation space");
+    assert!(f.engine.state().retired_instances.len() >= 1000, "and kept ended ids bound");
     assert!(grown <= 16 << 20, "one user grew the state by {grown} bytes");
     eprintln!("worst-case growth by one user: {:.1} MB", grown as f64 / (1 << 20) as f64);
 }
