@@ -1,14 +1,18 @@
 //! `styxy run`'s seccomp supervisor with real programs the preload never
 //! reaches: Go servers built here (static and cgo, Debian's golang-go), a
 //! static musl C server (musl-tools), each on a busy port: moved, the line
-//! printed, recorded with the allocator, serving where it says; a Go client
-//! sent after its scope's moved server.
+//! printed, recorded with the allocator, serving where it says; the same for
+//! Debian's hugo (`hugo server` on a busy 1313) and esbuild's own Go binary
+//! (`esbuild --serve`, the npm package, pinned in tests/esbuild/version and
+//! installed under target/esbuild by scripts/test); a Go client sent after
+//! its scope's moved server.
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use styxy_testkit::{
-    Hold, Running, Sandbox, busy_port, free_port, go_program, hold, http_get, local_port, musl_program, text,
+    Hold, Running, Sandbox, ask, busy_port, free_port, go_program, hold, http_get, local_port, musl_program, text,
 };
 
 /// `styxy run ARGS -- PROGRAM...` in the sandbox, running.
@@ -60,6 +64,95 @@ fn a_static_go_server_on_a_busy_port_is_moved_and_serves_where_it_says() {
     let port = busy.to_string();
     // auto picks the supervisor for a Go program.
     moves_and_serves(&sb, &[], &[server.to_str().unwrap(), "127.0.0.1", &port], busy);
+}
+
+/// The program `styxy run` started (its only child).
+fn supervised_pid(running: &Running) -> u32 {
+    let children = format!("/proc/{0}/task/{0}/children", running.pid());
+    let listed = std::fs::read_to_string(&children).unwrap_or_else(|e| panic!("read {children}: {e}"));
+    listed.split_whitespace().next().unwrap_or_else(|| panic!("{children} is empty")).parse().unwrap()
+}
+
+#[test]
+fn hugo_server_on_a_busy_1313_is_moved_by_styxy_and_serves_the_site() {
+    let sb = Sandbox::new();
+    let _held = hold("127.0.0.1", 1313, Hold { reuseaddr: true, ..Hold::default() });
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hugo.toml"), "title = \"styxy test site\"\n").unwrap();
+    std::fs::create_dir(site.path().join("layouts")).unwrap();
+    std::fs::write(site.path().join("layouts/index.html"), "<p>{{ .Site.Title }}</p>\n").unwrap();
+    let source = site.path().to_str().unwrap();
+    let cache = site.path().join("cache");
+    // --port: hugo asked for 1313 itself, so without styxy it would fail
+    // ("address already in use") instead of picking a port of its own.
+    let program = ["hugo", "server", "--source", source, "--cacheDir", cache.to_str().unwrap()];
+    let flags = ["--bind", "127.0.0.1", "--port", "1313", "--watch=false", "--disableLiveReload"];
+    let mut hugo = styxy_run(&sb, &[], &[&program[..], &flags[..]].concat());
+    hugo.stdout_line(|l| l.starts_with("Web Server is available at "));
+    let (requested, port) = hugo.the_move();
+    assert_eq!(requested, 1313);
+    assert_ne!(port, 1313);
+    assert_eq!(hugo.styxy_lines().len(), 1, "exactly one line: {:?}", hugo.styxy_lines());
+    // styxy moved it, not hugo: its probe of 1313 (a listen it closes at
+    // once) was moved too, so hugo never saw the port busy. Its own URL line
+    // still names 1313: hugo prints the port it asked for.
+    assert!(!hugo.out.iter().chain(&hugo.err).any(|l| l.contains("already in use")), "{:?}", hugo.out);
+    let page = http_get("127.0.0.1", port);
+    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
+    assert!(page.contains("<p>styxy test site</p>"), "{page}");
+    let allocation = listed(&sb, port);
+    assert_eq!(allocation["owner"]["pid"], supervised_pid(&hugo), "{allocation}");
+    // hugo catches SIGTERM and exits 0; `styxy run` ends as it did.
+    // SAFETY: signalling the styxy run the test started.
+    unsafe { libc::kill(hugo.pid() as i32, libc::SIGTERM) };
+    let status = hugo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// esbuild's native binary at the pinned version, as scripts/test installs it.
+fn esbuild_bin() -> PathBuf {
+    let version = include_str!("esbuild/version").lines().find(|l| !l.starts_with('#')).unwrap().trim();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/esbuild").join(version);
+    // The package's install step puts the platform's Go binary here.
+    let bin = dir.join("node_modules/esbuild/bin/esbuild");
+    assert!(
+        bin.exists(),
+        "esbuild {version} is not installed at {}: scripts/test installs it (npm install --prefix {} esbuild@{version})",
+        bin.display(),
+        dir.display()
+    );
+    bin
+}
+
+#[test]
+fn esbuild_serve_on_a_busy_port_is_moved_and_serves_its_bundle() {
+    let sb = Sandbox::new();
+    let (_held, busy) = busy_port();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("app.js"), "console.log(\"served by esbuild\");\n").unwrap();
+    let entry = project.path().join("app.js");
+    let serve = format!("--serve=127.0.0.1:{busy}");
+    let esbuild = esbuild_bin();
+    let outdir = format!("--outdir={}", project.path().join("out").display());
+    let program = [esbuild.to_str().unwrap(), entry.to_str().unwrap(), "--bundle", &outdir, &serve];
+    let mut server = styxy_run(&sb, &[], &program);
+    let (requested, port) = server.the_move();
+    assert_eq!((requested, port == busy), (busy, false));
+    // esbuild reads the port back from its socket, so its own line is true.
+    let local = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.err.iter().any(|l| l.contains(&local)) {
+        assert!(Instant::now() < deadline, "esbuild never named {local}: {:?}", server.err);
+        std::thread::sleep(Duration::from_millis(20));
+        server.styxy_lines();
+    }
+    assert_eq!(server.styxy_lines().len(), 1, "exactly one line: {:?}", server.styxy_lines());
+    let bundle = ask("127.0.0.1", port, "GET /app.js HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    assert!(bundle.starts_with("HTTP/1.0 200 OK"), "{bundle}");
+    assert!(bundle.contains("console.log(\"served by esbuild\")"), "{bundle}");
+    let allocation = listed(&sb, port);
+    assert_eq!(allocation["owner"]["pid"], supervised_pid(&server), "{allocation}");
+    stop(&mut server);
 }
 
 #[test]
