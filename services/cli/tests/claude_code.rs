@@ -354,6 +354,11 @@ impl OtherSession {
         wait_listening(port);
         OtherSession(server)
     }
+
+    /// Whether its server still runs.
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
 }
 
 impl Drop for OtherSession {
@@ -429,5 +434,147 @@ fn a_background_start_on_another_sessions_port_is_moved_and_the_model_told_so() 
             .unwrap_or_else(|| panic!("{version}: the model never saw where the server listens: {shown}"));
         assert_eq!(moved.0, port, "{version}");
         assert_ne!(moved.1, port, "{version}");
+    }
+}
+
+/// Where the shown output says the preload moved a start: (asked, actual).
+fn moved(shown: &str) -> Option<(u16, u16)> {
+    shown
+        .lines()
+        .find_map(|l| styxy_testkit::moved_line(l.trim_start_matches(|c: char| c.is_ascii_digit() || c == '\t')))
+}
+
+/// A foreground start on another session's port, the preload on: the
+/// model is told once that it moves, and its output names where the
+/// server really listened.
+#[test]
+fn a_foreground_start_on_another_sessions_port_is_moved_and_the_model_told_where() {
+    let version = versions()[0];
+    let sb = Sandbox::new();
+    let port = free_port();
+    let _other = OtherSession::start(&sb, &project(&sb, "other"), port);
+    let session =
+        Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: project(&sb, "app"), env: Vec::new() };
+    let (api, _) = session.run(vec![bash(&format!("timeout 3 python3 -u -m http.server {port} --bind 127.0.0.1"))]);
+    let shown = api.shown();
+    assert_eq!(shown.matches("of another Claude Code session").count(), 1, "one explanation: {shown}");
+    assert!(shown.contains("This start is moved to a free port by styxy"), "{shown}");
+    let (asked, actual) = moved(&shown).unwrap_or_else(|| panic!("the model never saw where it listens: {shown}"));
+    assert_eq!(asked, port);
+    assert!(shown.contains(&format!("Serving HTTP on 127.0.0.1 port {actual}")), "it listened there: {shown}");
+    assert!(!shown.contains("is free:") && !shown.contains("already in use"), "{shown}");
+}
+
+/// With the preload off a start on another session's port fails; the
+/// model hears once of the holder and gets the command in the tool's own
+/// syntax on a port that is free, and no word of servers moving.
+#[test]
+fn without_the_preload_the_model_gets_the_command_on_a_free_port_once() {
+    let version = versions()[0];
+    let sb = Sandbox::new();
+    let port = free_port();
+    let mut other = OtherSession::start(&sb, &project(&sb, "other"), port);
+    // The victim holds a port of its own, so its session start says something.
+    let session = Session {
+        sb: &sb,
+        version,
+        home: home_with_hooks(&sb, &[]),
+        cwd: project(&sb, "app"),
+        env: vec![("STYXY_PRELOAD".into(), "off".into())],
+    };
+    let (api, _) = session.run(vec![bash(&format!("python3 -m http.server {port} --bind 127.0.0.1"))]);
+    let shown = api.shown();
+    assert!(shown.contains("Address already in use"), "the start failed: {shown}");
+    assert_eq!(shown.matches("of another Claude Code session").count(), 1, "one explanation: {shown}");
+    assert!(shown.contains(&format!("the conflict on port {port} styxy noted")), "{shown}");
+    let advice = shown.split("is free: ").nth(1).unwrap_or_else(|| panic!("no command on a free port: {shown}"));
+    let free: u16 = advice
+        .strip_prefix("python3 -m http.server ")
+        .and_then(|rest| rest.strip_suffix(" --bind 127.0.0.1").or(rest.split(' ').next()))
+        .and_then(|p| p.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not the tool's syntax: {advice}"));
+    assert_ne!(free, port);
+    assert!(TcpListener::bind(("127.0.0.1", free)).is_ok(), "port {free} is free");
+    assert!(!shown.contains("moves to a free one") && !shown.contains("is moved"), "nothing moves: {shown}");
+    assert!(other.alive());
+}
+
+/// `kill`, `pkill` and `fuser -k` of another session's server: headless,
+/// each is refused (the client takes `ask` as a refusal), the model is
+/// told why, and the server still runs.
+#[test]
+fn stopping_another_sessions_server_is_refused_headless_and_the_server_runs_on() {
+    let version = versions()[0];
+    let sb = Sandbox::new();
+    let port = free_port();
+    let mut other = OtherSession::start(&sb, &project(&sb, "other"), port);
+    let pid = other.0.id();
+    let session =
+        Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: project(&sb, "app"), env: Vec::new() };
+    let (api, _) = session.run(vec![
+        bash(&format!("kill {pid}")),
+        bash(&format!("pkill -f 'http.server {port}'")),
+        bash(&format!("fuser -k {port}/tcp")),
+    ]);
+    let shown = api.shown();
+    assert_eq!(shown.matches("styxy: this stops servers this session did not start").count(), 3, "{shown}");
+    // Whose the server is, once per command: in the refusal, not again in the context.
+    assert_eq!(shown.matches("of another Claude Code session").count(), 3, "{shown}");
+    assert!(!shown.contains("killed") && !shown.contains("stopped"), "nothing was stopped: {shown}");
+    assert!(other.alive(), "the server was stopped: {shown}");
+    wait_listening(port);
+}
+
+/// `--rewrite`: a start on another session's port runs on a free one, and
+/// the model is told the command it really ran.
+#[test]
+fn with_rewrite_a_start_on_a_held_port_runs_on_a_free_one_and_the_model_knows() {
+    for version in versions() {
+        let sb = Sandbox::new();
+        let port = free_port();
+        let _other = OtherSession::start(&sb, &project(&sb, "other"), port);
+        let session = Session {
+            sb: &sb,
+            version,
+            home: home_with_hooks(&sb, &["--rewrite"]),
+            cwd: project(&sb, "app"),
+            env: Vec::new(),
+        };
+        let (api, _) = session.run(vec![bash(&format!("timeout 3 python3 -u -m http.server {port} --bind 127.0.0.1"))]);
+        let shown = api.shown();
+        let changed = shown
+            .split("styxy changed the command to use port ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next()?.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("{version}: not told of the rewrite: {shown}"));
+        assert_ne!(changed, port, "{version}");
+        assert!(
+            shown.contains(&format!("Serving HTTP on 127.0.0.1 port {changed}")),
+            "{version}: it ran there: {shown}"
+        );
+        assert!(moved(&shown).is_none() && !shown.contains("already in use"), "{version}: {shown}");
+    }
+}
+
+/// Session end releases the ports the session reserved.
+#[test]
+fn session_end_releases_the_sessions_ports() {
+    let version = versions()[0];
+    let sb = Sandbox::new();
+    let session =
+        Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: project(&sb, "app"), env: Vec::new() };
+    let styxy = styxy_testkit::styxy_bin();
+    let (api, _) = session.run(vec![bash(&format!("{} allocate -s dev -n web", styxy.display()))]);
+    let shown = api.shown();
+    let list = |sb: &Sandbox| text(&sb.styxy().args(["list", "--json"]).output().unwrap().stdout);
+    let allocated: u16 = shown
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .find(|p: &u16| *p >= 1024 && shown.contains("web"))
+        .unwrap_or_else(|| panic!("no port allocated: {shown}"));
+    let deadline = Instant::now() + PATIENCE;
+    while list(&sb).contains(&format!("\"port\":{allocated}")) {
+        assert!(Instant::now() < deadline, "port {allocated} outlived its session: {}", list(&sb));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
