@@ -233,6 +233,11 @@ impl Session<'_> {
     /// Runs the session to its end with the model playing `steps`; returns
     /// the mock API (what the model was shown) and the stream-json lines.
     fn run(&self, steps: Vec<Value>) -> (MockApi, Vec<Value>) {
+        self.run_with(&[], steps)
+    }
+
+    /// [`Session::run`] with more arguments of `claude`.
+    fn run_with(&self, args: &[&str], steps: Vec<Value>) -> (MockApi, Vec<Value>) {
         // One session at a time: another test's servers would be in the
         // kernel's listeners this one's hooks read.
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -242,6 +247,7 @@ impl Session<'_> {
         command
             .args(["-p", "start the dev server", "--output-format", "stream-json", "--verbose"])
             .arg("--dangerously-skip-permissions")
+            .args(args)
             .current_dir(&self.cwd)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap())
@@ -577,4 +583,32 @@ fn session_end_releases_the_sessions_ports() {
         assert!(Instant::now() < deadline, "port {allocated} outlived its session: {}", list(&sb));
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A session Claude Code starts in a worktree of its own (`--worktree`)
+/// has that worktree as its scope: its Bash commands get it.
+#[test]
+fn a_session_in_a_worktree_has_the_worktree_as_its_scope() {
+    let version = versions()[0];
+    let sb = Sandbox::new();
+    let repo = sb.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "start"]);
+    let session = Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: repo.clone(), env: Vec::new() };
+    let (api, _) = session.run_with(&["--worktree", "feature"], vec![bash("echo \"scope=$STYXY_SCOPE\"")]);
+    let shown = api.shown();
+    let worktree = repo.join(".claude/worktrees/feature");
+    assert!(worktree.is_dir(), "no worktree at {}: {shown}", worktree.display());
+    let expected = format!("scope={}", worktree.display());
+    assert!(shown.lines().any(|l| l.trim() == expected), "{shown}");
 }
