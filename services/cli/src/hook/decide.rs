@@ -299,8 +299,7 @@ pub fn pre_tool_use(
     if !victims.is_empty() {
         let ports: Vec<String> = victims.iter().take(MAX_LISTED).map(|h| h.port.to_string()).collect();
         context.push(format!(
-            "styxy: this command stops servers this session did not start (port {}). \
-             Do not stop other sessions' or the user's servers; start yours on a free port instead.",
+            "styxy: do not stop servers this session did not start (port {}); start yours on a free port instead.",
             ports.join(", ")
         ));
         let holders: Vec<String> =
