@@ -562,7 +562,8 @@ fn with_rewrite_a_start_on_a_held_port_runs_on_a_free_one_and_the_model_knows() 
     }
 }
 
-/// Session end releases the ports the session reserved.
+/// Session start says nothing when nobody holds a port; session end
+/// releases the ports the session reserved.
 #[test]
 fn session_end_releases_the_sessions_ports() {
     let version = versions()[0];
@@ -570,14 +571,22 @@ fn session_end_releases_the_sessions_ports() {
     let session =
         Session { sb: &sb, version, home: home_with_hooks(&sb, &[]), cwd: project(&sb, "app"), env: Vec::new() };
     let styxy = styxy_testkit::styxy_bin();
-    let (api, _) = session.run(vec![bash(&format!("{} allocate -s dev -n web", styxy.display()))]);
+    let (api, lines) = session.run(vec![
+        bash(&format!("{} allocate -s dev -n web --json", styxy.display())),
+        bash(&format!("{} list --json", styxy.display())),
+    ]);
     let shown = api.shown();
+    assert!(!shown.contains("styxy coordinates"), "nothing worth saying at session start: {shown}");
+    let answer = shown
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["success"] == true)
+        .unwrap_or_else(|| panic!("no allocation answer: {shown}"));
+    let allocated = answer["port"].as_u64().unwrap_or_else(|| panic!("no port: {answer}"));
+    assert!(shown.contains(&format!("claude-{}", session_id(&lines))), "a lease of the session: {shown}");
+    // The listing in the session held it, in the shape looked for below.
+    assert!(shown.contains(&format!("\"port\":{allocated}")), "{shown}");
     let list = |sb: &Sandbox| text(&sb.styxy().args(["list", "--json"]).output().unwrap().stdout);
-    let allocated: u16 = shown
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .find(|p: &u16| *p >= 1024 && shown.contains("web"))
-        .unwrap_or_else(|| panic!("no port allocated: {shown}"));
     let deadline = Instant::now() + PATIENCE;
     while list(&sb).contains(&format!("\"port\":{allocated}")) {
         assert!(Instant::now() < deadline, "port {allocated} outlived its session: {}", list(&sb));
