@@ -293,15 +293,18 @@ pub fn pre_tool_use(
         }
     }
 
-    let mut reasons: Vec<String> =
-        victims.iter().take(MAX_LISTED).map(|h| format!("port {}: {}", h.port, h.phrase())).collect();
+    // Whose the servers are is said once, in the reason (which a headless
+    // client hands the model as the refusal); the context names the ports.
+    let mut reasons = Vec::new();
     if !victims.is_empty() {
+        let ports: Vec<String> = victims.iter().take(MAX_LISTED).map(|h| h.port.to_string()).collect();
         context.push(format!(
-            "styxy: this command stops servers this session did not start ({}). \
-             Do not stop other sessions' or the user's servers; start yours on a free port instead.",
-            reasons.join("; ")
+            "styxy: do not stop servers this session did not start (port {}); start yours on a free port instead.",
+            ports.join(", ")
         ));
-        reasons = vec![format!("styxy: this stops servers this session did not start: {}", reasons.join("; "))];
+        let holders: Vec<String> =
+            victims.iter().take(MAX_LISTED).map(|h| format!("port {}: {}", h.port, h.phrase())).collect();
+        reasons.push(format!("styxy: this stops servers this session did not start: {}", holders.join("; ")));
     }
 
     if context.is_empty() {

@@ -499,6 +499,28 @@ mod tests {
     }
 
     #[test]
+    fn installing_over_an_older_install_upgrades_its_matchers_and_leaves_one_group_per_event() {
+        let older = json!({"hooks": {
+            "PostToolUse": [{"matcher": "Bash|BashOutput", "hooks": [
+                {"type": "command", "command": "/usr/local/bin/styxy hook post-tool-use", "timeout": 5}]}],
+            "PostToolUseFailure": [{"matcher": "Bash", "hooks": [
+                {"type": "command", "command": "/usr/local/bin/styxy hook post-tool-use-failure"}]}]
+        }});
+        let after = install(&older, Path::new(EXE), false).unwrap();
+        for event in ["PostToolUse", "PostToolUseFailure"] {
+            let groups = after["hooks"][event].as_array().unwrap();
+            assert_eq!(groups.len(), 1, "{event}: {groups:?}");
+            assert_eq!(groups[0]["matcher"], "Bash|BashOutput|TaskOutput|Read", "{event}");
+            assert_eq!(groups[0]["hooks"][0]["command"], format!("{EXE} hook {}", event_subcommand(event)));
+        }
+        assert_eq!(installed(&after).unwrap().len(), 5);
+    }
+
+    fn event_subcommand(event: &str) -> &'static str {
+        EventKind::ALL.into_iter().find(|k| k.wire_name() == event).unwrap().subcommand()
+    }
+
+    #[test]
     fn styxy_hooks_are_recognised_wherever_the_binary_is_and_only_they_are_removed() {
         let mixed = json!({"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [
             {"type": "command", "command": "'/opt/my tools/styxy' hook pre-tool-use --rewrite"},
