@@ -39,10 +39,12 @@ threats_between_users() {
 	[ "$(api_as alice POST /instance/register '{"instance_id":"alice-s","ttl_secs":1}')" = 200 ] ||
 		fail "alice cannot register a session"
 	sleep 2
-	[ "$(api_as mallory POST /instance/register '{"instance_id":"alice-s","ttl_secs":600}')" = 200 ] ||
-		fail "mallory cannot register the expired id"
-	[ "$(api_as alice POST /allocate '{"service_type":"api","lease":"session","instance_id":"alice-s"}')" = 403 ] ||
-		fail "alice's session lease attached to mallory's instance"
+	# The id stays alice's after it expired: mallory is refused, alice may
+	# take it up again.
+	[ "$(api_as mallory POST /instance/register '{"instance_id":"alice-s","ttl_secs":600}')" = 403 ] ||
+		fail "mallory registered alice's expired id"
+	[ "$(api_as alice POST /instance/register '{"instance_id":"alice-s","ttl_secs":600}')" = 200 ] ||
+		fail "alice cannot register her own expired id again"
 	[ "$(api_as alice POST /instance/register '{"instance_id":"alice-t","project_root":"/home/alice/secret","ttl_secs":600}')" = 200 ] ||
 		fail "alice cannot register a second session"
 	ct_as mallory styxy --json instances | grep -q 'secret' && fail "mallory sees alice's project root"
