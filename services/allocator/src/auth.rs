@@ -3,17 +3,18 @@
 //! socket (`GET /token`), where the kernel vouches for the caller.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
+use styxy_proto::dirs::{self, Policy};
 
 const FILE: &str = "tokens.json";
 
 pub struct Tokens {
-    path: PathBuf,
+    dir: PathBuf,
     by_uid: Mutex<BTreeMap<u32, String>>,
 }
 
@@ -29,7 +30,7 @@ impl Tokens {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(Tokens { path, by_uid: Mutex::new(by_uid) })
+        Ok(Tokens { dir: state_dir.to_path_buf(), by_uid: Mutex::new(by_uid) })
     }
 
     /// The uid a presented token belongs to (constant-time comparison).
@@ -46,31 +47,23 @@ impl Tokens {
         }
         let token = random_hex(32)?;
         map.insert(uid, token.clone());
-        let tmp = self.path.with_extension("json.tmp");
-        // A new file (O_EXCL) for every write, renamed over the old one:
-        // nothing is ever written through a name someone else planted.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("removing {}", tmp.display()));
-            }
-            _ => {}
+        let saved = serde_json::to_vec_pretty(&*map).map_err(anyhow::Error::from).and_then(|bytes| {
+            dirs::replace_file(&self.dir, FILE, &bytes, 0o600, Policy::Service)
+                .with_context(|| format!("saving the new token of uid {uid}"))
+        });
+        if let Err(e) = saved {
+            // A token that is not on disk would be lost at the next start.
+            map.remove(&uid);
+            return Err(e);
         }
-        let mut f = no_follow()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(&*map)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(token)
     }
 }
 
-/// Token files are opened 0600 and never through a symbolic link.
+/// The token file is never read through a symbolic link.
 fn no_follow() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     options
 }
 

@@ -3,13 +3,13 @@
 
 use crate::Ctx;
 use crate::cli::{EXIT_OK, EXIT_UNREACHABLE};
-use crate::legacy;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::span;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use styxy_proto::api::{StatusResponse, TokenResponse};
 use styxy_proto::client::Method;
+use styxy_proto::dirs::{self, Policy};
 use styxy_proto::paths;
 
 pub fn status(ctx: &Ctx) -> Result<u8, Failure> {
@@ -84,8 +84,8 @@ pub fn token(ctx: &Ctx, write_legacy: bool) -> Result<u8, Failure> {
     }
     let dir =
         paths::legacy_dir().ok_or_else(|| Failure::local("no_home", "HOME is not set: no ~/.styxy to write to"))?;
-    let path = legacy::replace_file(&dir, paths::LEGACY_TOKEN_NAME, t.token.as_bytes(), 0o600)
-        .map_err(|m| Failure::local("unsafe_path", m))?;
+    let path = dirs::replace_file(&dir, paths::LEGACY_TOKEN_NAME, t.token.as_bytes(), 0o600, Policy::Private)
+        .map_err(|e| Failure::local("unsafe_path", e.to_string()))?;
     if ctx.json {
         print_json(&json!({"success": true, "path": path}));
     } else {

@@ -8,7 +8,6 @@ mod discover;
 mod doctor;
 mod elf;
 mod hook;
-mod legacy;
 mod output;
 mod ports;
 mod run;

@@ -3,13 +3,13 @@
 
 use crate::Ctx;
 use crate::cli::{AutoAllocationCommand, ConfigCommand, EXIT_OK, EXIT_REFUSED};
-use crate::legacy;
 use crate::output::{Failure, print, print_json, print_raw_json};
 use crate::table::{Table, local, or_dash};
 use serde_json::json;
 use styxy_core::config::{Config, import_original, set_user_auto_allocation_enabled};
 use styxy_proto::api::{ConfigResponse, ServiceTypeView, UndoAutoTypeResponse};
 use styxy_proto::client::Method;
+use styxy_proto::dirs::{self, Policy};
 use styxy_proto::paths;
 
 pub fn config(ctx: &Ctx, command: &ConfigCommand) -> Result<u8, Failure> {
@@ -114,10 +114,13 @@ fn import(json: bool, path: Option<&std::path::Path>, dry_run: bool) -> Result<u
         };
         if let Ok(old) = std::fs::read(&target) {
             let kept = format!("{name}.backup-{}", styxy_proto::model::now_millis());
-            backup = Some(legacy::replace_file(dir, &kept, &old, 0o600).map_err(|m| Failure::local("unsafe_path", m))?);
+            backup = Some(
+                dirs::replace_file(dir, &kept, &old, 0o600, Policy::Private)
+                    .map_err(|e| Failure::local("unsafe_path", e.to_string()))?,
+            );
         }
-        legacy::replace_file(dir, name, imported.toml.as_bytes(), 0o644)
-            .map_err(|m| Failure::local("unsafe_path", m))?;
+        dirs::replace_file(dir, name, imported.toml.as_bytes(), 0o644, Policy::Private)
+            .map_err(|e| Failure::local("unsafe_path", e.to_string()))?;
     }
     if json {
         print_json(&json!({

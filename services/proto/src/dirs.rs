@@ -176,6 +176,42 @@ fn check_leaf(path: &Path, policy: Policy) -> Result<(), UnsafeDir> {
     Ok(())
 }
 
+/// Writes `bytes` as `dir/name` with `mode` after [`ensure_dir`] has passed
+/// `dir`: a new temporary file (O_EXCL, O_NOFOLLOW, so never one someone
+/// planted), synced, then renamed over `name`. Returns the file's path.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32, policy: Policy) -> io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    ensure_dir(dir, policy).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))?;
+    let target = dir.join(name);
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let with_path = |op: &str, path: &Path| {
+        let shown = path.display().to_string();
+        let op = op.to_owned();
+        move |e: io::Error| io::Error::new(e.kind(), format!("cannot {op} {shown}: {e}"))
+    };
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(with_path("remove", &temp)(e)),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temp)
+        .map_err(with_path("create", &temp))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(with_path("write", &temp))
+        .and_then(|()| std::fs::rename(&temp, &target).map_err(with_path("replace", &target)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map(|()| target)
+}
+
 fn unsafe_dir(path: &Path, reason: String) -> UnsafeDir {
     UnsafeDir { path: path.to_path_buf(), reason }
 }
@@ -229,5 +265,37 @@ mod tests {
         assert_eq!(err.path, open);
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         ensure_dir(&open.join("styxy"), Policy::Private).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_replaced_0600_rather_than_written_through_a_planted_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join(".styxy");
+        let elsewhere = root.path().join("victim");
+        std::fs::write(&elsewhere, "keep").unwrap();
+        let written = replace_file(&own, "auth.token", b"abc", 0o600, Policy::Private).unwrap();
+        assert_eq!(std::fs::read(&written).unwrap(), b"abc");
+        assert_eq!(std::fs::metadata(&written).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&own).unwrap().mode() & 0o777, 0o700);
+        std::fs::remove_file(&written).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &written).unwrap();
+        replace_file(&own, "auth.token", b"new", 0o600, Policy::Private).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep", "the link's target is untouched");
+        assert_eq!(std::fs::read(&written).unwrap(), b"new");
+    }
+
+    #[test]
+    fn nothing_is_written_into_a_linked_or_shared_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = root.path().join(".styxy");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = replace_file(&link, "auth.token", b"x", 0o600, Policy::Private).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = replace_file(&real, "auth.token", b"x", 0o600, Policy::Private).unwrap_err();
+        assert!(err.to_string().contains("others may write to it"), "{err}");
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
     }
 }
