@@ -26,7 +26,7 @@ pub unsafe fn connect_hook(fd: c_int, raw: *const sockaddr, len: socklen_t) -> c
     let Some(to) = styxy_relocate::connect::target(config, addr.port()) else {
         return pass();
     };
-    if !sys::is_stream_socket(fd) || portmap::never_moved(addr.port(), config.program) {
+    if !sys::is_stream_socket(fd) || portmap::never_moved(addr.port(), || config.program) {
         return pass();
     }
     let moved = addr.with_port(to);

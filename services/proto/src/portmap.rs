@@ -240,23 +240,25 @@ pub fn program_words(name: &[u8]) -> [u64; 2] {
 }
 
 impl NeverMove {
-    /// Whether `port`, or the program named `program` (as
-    /// [`program_words`] gives it), is never moved.
-    pub fn covers(&self, port: u16, program: [u64; 2]) -> bool {
+    /// Whether `port`, or the program `program` names (as
+    /// [`program_words`] gives it), is never moved. `program` is asked only
+    /// when some program is listed (the supervisor reads it from /proc).
+    pub fn covers(&self, port: u16, program: impl FnOnce() -> [u64; 2]) -> bool {
         let (word, bit) = (usize::from(port) / 64, u32::from(port) % 64);
         if self.ports.get(word).is_some_and(|w| w.load(Ordering::Acquire) & (1 << bit) != 0) {
             return true;
         }
-        for [low, high] in &self.programs {
-            let name = [low.load(Ordering::Acquire), high.load(Ordering::Acquire)];
-            if name == [0, 0] {
-                return false;
-            }
-            if name == program {
-                return true;
-            }
+        let mut listed = self
+            .programs
+            .iter()
+            .map(|[low, high]| [low.load(Ordering::Acquire), high.load(Ordering::Acquire)])
+            .take_while(|name| *name != [0, 0])
+            .peekable();
+        if listed.peek().is_none() {
+            return false;
         }
-        false
+        let program = program();
+        listed.any(|name| name == program)
     }
 
     /// Writes the lists (the allocator's single writer); names past

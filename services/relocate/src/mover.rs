@@ -30,7 +30,7 @@ const LOCAL_SEARCH: u16 = 100;
 pub fn concerns(subject: &impl Subject, fd: c_int, addr: &InetAddr) -> bool {
     addr.port() >= FIRST_MOVABLE_PORT
         && sys::is_stream_socket(fd)
-        && !portmap::never_moved(addr.port(), subject.program())
+        && !portmap::never_moved(addr.port(), || subject.program())
 }
 
 /// Binds `fd` to `addr`, or to another port when `addr`'s is taken; the

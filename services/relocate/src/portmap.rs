@@ -202,8 +202,9 @@ pub fn scope_target(uid: u32, scope: u64, canonical: u16) -> Option<u16> {
     })
 }
 
-/// Whether `[preload] never_move` names `port` or the program `program`.
-pub fn never_moved(port: u16, program: [u64; 2]) -> bool {
+/// Whether `[preload] never_move` names `port` or the program `program`
+/// names (asked only when programs are listed).
+pub fn never_moved(port: u16, program: impl FnOnce() -> [u64; 2]) -> bool {
     refresh_if_due();
     with_map(false, |map| {
         // SAFETY: as in scope_target; the opt-outs follow the scope table,

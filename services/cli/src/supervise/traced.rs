@@ -61,9 +61,18 @@ pub fn prepare(run: Option<RunPort>) {
     }
 }
 
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6; not in the libc crate).
+const SYNC_WAKE_UP: libc::c_ulong = 1;
+
 /// Answers the tree's calls until no process of the tree is left.
 pub fn serve(listener: &OwnedFd) {
     let fd = listener.as_raw_fd();
+    // The program waits while we answer, so the kernel may run us on its CPU
+    // and it on ours instead of waking an idle one: a trapped call costs a
+    // switch, not two cross-CPU wake-ups. Older kernels refuse the flag,
+    // which only costs that speed.
+    // SAFETY: SET_FLAGS takes the flags as its argument value.
+    unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS, SYNC_WAKE_UP) };
     loop {
         let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
@@ -120,6 +129,11 @@ impl Reply {
 
 fn answer(listener: RawFd, request: &libc::seccomp_notif) -> Reply {
     let nr = c_long::from(request.data.nr);
+    // Most connects of a tree go nowhere a scope moved: they are let through
+    // on one read of the calling thread's memory, without opening the program.
+    if nr == libc::SYS_connect && redirect(listener, request.id, &request.data.args, request.pid).is_none() {
+        return Reply::Continue;
+    }
     let Some(program) = Traced::open(listener, request) else {
         return Reply::Continue;
     };
@@ -147,8 +161,15 @@ struct Traced {
 
 impl Traced {
     fn open(listener: RawFd, request: &libc::seccomp_notif) -> Option<Traced> {
-        let tgid = thread_group(request.pid)?;
-        let pidfd = pidfd_open(tgid).ok()?;
+        // pidfd_open refuses a thread that does not lead its group: only
+        // then is the group looked up.
+        let (tgid, pidfd) = match pidfd_open(request.pid) {
+            Ok(pidfd) => (request.pid, pidfd),
+            Err(_) => {
+                let tgid = thread_group(request.pid)?;
+                (tgid, pidfd_open(tgid).ok()?)
+            }
+        };
         let program = Traced { listener, id: request.id, tgid, pidfd, args: request.data.args };
         program.still_waiting().then_some(program)
     }
@@ -156,8 +177,7 @@ impl Traced {
     /// Whether the notification is still pending: the thread id, the pid
     /// and the memory read belong to the process that made the call.
     fn still_waiting(&self) -> bool {
-        // SAFETY: ID_VALID reads a u64.
-        unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &raw const self.id) == 0 }
+        still_waiting(self.listener, self.id)
     }
 
     /// Our descriptor for the call's socket, when it is an inet stream
@@ -190,21 +210,15 @@ impl Traced {
     /// replies with the result (EINPROGRESS for a non-blocking socket, as
     /// the program's own call would). Any other connect is the kernel's.
     fn connect(&self) -> Reply {
-        let Some(config) = config::get() else {
+        let Some((addr, to)) = redirect(self.listener, self.id, &self.args, self.tgid) else {
             return Reply::Continue;
         };
+        if portmap::never_moved(addr.port(), || self.program()) {
+            return Reply::Continue;
+        }
         let Some(socket) = self.inet_stream_socket() else {
             return Reply::Continue;
         };
-        let Some(addr) = self.address().filter(InetAddr::is_loopback_or_wildcard) else {
-            return Reply::Continue;
-        };
-        let Some(to) = connect::target(config, addr.port()) else {
-            return Reply::Continue;
-        };
-        if portmap::never_moved(addr.port(), self.program()) {
-            return Reply::Continue;
-        }
         let moved = addr.with_port(to);
         // SAFETY: moved is a valid inet address of moved.socklen() bytes.
         let rc = unsafe { libc::syscall(libc::SYS_connect, socket.as_raw_fd(), moved.as_ptr(), moved.socklen()) };
@@ -214,17 +228,8 @@ impl Traced {
         Reply::Error(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
     }
 
-    /// The call's socket address (its second and third arguments), read
-    /// from the program while the call is still pending.
     fn address(&self) -> Option<InetAddr> {
-        let len = usize::try_from(self.args[2]).ok().filter(|&n| n <= MAX_SOCKADDR)?;
-        let mut raw = [0u8; MAX_SOCKADDR];
-        let read = self.read_memory(self.args[1], &mut raw[..len]);
-        if read != Some(len) || !self.still_waiting() {
-            return None;
-        }
-        // SAFETY: raw holds len bytes read from the program.
-        unsafe { InetAddr::from_raw(raw.as_ptr().cast(), len as socklen_t) }
+        call_address(self.listener, self.id, &self.args, self.tgid)
     }
 
     fn listen(&self) -> Reply {
@@ -242,13 +247,8 @@ impl Traced {
         }
     }
 
-    /// Copies `buf.len()` bytes at `addr` in the program; how many it got.
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Option<usize> {
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
-        // SAFETY: local is writable for its length; the kernel checks remote.
-        let n = unsafe { libc::process_vm_readv(self.tgid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        usize::try_from(n).ok()
+        read_memory(self.tgid, addr, buf)
     }
 
     /// The NUL-terminated string at `addr` in the program.
@@ -394,6 +394,47 @@ fn int_option(fd: RawFd, name: c_int) -> Option<c_int> {
     // SAFETY: value and len are valid for writing an int.
     let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&raw mut value).cast(), &mut len) };
     (rc == 0).then_some(value)
+}
+
+/// Where a connect (notification `id` with `args`, made by `pid`) is sent
+/// instead, with its address: a port of this host whose server a scope
+/// moved (`styxy_relocate::connect::target`, as the preload's connect hook
+/// asks).
+fn redirect(listener: RawFd, id: u64, args: &[u64; 6], pid: u32) -> Option<(InetAddr, u16)> {
+    let config = config::get()?;
+    let addr = call_address(listener, id, args, pid).filter(InetAddr::is_loopback_or_wildcard)?;
+    Some((addr, connect::target(config, addr.port())?))
+}
+
+/// The socket address a bind or connect names (its second and third
+/// arguments), read from `pid` (the calling thread or its process) while
+/// the call is still pending.
+fn call_address(listener: RawFd, id: u64, args: &[u64; 6], pid: u32) -> Option<InetAddr> {
+    let len = usize::try_from(args[2]).ok().filter(|&n| n <= MAX_SOCKADDR)?;
+    let mut raw = [0u8; MAX_SOCKADDR];
+    let read = read_memory(pid, args[1], &mut raw[..len]);
+    if read != Some(len) || !still_waiting(listener, id) {
+        return None;
+    }
+    // SAFETY: raw holds len bytes read from the program.
+    unsafe { InetAddr::from_raw(raw.as_ptr().cast(), len as socklen_t) }
+}
+
+/// Copies `buf.len()` bytes at `addr` in `pid` (a thread id serves as well
+/// as its process's); how many it got.
+fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: local is writable for its length; the kernel checks remote.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).ok()
+}
+
+/// Whether notification `id` is still pending: the thread, the pid and the
+/// memory read belong to the process that made the call.
+fn still_waiting(listener: RawFd, id: u64) -> bool {
+    // SAFETY: ID_VALID reads a u64.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &raw const id) == 0 }
 }
 
 /// The process a thread belongs to (its Tgid in /proc/TID/status).
