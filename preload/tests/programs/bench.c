@@ -1,15 +1,19 @@
 /* Times bind()+listen() for the preload and supervisor benchmarks.
  *
  * usage: bench [-r REPEAT] HOST PORT [PORT ...]
+ *        bench -c [-r REPEAT] HOST PORT [PORT ...]
  *        bench -s CALLS [-r REPEAT]
  * For each repetition and each port: socket (SO_REUSEADDR), then bind and
  * listen timed together, then close. Prints one duration in nanoseconds per
  * line. Without ports it exits at once (start-up cost). Exits 1 on error.
+ * With -c: a connect() to each port instead, timed alone (a refused one
+ * counts; the socket is closed after each).
  * With -s: REPEAT batches of CALLS raw getppid() calls (a call no filter
  * rule matches), each batch's mean per call in nanoseconds, one a line.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +30,10 @@ static long long now_ns(void) {
 }
 
 int main(int argc, char **argv) {
-    int repeat = 1, calls = 0, opt;
-    while ((opt = getopt(argc, argv, "r:s:")) != -1) {
+    int repeat = 1, calls = 0, connecting = 0, opt;
+    while ((opt = getopt(argc, argv, "cr:s:")) != -1) {
         if (opt == 'r') repeat = atoi(optarg);
+        else if (opt == 'c') connecting = 1;
         else if (opt == 's') calls = atoi(optarg);
         else return 2;
     }
@@ -60,6 +65,18 @@ int main(int argc, char **argv) {
             if (family == AF_INET) v4->sin_port = htons(port);
             else v6->sin6_port = htons(port);
             int fd = socket(family, SOCK_STREAM, 0);
+            if (connecting) {
+                long long t0 = now_ns();
+                int rc = connect(fd, (struct sockaddr *)&ss, len);
+                long long t1 = now_ns();
+                if (rc != 0 && errno != ECONNREFUSED) {
+                    perror("connect");
+                    return 1;
+                }
+                printf("%lld\n", t1 - t0);
+                close(fd);
+                continue;
+            }
             int one = 1;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             long long t0 = now_ns();

@@ -1,14 +1,22 @@
 //! What `styxy run`'s seccomp supervisor costs a program, in percentiles
 //! (`cargo bench -p styxy --bench supervisor`), each beside the same run
 //! without it:
-//! - a trapped call: bind+listen on a free port (two notifications), and a
-//!   move (bind+listen on a busy port, allocator warm);
+//! - a trapped call, under `styxy run` with the supervisor against the same
+//!   run with the preload (the same policy, so the difference is the
+//!   trap), and the plain call: bind+listen on the run's own free port (two
+//!   notifications), a connect that goes nowhere a scope moved (one), a
+//!   connect a scope redirects, and a move (bind+listen on a busy port);
 //! - a call the filter lets through: raw getppid(), per call;
 //! - a syscall-heavy workload that is not networking: a file walk of /usr,
 //!   supervised and preloaded;
 //! - spawn: `styxy run -- true` supervised and preloaded.
+//!
+//! Two processes handing a call back and forth pay for waking each other;
+//! the machine's own price for that (a pipe round trip between two
+//! processes) is printed first, as the floor of any trapped call.
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,16 +30,37 @@ fn extra(with: Duration, without: Duration) -> f64 {
     (with.as_secs_f64() - without.as_secs_f64()) * 1e6
 }
 
-/// `program ARGS`, supervised (`styxy run --intercept seccomp`) or not.
-fn command(sandbox: &Sandbox, supervised: bool, program: &std::path::Path, args: &[String]) -> Command {
-    let mut cmd = if supervised {
-        let mut run = sandbox.styxy();
-        run.args(["run", "--intercept", "seccomp", "--"]).arg(program);
-        run
-    } else {
-        Command::new(program)
+/// How a program runs: alone, or under `styxy run --intercept <how>`.
+#[derive(Clone, Copy)]
+enum Under {
+    Nothing,
+    Preload,
+    Supervisor,
+}
+
+impl Under {
+    fn label(self) -> &'static str {
+        match self {
+            Under::Nothing => "plain",
+            Under::Preload => "styxy run --intercept preload",
+            Under::Supervisor => "styxy run --intercept seccomp",
+        }
+    }
+}
+
+/// `program ARGS` run `under`; `run` adds options to `styxy run`.
+fn command(sandbox: &Sandbox, under: Under, run: &[&str], program: &std::path::Path, args: &[String]) -> Command {
+    let intercept = match under {
+        Under::Nothing => {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            return cmd;
+        }
+        Under::Preload => "preload",
+        Under::Supervisor => "seccomp",
     };
-    cmd.args(args).env("STYXY_QUIET", "1");
+    let mut cmd = sandbox.styxy();
+    cmd.args(["run", "--intercept", intercept]).args(run).arg("--").arg(program).args(args).env("STYXY_QUIET", "1");
     cmd
 }
 
@@ -42,32 +71,104 @@ fn timings(mut cmd: Command) -> Vec<Duration> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| Duration::from_nanos(l.parse().expect("ns"))).collect()
 }
 
-fn ports_args(repeat: usize, ports: &[u16]) -> Vec<String> {
-    let mut v = vec!["-r".to_string(), repeat.to_string(), "127.0.0.1".to_string()];
+fn ports_args(flags: &[&str], repeat: usize, ports: &[u16]) -> Vec<String> {
+    let mut v: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    v.extend(["-r".to_string(), repeat.to_string(), "127.0.0.1".to_string()]);
     v.extend(ports.iter().map(u16::to_string));
     v
 }
 
+/// A pipe round trip between two processes, the floor of a trapped call
+/// (the program waits while the supervisor answers).
+fn wake_up_floor() {
+    println!("== this machine: a pipe round trip between two processes");
+    let mut child = Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cat");
+    let (mut to, mut from) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut byte = [0u8; 1];
+    let mut trips: Vec<Duration> = (0..SAMPLES * 5)
+        .map(|_| {
+            let start = Instant::now();
+            to.write_all(b"x").unwrap();
+            from.read_exact(&mut byte).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    report("pipe round trip", &mut trips);
+    drop(to);
+    child.wait().unwrap();
+}
+
+/// Each `under` in turn; prints the supervisor's extra over the preload
+/// and over the plain call.
+fn compare(label: &str, mut run: impl FnMut(Under) -> Vec<Duration>) {
+    let [plain, preloaded, supervised] = [Under::Nothing, Under::Preload, Under::Supervisor]
+        .map(|under| report(&format!("{label}, {}", under.label()), &mut run(under)));
+    println!(
+        "{:<50} {:+.1}µs over the preload, {:+.1}µs over plain",
+        "  supervisor's extra (p50)",
+        extra(supervised, preloaded),
+        extra(supervised, plain)
+    );
+}
+
 fn trapped_call_cost(sandbox: &Sandbox) {
-    println!("== trapped calls: bind+listen (two notifications)");
+    println!("== trapped calls");
     let bench = c_program("bench");
-    let port = free_port();
-    let a = ports_args(SAMPLES, &[port]);
-    let without = report("free port, not supervised", &mut timings(command(sandbox, false, &bench, &a)));
-    let with = report("free port, supervised", &mut timings(command(sandbox, true, &bench, &a)));
-    println!("{:<50} {:+.1}µs", "  extra (p50)", extra(with, without));
+    let port = free_port().to_string();
+    let own_port = ["-p", port.as_str()];
+    let listen = ports_args(&[], SAMPLES, &[port.parse().unwrap()]);
+    compare("bind+listen, the run's port", |under| timings(command(sandbox, under, &own_port, &bench, &listen)));
+
+    let refused = ports_args(&["-c"], SAMPLES, &[free_port()]);
+    compare("connect, no scope moved it", |under| timings(command(sandbox, under, &[], &bench, &refused)));
+
+    // A server of scope S asked for a busy port and was moved: a client of
+    // S connecting to the asked-for port reaches it (plain: to its port).
+    let (_busy, asked) = busy_port();
+    let scope = tempfile::tempdir().unwrap();
+    let mut server = sandbox.styxy();
+    server
+        .args(["run", "--intercept", "preload", "--", "python3", "-c"])
+        .arg(format!(
+            "import socket; s = socket.socket(); s.bind(('127.0.0.1', {asked})); s.listen(1024); print(s.getsockname()[1], flush=True)\n\
+             while True: s.accept()[0].close()"
+        ))
+        .env("STYXY_SCOPE", scope.path())
+        .env("STYXY_QUIET", "1")
+        .stdout(std::process::Stdio::piped());
+    let mut server = server.spawn().expect("start the moved server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let actual: u16 = line.trim().parse().expect("the server's port");
+    assert_ne!(actual, asked, "the server was moved");
+    compare("connect, redirected by its scope", |under| {
+        let to = if matches!(under, Under::Nothing) { actual } else { asked };
+        let mut cmd = command(sandbox, under, &[], &bench, &ports_args(&["-c"], SAMPLES, &[to]));
+        cmd.env("STYXY_SCOPE", scope.path());
+        timings(cmd)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
 
     let busy: Vec<(OwnedFd, u16)> = (0..SAMPLES / 4).map(|_| busy_port()).collect();
     let ports: Vec<u16> = busy.iter().map(|b| b.1).collect();
-    report("a move, supervised, allocator warm", &mut timings(command(sandbox, true, &bench, &ports_args(1, &ports))));
+    let moves = ports_args(&[], 1, &ports);
+    report(
+        "a move, supervised, allocator warm",
+        &mut timings(command(sandbox, Under::Supervisor, &[], &bench, &moves)),
+    );
 }
 
 fn untrapped_call_cost(sandbox: &Sandbox) {
     println!("== a call the filter lets through: getppid(), mean per call over batches of 10,000");
     let bench = c_program("bench");
     let a: Vec<String> = ["-s", "10000", "-r", &SAMPLES.to_string()].map(String::from).to_vec();
-    let without = report("not supervised", &mut timings(command(sandbox, false, &bench, &a)));
-    let with = report("supervised", &mut timings(command(sandbox, true, &bench, &a)));
+    let without = report("not supervised", &mut timings(command(sandbox, Under::Nothing, &[], &bench, &a)));
+    let with = report("supervised", &mut timings(command(sandbox, Under::Supervisor, &[], &bench, &a)));
     println!("{:<50} {:+.0}ns", "  extra (p50)", extra(with, without) * 1000.0);
 }
 
@@ -89,10 +190,9 @@ fn interleaved(rounds: usize, mut cmd: impl FnMut(bool) -> Command) -> (Vec<Dura
 /// `styxy run --intercept preload|seccomp -- ARGV` (allocator warm): the
 /// same reservation either way, so the difference is the supervisor's.
 fn styxy_run(sandbox: &Sandbox, supervised: bool, argv: &[&str]) -> Command {
-    let mut run = sandbox.styxy();
-    let intercept = if supervised { "seccomp" } else { "preload" };
-    run.args(["run", "--intercept", intercept, "--"]).args(argv).env("STYXY_QUIET", "1");
-    run
+    let under = if supervised { Under::Supervisor } else { Under::Preload };
+    let args: Vec<String> = argv[1..].iter().map(|a| a.to_string()).collect();
+    command(sandbox, under, &[], std::path::Path::new(argv[0]), &args)
 }
 
 fn workload_cost(sandbox: &Sandbox) {
@@ -116,6 +216,7 @@ fn spawn_cost(sandbox: &Sandbox) {
 fn main() {
     let sandbox = Sandbox::new();
     let _allocator = Allocator::start(&sandbox);
+    wake_up_floor();
     trapped_call_cost(&sandbox);
     untrapped_call_cost(&sandbox);
     workload_cost(&sandbox);
