@@ -2,7 +2,8 @@
 //! allocator warm) as percentiles (goal: median ≤ 10 ms), for the cases an
 //! agent meets: a command that starts nothing, a server start on a free
 //! port, one whose port another session's server holds (the reply with
-//! holder and alternative), and a post-tool-use conflict. `styxy
+//! holder and alternative), a post-tool-use conflict, and a session start
+//! while another session holds a port. `styxy
 //! --version` is the baseline: process start-up alone.
 //!
 //!     cargo bench -p styxy --bench hook_latency
@@ -35,12 +36,14 @@ fn measure(sb: &Sandbox, args: &[&str], input: &str) -> Vec<Duration> {
     times
 }
 
-/// What `styxy hook EVENT` prints for `input`.
+/// What `styxy hook EVENT` prints for `input` (it must succeed).
 fn answer(sb: &Sandbox, hook: &str, input: &str) -> String {
     let mut child =
         sb.styxy().args(["hook", hook]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run styxy");
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "styxy hook {hook} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn event(name: &str, session: &str, cwd: &str, extra: serde_json::Value) -> String {
@@ -67,9 +70,10 @@ fn main() {
     std::fs::create_dir_all(cwd.join(".git")).unwrap();
     let cwd = cwd.to_string_lossy().into_owned();
     let (a, b) = ("bench-session-a", "bench-session-b");
+    // Nothing is held yet: both sessions start with nothing to be told.
     for session in [a, b] {
         let start = event("SessionStart", session, &cwd, serde_json::json!({"source": "startup"}));
-        assert!(!answer(&sb, "session-start", &start).is_empty(), "session start answered nothing");
+        assert_eq!(answer(&sb, "session-start", &start), "", "session start with nothing held says nothing");
     }
 
     // Session A's server: a port its session reserved, listened on.
@@ -97,7 +101,7 @@ fn main() {
     // The measured cases take the paths they are named after.
     assert_eq!(answer(&sb, "pre-tool-use", &pre("git status")), "");
     assert!(answer(&sb, "pre-tool-use", &pre(&conflict)).contains("another Claude Code session"));
-    assert!(answer(&sb, "post-tool-use-failure", &failed).contains("port conflict"));
+    assert!(answer(&sb, "post-tool-use-failure", &failed).contains(&format!("the conflict on port {held}")));
 
     report("styxy --version", &mut measure(&sb, &["--version"], ""));
     report("pre-tool-use: git status", &mut measure(&sb, &["hook", "pre-tool-use"], &pre("git status")));
@@ -107,5 +111,7 @@ fn main() {
     );
     report("pre-tool-use: start, port held", &mut measure(&sb, &["hook", "pre-tool-use"], &pre(&conflict)));
     report("post-tool-use-failure: conflict", &mut measure(&sb, &["hook", "post-tool-use-failure"], &failed));
+    let start = event("SessionStart", b, &cwd, serde_json::json!({"source": "startup"}));
+    report("session-start: another session holds a port", &mut measure(&sb, &["hook", "session-start"], &start));
     drop(server);
 }

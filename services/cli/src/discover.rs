@@ -70,7 +70,7 @@ impl Discovery {
         let mut untrusted = None;
         for socket in self.candidates() {
             match client::connect(&socket, self.timeout) {
-                Ok(_) => return Ok(Some(Client::new(socket, self.timeout))),
+                Ok(stream) => return Ok(Some(Client::connected(socket, self.timeout, stream))),
                 // The client's own refusal, not the kernel's EACCES.
                 Err(source) if client::is_untrusted_server(&source) && untrusted.is_none() => {
                     untrusted = Some(Unreachable::Untrusted { socket, source });
@@ -97,8 +97,8 @@ impl Discovery {
         // on its state dir lets one win, so waiting for the socket is enough.
         let deadline = Instant::now() + START_WAIT;
         loop {
-            if client::connect(&socket, self.timeout).is_ok() {
-                return Ok(Client::new(socket, self.timeout));
+            if let Ok(stream) = client::connect(&socket, self.timeout) {
+                return Ok(Client::connected(socket, self.timeout, stream));
             }
             if Instant::now() >= deadline {
                 return Err(Unreachable::NoAnswer { allocator, socket, log });

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest header block accepted from the server.
@@ -87,16 +88,33 @@ impl Response {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The allocator's client over its Unix socket. One connection is kept
+/// open between a client's requests (and its clones'): a command that asks
+/// several things connects once.
+#[derive(Clone)]
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
+    kept: Arc<Mutex<Option<Connection<UnixStream>>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("socket", &self.socket).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
 }
 
 impl Client {
     /// `timeout` bounds the connect and every read and write.
     pub fn new(socket: PathBuf, timeout: Duration) -> Client {
-        Client { socket, timeout }
+        Client { socket, timeout, kept: Arc::default() }
+    }
+
+    /// A client whose first request goes over `stream`, already connected
+    /// (by [`connect`]) to `socket`.
+    pub fn connected(socket: PathBuf, timeout: Duration, stream: UnixStream) -> Client {
+        let connection = Connection::over(stream, &socket, timeout);
+        Client { socket, timeout, kept: Arc::new(Mutex::new(Some(connection))) }
     }
 
     pub fn socket(&self) -> &Path {
@@ -130,13 +148,30 @@ impl Client {
     }
 
     fn exchange(&self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
-        Connection::unix(&self.socket, self.timeout, false)?.exchange(method, path, body)
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The allocator closes a connection idle too long (or after some
+        // answers): one it closed is readable (at its end), and is replaced
+        // before anything is sent on it, so no request is ever sent twice.
+        let mut connection = match kept.take().filter(|c| !closed_by_peer(c.reader.get_ref())) {
+            Some(connection) => connection,
+            None => Connection::unix(&self.socket, self.timeout, true)?,
+        };
+        let response = connection.exchange(method, path, body)?;
+        *kept = Some(connection);
+        Ok(response)
     }
 }
 
-/// One connection to the allocator. `Client` opens one per request
-/// (`Connection: close`); a benchmark or a long-lived caller keeps one alive
-/// for many requests, over the Unix socket or token-authenticated TCP.
+/// Whether the other end closed `stream` (or sent something unasked).
+fn closed_by_peer(stream: &UnixStream) -> bool {
+    let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call; no waiting.
+    unsafe { libc::poll(&mut poll, 1, 0) != 0 }
+}
+
+/// One connection to the allocator, kept alive for many requests (as
+/// `Client` keeps its one) or closed after one, over the Unix socket or
+/// token-authenticated TCP.
 pub struct Connection<S> {
     reader: BufReader<S>,
     /// Socket path or TCP address, for error messages.
@@ -150,7 +185,18 @@ impl Connection<UnixStream> {
     pub fn unix(socket: &Path, timeout: Duration, keep_alive: bool) -> Result<Self, ClientError> {
         let stream =
             connect(socket, timeout).map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
-        Ok(Connection { reader: BufReader::new(stream), peer: socket.to_path_buf(), timeout, keep_alive, token: None })
+        Ok(Connection { keep_alive, ..Connection::over(stream, socket, timeout) })
+    }
+
+    /// A kept-alive connection over `stream`, connected to `socket`.
+    fn over(stream: UnixStream, socket: &Path, timeout: Duration) -> Self {
+        Connection {
+            reader: BufReader::new(stream),
+            peer: socket.to_path_buf(),
+            timeout,
+            keep_alive: true,
+            token: None,
+        }
     }
 }
 
