@@ -164,13 +164,11 @@ fn session_start(discovery: &Discovery, event: &Event, session: &Session) -> Res
         None => false,
     };
 
-    let servers = world.servers()?;
+    let listed: AllocationsResponse = world.client.get("/allocations")?;
+    let servers = world.servers(&listed.allocations)?;
     let project = session.project.as_ref().map(|p| p.to_string_lossy());
     let routes = match &project {
-        Some(scope) => {
-            let listed: AllocationsResponse = world.client.get("/allocations")?;
-            scopes::routes(&listed.allocations, styxy_proto::paths::uid(), scope)
-        }
+        Some(scope) => scopes::routes(&listed.allocations, styxy_proto::paths::uid(), scope),
         None => Vec::new(),
     };
     Ok(decide::session_start(&session.instance_id, project.as_deref(), &servers, preload, &routes))
@@ -254,7 +252,7 @@ fn pre_tool_use(
         Some(kill) if kill.pids.is_empty() && kill.names.is_empty() => {
             kill.ports.iter().filter_map(|p| world.holder(*p).transpose()).collect::<Result<Vec<_>, _>>()?
         }
-        Some(_) => world.servers()?,
+        Some(_) => world.servers(&world.client.get::<AllocationsResponse>("/allocations")?.allocations)?,
         None => Vec::new(),
     };
     let preload = session_preload().is_some();
@@ -368,22 +366,17 @@ impl World {
         self.classify(port, check.allocated_to.as_ref(), &listeners).map(Some)
     }
 
-    /// Every reserved or listened-on port.
-    fn servers(&self) -> Result<Vec<Holder>, Failure> {
-        let allocations: AllocationsResponse = self.client.get("/allocations")?;
+    /// Every port of `allocations` or listened on.
+    fn servers(&self, allocations: &[AllocationView]) -> Result<Vec<Holder>, Failure> {
         let observed: ObserveAllResponse = self.client.get("/observe/all")?;
-        let mut by_port: BTreeMap<u16, (Option<AllocationView>, Vec<Listener>)> = BTreeMap::new();
-        for a in allocations.allocations {
-            let port = a.allocation.port;
-            by_port.entry(port).or_default().0 = Some(a);
+        let mut by_port: BTreeMap<u16, (Option<&AllocationView>, Vec<Listener>)> = BTreeMap::new();
+        for a in allocations {
+            by_port.entry(a.allocation.port).or_default().0 = Some(a);
         }
         for l in observed.observations {
             by_port.entry(l.port).or_default().1.push(l);
         }
-        by_port
-            .iter()
-            .map(|(port, (reservation, listeners))| self.classify(*port, reservation.as_ref(), listeners))
-            .collect()
+        by_port.iter().map(|(port, (reservation, listeners))| self.classify(*port, *reservation, listeners)).collect()
     }
 
     /// A free port of `service_type` that is none of `avoid`.
