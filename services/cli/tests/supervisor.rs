@@ -5,7 +5,8 @@
 //! Debian's hugo (`hugo server` on a busy 1313) and esbuild's own Go binary
 //! (`esbuild --serve`, the npm package, pinned in tests/esbuild/version and
 //! installed under target/esbuild by scripts/test); a Go client sent after
-//! its scope's moved server.
+//! its scope's moved server; a 32-bit program, whose sockets fail rather
+//! than slip past the supervisor.
 #![allow(clippy::unwrap_used)] // a test or benchmark: a failed unwrap is a failure
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -213,6 +214,39 @@ fn a_static_musl_server_binding_from_threads_is_moved() {
     assert!(answer.starts_with("serve "), "{answer}");
     assert_eq!(listed(&sb, now)["source"], "preload");
     stop(&mut running);
+}
+
+/// A program of the 32-bit ABI runs under the supervisor, but its sockets
+/// fail with ENOSYS instead of binding where the supervisor never looked.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_32_bit_server_runs_but_cannot_bind_past_the_supervisor() {
+    let sb = Sandbox::new();
+    let server = styxy_testkit::i386_program("serve");
+    let port = free_port();
+    let mut child = sb
+        .styxy()
+        .args(["run", "--intercept", "seccomp", "--"])
+        .arg(&server)
+        .args(["127.0.0.1", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that got its socket would serve until stopped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the 32-bit server is still running: it bound a socket past the supervisor");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "serve exits 1 on a failed call: {stderr}");
+    assert!(stderr.contains("Function not implemented"), "{stderr}");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing listens on {port}");
 }
 
 /// What serve.c answers on `port` (it writes one line and closes).

@@ -56,6 +56,19 @@ pub fn musl_program(name: &str) -> PathBuf {
     })
 }
 
+/// Compiles `preload/tests/programs/<name>.c` for the 32-bit x86 ABI,
+/// statically (`cc -m32 -static`, Debian's gcc-multilib), once per process:
+/// a program of an ABI the seccomp supervisor does not read.
+pub fn i386_program(name: &str) -> PathBuf {
+    built_once(&format!("{name}-i386"), |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-m32", "-static", "-O1", "-Wall", "-pthread", "-o"])
+            .arg(out)
+            .arg(programs_dir().join(format!("{name}.c")));
+        cc
+    })
+}
+
 /// Builds `preload/tests/programs/<name>.go` (Debian's golang-go), with cgo
 /// (linked against libc) or without (static), once per process. The build
 /// cache lives in the target directory.
