@@ -327,6 +327,38 @@ fn the_exit_status_and_ctrl_c_pass_through() {
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
 }
 
+/// Under another supervisor (a sandbox with its own listener), the filter
+/// cannot be installed: one line says so and the preload moves the server.
+#[test]
+fn under_another_supervisor_the_preload_moves_the_server_instead() {
+    let sb = Sandbox::new();
+    let (_held, busy) = busy_port();
+    let styxy = sb.styxy();
+    let inner = [
+        styxy.get_program().to_str().unwrap(),
+        "run",
+        "--intercept",
+        "seccomp",
+        "--",
+        "python3",
+        "-c",
+        "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); \
+         print('listening', s.getsockname()[1], flush=True)",
+    ];
+    let mut outer = sb.styxy();
+    outer.args(["run", "--intercept", "seccomp", "--"]).args(inner).arg(busy.to_string());
+    let o = outer.output().unwrap();
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l
+            == "styxy: another seccomp supervisor already watches this process (EBUSY): using the preload instead"),
+        "{stderr}"
+    );
+    let now: u16 = text(&o.stdout).trim().strip_prefix("listening ").unwrap().parse().unwrap();
+    assert_ne!(now, busy, "moved off the busy port");
+}
+
 #[test]
 fn a_setuid_program_in_the_tree_is_named() {
     let sb = Sandbox::new();
