@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use styxy_proto::client::{Connection, Method};
-use styxy_testkit::percentiles::report;
+use styxy_testkit::percentiles::{KeptAwake, report};
 use styxy_testkit::{Allocator, Sandbox, TEST_CONFIG, styxy_bin};
 
 /// A user-mode allocator on a sandbox of its own.
@@ -159,6 +159,10 @@ fn main() {
     let (server, _) = Server::start(0);
     println!("\nkept-alive Unix socket, {cycles} cycles:");
     let [alloc, release, check, observe] = latencies(&mut server.connect(), "bulk", cycles);
+    println!("the same, one CPU kept awake (a SCHED_IDLE spinner; on a VM an idle CPU halts and waking it costs):");
+    let awake = KeptAwake::start();
+    let [awake_alloc, awake_release, awake_check, _] = latencies(&mut server.connect(), "bulk", cycles);
+    drop(awake);
 
     println!("\n16 concurrent clients × 600 allocations (3 rounds):");
     let mut rates: Vec<(f64, usize)> = (0..3).map(|_| concurrent(&server, 16, 600)).collect();
@@ -217,6 +221,9 @@ fn main() {
     println!("\nsummary (goal in brackets):");
     println!(
         "  allocate p50 {alloc:.1?} [≤ 100 µs], release p50 {release:.1?} [≤ 100 µs], check p50 {check:.1?} [≤ 200 µs]"
+    );
+    println!(
+        "  with a CPU kept awake: allocate p50 {awake_alloc:.1?}, release p50 {awake_release:.1?}, check p50 {awake_check:.1?}"
     );
     println!("  GET /observe/{{port}} p50 {observe:.1?} [≤ 300 µs]");
     println!(

@@ -18,3 +18,42 @@ pub fn report(label: &str, samples: &mut [Duration]) -> Duration {
     );
     at(0.50)
 }
+
+/// One CPU kept busy at the lowest priority (SCHED_IDLE) while this lives.
+///
+/// On a virtual machine an idle virtual CPU halts, and waking it for a
+/// request costs tens of microseconds: a request and its answer between two
+/// processes then measure that rather than either program (on this project's
+/// CI kind, an allocate p50 is about three times as long as with a CPU kept
+/// awake). A benchmark prints both; the spinner yields to any real work.
+pub struct KeptAwake {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    spinner: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeptAwake {
+    pub fn start() -> KeptAwake {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spinner = std::thread::spawn(move || {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets this thread's policy; param is a valid struct.
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            assert_eq!(rc, 0, "SCHED_IDLE: {}", std::io::Error::last_os_error());
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        KeptAwake { stop, spinner: Some(spinner) }
+    }
+}
+
+impl Drop for KeptAwake {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(spinner) = self.spinner.take() {
+            let _ = spinner.join();
+        }
+    }
+}
